@@ -1,0 +1,68 @@
+# attnbench: one GNU Makefile. Objects go under $(BUILD); the sanitizer build lives in
+# build/asan and never touches the normal build.
+#
+#   make            build/attnbench
+#   make test       every cmocka test plus the shell-level CLI tests; fails if any fails
+#   make asan       the same tests under AddressSanitizer + UndefinedBehaviorSanitizer
+#   make sweep      the default sweep suite and its report under results/
+#   make clean
+
+CC ?= cc
+BUILD ?= build
+PKG_CONFIG ?= pkg-config
+
+# jemalloc is the allocator (its statistics are part of every record); a sanitizer build
+# cannot use it, because ASan brings its own malloc.
+HAVE_JEMALLOC ?= 1
+SANITIZE ?=
+
+PKGS := openblas papi jansson sleef cmocka
+ifeq ($(HAVE_JEMALLOC),1)
+PKGS += jemalloc
+endif
+
+WARN := -Wall -Wextra -Wpedantic -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wvla \
+        -Wformat=2 -Wundef -Werror
+OPT ?= -O3 -march=native
+CFLAGS := -std=c11 $(OPT) -g -fopenmp $(WARN) -D_GNU_SOURCE -DHAVE_JEMALLOC=$(HAVE_JEMALLOC) \
+          -MMD -MP $(shell $(PKG_CONFIG) --cflags $(PKGS)) $(SANITIZE) $(EXTRA_CFLAGS)
+LDLIBS := $(shell $(PKG_CONFIG) --libs $(PKGS)) -lm
+LDFLAGS := -fopenmp $(SANITIZE)
+
+ATTN_SRC := $(wildcard attn/*.c)
+BENCH_SRC := $(filter-out bench/main.c,$(wildcard bench/*.c))
+REPORT_SRC := $(wildcard report/*.c)
+LIB_OBJ := $(patsubst %.c,$(BUILD)/%.o,$(ATTN_SRC) $(BENCH_SRC) $(REPORT_SRC))
+MAIN_OBJ := $(BUILD)/bench/main.o
+TEST_SRC := $(wildcard tests/test_*.c)
+TEST_BIN := $(patsubst tests/%.c,$(BUILD)/tests/%,$(TEST_SRC))
+TEST_HELPER_OBJ := $(BUILD)/tests/helpers.o
+
+.PHONY: all test asan sweep clean
+.SECONDARY:
+all: $(BUILD)/attnbench
+
+$(BUILD)/attnbench: $(MAIN_OBJ) $(LIB_OBJ)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c -o $@ $<
+
+$(BUILD)/tests/%: $(BUILD)/tests/%.o $(TEST_HELPER_OBJ) $(LIB_OBJ)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+# Each test binary runs on its own; the CLI tests drive build/attnbench from the shell.
+test: $(BUILD)/attnbench $(TEST_BIN)
+	@set -e; for t in $(TEST_BIN); do echo "== $$t"; $$t; done
+	@ATTNBENCH=$(BUILD)/attnbench bash tests/cli_test.sh
+	@ATTNBENCH=$(BUILD)/attnbench /usr/bin/python3 tests/forward_numpy.py
+
+asan:
+	$(MAKE) BUILD=build/asan HAVE_JEMALLOC=0 OPT="-O1 -march=native" \
+	    SANITIZE="-fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer" test
+
+clean:
+	rm -rf build
+
+-include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

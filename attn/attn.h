@@ -1,0 +1,141 @@
+/* attn.h: the attention library's one public interface.
+ *
+ * attn/ is pure compute: no I/O, no printing, no exit(), no allocation inside a kernel. Every
+ * method is a const attn_method found by name in a registry (methods.def lists them), so the
+ * harness, the CLI and the tests treat all of them alike.
+ *
+ * Dimension letters, used everywhere in attnbench:
+ *   B batch, H heads, n sequence length, d head dimension.
+ * Tensors are fp32 and row-major (B, H, n, d); the softmax scale is 1/sqrt(d) unless a method's
+ * header says otherwise (lsh). The caller owns every buffer: it asks attn_cost() how many
+ * workspace bytes a call needs, allocates them, and passes them in.
+ */
+#ifndef ATTN_H
+#define ATTN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* Errors: 0 is success; every other value has a name and a message (attn_strerror). */
+#define ATTN_ERRORS(X)                                                                   \
+    X(ATTN_OK, "ok")                                                                     \
+    X(ATTN_EUNKNOWN_METHOD, "unknown method")                                            \
+    X(ATTN_EUNKNOWN_PARAM, "unknown parameter")                                          \
+    X(ATTN_EPARAM_VALUE, "malformed parameter value")                                    \
+    X(ATTN_EPARAM_RANGE, "parameter out of range")                                       \
+    X(ATTN_ESHAPE, "invalid shape (B, H, n and d must be positive)")                     \
+    X(ATTN_EUNSUPPORTED, "shape or parameters not supported by this method")             \
+    X(ATTN_ENOBACKWARD, "method has no backward pass")                                   \
+    X(ATTN_ENOMEM, "out of memory")
+
+enum attn_error {
+#define ATTN_ERROR_ENUM(name, msg) name,
+    ATTN_ERRORS(ATTN_ERROR_ENUM)
+#undef ATTN_ERROR_ENUM
+    ATTN_NERRORS
+};
+
+/* Returns the message of an error code; never NULL. */
+const char *attn_strerror(int err);
+/* Returns the symbolic name of an error code ("ATTN_EPARAM_RANGE"); never NULL. */
+const char *attn_errname(int err);
+
+typedef struct attn_shape {
+    int64_t B, H, n, d;
+    bool causal; /* query i sees keys j <= i only */
+} attn_shape;
+
+/* A method's parameters are declared once, in a table of specs; values live in attn_params.v[],
+ * indexed like the spec table. Integer and real parameters carry their accepted range; a
+ * choice parameter stores the index of one of its choices. A spec whose `auto_ok` is set also
+ * accepts the word "auto" (stored as ATTN_AUTO), resolved by the method from the shape. */
+enum attn_param_kind { ATTN_PARAM_INT, ATTN_PARAM_REAL, ATTN_PARAM_CHOICE };
+#define ATTN_AUTO (-1.0)
+#define ATTN_MAX_PARAMS 8
+
+typedef struct attn_param_spec {
+    const char *name;
+    const char *help;
+    enum attn_param_kind kind;
+    double def;                  /* default value (ATTN_AUTO allowed when auto_ok) */
+    double min, max;             /* accepted range, inclusive (INT, REAL) */
+    bool auto_ok;                /* "auto" is accepted */
+    const char *const *choices;  /* CHOICE: NULL-terminated list of names */
+} attn_param_spec;
+
+typedef struct attn_method attn_method;
+
+typedef struct attn_params {
+    const attn_method *method;
+    double v[ATTN_MAX_PARAMS];
+} attn_params;
+
+/* What one call of a method costs, from its analytical model. */
+typedef struct attn_cost {
+    size_t workspace_bytes;   /* scratch the caller must pass to forward() */
+    double flops;             /* useful floating-point operations of the forward pass */
+    int structure_ndim;       /* 0 when the method has no discrete structure */
+    int64_t structure_dims[4];/* int32 elements, row-major, e.g. LSH buckets (n_hashes, B, H, n) */
+} attn_cost;
+
+/* Buffers of one forward call; all caller-owned, none aliasing another. */
+typedef struct attn_tensors {
+    const float *q, *k, *v; /* (B, H, n, d) */
+    float *out;             /* (B, H, n, d), every element written */
+    float *lse;             /* (B, H, n): each row's logsumexp over the scaled scores */
+    int32_t *structure;     /* attn_cost.structure_dims, written; NULL iff structure_ndim == 0 */
+} attn_tensors;
+
+struct attn_method {
+    const char *name;
+    const char *summary;
+    const attn_param_spec *params;
+    int n_params;
+    /* Returns 0 if the method runs this shape with these (already range-checked) parameters,
+     * ATTN_EUNSUPPORTED or ATTN_EPARAM_RANGE otherwise, pointing *why at a static sentence
+     * naming the constraint. */
+    int (*check)(const attn_shape *s, const attn_params *p, const char **why);
+    /* Fills the cost of one forward call with `nthreads` worker threads. Only after check() == 0. */
+    void (*cost)(const attn_shape *s, const attn_params *p, int nthreads, attn_cost *c);
+    /* Runs forward on caller-owned buffers, `work` holding cost.workspace_bytes (64-byte aligned).
+     * Returns 0, or an error without having written anything meaningful. Results do not depend
+     * on nthreads. */
+    int (*forward)(const attn_shape *s, const attn_params *p, const attn_tensors *t, void *work,
+                   int nthreads);
+};
+
+/* The registry. attn_methods() returns the methods in methods.def order and sets *count. */
+const attn_method *const *attn_methods(int *count);
+/* Returns the method called `name`, or NULL. */
+const attn_method *attn_find(const char *name);
+
+/* Sets every parameter of `p` to its default for method `m`. */
+void attn_params_default(const attn_method *m, attn_params *p);
+/* Parses `value` for parameter `key` of p->method and stores it. Returns 0,
+ * ATTN_EUNKNOWN_PARAM, ATTN_EPARAM_VALUE (not a number / not a choice) or ATTN_EPARAM_RANGE. */
+int attn_params_set(attn_params *p, const char *key, const char *value);
+/* Parses "key=value" (as attn_params_set). */
+int attn_params_parse(attn_params *p, const char *assignment);
+/* Returns the index of parameter `key` in p->method's table, or -1. */
+int attn_param_index(const attn_method *m, const char *key);
+/* Writes the value of parameter i as text ("64", "auto", "segment") into buf; returns buf. */
+const char *attn_param_format(const attn_params *p, int i, char *buf, size_t size);
+
+/* Validates shape and parameters together: ATTN_ESHAPE for non-positive or oversized sizes,
+ * then the method's own check(). Returns 0 when forward() may be called; otherwise, if why is
+ * not NULL, points *why at a static sentence saying what is wrong. */
+int attn_check(const attn_shape *s, const attn_params *p, const char **why);
+/* Elements of one (B, H, n, d) tensor. */
+size_t attn_tensor_elems(const attn_shape *s);
+/* Bytes of the caller-owned buffers of one forward call: q, k, v, out, lse and the structure. */
+size_t attn_io_bytes(const attn_shape *s, const attn_cost *c);
+/* Elements of the structure tensor (0 when the method has none). */
+size_t attn_structure_elems(const attn_cost *c);
+
+/* Runs one forward call after attn_check(), allocating the workspace itself. A convenience
+ * for tests and the CLI; the harness allocates the workspace explicitly so it can see it. */
+int attn_forward_alloc(const attn_shape *s, const attn_params *p, const attn_tensors *t,
+                       int nthreads);
+
+#endif

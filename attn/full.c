@@ -1,0 +1,87 @@
+/* full.c: textbook attention that materializes the n x n score matrix, one head at a time.
+ *
+ * Quadratic in memory by construction: the workspace is one (n, n) fp32 matrix, which is the
+ * point of this method (it is what runs out of memory at long n). Both cores work on the same
+ * head, each on its own blocks of query rows, so the workspace does not grow with the thread
+ * count. Per row block: S = QK^T/sqrt(d), causal mask, P = softmax(S) in place, O = PV.
+ * Not the fast path (see full_stream); the oracle-shaped reference the others are judged by. */
+#include <math.h>
+#include <omp.h>
+
+#include "kernels.h"
+#include "methods.h"
+
+enum { FULL_ROW_BLOCK = 64 }; /* fixed, so results do not depend on the thread count */
+
+static int full_check(const attn_shape *s, const attn_params *p, const char **why)
+{
+    (void)p;
+    *why = "n must fit a BLAS int dimension";
+    return s->n > INT32_MAX / 2 ? ATTN_EUNSUPPORTED : ATTN_OK;
+}
+
+static void full_cost(const attn_shape *s, const attn_params *p, int nthreads, attn_cost *c)
+{
+    (void)p;
+    (void)nthreads;
+    double n = (double)s->n;
+    *c = (attn_cost){0};
+    c->workspace_bytes = kern_slice_bytes((size_t)s->n * (size_t)s->n, sizeof(float));
+    /* QK^T and PV on the whole matrix (the textbook kernel masks after computing). */
+    c->flops = 4.0 * (double)(s->B * s->H) * n * n * (double)s->d;
+}
+
+static int full_forward(const attn_shape *s, const attn_params *p, const attn_tensors *t,
+                        void *work, int nthreads)
+{
+    (void)p;
+    const int n = (int)s->n, d = (int)s->d;
+    const float scale = 1.0f / sqrtf((float)d);
+    float *scores = work; /* (n, n) */
+    const int nblocks = (n + FULL_ROW_BLOCK - 1) / FULL_ROW_BLOCK;
+
+    for (int64_t bh = 0; bh < s->B * s->H; bh++) {
+        const size_t off = (size_t)bh * (size_t)n * (size_t)d;
+        const float *q = t->q + off, *k = t->k + off, *v = t->v + off;
+        float *out = t->out + off, *lse = t->lse + (size_t)bh * (size_t)n;
+#pragma omp parallel num_threads(nthreads)
+        {
+            kern_blas_serial();
+#pragma omp for schedule(dynamic)
+            for (int blk = 0; blk < nblocks; blk++) {
+                const int r0 = blk * FULL_ROW_BLOCK;
+                const int rows = n - r0 < FULL_ROW_BLOCK ? n - r0 : FULL_ROW_BLOCK;
+                float *srows = scores + (size_t)r0 * (size_t)n;
+                /* pass 1: S = scale * Q K^T for these rows */
+                kern_gemm_nt(rows, n, d, scale, q + (size_t)r0 * d, d, k, d, 0.0f, srows, n);
+                /* pass 2: mask, softmax in place, save the row logsumexp */
+                for (int r = 0; r < rows; r++) {
+                    const int i = r0 + r;
+                    float *row = srows + (size_t)r * (size_t)n;
+                    if (s->causal)
+                        for (int j = i + 1; j < n; j++)
+                            row[j] = -INFINITY;
+                    float m = kern_max(row, n);
+                    float sum = kern_exp_shift_sum(row, n, m);
+                    lse[i] = m + logf(sum);
+                    const float inv = 1.0f / sum;
+                    for (int j = 0; j < n; j++)
+                        row[j] *= inv;
+                }
+                /* pass 3: O = P V */
+                kern_gemm_nn(rows, d, n, 1.0f, srows, n, v, d, 0.0f, out + (size_t)r0 * d, d);
+            }
+        }
+    }
+    return ATTN_OK;
+}
+
+const attn_method attn_full = {
+    .name = "full",
+    .summary = "textbook attention, materializes the n x n score matrix (quadratic memory)",
+    .params = NULL,
+    .n_params = 0,
+    .check = full_check,
+    .cost = full_cost,
+    .forward = full_forward,
+};

@@ -1,0 +1,183 @@
+/* cmd_attn.c: the commands that run a method directly, without the measuring harness:
+ *   attnbench list                       one method per line: name, parameters, defaults
+ *   attnbench forward --method M --q Q.npy --k K.npy --v V.npy --out O.npy [...]
+ * forward exists so NumPy or PyTorch can check any method from outside. */
+#include <getopt.h>
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "commands.h"
+#include "npy.h"
+
+int cmd_list(int argc, char **argv)
+{
+    (void)argc;
+    (void)argv;
+    int count;
+    const attn_method *const *all = attn_methods(&count);
+    for (int i = 0; i < count; i++) {
+        const attn_method *m = all[i];
+        attn_params p;
+        attn_params_default(m, &p);
+        printf("%-13s", m->name);
+        for (int j = 0; j < m->n_params; j++) {
+            char val[64];
+            const attn_param_spec *spec = &m->params[j];
+            printf(" %s=%s", spec->name, attn_param_format(&p, j, val, sizeof val));
+            if (spec->kind == ATTN_PARAM_CHOICE) {
+                printf("{");
+                for (int c = 0; spec->choices[c]; c++)
+                    printf("%s%s", c ? "|" : "", spec->choices[c]);
+                printf("}");
+            } else {
+                printf("[%g..%g%s]", spec->min, spec->max, spec->auto_ok ? "|auto" : "");
+            }
+        }
+        printf("  # %s\n", m->summary);
+    }
+    return 0;
+}
+
+static const char forward_usage[] =
+    "usage: attnbench forward --method M --q Q.npy --k K.npy --v V.npy --out O.npy\n"
+    "                         [--causal] [--param key=value]... [--threads T]\n"
+    "                         [--lse LSE.npy] [--structure S.npy]\n"
+    "Inputs are float32 C-order .npy arrays of shape (n, d) or (B, H, n, d); the output has\n"
+    "the inputs' shape, the logsumexp (n) or (B, H, n), the structure the method's own.\n";
+
+/* Reads one input and checks it against the first one read (ref), if any. */
+static int read_input(const char *flag, const char *path, npy_array *a, const npy_array *ref)
+{
+    char err[512];
+    if (!path)
+        return cli_error("forward", "--%s is required", flag);
+    if (npy_read(path, "<f4", a, err, sizeof err))
+        return cli_error("forward", "--%s %s", flag, err);
+    if (a->ndim != 2 && a->ndim != 4)
+        return cli_error("forward", "--%s %s: shape must be (n, d) or (B, H, n, d), not %d-D",
+                         flag, path, a->ndim);
+    if (ref && (a->ndim != ref->ndim || memcmp(a->shape, ref->shape,
+                                               (size_t)a->ndim * sizeof a->shape[0]) != 0))
+        return cli_error("forward", "--%s %s: shape differs from --q's", flag, path);
+    return 0;
+}
+
+int cmd_forward(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"method", required_argument, 0, 'm'}, {"q", required_argument, 0, 'q'},
+        {"k", required_argument, 0, 'k'},      {"v", required_argument, 0, 'v'},
+        {"out", required_argument, 0, 'o'},    {"lse", required_argument, 0, 'l'},
+        {"structure", required_argument, 0, 's'}, {"causal", no_argument, 0, 'c'},
+        {"param", required_argument, 0, 'p'},  {"threads", required_argument, 0, 't'},
+        {"help", no_argument, 0, 'h'},         {0, 0, 0, 0},
+    };
+    const char *method = NULL, *qp = NULL, *kp = NULL, *vp = NULL, *op = NULL, *lp = NULL,
+               *sp = NULL;
+    const char *params[64];
+    int nparams = 0, causal = 0;
+    int64_t threads = omp_get_max_threads();
+    opterr = 0;
+    for (int c; (c = getopt_long(argc, argv, "", opts, NULL)) != -1;) {
+        switch (c) {
+        case 'm': method = optarg; break;
+        case 'q': qp = optarg; break;
+        case 'k': kp = optarg; break;
+        case 'v': vp = optarg; break;
+        case 'o': op = optarg; break;
+        case 'l': lp = optarg; break;
+        case 's': sp = optarg; break;
+        case 'c': causal = 1; break;
+        case 'p':
+            if (nparams == 64)
+                return cli_error("forward", "too many --param flags");
+            params[nparams++] = optarg;
+            break;
+        case 't':
+            if (cli_parse_int(optarg, 1, 1024, &threads))
+                return cli_error("forward", "--threads '%s' is not an integer in [1, 1024]",
+                                 optarg);
+            break;
+        case 'h': fputs(forward_usage, stdout); return 0;
+        default: return cli_getopt_error("forward", optopt, argv, optind);
+        }
+    }
+    if (optind < argc)
+        return cli_error("forward", "unexpected argument '%s'", argv[optind]);
+
+    attn_params p;
+    int rc = cli_method("forward", method, &p);
+    for (int i = 0; !rc && i < nparams; i++)
+        rc = cli_param("forward", &p, params[i]);
+    if (rc)
+        return rc;
+    if (!op)
+        return cli_error("forward", "--out is required");
+
+    npy_array q = {0}, k = {0}, v = {0};
+    float *out = NULL, *lse = NULL;
+    int32_t *structure = NULL;
+    if ((rc = read_input("q", qp, &q, NULL)) || (rc = read_input("k", kp, &k, &q)) ||
+        (rc = read_input("v", vp, &v, &q)))
+        goto done;
+
+    attn_shape shape = {.B = 1, .H = 1, .causal = causal};
+    if (q.ndim == 4) {
+        shape.B = q.shape[0];
+        shape.H = q.shape[1];
+    }
+    shape.n = q.shape[q.ndim - 2];
+    shape.d = q.shape[q.ndim - 1];
+    const char *why;
+    if ((rc = attn_check(&shape, &p, &why))) {
+        rc = cli_check_error("forward", &p, rc, why);
+        goto done;
+    }
+    attn_cost cost;
+    p.method->cost(&shape, &p, (int)threads, &cost);
+    size_t nstruct = attn_structure_elems(&cost);
+    out = malloc(attn_tensor_elems(&shape) * sizeof *out);
+    lse = malloc((size_t)(shape.B * shape.H * shape.n) * sizeof *lse);
+    structure = nstruct ? malloc(nstruct * sizeof *structure) : NULL;
+    if (!out || !lse || (nstruct && !structure)) {
+        rc = cli_error("forward", "out of memory for n=%lld", (long long)shape.n);
+        goto done;
+    }
+    attn_tensors t = {.q = q.data, .k = k.data, .v = v.data, .out = out, .lse = lse,
+                      .structure = structure};
+    if ((rc = attn_forward_alloc(&shape, &p, &t, (int)threads))) {
+        rc = cli_error("forward", "%s: %s", attn_errname(rc), attn_strerror(rc));
+        goto done;
+    }
+    char err[512];
+    int64_t lse_shape[3] = {shape.B, shape.H, shape.n};
+    if (npy_write(op, "<f4", q.ndim, q.shape, out, sizeof *out, err, sizeof err) ||
+        (lp && npy_write(lp, "<f4", q.ndim == 4 ? 3 : 1, q.ndim == 4 ? lse_shape : &shape.n, lse,
+                         sizeof *lse, err, sizeof err))) {
+        rc = cli_error("forward", "%s", err);
+        goto done;
+    }
+    if (sp) {
+        if (!nstruct) {
+            rc = cli_error("forward", "--structure: method %s has no discrete structure",
+                           p.method->name);
+            goto done;
+        }
+        if (npy_write(sp, "<i4", cost.structure_ndim, cost.structure_dims, structure,
+                      sizeof *structure, err, sizeof err)) {
+            rc = cli_error("forward", "%s", err);
+            goto done;
+        }
+    }
+done:
+    npy_free(&q);
+    npy_free(&k);
+    npy_free(&v);
+    free(out);
+    free(lse);
+    free(structure);
+    return rc;
+}

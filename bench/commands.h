@@ -1,0 +1,9 @@
+/* commands.h: the subcommands of build/attnbench, each `int cmd_x(argc, argv)` returning the
+ * process exit status (0 success, 1 a detected regression or failure, 2 a usage error). */
+#ifndef BENCH_COMMANDS_H
+#define BENCH_COMMANDS_H
+
+int cmd_list(int argc, char **argv);
+int cmd_forward(int argc, char **argv);
+
+#endif

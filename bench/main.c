@@ -1,0 +1,42 @@
+/* main.c: build/attnbench, the one command-line program. Dispatches to a subcommand. */
+#include <stdio.h>
+#include <string.h>
+
+#include "blas_env.h"
+#include "cli.h"
+#include "commands.h"
+
+static const struct {
+    const char *name;
+    int (*run)(int argc, char **argv);
+    const char *summary;
+} commands[] = {
+    {"list", cmd_list, "list the attention methods, their parameters and defaults"},
+    {"forward", cmd_forward, "run one method on .npy inputs and write its output"},
+};
+
+static void usage(FILE *f)
+{
+    fprintf(f, "usage: attnbench <command> [options]   (attnbench <command> --help)\n\n");
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        fprintf(f, "  %-9s %s\n", commands[i].name, commands[i].summary);
+}
+
+int main(int argc, char **argv)
+{
+    blas_env_fix_coretype(argv);
+    if (argc < 2) {
+        fprintf(stderr, "attnbench: missing command (see 'attnbench --help')\n");
+        return CLI_EUSAGE;
+    }
+    if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
+        strcmp(argv[1], "help") == 0) {
+        usage(stdout);
+        return 0;
+    }
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        if (strcmp(argv[1], commands[i].name) == 0)
+            return commands[i].run(argc - 1, argv + 1);
+    fprintf(stderr, "attnbench: unknown command '%s' (see 'attnbench --help')\n", argv[1]);
+    return CLI_EUSAGE;
+}
