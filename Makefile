@@ -38,7 +38,7 @@ TEST_SRC := $(wildcard tests/test_*.c)
 TEST_BIN := $(patsubst tests/%.c,$(BUILD)/tests/%,$(TEST_SRC))
 TEST_HELPER_OBJ := $(BUILD)/tests/helpers.o
 
-.PHONY: all test asan sweep clean
+.PHONY: all test asan sweep clean FORCE
 .SECONDARY:
 all: $(BUILD)/attnbench
 
@@ -48,6 +48,19 @@ $(BUILD)/attnbench: $(MAIN_OBJ) $(LIB_OBJ)
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c -o $@ $<
+
+# What every record says about the build: commit, whether tracked files were modified, and
+# the flags. Rewritten only when it changes, so it does not force rebuilds.
+BUILDINFO := $(BUILD)/gen/buildinfo.h
+CFLAGS += -I$(BUILD)/gen
+$(BUILDINFO): FORCE
+	@mkdir -p $(dir $@)
+	@{ printf '#define BUILD_GIT_COMMIT "%s"\n' "$$(git rev-parse HEAD 2>/dev/null || echo unknown)"; \
+	   printf '#define BUILD_GIT_DIRTY %s\n' "$$(git status --porcelain --untracked-files=no 2>/dev/null | grep -q . && echo 1 || echo 0)"; \
+	   printf '#define BUILD_CFLAGS "%s"\n' '$(filter-out -MMD -MP -I%,$(subst ",,$(CFLAGS)))'; } >$@.tmp
+	@if cmp -s $@.tmp $@; then rm $@.tmp; else mv $@.tmp $@; fi
+$(BUILD)/bench/context.o: $(BUILDINFO)
+FORCE:
 
 $(BUILD)/tests/%: $(BUILD)/tests/%.o $(TEST_HELPER_OBJ) $(LIB_OBJ)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)

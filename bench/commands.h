@@ -5,5 +5,6 @@
 
 int cmd_list(int argc, char **argv);
 int cmd_forward(int argc, char **argv);
+int cmd_run(int argc, char **argv);
 
 #endif

@@ -13,6 +13,7 @@ static const struct {
 } commands[] = {
     {"list", cmd_list, "list the attention methods, their parameters and defaults"},
     {"forward", cmd_forward, "run one method on .npy inputs and write its output"},
+    {"run", cmd_run, "measure one point in an isolated child (time, memory, counters)"},
 };
 
 static void usage(FILE *f)

@@ -1,0 +1,18 @@
+/* context.h: the context every record carries, so a results file says where and with what
+ * it was measured (and shards from different machines can be told apart when merged). */
+#ifndef BENCH_CONTEXT_H
+#define BENCH_CONTEXT_H
+
+#include <jansson.h>
+#include <stdint.h>
+
+#define RECORD_SCHEMA "attnbench/1"
+
+/* Collects the machine and build context (host, CPU, cores, memory, kernel, compiler and
+ * flags, git commit and dirty flag, library versions, overcommit, THP, cgroup version, date).
+ * Cheap; called once per command in the parent. Returns a new reference. */
+json_t *context_collect(void);
+/* Physical memory in bytes (MemTotal), or 0 if unknown. */
+uint64_t context_mem_total(void);
+
+#endif

@@ -1,0 +1,29 @@
+/* inputs.h: deterministic inputs of a point, generated in the measured child from the seed.
+ * Counter-based (element i is a function of seed, stream and i only), so the values do not
+ * depend on the thread count and any shard of a sweep regenerates the same inputs. */
+#ifndef BENCH_INPUTS_H
+#define BENCH_INPUTS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../attn/attn.h"
+
+enum inputs_kind {
+    INPUTS_RANDOM,    /* q, k, v ~ N(0, 1) */
+    INPUTS_CLUSTERED, /* q and k near one of INPUTS_CENTRES centres per head; v ~ N(0, 1) */
+};
+#define INPUTS_CENTRES 16
+
+/* Parses "random" / "clustered"; returns the kind or -1. */
+int inputs_parse(const char *name);
+const char *inputs_name(int kind);
+
+/* x[i] ~ sigma * N(0, 1), element i drawn from (seed, stream, i). */
+void inputs_normal(float *x, size_t count, uint64_t seed, uint64_t stream, float sigma,
+                   int nthreads);
+/* Fills q, k, v (B, H, n, d) of one point. */
+void inputs_generate(const attn_shape *s, int kind, uint64_t seed, float *q, float *k, float *v,
+                     int nthreads);
+
+#endif

@@ -1,0 +1,595 @@
+/* point.c: runs one point in a child process and builds its record (see point.h).
+ *
+ * The parent stays small: it never allocates a point's buffers and never runs OpenMP or PAPI,
+ * so a forked child starts with a few MiB resident and its high-water mark (reset with
+ * clear_refs) and wait4's ru_maxrss measure the point alone. The child reports back one JSON
+ * object through a pipe; the parent classifies how the child ended (exit, signal, timeout). */
+#include "point.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "context.h"
+#include "inputs.h"
+#include "probe.h"
+
+const char *point_status_name(int status)
+{
+    static const char *const names[] = {
+#define POINT_STATUS_NAME(name, text) text,
+        POINT_STATUSES(POINT_STATUS_NAME)
+#undef POINT_STATUS_NAME
+    };
+    return status >= 0 && status < POINT_NSTATUS ? names[status] : "error";
+}
+
+int point_status_parse(const char *name)
+{
+    for (int i = 0; i < POINT_NSTATUS; i++)
+        if (strcmp(point_status_name(i), name) == 0)
+            return i;
+    return -1;
+}
+
+static double now_s(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+void point_key(const point_spec *s, char *buf, size_t size)
+{
+    const attn_method *m = s->params.method;
+    int len = snprintf(buf, size,
+                       "method=%s;n=%lld;d=%lld;heads=%lld;batch=%lld;causal=%d;threads=%d;"
+                       "seed=%llu;inputs=%s;accuracy=%d;params=",
+                       m->name, (long long)s->shape.n, (long long)s->shape.d,
+                       (long long)s->shape.H, (long long)s->shape.B, s->shape.causal,
+                       s->threads, (unsigned long long)s->seed, inputs_name(s->inputs),
+                       s->accuracy);
+    for (int i = 0; i < m->n_params && len > 0 && (size_t)len < size; i++) {
+        char val[64];
+        len += snprintf(buf + len, size - (size_t)len, "%s%s=%s", i ? "," : "",
+                        m->params[i].name, attn_param_format(&s->params, i, val, sizeof val));
+    }
+}
+
+void point_id(const char *key, char id[17])
+{
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (const unsigned char *p = (const unsigned char *)key; *p; p++)
+        h = (h ^ *p) * 0x100000001b3ull;
+    snprintf(id, 17, "%016llx", (unsigned long long)h);
+}
+
+int point_cost(const point_spec *s, attn_cost *c, const char **why)
+{
+    int rc = attn_check(&s->shape, &s->params, why);
+    if (rc == 0)
+        s->params.method->cost(&s->shape, &s->params, s->threads, c);
+    return rc;
+}
+
+uint64_t point_model_bytes(const point_spec *s, const attn_cost *c)
+{
+    return attn_io_bytes(&s->shape, c) + c->workspace_bytes;
+}
+
+/* The measured fields, in record order; all null until measured. */
+static const char *const measured_keys[] = {
+    "wall_s", "wall_s_min", "wall_s_max", "wall_s_reps", "gflops", "peak_rss_bytes",
+    "rss_before_inputs_bytes", "rss_before_kernel_bytes", "ru_maxrss_bytes", "heap_peak_bytes",
+    "heap_kernel_alloc_bytes", "jemalloc", "counters", "counters_unavailable", "rusage",
+    "err_vs_exact",
+    "harness",
+};
+
+json_t *point_record_new(const point_spec *s, const json_t *context, int status,
+                         const char *reason)
+{
+    char key[1024], id[17];
+    point_key(s, key, sizeof key);
+    point_id(key, id);
+    const attn_method *m = s->params.method;
+    json_t *r = json_object(), *params = json_object();
+    json_object_set_new(r, "schema", json_string(RECORD_SCHEMA));
+    json_object_set_new(r, "point_id", json_string(id));
+    json_object_set_new(r, "point_key", json_string(key));
+    json_object_set_new(r, "method", json_string(m->name));
+    for (int i = 0; i < m->n_params; i++) {
+        const attn_param_spec *spec = &m->params[i];
+        char val[64];
+        if (spec->kind == ATTN_PARAM_CHOICE || (spec->auto_ok && s->params.v[i] == ATTN_AUTO))
+            json_object_set_new(params, spec->name,
+                                json_string(attn_param_format(&s->params, i, val, sizeof val)));
+        else if (spec->kind == ATTN_PARAM_INT)
+            json_object_set_new(params, spec->name, json_integer((json_int_t)s->params.v[i]));
+        else
+            json_object_set_new(params, spec->name, json_real(s->params.v[i]));
+    }
+    json_object_set_new(r, "params", params);
+    json_object_set_new(r, "n", json_integer(s->shape.n));
+    json_object_set_new(r, "d", json_integer(s->shape.d));
+    json_object_set_new(r, "heads", json_integer(s->shape.H));
+    json_object_set_new(r, "batch", json_integer(s->shape.B));
+    json_object_set_new(r, "causal", json_boolean(s->shape.causal));
+    json_object_set_new(r, "threads", json_integer(s->threads));
+    json_object_set_new(r, "reps", json_integer(s->reps));
+    json_object_set_new(r, "seed", json_integer((json_int_t)s->seed));
+    json_object_set_new(r, "inputs", json_string(inputs_name(s->inputs)));
+    json_object_set_new(r, "status", json_string(point_status_name(status)));
+    json_object_set_new(r, "reason", reason ? json_string(reason) : json_null());
+
+    attn_cost c;
+    const char *why;
+    int ok = point_cost(s, &c, &why) == 0;
+    json_object_set_new(r, "model_flops", ok ? json_real(c.flops) : json_null());
+    json_object_set_new(r, "model_bytes",
+                        ok ? json_integer((json_int_t)point_model_bytes(s, &c)) : json_null());
+    json_object_set_new(r, "model_io_bytes",
+                        ok ? json_integer((json_int_t)attn_io_bytes(&s->shape, &c)) : json_null());
+    json_object_set_new(r, "model_workspace_bytes",
+                        ok ? json_integer((json_int_t)c.workspace_bytes) : json_null());
+    for (size_t i = 0; i < sizeof measured_keys / sizeof measured_keys[0]; i++)
+        json_object_set_new(r, measured_keys[i], json_null());
+    json_object_set(r, "context", (json_t *)context);
+    return r;
+}
+
+/* ---- the child ---------------------------------------------------------------------- */
+
+static json_t *bytes_or_null(int ok, uint64_t v)
+{
+    return ok ? json_integer((json_int_t)v) : json_null();
+}
+
+static void *alloc_aligned(size_t bytes)
+{
+    return bytes ? aligned_alloc(64, (bytes + 63) / 64 * 64) : NULL;
+}
+
+/* Writes the whole string to fd (the pipe to the parent). */
+static void write_all(int fd, const char *s)
+{
+    size_t len = strlen(s);
+    while (len > 0) {
+        ssize_t w = write(fd, s, len);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            return;
+        s += w;
+        len -= (size_t)w;
+    }
+}
+
+static void child_finish(int fd, json_t *r, int status, const char *reason)
+{
+    json_object_set_new(r, "status", json_string(point_status_name(status)));
+    if (reason)
+        json_object_set_new(r, "reason", json_string(reason));
+    char *text = json_dumps(r, JSON_COMPACT | JSON_REAL_PRECISION(17));
+    if (text)
+        write_all(fd, text);
+    free(text);
+    json_decref(r);
+    close(fd);
+    _exit(0);
+}
+
+/* Test hook: ATTNBENCH_FAULT makes the child fail in a chosen way after its buffers exist, so
+ * the parent's classification of real process deaths can be tested. */
+static void inject_fault(void)
+{
+    const char *f = getenv("ATTNBENCH_FAULT");
+    if (!f)
+        return;
+    if (strcmp(f, "segv") == 0)
+        raise(SIGSEGV);
+    else if (strcmp(f, "sigkill") == 0)
+        raise(SIGKILL);
+    else if (strcmp(f, "sleep") == 0)
+        for (;;)
+            pause();
+    else if (strcmp(f, "exit") == 0)
+        _exit(3);
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* First element that is not a finite number, or -1. lse may legitimately be -inf. */
+static int64_t first_unwritten(const float *x, size_t count, int allow_neg_inf)
+{
+    for (size_t i = 0; i < count; i++)
+        if (!isfinite(x[i]) && !(allow_neg_inf && x[i] == -INFINITY))
+            return (int64_t)i;
+    return -1;
+}
+
+/* Row-wise relative L2 error of out against ref, max and mean over rows. */
+static json_t *relative_error(const float *out, const float *ref, int64_t rows, int64_t d)
+{
+    double max = 0, sum = 0;
+    for (int64_t r = 0; r < rows; r++) {
+        double num = 0, den = 0;
+        for (int64_t c = 0; c < d; c++) {
+            double diff = (double)out[r * d + c] - (double)ref[r * d + c];
+            num += diff * diff;
+            den += (double)ref[r * d + c] * (double)ref[r * d + c];
+        }
+        double e = sqrt(num) / (den > 0 ? sqrt(den) : 1.0);
+        max = e > max ? e : max;
+        sum += e;
+    }
+    json_t *e = json_object();
+    json_object_set_new(e, "max_rel", json_real(max));
+    json_object_set_new(e, "mean_rel", json_real(sum / (double)rows));
+    json_object_set_new(e, "metric", json_string("row-wise ||out - exact||_2 / ||exact||_2"));
+    return e;
+}
+
+static json_t *exact_error(const point_spec *s, const float *q, const float *k, const float *v,
+                           const float *out, char *reason, size_t rsize)
+{
+    attn_params exact;
+    attn_params_default(attn_find("full_stream"), &exact);
+    attn_cost c;
+    exact.method->cost(&s->shape, &exact, s->threads, &c);
+    size_t elems = attn_tensor_elems(&s->shape), rows = (size_t)(s->shape.B * s->shape.H *
+                                                                 s->shape.n);
+    float *ref = alloc_aligned(elems * sizeof *ref), *lse = alloc_aligned(rows * sizeof *lse);
+    void *work = alloc_aligned(c.workspace_bytes);
+    json_t *e = NULL;
+    if (!ref || !lse || (c.workspace_bytes && !work)) {
+        snprintf(reason, rsize, "no memory left for the exact reference of --accuracy");
+    } else {
+        attn_tensors t = {.q = q, .k = k, .v = v, .out = ref, .lse = lse};
+        if (exact.method->forward(&s->shape, &exact, &t, work, s->threads) == 0)
+            e = relative_error(out, ref, (int64_t)rows, s->shape.d);
+    }
+    free(ref);
+    free(lse);
+    free(work);
+    return e;
+}
+
+static double tv_s(struct timeval tv)
+{
+    return (double)tv.tv_sec + 1e-6 * (double)tv.tv_usec;
+}
+
+/* What the kernel's own accounting (getrusage, all threads) saw during the repetitions, per
+ * repetition. Always available, whatever PAPI can count on this machine. */
+static json_t *rusage_delta(const struct rusage *a, const struct rusage *b, int reps)
+{
+    json_t *j = json_object();
+    double user = tv_s(b->ru_utime) - tv_s(a->ru_utime);
+    double sys = tv_s(b->ru_stime) - tv_s(a->ru_stime);
+    json_object_set_new(j, "cpu_s", json_real((user + sys) / reps));
+    json_object_set_new(j, "user_s", json_real(user / reps));
+    json_object_set_new(j, "system_s", json_real(sys / reps));
+    json_object_set_new(j, "minor_faults", json_real((double)(b->ru_minflt - a->ru_minflt) / reps));
+    json_object_set_new(j, "major_faults", json_real((double)(b->ru_majflt - a->ru_majflt) / reps));
+    json_object_set_new(j, "voluntary_switches",
+                        json_real((double)(b->ru_nvcsw - a->ru_nvcsw) / reps));
+    json_object_set_new(j, "involuntary_switches",
+                        json_real((double)(b->ru_nivcsw - a->ru_nivcsw) / reps));
+    return j;
+}
+
+static json_t *papi_context(const probe_papi *p)
+{
+    json_t *c = json_object();
+    json_object_set_new(c, "initialized", json_boolean(p->initialized));
+    if (!p->initialized)
+        json_object_set_new(c, "error", json_string(p->init_error));
+    json_object_set_new(c, "version", p->initialized ? json_string(p->version) : json_null());
+    json_object_set_new(c, "virtualized", json_boolean(p->virtualized));
+    json_object_set_new(c, "vm_vendor", json_string(p->vm_vendor));
+    json_object_set_new(c, "perf_event_component", json_string(p->perf_component));
+    json_object_set_new(c, "threads_counted", json_integer(p->nthreads));
+    return c;
+}
+
+static void child_main(const point_spec *s, const point_limits *lim, int fd)
+{
+    const double t_start = now_s();
+    json_t *r = json_object(), *harness = json_object();
+    char reason[512];
+    /* stray prints must not corrupt `run --json` on stdout */
+    dup2(STDERR_FILENO, STDOUT_FILENO);
+    if (lim->mem_limit) {
+        struct rlimit rl = {.rlim_cur = lim->mem_limit + POINT_AS_SLACK,
+                            .rlim_max = lim->mem_limit + POINT_AS_SLACK};
+        setrlimit(RLIMIT_AS, &rl);
+    }
+    uint64_t rss, hwm;
+    int rss_ok = probe_rss_reset_peak() == 0;
+
+    /* counters first: PAPI's own memory belongs to the baseline, not to the point */
+    double t0 = now_s();
+    probe_papi papi;
+    probe_papi_init(&papi, s->counters, s->threads);
+    json_object_set_new(harness, "papi_init_s", json_real(now_s() - t0));
+    rss_ok = rss_ok && probe_rss_read(&rss, &hwm) == 0;
+    json_object_set_new(r, "rss_before_inputs_bytes", bytes_or_null(rss_ok, rss));
+
+    /* buffers: everything the point needs, allocated up front (kernels never allocate) */
+    attn_cost c;
+    s->params.method->cost(&s->shape, &s->params, s->threads, &c);
+    const size_t elems = attn_tensor_elems(&s->shape);
+    const size_t rows = (size_t)(s->shape.B * s->shape.H * s->shape.n);
+    const size_t nstruct = attn_structure_elems(&c);
+    int heap_ok = probe_jemalloc_peak_reset() == 0;
+    float *q = alloc_aligned(elems * 4), *k = alloc_aligned(elems * 4),
+          *v = alloc_aligned(elems * 4), *out = alloc_aligned(elems * 4),
+          *lse = alloc_aligned(rows * 4);
+    int32_t *structure = alloc_aligned(nstruct * 4);
+    void *work = alloc_aligned(c.workspace_bytes);
+    if (!q || !k || !v || !out || !lse || (nstruct && !structure) ||
+        (c.workspace_bytes && !work)) {
+        snprintf(reason, sizeof reason, "allocating %llu bytes (model) failed: %s",
+                 (unsigned long long)point_model_bytes(s, &c), strerror(ENOMEM));
+        json_object_set_new(r, "harness", harness);
+        child_finish(fd, r, POINT_ALLOC_FAILED, reason);
+    }
+    t0 = now_s();
+    inputs_generate(&s->shape, s->inputs, s->seed, q, k, v, s->threads);
+    json_object_set_new(harness, "inputs_s", json_real(now_s() - t0));
+    rss_ok = rss_ok && probe_rss_read(&rss, &hwm) == 0;
+    json_object_set_new(r, "rss_before_kernel_bytes", bytes_or_null(rss_ok, rss));
+    inject_fault();
+
+    attn_tensors t = {.q = q, .k = k, .v = v, .out = out, .lse = lse, .structure = structure};
+    const int reps = s->reps;
+    double *times = calloc((size_t)reps, sizeof *times);
+    /* warm-up, on poisoned outputs: every element must be written */
+    for (size_t i = 0; i < elems; i++)
+        out[i] = NAN;
+    for (size_t i = 0; i < rows; i++)
+        lse[i] = NAN;
+    t0 = now_s();
+    int rc = s->params.method->forward(&s->shape, &s->params, &t, work, s->threads);
+    json_object_set_new(harness, "warmup_s", json_real(now_s() - t0));
+    int64_t bad;
+    if (rc) {
+        snprintf(reason, sizeof reason, "forward failed: %s (%s)", attn_errname(rc),
+                 attn_strerror(rc));
+        json_object_set_new(r, "harness", harness);
+        child_finish(fd, r, rc == ATTN_ENOMEM ? POINT_ALLOC_FAILED : POINT_ERROR, reason);
+    }
+    if ((bad = first_unwritten(out, elems, 0)) >= 0 || (bad = first_unwritten(lse, rows, 1)) >= 0) {
+        snprintf(reason, sizeof reason, "output element %lld not written (or not finite)",
+                 (long long)bad);
+        json_object_set_new(r, "harness", harness);
+        child_finish(fd, r, POINT_ERROR, reason);
+    }
+
+    /* the measured region: repetitions, counters around them, nothing else */
+    uint64_t alloc_before = 0, alloc_after = 0, heap_peak = 0;
+    double probe_s = 0;
+    struct rusage ru0, ru1;
+    t0 = now_s();
+    getrusage(RUSAGE_SELF, &ru0);
+    probe_papi_start(&papi);
+    int alloc_ok = heap_ok && probe_jemalloc_thread_allocated(&alloc_before) == 0;
+    probe_s += now_s() - t0;
+    for (int i = 0; i < reps; i++) {
+        double a = now_s();
+        s->params.method->forward(&s->shape, &s->params, &t, work, s->threads);
+        times[i] = now_s() - a;
+    }
+    t0 = now_s();
+    alloc_ok = alloc_ok && probe_jemalloc_thread_allocated(&alloc_after) == 0;
+    probe_papi_stop(&papi);
+    getrusage(RUSAGE_SELF, &ru1);
+    probe_s += now_s() - t0;
+    json_object_set_new(r, "rusage", rusage_delta(&ru0, &ru1, reps));
+    heap_ok = heap_ok && probe_jemalloc_peak_read(&heap_peak) == 0;
+    rss_ok = rss_ok && probe_rss_read(&rss, &hwm) == 0;
+    json_object_set_new(r, "peak_rss_bytes", bytes_or_null(rss_ok, hwm));
+    json_object_set_new(r, "heap_peak_bytes", bytes_or_null(heap_ok, heap_peak));
+    json_object_set_new(r, "heap_kernel_alloc_bytes",
+                        bytes_or_null(alloc_ok, alloc_after - alloc_before));
+    probe_jemalloc_stats js;
+    if (heap_ok && probe_jemalloc_read_stats(&js) == 0) {
+        json_t *j = json_object();
+        json_object_set_new(j, "allocated", json_integer((json_int_t)js.allocated));
+        json_object_set_new(j, "active", json_integer((json_int_t)js.active));
+        json_object_set_new(j, "resident", json_integer((json_int_t)js.resident));
+        json_object_set_new(j, "mapped", json_integer((json_int_t)js.mapped));
+        json_object_set_new(j, "retained", json_integer((json_int_t)js.retained));
+        json_object_set_new(j, "metadata", json_integer((json_int_t)js.metadata));
+        json_object_set_new(r, "jemalloc", j);
+    }
+
+    double *sorted = malloc((size_t)reps * sizeof *sorted);
+    memcpy(sorted, times, (size_t)reps * sizeof *sorted);
+    qsort(sorted, (size_t)reps, sizeof *sorted, cmp_double);
+    double median = reps % 2 ? sorted[reps / 2] : 0.5 * (sorted[reps / 2 - 1] + sorted[reps / 2]);
+    json_object_set_new(r, "wall_s", json_real(median));
+    json_object_set_new(r, "wall_s_min", json_real(sorted[0]));
+    json_object_set_new(r, "wall_s_max", json_real(sorted[reps - 1]));
+    free(sorted);
+    json_t *all = json_array();
+    for (int i = 0; i < reps; i++)
+        json_array_append_new(all, json_real(times[i]));
+    json_object_set_new(r, "wall_s_reps", all);
+    json_object_set_new(r, "gflops", json_real(c.flops / median / 1e9));
+
+    json_t *counters = json_object(), *unavailable = json_object();
+    for (int i = 0; i < papi.nevents; i++) {
+        const probe_papi_event *e = &papi.events[i];
+        json_object_set_new(counters, e->name,
+                            e->ok ? json_real((double)e->value / reps) : json_null());
+        if (!e->ok)
+            json_object_set_new(unavailable, e->name, json_string(e->reason));
+    }
+    json_object_set_new(r, "counters", counters);
+    json_object_set_new(r, "counters_unavailable", unavailable);
+    json_object_set_new(r, "papi", papi_context(&papi));
+    probe_papi_free(&papi);
+
+    if (s->accuracy) {
+        reason[0] = '\0';
+        json_t *e = exact_error(s, q, k, v, out, reason, sizeof reason);
+        json_object_set_new(r, "err_vs_exact", e ? e : json_null());
+    }
+    double kernel_s = 0;
+    for (int i = 0; i < reps; i++)
+        kernel_s += times[i];
+    json_object_set_new(harness, "probe_s", json_real(probe_s));
+    json_object_set_new(harness, "probe_fraction", json_real(probe_s / kernel_s));
+    json_object_set_new(harness, "child_s", json_real(now_s() - t_start));
+    json_object_set_new(r, "harness", harness);
+    free(times);
+    child_finish(fd, r, POINT_OK, NULL);
+}
+
+/* ---- the parent --------------------------------------------------------------------- */
+
+/* Sets every key of the child's report on the record (the child's keys are a subset). */
+static void merge_child(json_t *rec, json_t *child)
+{
+    const char *key;
+    json_t *value;
+    json_t *papi = json_object_get(child, "papi");
+    json_object_foreach(child, key, value)
+    {
+        if (strcmp(key, "papi") != 0)
+            json_object_set(rec, key, value);
+    }
+    if (papi) { /* what the child learned about PAPI belongs to the context */
+        json_t *ctx = json_deep_copy(json_object_get(rec, "context"));
+        json_object_set(ctx, "papi", papi);
+        json_object_set_new(rec, "context", ctx);
+    }
+}
+
+static void set_status(json_t *rec, int status, const char *reason)
+{
+    json_object_set_new(rec, "status", json_string(point_status_name(status)));
+    json_object_set_new(rec, "reason", reason ? json_string(reason) : json_null());
+}
+
+json_t *point_run(const point_spec *s, const point_limits *lim, const json_t *context)
+{
+    attn_cost c;
+    const char *why;
+    char reason[512];
+    int rc = point_cost(s, &c, &why);
+    if (rc) {
+        snprintf(reason, sizeof reason, "%s: %s", attn_errname(rc), why);
+        return point_record_new(s, context, rc == ATTN_EUNSUPPORTED ? POINT_UNSUPPORTED
+                                                                    : POINT_ERROR, reason);
+    }
+    uint64_t model = point_model_bytes(s, &c);
+    if (lim->mem_limit && model > lim->mem_limit && !lim->no_skip) {
+        snprintf(reason, sizeof reason,
+                 "model needs %llu bytes (%.2f GiB), more than the memory limit of %.2f GiB",
+                 (unsigned long long)model, (double)model / 0x1p30,
+                 (double)lim->mem_limit / 0x1p30);
+        return point_record_new(s, context, POINT_SKIPPED, reason);
+    }
+
+    json_t *rec = point_record_new(s, context, POINT_ERROR, NULL);
+    int pipefd[2];
+    if (pipe2(pipefd, O_CLOEXEC) != 0) {
+        set_status(rec, POINT_ERROR, "pipe() failed");
+        return rec;
+    }
+    fflush(stdout);
+    fflush(stderr);
+    pid_t pid = fork();
+    if (pid < 0) {
+        close(pipefd[0]);
+        close(pipefd[1]);
+        set_status(rec, POINT_ERROR, "fork() failed");
+        return rec;
+    }
+    if (pid == 0) {
+        close(pipefd[0]);
+        child_main(s, lim, pipefd[1]);
+        _exit(0);
+    }
+    close(pipefd[1]);
+
+    /* read the report until EOF, killing the child at the deadline */
+    const double deadline = lim->time_limit > 0 ? now_s() + lim->time_limit : INFINITY;
+    size_t len = 0, cap = 1 << 16;
+    char *buf = malloc(cap);
+    int timed_out = 0;
+    for (;;) {
+        double left = deadline - now_s();
+        if (left <= 0) {
+            kill(pid, SIGKILL);
+            timed_out = 1;
+            break;
+        }
+        struct pollfd pfd = {.fd = pipefd[0], .events = POLLIN};
+        int ms = isinf(left) ? 1000 : (int)fmin(1000.0, ceil(left * 1000));
+        int pr = poll(&pfd, 1, ms);
+        if (pr < 0 && errno != EINTR)
+            break;
+        if (pr <= 0)
+            continue;
+        if (len + 4096 > cap)
+            buf = realloc(buf, cap *= 2);
+        ssize_t got = read(pipefd[0], buf + len, cap - len - 1);
+        if (got < 0 && errno == EINTR)
+            continue;
+        if (got <= 0)
+            break; /* EOF: the child is exiting (or died) */
+        len += (size_t)got;
+    }
+    buf[len] = '\0';
+    close(pipefd[0]);
+
+    int wstatus = 0;
+    struct rusage ru;
+    while (wait4(pid, &wstatus, 0, &ru) < 0 && errno == EINTR)
+        ;
+    json_object_set_new(rec, "ru_maxrss_bytes", json_integer((json_int_t)ru.ru_maxrss * 1024));
+
+    json_error_t jerr;
+    json_t *report = len ? json_loads(buf, 0, &jerr) : NULL;
+    free(buf);
+    if (report)
+        merge_child(rec, report);
+    if (timed_out) {
+        snprintf(reason, sizeof reason, "killed after the time limit of %g s", lim->time_limit);
+        set_status(rec, POINT_TIMEOUT, reason);
+    } else if (WIFSIGNALED(wstatus)) {
+        int sig = WTERMSIG(wstatus);
+        if (sig == SIGKILL) {
+            snprintf(reason, sizeof reason,
+                     "killed by SIGKILL, not by attnbench: the kernel's OOM killer, most likely "
+                     "(ru_maxrss %.2f GiB)", (double)ru.ru_maxrss / 0x1p20);
+            set_status(rec, POINT_OOM_KILLED, reason);
+        } else {
+            snprintf(reason, sizeof reason, "killed by signal %d (%s)", sig, strsignal(sig));
+            set_status(rec, POINT_CRASHED, reason);
+        }
+    } else if (!report) {
+        snprintf(reason, sizeof reason, "child exited with status %d without a report",
+                 WIFEXITED(wstatus) ? WEXITSTATUS(wstatus) : -1);
+        set_status(rec, POINT_CRASHED, reason);
+    }
+    json_decref(report);
+    return rec;
+}

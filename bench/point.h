@@ -1,0 +1,75 @@
+/* point.h: one measured point (method, parameters, shape, threads, seed, inputs), run in a
+ * child process forked from the small parent, and the JSON record that describes it.
+ *
+ * A record always has the same keys (missing values are null), so results files are easy to
+ * tabulate; see README.md ("Record fields") for what each one means. */
+#ifndef BENCH_POINT_H
+#define BENCH_POINT_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "../attn/attn.h"
+
+#define POINT_STATUSES(X)                                                                        \
+    X(POINT_OK, "ok")                                                                            \
+    X(POINT_SKIPPED, "skipped")                                                                  \
+    X(POINT_UNSUPPORTED, "unsupported")                                                          \
+    X(POINT_ALLOC_FAILED, "alloc_failed")                                                        \
+    X(POINT_OOM_KILLED, "oom_killed")                                                            \
+    X(POINT_CRASHED, "crashed")                                                                  \
+    X(POINT_TIMEOUT, "timeout")                                                                  \
+    X(POINT_ERROR, "error")
+
+enum point_status {
+#define POINT_STATUS_ENUM(name, text) name,
+    POINT_STATUSES(POINT_STATUS_ENUM)
+#undef POINT_STATUS_ENUM
+    POINT_NSTATUS
+};
+
+const char *point_status_name(int status);
+/* Returns the status called `name`, or -1. */
+int point_status_parse(const char *name);
+
+typedef struct point_spec {
+    attn_params params;   /* method and its parameter values */
+    attn_shape shape;
+    int threads;
+    int reps;             /* timed repetitions after one warm-up */
+    uint64_t seed;
+    int inputs;           /* enum inputs_kind */
+    bool accuracy;        /* also run full_stream after the measured region, record the error */
+    const char *counters; /* PAPI events, comma-separated ("" for none) */
+} point_spec;
+
+typedef struct point_limits {
+    uint64_t mem_limit;   /* bytes: points whose model exceeds it are skipped, and the child's
+                             address space is capped at mem_limit + POINT_AS_SLACK */
+    double time_limit;    /* seconds of child run time before it is killed (0: none) */
+    bool no_skip;         /* run points even when the model exceeds mem_limit */
+} point_limits;
+
+/* Room in the child's address space beyond the memory limit: shared libraries, thread stacks,
+ * OpenBLAS buffers and allocator reservations are virtual memory the limit does not mean. */
+#define POINT_AS_SLACK (UINT64_C(2) << 30)
+
+/* The canonical text of the point's identity ("method=lsh;n=1024;...") and its 16-hex-digit
+ * id (FNV-1a 64 of the key). Measurement settings (reps, limits, counters) are not part of
+ * the identity, so re-running a point with more repetitions replaces it. */
+void point_key(const point_spec *s, char *buf, size_t size);
+void point_id(const char *key, char id[17]);
+
+/* A record with the point's identity and cost model filled in, every measured field null and
+ * the given status and reason. Returns a new reference. */
+json_t *point_record_new(const point_spec *s, const json_t *context, int status,
+                         const char *reason);
+/* Runs the point in a forked child and returns its complete record (new reference). */
+json_t *point_run(const point_spec *s, const point_limits *lim, const json_t *context);
+/* The cost model of the point (0 when attn_check fails, *why says why). */
+int point_cost(const point_spec *s, attn_cost *c, const char **why);
+/* Bytes the point's model says it needs: inputs, outputs, workspace. */
+uint64_t point_model_bytes(const point_spec *s, const attn_cost *c);
+
+#endif

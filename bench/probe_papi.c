@@ -1,0 +1,213 @@
+/* probe_papi.c: PAPI counters through the low-level API (see probe.h).
+ *
+ * Why one event set per OpenMP thread: perf_event counters count the thread that opened
+ * them, and the kernels run on an OpenMP team, so a single event set on the main thread would
+ * miss the workers. libgomp keeps the same OS threads for every team of the same size, so an
+ * event set opened in thread t of one parallel region counts thread t of the kernel's regions.
+ *
+ * Why every event is added on its own: in a VM the hardware events do not exist, and
+ * component-level checks (and PAPI_query_named_event) say they do; only adding tells. Each
+ * event's outcome is recorded, so a record says which counters were unavailable and why. */
+#include <omp.h>
+#include <papi.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "probe.h"
+
+const char probe_papi_default_hw[] =
+    "PAPI_TOT_CYC,PAPI_TOT_INS,PAPI_L1_DCM,PAPI_L2_DCM,PAPI_L3_DCM,PAPI_TLB_DM";
+const char probe_papi_default_sw[] =
+    "perf::TASK-CLOCK,perf::PAGE-FAULTS,perf::MINOR-FAULTS,perf::MAJOR-FAULTS";
+
+static unsigned long thread_id(void)
+{
+    return (unsigned long)pthread_self();
+}
+
+static const char *papi_errname(int rc)
+{
+    static const char *const names[] = {
+        "PAPI_OK",         "PAPI_EINVAL",     "PAPI_ENOMEM",   "PAPI_ESYS",
+        "PAPI_ECMP",       "PAPI_ECLOST",     "PAPI_EBUG",     "PAPI_ENOEVNT",
+        "PAPI_ECNFLCT",    "PAPI_ENOTRUN",    "PAPI_EISRUN",   "PAPI_ENOEVST",
+        "PAPI_ENOTPRESET", "PAPI_ENOCNTR",    "PAPI_EMISC",    "PAPI_EPERM",
+        "PAPI_ENOINIT",    "PAPI_ENOCMP",     "PAPI_ENOSUPP",  "PAPI_ENOIMPL",
+        "PAPI_EBUF",       "PAPI_EINVAL_DOM", "PAPI_EATTR",    "PAPI_ECOUNT",
+        "PAPI_ECOMBO",     "PAPI_ECMP_DISABLED", "PAPI_EDELAY_INIT", "PAPI_EMULPASS",
+    };
+    return rc <= 0 && -rc < (int)(sizeof names / sizeof names[0]) ? names[-rc] : "PAPI_E?";
+}
+
+static int perf_paranoid(void)
+{
+    int v = -99;
+    FILE *f = fopen("/proc/sys/kernel/perf_event_paranoid", "r");
+    if (f) {
+        if (fscanf(f, "%d", &v) != 1)
+            v = -99;
+        fclose(f);
+    }
+    return v;
+}
+
+/* Says why an event could not be added, with what PAPI knows about the machine. */
+static void explain(const probe_papi *p, const char *event, int rc, char *buf, size_t size)
+{
+    int hardware = strncmp(event, "perf::", 6) != 0;
+    size_t len = (size_t)snprintf(buf, size, "%s: %s", papi_errname(rc), PAPI_strerror(rc));
+    if (strcmp(p->perf_component, "enabled") != 0)
+        len += (size_t)snprintf(buf + len, size - len, "; PAPI's perf_event component is %s",
+                                p->perf_component);
+    else if (rc == PAPI_ENOEVNT && hardware && p->virtualized)
+        len += (size_t)snprintf(buf + len, size - len, "; no hardware performance counters");
+    else if (rc == PAPI_ECNFLCT)
+        len += (size_t)snprintf(buf + len, size - len,
+                                "; cannot be counted together with the events added before it "
+                                "(too few hardware counters); choose fewer with --counters");
+    else if (rc == PAPI_EPERM)
+        len += (size_t)snprintf(buf + len, size - len, "; kernel.perf_event_paranoid=%d",
+                                perf_paranoid());
+    if (p->virtualized && len < size)
+        snprintf(buf + len, size - len, "; running in a VM (%s)", p->vm_vendor);
+}
+
+static void parse_events(probe_papi *p, const char *events)
+{
+    const char *s = events;
+    while (*s && p->nevents < PROBE_MAX_EVENTS) {
+        size_t len = strcspn(s, ",");
+        if (len > 0 && len < sizeof p->events[0].name) {
+            probe_papi_event *e = &p->events[p->nevents++];
+            memcpy(e->name, s, len);
+            e->name[len] = '\0';
+            e->ok = true;
+        }
+        s += len + (s[len] == ',');
+    }
+}
+
+int probe_papi_init(probe_papi *p, const char *events, int nthreads)
+{
+    memset(p, 0, sizeof *p);
+    parse_events(p, events);
+    p->nthreads = nthreads < PROBE_MAX_THREADS ? nthreads : PROBE_MAX_THREADS;
+    int rc = PAPI_library_init(PAPI_VER_CURRENT);
+    if (rc != PAPI_VER_CURRENT) {
+        snprintf(p->init_error, sizeof p->init_error, "PAPI_library_init: %s",
+                 rc > 0 ? "version mismatch" : PAPI_strerror(rc));
+        for (int i = 0; i < p->nevents; i++) {
+            p->events[i].ok = false;
+            snprintf(p->events[i].reason, sizeof p->events[i].reason, "%s", p->init_error);
+        }
+        return -1;
+    }
+    if ((rc = PAPI_thread_init(thread_id)) != PAPI_OK) {
+        snprintf(p->init_error, sizeof p->init_error, "PAPI_thread_init: %s", PAPI_strerror(rc));
+        for (int i = 0; i < p->nevents; i++) {
+            p->events[i].ok = false;
+            snprintf(p->events[i].reason, sizeof p->events[i].reason, "%s", p->init_error);
+        }
+        PAPI_shutdown();
+        return -1;
+    }
+    p->initialized = true;
+    int v = PAPI_get_opt(PAPI_LIB_VERSION, NULL);
+    snprintf(p->version, sizeof p->version, "%d.%d.%d.%d", (int)PAPI_VERSION_MAJOR(v),
+             (int)PAPI_VERSION_MINOR(v), (int)PAPI_VERSION_REVISION(v),
+             (int)PAPI_VERSION_INCREMENT(v));
+    const PAPI_hw_info_t *hw = PAPI_get_hardware_info();
+    if (hw) {
+        p->virtualized = hw->virtualized;
+        snprintf(p->vm_vendor, sizeof p->vm_vendor, "%.63s", hw->virtual_vendor_string);
+    }
+    int cidx = PAPI_get_component_index("perf_event");
+    const PAPI_component_info_t *ci = cidx >= 0 ? PAPI_get_component_info(cidx) : NULL;
+    if (!ci)
+        snprintf(p->perf_component, sizeof p->perf_component, "not built into this PAPI");
+    else if (ci->disabled)
+        snprintf(p->perf_component, sizeof p->perf_component, "disabled: %.200s",
+                 ci->disabled_reason);
+    else
+        snprintf(p->perf_component, sizeof p->perf_component, "enabled");
+
+    /* Each thread builds its own set; an event stays only if every thread could add it. */
+    int added[PROBE_MAX_THREADS][PROBE_MAX_EVENTS];
+#pragma omp parallel num_threads(p->nthreads)
+    {
+        int t = omp_get_thread_num();
+        PAPI_register_thread();
+        p->eventset[t] = PAPI_NULL;
+        int crc = PAPI_create_eventset(&p->eventset[t]);
+        for (int i = 0; i < p->nevents; i++) {
+            added[t][i] = crc == PAPI_OK ? PAPI_add_named_event(p->eventset[t], p->events[i].name)
+                                         : crc;
+        }
+    }
+    for (int i = 0; i < p->nevents; i++)
+        for (int t = 0; t < p->nthreads; t++)
+            if (added[t][i] != PAPI_OK && p->events[i].ok) {
+                p->events[i].ok = false;
+                explain(p, p->events[i].name, added[t][i], p->events[i].reason,
+                        sizeof p->events[i].reason);
+            }
+    /* Remove events that some thread lacks, so every set holds exactly the ok events. */
+    for (int t = 0; t < p->nthreads; t++)
+        for (int i = 0; i < p->nevents; i++)
+            if (!p->events[i].ok && added[t][i] == PAPI_OK)
+                PAPI_remove_named_event(p->eventset[t], p->events[i].name);
+    return 0;
+}
+
+static int count_ok(const probe_papi *p)
+{
+    int k = 0;
+    for (int i = 0; i < p->nevents; i++)
+        k += p->events[i].ok;
+    return k;
+}
+
+int probe_papi_start(probe_papi *p)
+{
+    if (!p->initialized || count_ok(p) == 0)
+        return 0;
+    int failed = 0;
+#pragma omp parallel num_threads(p->nthreads) reduction(+ : failed)
+    failed += PAPI_start(p->eventset[omp_get_thread_num()]) != PAPI_OK;
+    return failed ? -1 : 0;
+}
+
+int probe_papi_stop(probe_papi *p)
+{
+    for (int i = 0; i < p->nevents; i++)
+        p->events[i].value = 0;
+    if (!p->initialized || count_ok(p) == 0)
+        return 0;
+    long long values[PROBE_MAX_THREADS][PROBE_MAX_EVENTS];
+    int failed = 0;
+#pragma omp parallel num_threads(p->nthreads) reduction(+ : failed)
+    failed += PAPI_stop(p->eventset[omp_get_thread_num()], values[omp_get_thread_num()]) !=
+              PAPI_OK;
+    if (failed)
+        return -1;
+    for (int t = 0; t < p->nthreads; t++)
+        for (int i = 0, slot = 0; i < p->nevents; i++)
+            if (p->events[i].ok)
+                p->events[i].value += values[t][slot++];
+    return 0;
+}
+
+void probe_papi_free(probe_papi *p)
+{
+    if (!p->initialized)
+        return;
+#pragma omp parallel num_threads(p->nthreads)
+    {
+        int t = omp_get_thread_num();
+        PAPI_cleanup_eventset(p->eventset[t]);
+        PAPI_destroy_eventset(&p->eventset[t]);
+    }
+    PAPI_shutdown();
+    p->initialized = false;
+}

@@ -1,0 +1,201 @@
+/* record.c: see record.h. */
+#include "record.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "context.h"
+
+void record_print_json(FILE *f, const json_t *rec)
+{
+    char *text = json_dumps(rec, JSON_COMPACT | JSON_REAL_PRECISION(17));
+    if (text) {
+        fputs(text, f);
+        fputc('\n', f);
+        free(text);
+    }
+}
+
+const char *record_bytes(double bytes, char *buf, size_t size)
+{
+    static const char *const units[] = {"B", "KiB", "MiB", "GiB", "TiB", "PiB"};
+    int u = 0;
+    while (fabs(bytes) >= 1024 && u < 5) {
+        bytes /= 1024;
+        u++;
+    }
+    snprintf(buf, size, u ? "%.1f %s" : "%.0f %s", bytes, units[u]);
+    return buf;
+}
+
+static double num(const json_t *rec, const char *key)
+{
+    const json_t *v = json_object_get(rec, key);
+    return json_is_number(v) ? json_number_value(v) : NAN;
+}
+
+static const char *bytes_of(const json_t *rec, const char *key, char *buf, size_t size)
+{
+    double v = num(rec, key);
+    if (isnan(v))
+        return "n/a";
+    return record_bytes(v, buf, size);
+}
+
+void record_print_table(FILE *f, const json_t *rec)
+{
+    char a[32], b[32], c[32], d[32], e[32];
+    const json_t *params = json_object_get(rec, "params");
+    fprintf(f, "%-14s %s", "point", json_string_value(json_object_get(rec, "method")));
+    const char *key;
+    const json_t *value;
+    json_object_foreach((json_t *)params, key, value)
+    {
+        char *t = json_dumps(value, JSON_ENCODE_ANY);
+        fprintf(f, " %s=%s", key, t);
+        free(t);
+    }
+    fprintf(f, "  n=%.0f d=%.0f heads=%.0f batch=%.0f%s threads=%.0f inputs=%s\n",
+            num(rec, "n"), num(rec, "d"), num(rec, "heads"), num(rec, "batch"),
+            json_is_true(json_object_get(rec, "causal")) ? " causal" : "", num(rec, "threads"),
+            json_string_value(json_object_get(rec, "inputs")));
+    fprintf(f, "%-14s %s\n", "point_id", json_string_value(json_object_get(rec, "point_id")));
+    const json_t *reason = json_object_get(rec, "reason");
+    fprintf(f, "%-14s %s%s%s\n", "status", json_string_value(json_object_get(rec, "status")),
+            json_is_string(reason) ? ": " : "",
+            json_is_string(reason) ? json_string_value(reason) : "");
+    if (!isnan(num(rec, "wall_s")))
+        fprintf(f, "%-14s %.4g s median of %.0f (min %.4g, max %.4g)\n", "wall time",
+                num(rec, "wall_s"), num(rec, "reps"), num(rec, "wall_s_min"),
+                num(rec, "wall_s_max"));
+    if (!isnan(num(rec, "gflops")))
+        fprintf(f, "%-14s %.1f GFLOP/s on the model's %.4g GFLOP\n", "throughput",
+                num(rec, "gflops"), num(rec, "model_flops") / 1e9);
+    fprintf(f, "%-14s %s (rss before inputs %s, before kernel %s; wait4 ru_maxrss %s)\n",
+            "peak RSS", bytes_of(rec, "peak_rss_bytes", a, sizeof a),
+            bytes_of(rec, "rss_before_inputs_bytes", b, sizeof b),
+            bytes_of(rec, "rss_before_kernel_bytes", c, sizeof c),
+            bytes_of(rec, "ru_maxrss_bytes", d, sizeof d));
+    fprintf(f, "%-14s %s (io %s + workspace %s)\n", "model bytes",
+            bytes_of(rec, "model_bytes", a, sizeof a), bytes_of(rec, "model_io_bytes", b, sizeof b),
+            bytes_of(rec, "model_workspace_bytes", c, sizeof c));
+    const json_t *je = json_object_get(rec, "jemalloc");
+    fprintf(f, "%-14s %s (jemalloc thread.peak; allocated inside the repetitions: %s)\n",
+            "heap peak", bytes_of(rec, "heap_peak_bytes", a, sizeof a),
+            bytes_of(rec, "heap_kernel_alloc_bytes", b, sizeof b));
+    if (json_is_object(je))
+        fprintf(f, "%-14s allocated %s, active %s, resident %s, mapped %s, retained %s\n",
+                "jemalloc", bytes_of(je, "allocated", a, sizeof a),
+                bytes_of(je, "active", b, sizeof b), bytes_of(je, "resident", c, sizeof c),
+                bytes_of(je, "mapped", d, sizeof d), bytes_of(je, "retained", e, sizeof e));
+    const json_t *counters = json_object_get(rec, "counters");
+    const json_t *unavail = json_object_get(rec, "counters_unavailable");
+    json_object_foreach((json_t *)counters, key, value)
+    {
+        if (json_is_number(value))
+            fprintf(f, "%-14s %-22s %.6g per repetition\n", "counter", key,
+                    json_number_value(value));
+        else
+            fprintf(f, "%-14s %-22s unavailable: %s\n", "counter", key,
+                    json_string_value(json_object_get(unavail, key)));
+    }
+    const json_t *ru = json_object_get(rec, "rusage");
+    if (json_is_object(ru))
+        fprintf(f, "%-14s cpu %.4g s (user %.4g, system %.4g), faults %.6g minor / %.6g major, "
+                   "context switches %.6g / %.6g involuntary, per repetition (getrusage)\n",
+                "rusage", num(ru, "cpu_s"), num(ru, "user_s"), num(ru, "system_s"),
+                num(ru, "minor_faults"), num(ru, "major_faults"), num(ru, "voluntary_switches"),
+                num(ru, "involuntary_switches"));
+    const json_t *err = json_object_get(rec, "err_vs_exact");
+    if (json_is_object(err))
+        fprintf(f, "%-14s max %.3g, mean %.3g (%s)\n", "error vs exact", num(err, "max_rel"),
+                num(err, "mean_rel"), json_string_value(json_object_get(err, "metric")));
+    const json_t *h = json_object_get(rec, "harness");
+    if (json_is_object(h))
+        fprintf(f, "%-14s PAPI init %.3g s, inputs %.3g s, warm-up %.3g s, probes %.2g s "
+                   "(%.2g%% of the timed repetitions)\n",
+                "harness", num(h, "papi_init_s"), num(h, "inputs_s"), num(h, "warmup_s"),
+                num(h, "probe_s"), 100 * num(h, "probe_fraction"));
+}
+
+static int is_record(const json_t *r)
+{
+    const char *schema = json_string_value(json_object_get(r, "schema"));
+    return json_is_object(r) && schema && strncmp(schema, "attnbench/", 10) == 0 &&
+           json_is_string(json_object_get(r, "point_id"));
+}
+
+int record_file_read(const char *path, bool missing_ok, record_file *rf, char *err,
+                     size_t errlen)
+{
+    memset(rf, 0, sizeof *rf);
+    rf->records = json_array();
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        if (missing_ok && errno == ENOENT)
+            return 0;
+        snprintf(err, errlen, "%s: %s", path, strerror(errno));
+        return -1;
+    }
+    char *line = NULL;
+    size_t cap = 0;
+    ssize_t len;
+    long lineno = 0, pos = 0;
+    int rc = 0;
+    while ((len = getline(&line, &cap, f)) > 0) {
+        lineno++;
+        int complete = line[len - 1] == '\n';
+        json_error_t jerr;
+        json_t *r = json_loadb(line, (size_t)len, 0, &jerr);
+        if (r && is_record(r) && complete) {
+            json_array_append_new(rf->records, r);
+            pos += len;
+            rf->good_bytes = pos;
+            continue;
+        }
+        json_decref(r);
+        int last = fgetc(f) == EOF;
+        int ours = lineno > 1 || strncmp(line, "{\"schema\":\"attnbench/", 21) == 0;
+        if (last && (!complete || !r) && ours) {
+            rf->torn_line = lineno; /* a write cut short by a kill or crash */
+            rf->torn_bytes = len;
+            break;
+        }
+        if (lineno == 1)
+            snprintf(err, errlen, "%s: not an attnbench results file (line 1 is not a record "
+                     "with schema attnbench/...)", path);
+        else
+            snprintf(err, errlen, "%s:%ld: not an attnbench record (%s)", path, lineno,
+                     r ? "no schema/point_id" : jerr.text);
+        rc = -1;
+        break;
+    }
+    free(line);
+    fclose(f);
+    if (rc)
+        record_file_free(rf);
+    return rc;
+}
+
+void record_file_free(record_file *rf)
+{
+    json_decref(rf->records);
+    rf->records = NULL;
+}
+
+int record_append(int fd, const json_t *rec)
+{
+    char *text = json_dumps(rec, JSON_COMPACT | JSON_REAL_PRECISION(17));
+    if (!text)
+        return -1;
+    size_t len = strlen(text);
+    text[len] = '\n'; /* replaces the terminator: the line goes out in one write() */
+    ssize_t w = write(fd, text, len + 1);
+    free(text);
+    if (w != (ssize_t)(len + 1))
+        return -1;
+    return fdatasync(fd);
+}

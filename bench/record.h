@@ -1,0 +1,37 @@
+/* record.h: results records: printing one (table or JSON), and reading and appending JSON
+ * Lines results files (one record per line, appended and flushed as each point ends). */
+#ifndef BENCH_RECORD_H
+#define BENCH_RECORD_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdio.h>
+
+/* One compact JSON object and a newline. */
+void record_print_json(FILE *f, const json_t *rec);
+/* A readable multi-line table of one record. */
+void record_print_table(FILE *f, const json_t *rec);
+
+/* Formats a byte count with a binary unit ("31.2 MiB"). */
+const char *record_bytes(double bytes, char *buf, size_t size);
+
+typedef struct record_file {
+    json_t *records;     /* array of the file's records, in file order */
+    long torn_line;      /* 1-based line of a torn last record that was dropped, or 0 */
+    long torn_bytes;
+    long good_bytes;     /* bytes of the file up to the end of the last good line */
+} record_file;
+
+/* Reads a results file. Every line must be an attnbench record (schema attnbench/...);
+ * a last line that is incomplete (no newline, or not valid JSON) is a torn write: it is
+ * reported in torn_line/torn_bytes and left out. A missing file reads as empty when
+ * missing_ok. Returns 0, or -1 with one line in err (file not ours, corrupt middle line). */
+int record_file_read(const char *path, bool missing_ok, record_file *rf, char *err,
+                     size_t errlen);
+void record_file_free(record_file *rf);
+
+/* Appends one record as a line with a single write() and fsyncs it, so a killed sweep loses
+ * at most the point in flight. Returns 0 or -1 (errno set). */
+int record_append(int fd, const json_t *rec);
+
+#endif
