@@ -75,6 +75,11 @@ asan:
 	$(MAKE) BUILD=build/asan HAVE_JEMALLOC=0 OPT="-O1 -march=native" \
 	    SANITIZE="-fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer" test
 
+# The main job: the default suite into results/default/ (resumes an interrupted run; delete
+# results/default/results.jsonl to start over).
+sweep: $(BUILD)/attnbench
+	$(BUILD)/attnbench sweep --suite scripts/suites/default.suite --resume
+
 clean:
 	rm -rf build
 

@@ -14,6 +14,8 @@ static const struct {
     {"list", cmd_list, "list the attention methods, their parameters and defaults"},
     {"forward", cmd_forward, "run one method on .npy inputs and write its output"},
     {"run", cmd_run, "measure one point in an isolated child (time, memory, counters)"},
+    {"sweep", cmd_sweep, "measure many points (methods x parameters x n) into a results file"},
+    {"sgemm", cmd_sgemm, "the speed yardstick: OpenBLAS sgemm GFLOP/s on this machine"},
 };
 
 static void usage(FILE *f)

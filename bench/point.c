@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -176,6 +177,9 @@ static void write_all(int fd, const char *s)
 
 static void child_finish(int fd, json_t *r, int status, const char *reason)
 {
+    uint64_t rss, hwm;
+    if (!json_object_get(r, "peak_rss_bytes") && probe_rss_read(&rss, &hwm) == 0)
+        json_object_set_new(r, "peak_rss_bytes", json_integer((json_int_t)hwm));
     json_object_set_new(r, "status", json_string(point_status_name(status)));
     if (reason)
         json_object_set_new(r, "reason", json_string(reason));
@@ -189,7 +193,14 @@ static void child_finish(int fd, json_t *r, int status, const char *reason)
 }
 
 /* Test hook: ATTNBENCH_FAULT makes the child fail in a chosen way after its buffers exist, so
- * the parent's classification of real process deaths can be tested. */
+ * the parent's classification of real process deaths can be tested: segv, sigkill, sleep,
+ * exit, and unwritten (an output element left as the poison, as a buggy kernel would). */
+static int fault_is(const char *name)
+{
+    const char *f = getenv("ATTNBENCH_FAULT");
+    return f && strcmp(f, name) == 0;
+}
+
 static void inject_fault(void)
 {
     const char *f = getenv("ATTNBENCH_FAULT");
@@ -306,18 +317,31 @@ static json_t *papi_context(const probe_papi *p)
     return c;
 }
 
-static void child_main(const point_spec *s, const point_limits *lim, int fd)
+static void child_main(const point_spec *s, const point_limits *lim, int fd, pid_t parent)
 {
     const double t_start = now_s();
+    /* a sweep killed with SIGKILL must not leave its point running beside the next sweep */
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != parent)
+        _exit(1);
+    /* default dispositions: a crash must end the child, whatever handlers the parent has */
+    static const int sigs[] = {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT, SIGINT, SIGTERM, SIGPIPE};
+    for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++)
+        signal(sigs[i], SIG_DFL);
     json_t *r = json_object(), *harness = json_object();
     char reason[512];
     /* stray prints must not corrupt `run --json` on stdout */
     dup2(STDERR_FILENO, STDOUT_FILENO);
+    /* AddressSanitizer reserves terabytes of shadow address space: no cap in such builds */
+#if defined(__SANITIZE_ADDRESS__)
+    (void)lim;
+#else
     if (lim->mem_limit) {
         struct rlimit rl = {.rlim_cur = lim->mem_limit + POINT_AS_SLACK,
                             .rlim_max = lim->mem_limit + POINT_AS_SLACK};
         setrlimit(RLIMIT_AS, &rl);
     }
+#endif
     uint64_t rss, hwm;
     int rss_ok = probe_rss_reset_peak() == 0;
 
@@ -367,6 +391,8 @@ static void child_main(const point_spec *s, const point_limits *lim, int fd)
     int rc = s->params.method->forward(&s->shape, &s->params, &t, work, s->threads);
     json_object_set_new(harness, "warmup_s", json_real(now_s() - t0));
     int64_t bad;
+    if (fault_is("unwritten"))
+        out[elems / 2] = NAN;
     if (rc) {
         snprintf(reason, sizeof reason, "forward failed: %s (%s)", attn_errname(rc),
                  attn_strerror(rc));
@@ -515,7 +541,7 @@ json_t *point_run(const point_spec *s, const point_limits *lim, const json_t *co
     }
     fflush(stdout);
     fflush(stderr);
-    pid_t pid = fork();
+    pid_t parent = getpid(), pid = fork();
     if (pid < 0) {
         close(pipefd[0]);
         close(pipefd[1]);
@@ -524,7 +550,7 @@ json_t *point_run(const point_spec *s, const point_limits *lim, const json_t *co
     }
     if (pid == 0) {
         close(pipefd[0]);
-        child_main(s, lim, pipefd[1]);
+        child_main(s, lim, pipefd[1], parent);
         _exit(0);
     }
     close(pipefd[1]);
@@ -578,8 +604,9 @@ json_t *point_run(const point_spec *s, const point_limits *lim, const json_t *co
         int sig = WTERMSIG(wstatus);
         if (sig == SIGKILL) {
             snprintf(reason, sizeof reason,
-                     "killed by SIGKILL, not by attnbench: the kernel's OOM killer, most likely "
-                     "(ru_maxrss %.2f GiB)", (double)ru.ru_maxrss / 0x1p20);
+                     "killed by SIGKILL not sent by attnbench: the kernel's OOM killer sends it "
+                     "when memory runs out (ru_maxrss at death %.2f GiB)",
+                     (double)ru.ru_maxrss / 0x1p20);
             set_status(rec, POINT_OOM_KILLED, reason);
         } else {
             snprintf(reason, sizeof reason, "killed by signal %d (%s)", sig, strsignal(sig));

@@ -138,6 +138,7 @@ int record_file_read(const char *path, bool missing_ok, record_file *rf, char *e
         if (missing_ok && errno == ENOENT)
             return 0;
         snprintf(err, errlen, "%s: %s", path, strerror(errno));
+        record_file_free(rf);
         return -1;
     }
     char *line = NULL;

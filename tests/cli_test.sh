@@ -83,5 +83,74 @@ expect_status 2 "unwritable output" -- "$bin" forward --method full --q "$tmp/q.
 expect_status 2 "unknown command" -- "$bin" frobnicate
 expect_status 2 "no command" -- "$bin"
 
+
+# --- run: one point, a table or one JSON object
+expect_status 0 "run table" -- "$bin" run --method full_stream --n 300 --reps 2 --counters none
+grep -q '^status *ok' "$tmp/out" && pass || fail "run table has no 'status ok' line"
+expect_status 0 "run json" -- "$bin" run --method full --n 300 --reps 2 --json
+[ "$(wc -l <"$tmp/out")" = 1 ] && /usr/bin/python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); assert r["status"]=="ok" and r["n"]==300' "$tmp/out" && pass ||
+    fail "run --json is not exactly one JSON object"
+expect_status 2 "run unknown flag" -- "$bin" run --method full --n 300 --frob
+expect_status 2 "run missing n" -- "$bin" run --method full
+expect_status 2 "run malformed n" -- "$bin" run --method full --n 3x
+expect_status 2 "run negative n" -- "$bin" run --method full --n -5
+expect_status 2 "run zero reps" -- "$bin" run --method full --n 64 --reps 0
+expect_status 2 "run bad mem-limit" -- "$bin" run --method full --n 64 --mem-limit 3Q
+expect_status 2 "run negative time-limit" -- "$bin" run --method full --n 64 --time-limit -1
+expect_status 2 "run bad inputs" -- "$bin" run --method full --n 64 --inputs zebra
+expect_status 2 "run unknown method" -- "$bin" run --method nope --n 64
+expect_status 2 "run bad param" -- "$bin" run --method full_stream --n 64 --param tile_q=-3
+expect_status 1 "run point that fails" -- env ATTNBENCH_FAULT=segv "$bin" run --method full --n 64 --reps 1
+grep -q '^status *crashed' "$tmp/out" && pass || fail "a crashed point is not reported as crashed"
+
+# --- sweep: bad input never truncates an existing results file
+sw=(--methods full,full_stream --n 256:512 --reps 1 --counters none)
+expect_status 0 "sweep" -- "$bin" sweep "${sw[@]}" --out "$tmp/s.jsonl"
+[ "$(wc -l <"$tmp/s.jsonl")" = 4 ] && pass || fail "sweep wrote $(wc -l <"$tmp/s.jsonl") records, want 4"
+cp "$tmp/s.jsonl" "$tmp/s.orig"
+expect_status 2 "sweep onto existing results" -- "$bin" sweep "${sw[@]}" --out "$tmp/s.jsonl"
+cmp -s "$tmp/s.jsonl" "$tmp/s.orig" && pass || fail "an existing results file was modified"
+expect_status 0 "sweep resume, nothing to do" -- "$bin" sweep "${sw[@]}" --out "$tmp/s.jsonl" --resume
+cmp -s "$tmp/s.jsonl" "$tmp/s.orig" && pass || fail "resume of a complete sweep changed the file"
+echo "id,value" >"$tmp/foreign.jsonl"
+expect_status 2 "sweep into a foreign file" -- "$bin" sweep "${sw[@]}" --out "$tmp/foreign.jsonl" --resume
+[ "$(cat "$tmp/foreign.jsonl")" = "id,value" ] && pass || fail "a foreign file was modified"
+expect_status 2 "sweep unwritable out" -- "$bin" sweep "${sw[@]}" --out /proc/nope/s.jsonl
+expect_status 2 "sweep no out" -- "$bin" sweep "${sw[@]}"
+expect_status 2 "sweep bad range" -- "$bin" sweep --methods full --n 512:256 --out "$tmp/x.jsonl"
+expect_status 2 "sweep bad factor" -- "$bin" sweep --methods full --n 256:512:1 --out "$tmp/x.jsonl"
+expect_status 2 "sweep unknown method" -- "$bin" sweep --methods full,nope --n 256 --out "$tmp/x.jsonl"
+expect_status 2 "sweep param of another method" -- "$bin" sweep --methods full --n 256 --param full_stream.tile_q=64 --out "$tmp/x.jsonl"
+expect_status 2 "sweep param out of range" -- "$bin" sweep --methods full_stream --n 256 --param full_stream.tile_q=0 --out "$tmp/x.jsonl"
+[ ! -e "$tmp/x.jsonl" ] && pass || fail "a rejected sweep created its output"
+printf -- '--methods full_stream --n 256 --reps 1\n\n# comment\n--methods full --n 256 --bogus 3\n' >"$tmp/bad.suite"
+expect_status 2 "suite with an error" -- "$bin" sweep --suite "$tmp/bad.suite" --out "$tmp/x.jsonl"
+grep -q "bad.suite:4:" "$tmp/err" && pass || fail "suite error does not name file:line: $(cat "$tmp/err")"
+expect_status 2 "missing suite" -- "$bin" sweep --suite "$tmp/none.suite" --out "$tmp/x.jsonl"
+
+# --- sweep: parameter lists are series; a suite runs its groups
+printf -- '--methods full_stream --n 128 --reps 1 --param full_stream.tile_q=16,32 --counters none\n--methods full --n 128 --reps 1 --counters none\n' >"$tmp/ok.suite"
+expect_status 0 "suite" -- "$bin" sweep --suite "$tmp/ok.suite" --out "$tmp/suite.jsonl"
+[ "$(wc -l <"$tmp/suite.jsonl")" = 3 ] && pass || fail "suite wrote $(wc -l <"$tmp/suite.jsonl") records, want 3"
+
+# --- resume after SIGKILL: no finished point lost, none duplicated, a torn line removed
+rs=(--methods full_stream --n 1K:32K --reps 1 --counters none --out "$tmp/kill.jsonl")
+"$bin" sweep "${rs[@]}" 2>/dev/null &
+pid=$!
+for _ in $(seq 200); do [ -s "$tmp/kill.jsonl" ] && [ "$(wc -l <"$tmp/kill.jsonl")" -ge 3 ] && break; sleep 0.05; done
+kill -9 $pid; wait $pid 2>/dev/null
+before=$(wc -l <"$tmp/kill.jsonl")
+printf '{"schema":"attnbench/1","point_id":"tor' >>"$tmp/kill.jsonl"
+expect_status 0 "resume after kill" -- "$bin" sweep "${rs[@]}" --resume
+grep -q "torn record" "$tmp/err" && pass || fail "the torn line was not reported"
+/usr/bin/python3 - "$tmp/kill.jsonl" "$before" <<'PY' && pass || fail "resume lost or duplicated points"
+import json, sys
+recs = [json.loads(l) for l in open(sys.argv[1])]
+ids = [r["point_id"] for r in recs]
+assert len(ids) == 6 and len(set(ids)) == 6, ids
+assert sorted(r["n"] for r in recs) == [1024, 2048, 4096, 8192, 16384, 32768]
+assert int(sys.argv[2]) < 6, "the kill came too late to test anything"
+PY
+
 echo "cli_test: $((count - fails))/$count passed"
 [ "$fails" = 0 ]

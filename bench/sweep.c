@@ -1,0 +1,574 @@
+/* sweep.c: `attnbench sweep`, many points, one at a time, each in its own child, appended to a
+ * JSON Lines file the moment it ends.
+ *
+ *   attnbench sweep --methods M1,M2 --n MIN:MAX[:FACTOR] [--param M.key=v1,v2]... --out F.jsonl
+ *   attnbench sweep --suite scripts/suites/NAME.suite [--out F.jsonl]
+ *
+ * The results file is a journal: --resume keeps every record in it and runs only the points
+ * whose point_id is missing; a torn last line (a write cut short by a kill) is reported and
+ * removed. Points are skipped, not run, when their model exceeds the memory limit, when their
+ * time predicted from the same series' measured rate exceeds the time limit, or when a smaller
+ * n of the same series already failed. */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "commands.h"
+#include "context.h"
+#include "options.h"
+#include "record.h"
+
+#define MAX_POINTS 100000
+
+static const char sweep_usage[] =
+    "usage: attnbench sweep --methods M1,M2,... --n MIN:MAX[:FACTOR] --out FILE.jsonl [options]\n"
+    "       attnbench sweep --suite FILE [--out FILE.jsonl] [options]\n"
+    "Runs every point (method x parameter values x n) in its own child, one at a time, and\n"
+    "appends one JSON record per point to the output as soon as it ends.\n"
+    "  --methods LIST   methods, comma-separated (see attnbench list)\n"
+    "  --n RANGE        MIN:MAX[:FACTOR] (geometric, factor 2 by default) or a list a,b,c;\n"
+    "                   K/M suffixes count 1024s: 1K:1M is 2^10 to 2^20\n"
+    "  --param M.k=v    parameter k of method M; v may be a list v1,v2 (one series each)\n"
+    "  --out FILE       results file (JSON Lines); never truncated\n"
+    "  --resume         keep the records in FILE and run only the missing points\n"
+    "  --suite FILE     run the point groups of a suite file: one group of the flags above per\n"
+    "                   line, # comments; default --out results/<suite name>/results.jsonl\n"
+    OPTIONS_COMMON_HELP;
+
+/* ---- building the list of points ------------------------------------------------------- */
+
+typedef struct sweep {
+    options *groups[256]; /* per group options (owned); points point into them */
+    int ngroups;
+    point_spec *points;
+    int *group_of;        /* the group of each point, for its limits */
+    int npoints;
+} sweep;
+
+static volatile sig_atomic_t interrupted;
+
+static void on_signal(int sig)
+{
+    interrupted = sig;
+}
+
+/* Parses "MIN:MAX[:FACTOR]" or "a,b,c" into ns (sorted as given). Returns the count or -1. */
+static int parse_lengths(const char *text, int64_t *ns, int max)
+{
+    char buf[256];
+    if (strlen(text) >= sizeof buf)
+        return -1;
+    snprintf(buf, sizeof buf, "%s", text);
+    uint64_t lo, hi;
+    double factor = 2;
+    char *c1 = strchr(buf, ':');
+    if (!c1) { /* a list */
+        int count = 0;
+        for (char *tok = strtok(buf, ","); tok; tok = strtok(NULL, ",")) {
+            if (count == max || cli_parse_size(tok, &lo) || lo < 1 || lo > (UINT64_C(1) << 31))
+                return -1;
+            ns[count++] = (int64_t)lo;
+        }
+        return count;
+    }
+    *c1 = '\0';
+    char *c2 = strchr(c1 + 1, ':');
+    if (c2) {
+        *c2 = '\0';
+        if (cli_parse_real(c2 + 1, &factor) || factor <= 1.0)
+            return -1;
+    }
+    if (cli_parse_size(buf, &lo) || cli_parse_size(c1 + 1, &hi) || lo < 1 || hi < lo ||
+        hi > (UINT64_C(1) << 31))
+        return -1;
+    int count = 0;
+    for (double n = (double)lo; n <= (double)hi * (1 + 1e-9) && count < max; n *= factor) {
+        int64_t v = (int64_t)llround(n);
+        if (count == 0 || v != ns[count - 1])
+            ns[count++] = v;
+    }
+    return count;
+}
+
+/* Expands `--param M.k=v1,v2` assignments of one method into the Cartesian product of its
+ * values, appending each parameter set to out. Returns the count or CLI_EUSAGE (negated). */
+static int expand_params(const char *cmd, const attn_method *m, char **assign, int nassign,
+                         attn_params *out, int max)
+{
+    attn_params base;
+    attn_params_default(m, &base);
+    int count = 1;
+    out[0] = base;
+    for (int a = 0; a < nassign; a++) {
+        const char *dot = strchr(assign[a], '.');
+        if ((size_t)(dot - assign[a]) != strlen(m->name) ||
+            strncmp(assign[a], m->name, strlen(m->name)) != 0)
+            continue;
+        const char *kv = dot + 1, *eq = strchr(kv, '=');
+        char key[64], vals[512];
+        if (!eq || (size_t)(eq - kv) >= sizeof key || strlen(eq + 1) >= sizeof vals)
+            return -cli_error(cmd, "--param '%s' is not of the form M.key=value", assign[a]);
+        snprintf(key, sizeof key, "%.*s", (int)(eq - kv), kv);
+        snprintf(vals, sizeof vals, "%s", eq + 1);
+        int nvals = 0;
+        char *save;
+        attn_params next[256];
+        for (char *v = strtok_r(vals, ",", &save); v; v = strtok_r(NULL, ",", &save), nvals++)
+            ;
+        if (nvals == 0 || count * nvals > max || count * nvals > 256)
+            return -cli_error(cmd, "--param '%s': no value, or too many combinations", assign[a]);
+        snprintf(vals, sizeof vals, "%s", eq + 1);
+        int k = 0;
+        for (char *v = strtok_r(vals, ",", &save); v; v = strtok_r(NULL, ",", &save))
+            for (int i = 0; i < count; i++) {
+                char one[160];
+                snprintf(one, sizeof one, "%s=%s", key, v);
+                next[k] = out[i];
+                if (cli_param(cmd, &next[k], one))
+                    return -CLI_EUSAGE;
+                k++;
+            }
+        memcpy(out, next, (size_t)k * sizeof *out);
+        count = k;
+    }
+    return count;
+}
+
+/* Parses one group of sweep flags (a command line or a suite line) and appends its points.
+ * `defaults` are the options the group starts from. */
+static int parse_group(const char *cmd, int argc, char **argv, const options *defaults,
+                       sweep *sw, const char **out, int *resume, const char **suite)
+{
+    enum { OPT_METHODS = 1, OPT_N, OPT_PARAM, OPT_OUT, OPT_RESUME, OPT_SUITE, OPT_HELP };
+    static const struct option opts[] = {
+        {"methods", required_argument, 0, OPT_METHODS}, {"n", required_argument, 0, OPT_N},
+        {"param", required_argument, 0, OPT_PARAM},     {"out", required_argument, 0, OPT_OUT},
+        {"resume", no_argument, 0, OPT_RESUME},         {"suite", required_argument, 0, OPT_SUITE},
+        {"help", no_argument, 0, OPT_HELP},             OPTIONS_COMMON_LONG,
+        {0, 0, 0, 0},
+    };
+    if (sw->ngroups == (int)(sizeof sw->groups / sizeof sw->groups[0]))
+        return cli_error(cmd, "too many point groups");
+    options *o = malloc(sizeof *o);
+    *o = *defaults;
+    sw->groups[sw->ngroups++] = o;
+    const char *methods = NULL, *lengths = NULL;
+    char *assign[64];
+    int nassign = 0;
+    optind = 0; /* GNU getopt: full reinitialization, so each group parses afresh */
+    opterr = 0;
+    for (int c; (c = getopt_long(argc, argv, "", opts, NULL)) != -1;) {
+        int rc = options_apply(cmd, c, optarg, o);
+        if (rc >= 0) {
+            if (rc)
+                return rc;
+            continue;
+        }
+        switch (c) {
+        case OPT_METHODS: methods = optarg; break;
+        case OPT_N: lengths = optarg; break;
+        case OPT_PARAM:
+            if (nassign == 64)
+                return cli_error(cmd, "too many --param flags");
+            assign[nassign++] = optarg;
+            break;
+        case OPT_OUT:
+        case OPT_RESUME:
+        case OPT_SUITE:
+            if (!out) /* suite lines: only the command line chooses the output */
+                return cli_error(cmd, "--out, --resume and --suite belong on the command line");
+            if (c == OPT_OUT)
+                *out = optarg;
+            else if (c == OPT_RESUME)
+                *resume = 1;
+            else
+                *suite = optarg;
+            break;
+        case OPT_HELP: fputs(sweep_usage, stdout); exit(0);
+        default: return cli_getopt_error(cmd, optopt, argv, optind);
+        }
+    }
+    if (optind < argc)
+        return cli_error(cmd, "unexpected argument '%s'", argv[optind]);
+    if (suite && *suite) {
+        if (methods || lengths || nassign)
+            return cli_error(cmd, "--suite takes the points from the suite file; give "
+                                  "--methods, --n and --param there");
+        return 0;
+    }
+    if (!methods)
+        return cli_error(cmd, "--methods is required (or --suite)");
+    if (!lengths)
+        return cli_error(cmd, "--n is required, e.g. --n 1K:64K");
+    int64_t ns[64];
+    int nn = parse_lengths(lengths, ns, 64);
+    if (nn <= 0)
+        return cli_error(cmd, "--n '%s' is not MIN:MAX[:FACTOR] or a list of lengths in "
+                              "[1, 2^31] (K/M suffixes allowed)", lengths);
+
+    /* every --param must name a method of this group */
+    for (int a = 0; a < nassign; a++) {
+        const char *dot = strchr(assign[a], '.');
+        int found = 0;
+        char list[512];
+        snprintf(list, sizeof list, "%s", methods);
+        for (char *s, *m = strtok_r(list, ",", &s); m && dot; m = strtok_r(NULL, ",", &s))
+            found |= strlen(m) == (size_t)(dot - assign[a]) && strncmp(m, assign[a], strlen(m)) == 0;
+        if (!found)
+            return cli_error(cmd, "--param '%s' must be M.key=value with M one of --methods %s",
+                             assign[a], methods);
+    }
+    char list[512];
+    if (strlen(methods) >= sizeof list)
+        return cli_error(cmd, "--methods list too long");
+    snprintf(list, sizeof list, "%s", methods);
+    for (char *s, *name = strtok_r(list, ",", &s); name; name = strtok_r(NULL, ",", &s)) {
+        attn_params p;
+        int rc = cli_method(cmd, name, &p);
+        if (rc)
+            return rc;
+        attn_params sets[256];
+        int nsets = expand_params(cmd, p.method, assign, nassign, sets, 256);
+        if (nsets < 0)
+            return -nsets;
+        for (int i = 0; i < nsets; i++)
+            for (int j = 0; j < nn; j++) {
+                if (sw->npoints == MAX_POINTS)
+                    return cli_error(cmd, "more than %d points", MAX_POINTS);
+                sw->group_of[sw->npoints] = sw->ngroups - 1;
+                options_spec(o, &sets[i], ns[j], &sw->points[sw->npoints++]);
+            }
+    }
+    return 0;
+}
+
+/* Splits a suite line into words (no quoting: suite values never contain spaces). */
+static int split_words(char *line, char **words, int max)
+{
+    int count = 0;
+    for (char *s, *w = strtok_r(line, " \t\r\n", &s); w; w = strtok_r(NULL, " \t\r\n", &s)) {
+        if (count + 1 == max)
+            return -1;
+        words[count++] = w;
+    }
+    words[count] = NULL;
+    return count;
+}
+
+static int parse_suite(const char *path, const options *defaults, sweep *sw, char **storage)
+{
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return cli_error("sweep", "--suite %s: %s", path, strerror(errno));
+    char line[4096];
+    int lineno = 0, rc = 0, groups = 0;
+    while (!rc && fgets(line, sizeof line, f)) {
+        lineno++;
+        char cmd[512];
+        snprintf(cmd, sizeof cmd, "sweep: %s:%d", path, lineno);
+        if (!strchr(line, '\n') && !feof(f)) {
+            rc = cli_error(cmd, "line longer than %zu characters", sizeof line - 1);
+            break;
+        }
+        *strchrnul(line, '#') = '\0';
+        char *copy = strdup(line); /* getopt keeps pointers into the words */
+        storage[groups] = copy;
+        char *words[128];
+        words[0] = "suite";
+        int nw = split_words(copy, words + 1, 127);
+        if (nw < 0) {
+            rc = cli_error(cmd, "too many words");
+            break;
+        }
+        if (nw == 0) {
+            free(copy);
+            storage[groups] = NULL;
+            continue;
+        }
+        groups++;
+        rc = parse_group(cmd, nw + 1, words, defaults, sw, NULL, NULL, NULL);
+    }
+    fclose(f);
+    if (!rc && groups == 0)
+        rc = cli_error("sweep", "--suite %s: no point groups in the file", path);
+    return rc;
+}
+
+/* ---- running ------------------------------------------------------------------------- */
+
+/* What a sweep remembers of each series (the same point but for n): its last measured rate
+ * and whether a smaller n failed. */
+typedef struct series {
+    char key[1024];
+    double flops, wall; /* last ok point: model FLOPs and median wall time per repetition */
+    double child_s;
+    char failed[128];   /* non-empty: the status of a failed smaller n */
+} series;
+
+static series *series_find(series *all, int *count, const point_spec *s)
+{
+    point_spec tmp = *s;
+    tmp.shape.n = 0;
+    char key[1024];
+    point_key(&tmp, key, sizeof key);
+    for (int i = 0; i < *count; i++)
+        if (strcmp(all[i].key, key) == 0)
+            return &all[i];
+    series *x = &all[(*count)++];
+    memset(x, 0, sizeof *x);
+    snprintf(x->key, sizeof x->key, "%s", key);
+    return x;
+}
+
+static void fmt_duration(double s, char *buf, size_t size)
+{
+    if (!isfinite(s))
+        snprintf(buf, size, "?");
+    else if (s < 60)
+        snprintf(buf, size, "%.0fs", s);
+    else if (s < 3600)
+        snprintf(buf, size, "%dm%02ds", (int)s / 60, (int)s % 60);
+    else
+        snprintf(buf, size, "%dh%02dm", (int)s / 3600, (int)s % 3600 / 60);
+}
+
+static double now_s(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+static int run_points(sweep *sw, const char *out, int resume)
+{
+    char err[512];
+    record_file rf;
+    if (record_file_read(out, true, &rf, err, sizeof err))
+        return cli_error("sweep", "%s", err);
+    size_t done_count = json_array_size(rf.records);
+    if ((done_count || rf.torn_line) && !resume) {
+        record_file_free(&rf);
+        return cli_error("sweep", "%s already holds results; continue it with --resume or "
+                                  "choose another --out", out);
+    }
+    int fd = open(out, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    if (fd < 0) {
+        record_file_free(&rf);
+        return cli_error("sweep", "--out %s: %s", out, strerror(errno));
+    }
+    if (rf.torn_line) {
+        fprintf(stderr, "attnbench sweep: %s:%ld: a torn record (%ld bytes, cut short by a kill "
+                        "or crash); removed, its point runs again\n",
+                out, rf.torn_line, rf.torn_bytes);
+        if (ftruncate(fd, rf.good_bytes) != 0) {
+            close(fd);
+            record_file_free(&rf);
+            return cli_error("sweep", "%s: cannot remove the torn record: %s", out,
+                             strerror(errno));
+        }
+    }
+
+    /* which points are done; what the series learned from them */
+    series *all = calloc((size_t)sw->npoints + 1, sizeof *all);
+    int nseries = 0;
+    char (*ids)[17] = malloc((size_t)sw->npoints * 17);
+    int todo = 0;
+    for (int i = 0; i < sw->npoints; i++) {
+        char key[1024];
+        point_key(&sw->points[i], key, sizeof key);
+        point_id(key, ids[i]);
+    }
+    unsigned char *skip = calloc((size_t)sw->npoints, 1); /* 1 done already, 2 duplicate */
+    for (int i = 0; i < sw->npoints; i++) {
+        for (int j = 0; j < i && !skip[i]; j++)
+            if (strcmp(ids[i], ids[j]) == 0)
+                skip[i] = 2;
+        for (size_t r = 0; r < done_count && !skip[i]; r++)
+            if (strcmp(json_string_value(json_object_get(json_array_get(rf.records, r),
+                                                         "point_id")),
+                       ids[i]) == 0) {
+                skip[i] = 1;
+                const json_t *rec = json_array_get(rf.records, r);
+                series *x = series_find(all, &nseries, &sw->points[i]);
+                const char *st = json_string_value(json_object_get(rec, "status"));
+                if (st && strcmp(st, "ok") == 0) {
+                    x->flops = json_number_value(json_object_get(rec, "model_flops"));
+                    x->wall = json_number_value(json_object_get(rec, "wall_s"));
+                } else if (st && strcmp(st, "skipped") && strcmp(st, "unsupported")) {
+                    snprintf(x->failed, sizeof x->failed, "%s", st);
+                }
+            }
+        todo += !skip[i];
+    }
+    int resumed = 0;
+    for (int i = 0; i < sw->npoints; i++)
+        resumed += skip[i] == 1;
+    if (resume)
+        fprintf(stderr, "attnbench sweep: %s holds %zu records, %d of them points of this sweep; "
+                        "running the other %d\n", out, done_count, resumed, todo);
+
+    struct sigaction sa = {.sa_handler = on_signal};
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    json_t *ctx = context_collect();
+    const int tty = isatty(STDERR_FILENO);
+    const double t_start = now_s();
+    int ran = 0, rc = 0, counts[POINT_NSTATUS] = {0};
+    for (int i = 0; i < sw->npoints && !rc; i++) {
+        if (skip[i])
+            continue;
+        point_spec *s = &sw->points[i];
+        point_limits lim = sw->groups[sw->group_of[i]]->limits;
+        series *x = series_find(all, &nseries, s);
+        attn_cost c;
+        const char *why;
+        char reason[512] = "";
+        json_t *rec = NULL;
+        if (x->failed[0] && !lim.no_skip) {
+            snprintf(reason, sizeof reason, "a smaller n of this series ended with status %s",
+                     x->failed);
+        } else if (point_cost(s, &c, &why) == 0 && x->wall > 0 && lim.time_limit > 0 &&
+                   !lim.no_skip) {
+            double per_rep = x->wall * c.flops / x->flops;
+            double predicted = per_rep * (s->reps + 1);
+            if (predicted > lim.time_limit)
+                snprintf(reason, sizeof reason,
+                         "predicted %.0f s (%d repetitions and a warm-up at the rate measured "
+                         "at a smaller n) exceeds the time limit of %g s",
+                         predicted, s->reps, lim.time_limit);
+        }
+        if (tty) {
+            char eta[32], el[32];
+            double elapsed = now_s() - t_start;
+            fmt_duration(ran ? elapsed / ran * (todo - ran) : NAN, eta, sizeof eta);
+            fmt_duration(elapsed, el, sizeof el);
+            fprintf(stderr, "\r\033[K[%d/%d] %s n=%lld  elapsed %s  ETA %s", ran + 1, todo,
+                    s->params.method->name, (long long)s->shape.n, el, eta);
+        }
+        rec = reason[0] ? point_record_new(s, ctx, POINT_SKIPPED, reason)
+                        : point_run(s, &lim, ctx);
+        if (interrupted) {
+            json_decref(rec);
+            break;
+        }
+        const char *st = json_string_value(json_object_get(rec, "status"));
+        int status = point_status_parse(st);
+        counts[status >= 0 ? status : POINT_ERROR]++;
+        if (status == POINT_OK) {
+            x->flops = json_number_value(json_object_get(rec, "model_flops"));
+            x->wall = json_number_value(json_object_get(rec, "wall_s"));
+        } else if (status != POINT_SKIPPED && status != POINT_UNSUPPORTED) {
+            snprintf(x->failed, sizeof x->failed, "%s", st);
+        }
+        if (record_append(fd, rec) != 0) {
+            rc = cli_error("sweep", "%s: write failed: %s", out, strerror(errno));
+        } else {
+            char peak[32];
+            const json_t *reason_j = json_object_get(rec, "reason");
+            double wall = json_number_value(json_object_get(rec, "wall_s"));
+            fprintf(stderr, "%s[%d/%d] %-12s n=%-8lld %-12s", tty ? "\r\033[K" : "", ran + 1,
+                    todo, s->params.method->name, (long long)s->shape.n, st);
+            if (status == POINT_OK)
+                fprintf(stderr, " %.4g s  peak RSS %s", wall,
+                        record_bytes(json_number_value(json_object_get(rec, "peak_rss_bytes")),
+                                     peak, sizeof peak));
+            else if (json_is_string(reason_j))
+                fprintf(stderr, " %s", json_string_value(reason_j));
+            fputc('\n', stderr);
+        }
+        json_decref(rec);
+        ran++;
+    }
+    close(fd);
+    json_decref(ctx);
+    record_file_free(&rf);
+    free(all);
+    free(ids);
+    free(skip);
+    if (interrupted) {
+        fprintf(stderr, "\nattnbench sweep: interrupted; %d points recorded in %s; continue with "
+                        "--resume\n", ran, out);
+        return 128 + interrupted;
+    }
+    if (!rc) {
+        fprintf(stderr, "attnbench sweep: %d points run in %.0f s into %s:", ran,
+                now_s() - t_start, out);
+        for (int k = 0; k < POINT_NSTATUS; k++)
+            if (counts[k])
+                fprintf(stderr, " %d %s", counts[k], point_status_name(k));
+        fputc('\n', stderr);
+    }
+    return rc;
+}
+
+/* The default results file of a suite: results/<basename without .suite>/results.jsonl. */
+static void suite_out(const char *suite, char *buf, size_t size)
+{
+    const char *base = strrchr(suite, '/');
+    base = base ? base + 1 : suite;
+    size_t len = strcspn(base, ".");
+    snprintf(buf, size, "results/%.*s/results.jsonl", (int)len, base);
+}
+
+static int ensure_parent_dir(const char *path)
+{
+    char dir[1024];
+    snprintf(dir, sizeof dir, "%s", path);
+    char *slash = strrchr(dir, '/');
+    if (!slash)
+        return 0;
+    *slash = '\0';
+    for (char *p = dir + 1; *p; p++)
+        if (*p == '/') {
+            *p = '\0';
+            mkdir(dir, 0755);
+            *p = '/';
+        }
+    return mkdir(dir, 0755) == 0 || errno == EEXIST ? 0 : -1;
+}
+
+int cmd_sweep(int argc, char **argv)
+{
+    sweep sw = {0};
+    sw.points = malloc(MAX_POINTS * sizeof *sw.points);
+    sw.group_of = malloc(MAX_POINTS * sizeof *sw.group_of);
+    options defaults;
+    options_default(&defaults);
+    const char *out = NULL, *suite = NULL;
+    int resume = 0;
+    char *storage[4096] = {0};
+    char default_out[1024];
+    int rc = parse_group("sweep", argc, argv, &defaults, &sw, &out, &resume, &suite);
+    if (!rc && suite) {
+        /* the command line's options are every suite line's starting point */
+        options cli = *sw.groups[0];
+        rc = parse_suite(suite, &cli, &sw, storage);
+        if (!out) {
+            suite_out(suite, default_out, sizeof default_out);
+            out = default_out;
+            if (!rc && ensure_parent_dir(out) != 0)
+                rc = cli_error("sweep", "cannot create the folder of %s: %s", out,
+                               strerror(errno));
+        }
+    }
+    if (!rc && !out)
+        rc = cli_error("sweep", "--out FILE.jsonl is required");
+    if (!rc)
+        rc = run_points(&sw, out, resume);
+    for (int g = 0; g < sw.ngroups; g++)
+        free(sw.groups[g]);
+    for (size_t i = 0; i < sizeof storage / sizeof storage[0]; i++)
+        free(storage[i]);
+    free(sw.points);
+    free(sw.group_of);
+    return rc;
+}

@@ -1,0 +1,177 @@
+/* test_probes.c: the measuring probes on synthetic loads of known size. Each load runs in a
+ * forked child, as in the harness, so the test process's own pages never count. */
+#include "helpers.h"
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "../bench/probe.h"
+
+#define MiB (UINT64_C(1) << 20)
+
+/* Runs fn in a child and returns the uint64 values it wrote to the pipe. */
+static void in_child(void (*fn)(int fd), uint64_t *values, int count)
+{
+    int fds[2];
+    assert_int_equal(pipe(fds), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        close(fds[0]);
+        fn(fds[1]);
+        _exit(0);
+    }
+    close(fds[1]);
+    for (int i = 0; i < count; i++)
+        assert_int_equal(read(fds[0], &values[i], sizeof values[i]), sizeof values[i]);
+    close(fds[0]);
+    int st;
+    assert_int_equal(waitpid(pid, &st, 0), pid);
+    assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+}
+
+static void send(int fd, uint64_t v)
+{
+    if (write(fd, &v, sizeof v) != sizeof v)
+        _exit(1);
+}
+
+/* Fresh anonymous pages, without transparent huge pages: exactly bytes / 4096 first touches. */
+static char *touch_pages(uint64_t bytes)
+{
+    char *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED)
+        _exit(1);
+    madvise(p, bytes, MADV_NOHUGEPAGE);
+    for (uint64_t i = 0; i < bytes; i += 4096)
+        p[i] = 1;
+    return p;
+}
+
+static void rss_load(int fd)
+{
+    uint64_t rss0, hwm0, rss1, hwm1;
+    if (probe_rss_reset_peak() || probe_rss_read(&rss0, &hwm0))
+        _exit(1);
+    char *p = touch_pages(256 * MiB);
+    munmap(p, 256 * MiB); /* the peak must survive the release */
+    if (probe_rss_read(&rss1, &hwm1))
+        _exit(1);
+    send(fd, rss0);
+    send(fd, hwm1);
+    send(fd, rss1);
+}
+
+static void test_rss_peak_sees_256_mib(void **state)
+{
+    (void)state;
+    uint64_t v[3];
+    in_child(rss_load, v, 3);
+    uint64_t before = v[0], peak = v[1], after = v[2];
+    print_message("rss before %.1f MiB, peak %.1f MiB, after %.1f MiB\n",
+                  (double)before / MiB, (double)peak / MiB, (double)after / MiB);
+    assert_true(peak - before >= 256 * MiB - 2 * MiB);
+    assert_true(peak - before <= 256 * MiB + 4 * MiB);
+    assert_true(after < peak - 200 * MiB); /* and the current RSS did drop */
+}
+
+static void jemalloc_load(int fd)
+{
+    /* through a volatile pointer: gcc removes a malloc/memset/free triple it can see */
+    void *(*volatile alloc)(size_t) = malloc;
+    void (*volatile release)(void *) = free;
+    uint64_t peak0 = 0, peak = 0;
+    if (probe_jemalloc_peak_reset() || probe_jemalloc_peak_read(&peak0))
+        _exit(1);
+    char *p = alloc(64 * MiB);
+    memset(p, 1, 64 * MiB);
+    release(p);
+    if (probe_jemalloc_peak_read(&peak))
+        _exit(1);
+    send(fd, peak0);
+    send(fd, peak);
+}
+
+static void test_jemalloc_thread_peak_sees_64_mib(void **state)
+{
+    (void)state;
+    if (!probe_jemalloc_available())
+        skip(); /* sanitizer builds replace the allocator */
+    uint64_t v[2];
+    in_child(jemalloc_load, v, 2);
+    print_message("thread.peak after reset %llu B, after 64 MiB written and freed %llu B\n",
+                  (unsigned long long)v[0], (unsigned long long)v[1]);
+    assert_true(v[0] < MiB);
+    assert_true(v[1] >= 64 * MiB && v[1] <= 64 * MiB + MiB);
+    probe_jemalloc_stats st;
+    assert_int_equal(probe_jemalloc_read_stats(&st), 0);
+    assert_true(st.active >= st.allocated && st.mapped >= st.active);
+    assert_non_null(probe_jemalloc_version());
+}
+
+static void papi_load(int fd)
+{
+    probe_papi p;
+    char events[512];
+    snprintf(events, sizeof events, "%s,%s", probe_papi_default_sw, probe_papi_default_hw);
+    int init = probe_papi_init(&p, events, 1);
+    struct rusage r0, r1;
+    getrusage(RUSAGE_SELF, &r0);
+    probe_papi_start(&p);
+    touch_pages(256 * MiB);
+    probe_papi_stop(&p);
+    getrusage(RUSAGE_SELF, &r1);
+    int enabled = init == 0 && strcmp(p.perf_component, "enabled") == 0;
+    send(fd, (uint64_t)enabled);
+    send(fd, (uint64_t)(r1.ru_minflt - r0.ru_minflt));
+    /* per event: ok, value, and whether a reason was given when not ok */
+    for (int i = 0; i < p.nevents; i++) {
+        send(fd, p.events[i].ok);
+        send(fd, (uint64_t)p.events[i].value);
+        send(fd, p.events[i].ok || strlen(p.events[i].reason) > 10);
+    }
+    probe_papi_free(&p);
+}
+
+static void test_papi_counts_page_faults_or_says_why_not(void **state)
+{
+    (void)state;
+    enum { NEV = 10 }; /* 4 software + 6 hardware events, in that order */
+    uint64_t v[2 + 3 * NEV];
+    in_child(papi_load, v, 2 + 3 * NEV);
+    uint64_t pages = 256 * MiB / 4096, enabled = v[0], rusage_faults = v[1];
+    print_message("perf_event component %s; getrusage saw %llu minor faults for %llu pages\n",
+                  enabled ? "enabled" : "disabled", (unsigned long long)rusage_faults,
+                  (unsigned long long)pages);
+    /* the kernel's own accounting always sees the faults */
+    assert_true(rusage_faults >= pages && rusage_faults <= pages + pages / 20);
+    for (int i = 0; i < NEV; i++) {
+        uint64_t ok = v[2 + 3 * i], value = v[3 + 3 * i], explained = v[4 + 3 * i];
+        assert_true(explained); /* an unavailable counter always says why */
+        if (!ok)
+            continue;
+        assert_true(value > 0); /* an available counter counts, it never prints 0 */
+        if (i == 1 || i == 2) /* perf::PAGE-FAULTS, perf::MINOR-FAULTS */
+            assert_true(value >= pages && value <= pages + pages / 20);
+    }
+    if (enabled) { /* where PAPI's perf_event works, the software events must */
+        assert_true(v[2 + 3 * 1]);
+        assert_true(v[2 + 3 * 2]);
+    }
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_rss_peak_sees_256_mib),
+        cmocka_unit_test(test_jemalloc_thread_peak_sees_64_mib),
+        cmocka_unit_test(test_papi_counts_page_faults_or_says_why_not),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
