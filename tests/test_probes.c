@@ -149,8 +149,13 @@ static void test_papi_counts_page_faults_or_says_why_not(void **state)
     print_message("perf_event component %s; getrusage saw %llu minor faults for %llu pages\n",
                   enabled ? "enabled" : "disabled", (unsigned long long)rusage_faults,
                   (unsigned long long)pages);
-    /* the kernel's own accounting always sees the faults */
-    assert_true(rusage_faults >= pages && rusage_faults <= pages + pages / 20);
+    /* the kernel's own accounting always sees the faults (ASan adds its shadow pages' own) */
+#if defined(__SANITIZE_ADDRESS__)
+    const uint64_t slack = pages / 4;
+#else
+    const uint64_t slack = pages / 20;
+#endif
+    assert_true(rusage_faults >= pages && rusage_faults <= pages + slack);
     for (int i = 0; i < NEV; i++) {
         uint64_t ok = v[2 + 3 * i], value = v[3 + 3 * i], explained = v[4 + 3 * i];
         assert_true(explained); /* an unavailable counter always says why */
@@ -158,7 +163,7 @@ static void test_papi_counts_page_faults_or_says_why_not(void **state)
             continue;
         assert_true(value > 0); /* an available counter counts, it never prints 0 */
         if (i == 1 || i == 2) /* perf::PAGE-FAULTS, perf::MINOR-FAULTS */
-            assert_true(value >= pages && value <= pages + pages / 20);
+            assert_true(value >= pages && value <= pages + slack);
     }
     if (enabled) { /* where PAPI's perf_event works, the software events must */
         assert_true(v[2 + 3 * 1]);
