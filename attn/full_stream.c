@@ -1,7 +1,7 @@
 /* full_stream.c: exact attention in tiles with the online softmax (FlashAttention-2 order).
  *
- * Each work item is one (batch, head, query tile); it streams the key/value tiles through a
- * kern_stream accumulator, so the extra memory is one tile_q x tile_k score tile plus a
+ * Each work item is one (batch, head, query tile); it streams the key/value tiles through the
+ * fused tile kernel (tile.h), so the extra memory is one tile_q x tile_k score tile plus a
  * tile_q x d accumulator per thread: O(n) overall (the saved logsumexp), never n x n.
  * Causal: key tiles entirely above the diagonal are skipped; the diagonal tile is masked with
  * -inf. Items are independent and each runs the same calls whatever the thread count, so the
@@ -11,6 +11,7 @@
 
 #include "kernels.h"
 #include "methods.h"
+#include "tile.h"
 
 enum { FS_TILE_Q, FS_TILE_K };
 
@@ -18,7 +19,7 @@ static const attn_param_spec fs_params[] = {
     [FS_TILE_Q] = {.name = "tile_q", .help = "query rows per tile", .kind = ATTN_PARAM_INT,
                    .def = 128, .min = 1, .max = 4096},
     [FS_TILE_K] = {.name = "tile_k", .help = "key rows per tile", .kind = ATTN_PARAM_INT,
-                   .def = 512, .min = 1, .max = 16384},
+                   .def = 256, .min = 1, .max = 16384},
 };
 
 static int fs_check(const attn_shape *s, const attn_params *p, const char **why)
@@ -40,7 +41,7 @@ static void fs_cost(const attn_shape *s, const attn_params *p, int nthreads, att
     int tq, tk;
     fs_tiles(s, p, &tq, &tk);
     *c = (attn_cost){0};
-    c->workspace_bytes = (size_t)nthreads * kern_stream_bytes(tq, tk, (int)s->d);
+    c->workspace_bytes = (size_t)nthreads * tile_bytes(tq, tk, (int)s->d);
     double n = (double)s->n;
     /* causal: the lower triangle with its diagonal, as FlashAttention counts it (about half) */
     double pairs = s->causal ? n * (n + 1) / 2 : n * n;
@@ -55,37 +56,34 @@ static int fs_forward(const attn_shape *s, const attn_params *p, const attn_tens
     fs_tiles(s, p, &tq, &tk);
     const float scale = 1.0f / sqrtf((float)d);
     const int64_t qtiles = (n + tq - 1) / tq, items = s->B * s->H * qtiles;
-    const size_t per_thread = kern_stream_bytes(tq, tk, d);
+    const size_t per_thread = tile_bytes(tq, tk, d);
 
 #pragma omp parallel num_threads(nthreads)
     {
-        kern_blas_serial();
         char *cursor = (char *)work + (size_t)omp_get_thread_num() * per_thread;
-        kern_stream st;
-        kern_stream_init(&st, &cursor, tq, tk, d);
+        kern_tile tile;
+        tile_init(&tile, &cursor, tq, tk, d);
 #pragma omp for schedule(dynamic)
         for (int64_t item = 0; item < items; item++) {
             const int64_t bh = item / qtiles;
             const int q0 = (int)(item % qtiles) * tq;
             const int rows = n - q0 < tq ? n - q0 : tq;
             const size_t off = (size_t)bh * (size_t)n * (size_t)d;
-            const float *q = t->q + off + (size_t)q0 * d;
             /* causal: keys beyond the tile's last query are never needed */
             const int kend = s->causal ? q0 + rows : n;
 
-            kern_stream_begin(&st, rows);
+            tile_begin(&tile, t->q + off + (size_t)q0 * d, d, NULL, rows, scale);
             for (int k0 = 0; k0 < kend; k0 += tk) {
                 const int cols = kend - k0 < tk ? kend - k0 : tk;
-                float *sc = kern_stream_scores(&st, q, d, t->k + off + (size_t)k0 * d, d, cols,
-                                               scale);
+                float *sc = tile_scores(&tile, t->k + off + (size_t)k0 * d, d, NULL, cols);
                 if (s->causal && k0 + cols > q0 + 1) /* the tile crosses the diagonal */
-                    for (int r = 0; r < rows; r++)
-                        for (int c = q0 + r + 1 - k0 > 0 ? q0 + r + 1 - k0 : 0; c < cols; c++)
-                            sc[(size_t)r * cols + c] = -INFINITY;
-                kern_stream_accumulate(&st, t->v + off + (size_t)k0 * d, d);
+                    for (int j = 0; j < cols; j++) /* key k0 + j is hidden from queries < it */
+                        for (int r = 0; r < rows && q0 + r < k0 + j; r++)
+                            sc[(size_t)j * tile.ld + r] = -INFINITY;
+                tile_accumulate(&tile, t->v + off + (size_t)k0 * d, d, NULL);
             }
-            kern_stream_end(&st, t->out + off + (size_t)q0 * d, d,
-                            t->lse + (size_t)bh * (size_t)n + q0);
+            tile_end(&tile, t->out + off + (size_t)q0 * d, d, NULL,
+                     t->lse + (size_t)bh * (size_t)n + q0, false);
         }
     }
     return ATTN_OK;

@@ -1,0 +1,335 @@
+/* tile.c: the fused online-softmax tile kernel (see tile.h for the layout and why).
+ *
+ * Two implementations of the two products and the softmax update: AVX-512 micro-kernels
+ * (8 keys or 8 value columns by 32 query lanes, 16 accumulators in registers) and a portable
+ * C path with the same arithmetic, used where AVX-512 is missing and by the tests. */
+#include "tile.h"
+
+#include <math.h>
+#include <string.h>
+
+#include "kernels.h"
+
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#include <sleef.h>
+#define TILE_HAVE_AVX512 1
+#else
+#define TILE_HAVE_AVX512 0
+#endif
+
+static bool portable_forced;
+
+void tile_force_portable(bool on)
+{
+    portable_forced = on;
+}
+
+static inline bool use_avx512(void)
+{
+    return TILE_HAVE_AVX512 && !portable_forced;
+}
+
+static inline int lanes_for(int rows)
+{
+    return (rows + TILE_LANES - 1) / TILE_LANES * TILE_LANES;
+}
+
+static inline const float *row_of(const float *base, int64_t ld, const int32_t *idx, int r)
+{
+    return base + (idx ? (int64_t)idx[r] : (int64_t)r) * ld;
+}
+
+size_t tile_bytes(int max_rows, int max_cols, int d)
+{
+    size_t ld = (size_t)lanes_for(max_rows);
+    return 2 * kern_slice_bytes((size_t)d * ld, sizeof(float)) +
+           kern_slice_bytes((size_t)max_cols * ld, sizeof(float)) +
+           2 * kern_slice_bytes(ld, sizeof(float));
+}
+
+void tile_init(kern_tile *t, char **cursor, int max_rows, int max_cols, int d)
+{
+    size_t ld = (size_t)lanes_for(max_rows);
+    t->max_rows = max_rows;
+    t->max_cols = max_cols;
+    t->d = d;
+    t->rows = t->cols = 0;
+    t->ld = (int)ld;
+    t->qt = kern_take(cursor, (size_t)d * ld, sizeof(float));
+    t->ot = kern_take(cursor, (size_t)d * ld, sizeof(float));
+    t->st = kern_take(cursor, (size_t)max_cols * ld, sizeof(float));
+    t->m = kern_take(cursor, ld, sizeof(float));
+    t->l = kern_take(cursor, ld, sizeof(float));
+}
+
+void tile_begin(kern_tile *t, const float *q, int64_t ldq, const int32_t *qidx, int rows,
+                float scale)
+{
+    const int d = t->d, ld = lanes_for(rows);
+    t->rows = rows;
+    t->ld = ld;
+    t->cols = 0;
+    for (int r = 0; r < rows; r++) {
+        const float *qr = row_of(q, ldq, qidx, r);
+        for (int c = 0; c < d; c++)
+            t->qt[(size_t)c * ld + r] = qr[c] * scale;
+    }
+    for (int c = 0; c < d; c++)
+        for (int r = rows; r < ld; r++)
+            t->qt[(size_t)c * ld + r] = 0.0f;
+    for (int r = 0; r < ld; r++) {
+        t->m[r] = -INFINITY;
+        t->l[r] = 0.0f;
+    }
+    memset(t->ot, 0, (size_t)d * (size_t)ld * sizeof(float));
+}
+
+/* ---- S^T = K Q^T ---------------------------------------------------------------------- */
+
+static void scores_portable(kern_tile *t, const float *k, int64_t ldk, const int32_t *kidx)
+{
+    const int d = t->d, ld = t->ld;
+    for (int j = 0; j < t->cols; j++) {
+        const float *kr = row_of(k, ldk, kidx, j);
+        float *s = t->st + (size_t)j * ld;
+        for (int r = 0; r < ld; r++)
+            s[r] = 0.0f;
+        for (int c = 0; c < d; c++) {
+            const float kv = kr[c], *qt = t->qt + (size_t)c * ld;
+            for (int r = 0; r < ld; r++)
+                s[r] = fmaf(kv, qt[r], s[r]);
+        }
+    }
+}
+
+#if TILE_HAVE_AVX512
+/* One key against 32 query lanes, c = 0..d: the body of the 8-key micro-kernel. */
+#define SCORE_STEP(i)                                                                            \
+    b = _mm512_set1_ps(kr##i[c]);                                                                \
+    a##i##0 = _mm512_fmadd_ps(b, x0, a##i##0);                                                   \
+    a##i##1 = _mm512_fmadd_ps(b, x1, a##i##1)
+
+static void scores_avx512(kern_tile *t, const float *k, int64_t ldk, const int32_t *kidx)
+{
+    const int d = t->d, ld = t->ld, cols = t->cols;
+    for (int q0 = 0; q0 < ld; q0 += TILE_LANES) {
+        const float *qt = t->qt + q0;
+        int j = 0;
+        for (; j + 8 <= cols; j += 8) {
+            const float *kr0 = row_of(k, ldk, kidx, j), *kr1 = row_of(k, ldk, kidx, j + 1),
+                        *kr2 = row_of(k, ldk, kidx, j + 2), *kr3 = row_of(k, ldk, kidx, j + 3),
+                        *kr4 = row_of(k, ldk, kidx, j + 4), *kr5 = row_of(k, ldk, kidx, j + 5),
+                        *kr6 = row_of(k, ldk, kidx, j + 6), *kr7 = row_of(k, ldk, kidx, j + 7);
+            __m512 a00 = _mm512_setzero_ps(), a01 = a00, a10 = a00, a11 = a00, a20 = a00,
+                   a21 = a00, a30 = a00, a31 = a00, a40 = a00, a41 = a00, a50 = a00, a51 = a00,
+                   a60 = a00, a61 = a00, a70 = a00, a71 = a00;
+            for (int c = 0; c < d; c++) {
+                const __m512 x0 = _mm512_load_ps(qt + (size_t)c * ld),
+                             x1 = _mm512_load_ps(qt + (size_t)c * ld + 16);
+                __m512 b;
+                SCORE_STEP(0);
+                SCORE_STEP(1);
+                SCORE_STEP(2);
+                SCORE_STEP(3);
+                SCORE_STEP(4);
+                SCORE_STEP(5);
+                SCORE_STEP(6);
+                SCORE_STEP(7);
+            }
+            float *s = t->st + (size_t)j * ld + q0;
+            _mm512_store_ps(s, a00), _mm512_store_ps(s + 16, a01), s += ld;
+            _mm512_store_ps(s, a10), _mm512_store_ps(s + 16, a11), s += ld;
+            _mm512_store_ps(s, a20), _mm512_store_ps(s + 16, a21), s += ld;
+            _mm512_store_ps(s, a30), _mm512_store_ps(s + 16, a31), s += ld;
+            _mm512_store_ps(s, a40), _mm512_store_ps(s + 16, a41), s += ld;
+            _mm512_store_ps(s, a50), _mm512_store_ps(s + 16, a51), s += ld;
+            _mm512_store_ps(s, a60), _mm512_store_ps(s + 16, a61), s += ld;
+            _mm512_store_ps(s, a70), _mm512_store_ps(s + 16, a71);
+        }
+        for (; j < cols; j++) { /* the last cols % 8 keys, one at a time */
+            const float *kr = row_of(k, ldk, kidx, j);
+            __m512 a0 = _mm512_setzero_ps(), a1 = a0;
+            for (int c = 0; c < d; c++) {
+                const __m512 b = _mm512_set1_ps(kr[c]);
+                a0 = _mm512_fmadd_ps(b, _mm512_load_ps(qt + (size_t)c * ld), a0);
+                a1 = _mm512_fmadd_ps(b, _mm512_load_ps(qt + (size_t)c * ld + 16), a1);
+            }
+            float *s = t->st + (size_t)j * ld + q0;
+            _mm512_store_ps(s, a0);
+            _mm512_store_ps(s + 16, a1);
+        }
+    }
+}
+#endif
+
+float *tile_scores(kern_tile *t, const float *k, int64_t ldk, const int32_t *kidx, int cols)
+{
+    t->cols = cols;
+#if TILE_HAVE_AVX512
+    if (use_avx512()) {
+        scores_avx512(t, k, ldk, kidx);
+        return t->st;
+    }
+#endif
+    scores_portable(t, k, ldk, kidx);
+    return t->st;
+}
+
+/* ---- online softmax and O^T += V^T P^T ------------------------------------------------- */
+
+/* pass 1, portable: per query lane, the new max, exp(s - max), the rescale of l and O. */
+static void softmax_portable(kern_tile *t)
+{
+    const int ld = t->ld, cols = t->cols, d = t->d;
+    for (int r = 0; r < ld; r++) {
+        float mx = t->m[r];
+        for (int j = 0; j < cols; j++)
+            mx = fmaxf(mx, t->st[(size_t)j * ld + r]);
+        const float shift = mx == -INFINITY ? 0.0f : mx; /* all masked so far: p = 0 */
+        const float alpha = expf(t->m[r] - shift);
+        float sum = 0.0f;
+        for (int j = 0; j < cols; j++) {
+            float *s = &t->st[(size_t)j * ld + r];
+            *s = expf(*s - shift);
+            sum += *s;
+        }
+        t->l[r] = alpha * t->l[r] + sum;
+        t->m[r] = mx;
+        for (int c = 0; c < d; c++)
+            t->ot[(size_t)c * ld + r] *= alpha;
+    }
+}
+
+static void pv_portable(kern_tile *t, const float *v, int64_t ldv, const int32_t *vidx)
+{
+    const int ld = t->ld, d = t->d;
+    for (int j = 0; j < t->cols; j++) {
+        const float *vr = row_of(v, ldv, vidx, j), *p = t->st + (size_t)j * ld;
+        for (int c = 0; c < d; c++) {
+            float *o = t->ot + (size_t)c * ld;
+            for (int r = 0; r < ld; r++)
+                o[r] = fmaf(vr[c], p[r], o[r]);
+        }
+    }
+}
+
+#if TILE_HAVE_AVX512
+static void softmax_avx512(kern_tile *t)
+{
+    const int ld = t->ld, cols = t->cols, d = t->d;
+    const __m512 neg_inf = _mm512_set1_ps(-INFINITY);
+    for (int r = 0; r < ld; r += 16) {
+        const __m512 mold = _mm512_load_ps(t->m + r);
+        __m512 mx = mold;
+        for (int j = 0; j < cols; j++)
+            mx = _mm512_max_ps(mx, _mm512_load_ps(t->st + (size_t)j * ld + r));
+        const __mmask16 none = _mm512_cmp_ps_mask(mx, neg_inf, _CMP_EQ_OQ);
+        const __m512 shift = _mm512_mask_mov_ps(mx, none, _mm512_setzero_ps());
+        const __m512 alpha = Sleef_expf16_u10(_mm512_sub_ps(mold, shift));
+        __m512 sum = _mm512_setzero_ps();
+        for (int j = 0; j < cols; j++) {
+            float *s = t->st + (size_t)j * ld + r;
+            const __m512 e = Sleef_expf16_u10(_mm512_sub_ps(_mm512_load_ps(s), shift));
+            _mm512_store_ps(s, e);
+            sum = _mm512_add_ps(sum, e);
+        }
+        _mm512_store_ps(t->l + r, _mm512_fmadd_ps(alpha, _mm512_load_ps(t->l + r), sum));
+        _mm512_store_ps(t->m + r, mx);
+        /* rescale the accumulator only where the max moved (alpha != 1) */
+        if (_mm512_cmp_ps_mask(alpha, _mm512_set1_ps(1.0f), _CMP_NEQ_UQ))
+            for (int c = 0; c < d; c++) {
+                float *o = t->ot + (size_t)c * ld + r;
+                _mm512_store_ps(o, _mm512_mul_ps(_mm512_load_ps(o), alpha));
+            }
+    }
+}
+
+#define PV_STEP(i)                                                                               \
+    b = _mm512_set1_ps(vr[i]);                                                                   \
+    o##i##0 = _mm512_fmadd_ps(b, p0, o##i##0);                                                   \
+    o##i##1 = _mm512_fmadd_ps(b, p1, o##i##1)
+
+#define PV_LOAD(i)                                                                               \
+    __m512 o##i##0 = _mm512_load_ps(t->ot + (size_t)(c0 + i) * ld + q0),                         \
+           o##i##1 = _mm512_load_ps(t->ot + (size_t)(c0 + i) * ld + q0 + 16)
+
+#define PV_STORE(i)                                                                              \
+    _mm512_store_ps(t->ot + (size_t)(c0 + i) * ld + q0, o##i##0);                                \
+    _mm512_store_ps(t->ot + (size_t)(c0 + i) * ld + q0 + 16, o##i##1)
+
+static void pv_avx512(kern_tile *t, const float *v, int64_t ldv, const int32_t *vidx)
+{
+    const int ld = t->ld, d = t->d, cols = t->cols;
+    for (int q0 = 0; q0 < ld; q0 += TILE_LANES) {
+        int c0 = 0;
+        for (; c0 + 8 <= d; c0 += 8) { /* 8 value columns by 32 query lanes */
+            PV_LOAD(0); PV_LOAD(1); PV_LOAD(2); PV_LOAD(3);
+            PV_LOAD(4); PV_LOAD(5); PV_LOAD(6); PV_LOAD(7);
+            for (int j = 0; j < cols; j++) {
+                const float *vr = row_of(v, ldv, vidx, j) + c0, *p = t->st + (size_t)j * ld + q0;
+                const __m512 p0 = _mm512_load_ps(p), p1 = _mm512_load_ps(p + 16);
+                __m512 b;
+                PV_STEP(0); PV_STEP(1); PV_STEP(2); PV_STEP(3);
+                PV_STEP(4); PV_STEP(5); PV_STEP(6); PV_STEP(7);
+            }
+            PV_STORE(0); PV_STORE(1); PV_STORE(2); PV_STORE(3);
+            PV_STORE(4); PV_STORE(5); PV_STORE(6); PV_STORE(7);
+        }
+        for (; c0 < d; c0++) { /* the last d % 8 columns */
+            __m512 o0 = _mm512_load_ps(t->ot + (size_t)c0 * ld + q0),
+                   o1 = _mm512_load_ps(t->ot + (size_t)c0 * ld + q0 + 16);
+            for (int j = 0; j < cols; j++) {
+                const __m512 b = _mm512_set1_ps(row_of(v, ldv, vidx, j)[c0]);
+                const float *p = t->st + (size_t)j * ld + q0;
+                o0 = _mm512_fmadd_ps(b, _mm512_load_ps(p), o0);
+                o1 = _mm512_fmadd_ps(b, _mm512_load_ps(p + 16), o1);
+            }
+            _mm512_store_ps(t->ot + (size_t)c0 * ld + q0, o0);
+            _mm512_store_ps(t->ot + (size_t)c0 * ld + q0 + 16, o1);
+        }
+    }
+}
+#endif
+
+void tile_accumulate(kern_tile *t, const float *v, int64_t ldv, const int32_t *vidx)
+{
+#if TILE_HAVE_AVX512
+    if (use_avx512()) {
+        softmax_avx512(t);
+        pv_avx512(t, v, ldv, vidx);
+        return;
+    }
+#endif
+    softmax_portable(t);
+    pv_portable(t, v, ldv, vidx);
+}
+
+void tile_end(kern_tile *t, float *out, int64_t ldo, const int32_t *oidx, float *lse,
+              bool merge)
+{
+    const int d = t->d, ld = t->ld;
+    for (int r = 0; r < t->rows; r++) {
+        const int64_t row = oidx ? oidx[r] : r;
+        float *o = out + row * ldo;
+        const float l = t->l[r];
+        const float inv = l > 0.0f ? 1.0f / l : 0.0f;
+        const float lse_t = l > 0.0f ? t->m[r] + logf(l) : -INFINITY;
+        if (!merge || lse[row] == -INFINITY) {
+            for (int c = 0; c < d; c++)
+                o[c] = t->ot[(size_t)c * ld + r] * inv;
+            if (lse)
+                lse[row] = lse_t;
+            continue;
+        }
+        if (lse_t == -INFINITY)
+            continue; /* this tile saw nothing: keep what is there */
+        /* one softmax over both candidate sets: weights exp(lse_x - lse_total) */
+        const float hi = fmaxf(lse[row], lse_t);
+        const float total = hi + logf(expf(lse[row] - hi) + expf(lse_t - hi));
+        const float w_old = expf(lse[row] - total), w_new = expf(lse_t - total) * inv;
+        for (int c = 0; c < d; c++)
+            o[c] = w_old * o[c] + w_new * t->ot[(size_t)c * ld + r];
+        lse[row] = total;
+    }
+}
