@@ -148,6 +148,9 @@ static void test_point_id_is_stable_and_specific(void **state)
     (void)state;
     char key[1024], id[17], id2[17];
     point_spec s = spec("full_stream", 4096);
+    /* explicit values: the key holds every parameter, defaults included */
+    assert_int_equal(attn_params_parse(&s.params, "tile_q=128"), 0);
+    assert_int_equal(attn_params_parse(&s.params, "tile_k=512"), 0);
     point_key(&s, key, sizeof key);
     point_id(key, id);
     assert_string_equal(key, "method=full_stream;n=4096;d=64;heads=1;batch=1;causal=0;threads=2;"
