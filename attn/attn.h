@@ -103,6 +103,10 @@ struct attn_method {
      * on nthreads. */
     int (*forward)(const attn_shape *s, const attn_params *p, const attn_tensors *t, void *work,
                    int nthreads);
+    /* Optional: fills `exact` with the method and parameters whose output is the exact
+     * attention this configuration approximates (lsh: full shared-QK attention). NULL means
+     * standard attention, full_stream. */
+    void (*exact)(const attn_shape *s, const attn_params *p, attn_params *exact);
 };
 
 /* The registry. attn_methods() returns the methods in methods.def order and sets *count. */
@@ -132,6 +136,9 @@ size_t attn_tensor_elems(const attn_shape *s);
 size_t attn_io_bytes(const attn_shape *s, const attn_cost *c);
 /* Elements of the structure tensor (0 when the method has none). */
 size_t attn_structure_elems(const attn_cost *c);
+
+/* The exact counterpart of a configuration (see attn_method.exact). */
+void attn_exact_params(const attn_shape *s, const attn_params *p, attn_params *exact);
 
 /* Runs one forward call after attn_check(), allocating the workspace itself. A convenience
  * for tests and the CLI; the harness allocates the workspace explicitly so it can see it. */

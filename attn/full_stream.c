@@ -83,7 +83,7 @@ static int fs_forward(const attn_shape *s, const attn_params *p, const attn_tens
                 tile_accumulate(&tile, t->v + off + (size_t)k0 * d, d, NULL);
             }
             tile_end(&tile, t->out + off + (size_t)q0 * d, d, NULL,
-                     t->lse + (size_t)bh * (size_t)n + q0, false);
+                     t->lse + (size_t)bh * (size_t)n + q0);
         }
     }
     return ATTN_OK;

@@ -173,6 +173,14 @@ size_t attn_io_bytes(const attn_shape *s, const attn_cost *c)
            attn_structure_elems(c) * sizeof(int32_t);
 }
 
+void attn_exact_params(const attn_shape *s, const attn_params *p, attn_params *exact)
+{
+    if (p->method->exact)
+        p->method->exact(s, p, exact);
+    else
+        attn_params_default(attn_find("full_stream"), exact);
+}
+
 int attn_forward_alloc(const attn_shape *s, const attn_params *p, const attn_tensors *t,
                        int nthreads)
 {

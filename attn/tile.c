@@ -305,31 +305,44 @@ void tile_accumulate(kern_tile *t, const float *v, int64_t ldv, const int32_t *v
     pv_portable(t, v, ldv, vidx);
 }
 
-void tile_end(kern_tile *t, float *out, int64_t ldo, const int32_t *oidx, float *lse,
-              bool merge)
+void tile_end(kern_tile *t, float *out, int64_t ldo, const int32_t *oidx, float *lse)
 {
     const int d = t->d, ld = t->ld;
     for (int r = 0; r < t->rows; r++) {
         const int64_t row = oidx ? oidx[r] : r;
         float *o = out + row * ldo;
-        const float l = t->l[r];
-        const float inv = l > 0.0f ? 1.0f / l : 0.0f;
-        const float lse_t = l > 0.0f ? t->m[r] + logf(l) : -INFINITY;
-        if (!merge || lse[row] == -INFINITY) {
+        const float l = t->l[r], inv = l > 0.0f ? 1.0f / l : 0.0f;
+        for (int c = 0; c < d; c++)
+            o[c] = t->ot[(size_t)c * ld + r] * inv;
+        if (lse)
+            lse[row] = l > 0.0f ? t->m[r] + logf(l) : -INFINITY;
+    }
+}
+
+void tile_end_merge(kern_tile *t, float *out, int64_t ldo, const int32_t *oidx, float *m,
+                    float *l, bool merge)
+{
+    const int d = t->d, ld = t->ld;
+    for (int r = 0; r < t->rows; r++) {
+        const int64_t row = oidx ? oidx[r] : r;
+        float *o = out + row * ldo;
+        const float lt = t->l[r], mt = t->m[r];
+        if (!merge || l[row] == 0.0f) { /* the first set, or nothing seen before */
+            const float inv = lt > 0.0f ? 1.0f / lt : 0.0f;
             for (int c = 0; c < d; c++)
                 o[c] = t->ot[(size_t)c * ld + r] * inv;
-            if (lse)
-                lse[row] = lse_t;
+            m[row] = mt;
+            l[row] = lt;
             continue;
         }
-        if (lse_t == -INFINITY)
+        if (lt == 0.0f)
             continue; /* this tile saw nothing: keep what is there */
-        /* one softmax over both candidate sets: weights exp(lse_x - lse_total) */
-        const float hi = fmaxf(lse[row], lse_t);
-        const float total = hi + logf(expf(lse[row] - hi) + expf(lse_t - hi));
-        const float w_old = expf(lse[row] - total), w_new = expf(lse_t - total) * inv;
+        const float mx = fmaxf(m[row], mt);
+        const float a = l[row] * expf(m[row] - mx), b = lt * expf(mt - mx);
+        const float wa = a / (a + b), wb = 1.0f / (a + b) * expf(mt - mx); /* ot holds lt * o_t */
         for (int c = 0; c < d; c++)
-            o[c] = w_old * o[c] + w_new * t->ot[(size_t)c * ld + r];
-        lse[row] = total;
+            o[c] = wa * o[c] + wb * t->ot[(size_t)c * ld + r];
+        m[row] = mx;
+        l[row] = a + b;
     }
 }

@@ -47,11 +47,17 @@ void tile_begin(kern_tile *t, const float *q, int64_t ldq, const int32_t *qidx, 
 float *tile_scores(kern_tile *t, const float *k, int64_t ldk, const int32_t *kidx, int cols);
 /* Online-softmax update with the (masked) score tile and the matching values. */
 void tile_accumulate(kern_tile *t, const float *v, int64_t ldv, const int32_t *vidx);
-/* Writes the tile's rows: out row r = out + (oidx ? oidx[r] : r) * ldo, lse likewise (lse may
- * be NULL). With merge, combines with what out/lse already hold for those rows, as one
- * softmax over both candidate sets (how lsh combines its hash rounds). */
-void tile_end(kern_tile *t, float *out, int64_t ldo, const int32_t *oidx, float *lse,
-              bool merge);
+/* Writes the tile's rows: out row r = out + (oidx ? oidx[r] : r) * ldo, and lse[row] = m + log l
+ * (lse may be NULL). */
+void tile_end(kern_tile *t, float *out, int64_t ldo, const int32_t *oidx, float *lse);
+/* Like tile_end, but keeps each output row's softmax state as a running max m[row] and a sum
+ * l[row] (of exp(logit - m)), and with `merge` combines this tile's candidates with what the
+ * rows already hold, as one softmax over both sets (how lsh combines its hash rounds).
+ * Why not merge through the lse: with a finite mask penalty such as -1e5 a float lse keeps
+ * only ~1e-2 absolute precision, and the merge weights would inherit that error; differences
+ * of maxes of the same magnitude are exact. lse = m + log l once all sets are merged. */
+void tile_end_merge(kern_tile *t, float *out, int64_t ldo, const int32_t *oidx, float *m,
+                    float *l, bool merge);
 
 /* Tests only: run the portable C path instead of the AVX-512 one. */
 void tile_force_portable(bool on);

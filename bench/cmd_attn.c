@@ -33,7 +33,8 @@ int cmd_list(int argc, char **argv)
                     printf("%s%s", c ? "|" : "", spec->choices[c]);
                 printf("}");
             } else {
-                printf("[%g..%g%s]", spec->min, spec->max, spec->auto_ok ? "|auto" : "");
+                printf(spec->kind == ATTN_PARAM_INT ? "[%.0f..%.0f%s]" : "[%g..%g%s]", spec->min,
+                       spec->max, spec->auto_ok ? "|auto" : "");
             }
         }
         printf("  # %s\n", m->summary);

@@ -1,24 +1,10 @@
-/* inputs.c: see inputs.h. splitmix64 on (seed, stream, index) gives independent uniform
- * pairs; Box-Muller turns each pair into two normals. */
+/* inputs.c: see inputs.h. attn/rng.h's counter-based normals, written in parallel. */
 #include "inputs.h"
 
 #include <math.h>
 #include <string.h>
 
-static uint64_t mix64(uint64_t z)
-{
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
-
-/* Two uniforms in (0, 1) from the counter (seed, stream, pair). */
-static void uniform_pair(uint64_t seed, uint64_t stream, uint64_t pair, double *u1, double *u2)
-{
-    uint64_t base = mix64(seed * 0x9E3779B97F4A7C15ull ^ mix64(stream + 0x632BE59BD9B4E019ull));
-    *u1 = ((double)(mix64(base + 2 * pair) >> 11) + 0.5) * 0x1p-53;
-    *u2 = ((double)(mix64(base + 2 * pair + 1) >> 11) + 0.5) * 0x1p-53;
-}
+#include "../attn/rng.h"
 
 int inputs_parse(const char *name)
 {
@@ -38,15 +24,15 @@ void inputs_normal(float *x, size_t count, uint64_t seed, uint64_t stream, float
                    int nthreads)
 {
     const int64_t pairs = (int64_t)((count + 1) / 2);
+    const uint64_t base = rng_stream(seed, stream);
 #pragma omp parallel for num_threads(nthreads) schedule(static)
     for (int64_t p = 0; p < pairs; p++) {
-        double u1, u2;
-        uniform_pair(seed, stream, (uint64_t)p, &u1, &u2);
-        double r = sigma * sqrt(-2.0 * log(u1)), t = 2.0 * M_PI * u2;
+        double a, b;
+        rng_normal_pair(base, (uint64_t)p, &a, &b);
         size_t i = 2 * (size_t)p;
-        x[i] = (float)(r * cos(t));
+        x[i] = (float)(sigma * a);
         if (i + 1 < count)
-            x[i + 1] = (float)(r * sin(t));
+            x[i + 1] = (float)(sigma * b);
     }
 }
 
@@ -58,16 +44,16 @@ static void clustered(const attn_shape *s, uint64_t seed, uint64_t stream, float
     inputs_normal(x, (size_t)(heads * n * d), seed, stream, 0.1f, nthreads);
 #pragma omp parallel for num_threads(nthreads) schedule(static)
     for (int64_t row = 0; row < heads * n; row++) {
-        int64_t h = row / n;
-        uint64_t c = mix64(seed ^ mix64((uint64_t)row + 0x1234567ull)) % INPUTS_CENTRES;
-        /* the centre is its own counter stream: N(0, 1) in every coordinate */
+        const int64_t h = row / n;
+        const uint64_t c = rng_mix64(seed ^ rng_mix64((uint64_t)row + 0x1234567ull)) % INPUTS_CENTRES;
+        /* centre c of head h: N(0, 1) in every coordinate, its own counter stream */
+        const uint64_t base = rng_stream(seed, 1000 + (uint64_t)h);
         for (int64_t j = 0; j < d; j += 2) {
-            double u1, u2;
-            uniform_pair(seed, 1000 + (uint64_t)h, c * (uint64_t)d + (uint64_t)j, &u1, &u2);
-            double r = sqrt(-2.0 * log(u1)), t = 2.0 * M_PI * u2;
-            x[row * d + j] += (float)(r * cos(t));
+            double a, b;
+            rng_normal_pair(base, c * (uint64_t)((d + 1) / 2) + (uint64_t)j / 2, &a, &b);
+            x[row * d + j] += (float)a;
             if (j + 1 < d)
-                x[row * d + j + 1] += (float)(r * sin(t));
+                x[row * d + j + 1] += (float)b;
         }
     }
 }

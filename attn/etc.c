@@ -1,0 +1,262 @@
+/* etc.c: ETC global-local attention (Ainslie et al. 2020), bidirectional.
+ *
+ * The first g rows of q, k, v are the global tokens, the other n_l = n - g rows the long
+ * tokens, so the method takes the same inputs as every other. Long token i attends to the long
+ * tokens within `radius` of it (l2l) and to the global tokens (l2g); global tokens attend to
+ * every global token (g2g) and to the long tokens (g2l): ETC's two fused softmaxes.
+ *
+ * g = globals (default 128, at most n), or with tokens_per_global = t > 0, g = ceil(n/(t+1)):
+ * global token s then summarizes the s-th run of t long tokens. Segments: long token i
+ * belongs to segment i / t (with tokens_per_global) or i * g / n_l (with a fixed g: g even
+ * runs). l2g=segment (ETC's hard l2g mask) lets a long token see only its own segment's
+ * global token, g2l=segment (the hard g2l mask) lets a global token see only its own
+ * segment's long tokens; with both, only g2g (g^2 pairs) grows faster than n.
+ *
+ * Conventions: relative position encodings (ETC's relative ids) are left out, as the ETC
+ * code allows (relative_vocab_size=None); Q, K, V are shared by the four pieces (ETC's
+ * share_qkv_projections=True default); scores are scaled by 1/sqrt(d); masked pairs get
+ * weight exactly 0 (ETC adds -10000, the same unless a row has nothing to attend). The local
+ * band is computed in tiles of 64 queries against their window, masked outside the radius:
+ * never as a dense n_l x n_l mask and without tiling the side keys into every block. */
+#include <math.h>
+#include <omp.h>
+
+#include "kernels.h"
+#include "methods.h"
+#include "tile.h"
+
+enum { ETC_RADIUS, ETC_GLOBALS, ETC_TOKENS_PER_GLOBAL, ETC_L2G, ETC_G2L };
+static const char *const etc_masks[] = {"all", "segment", NULL};
+
+static const attn_param_spec etc_params[] = {
+    [ETC_RADIUS] = {.name = "radius", .help = "local window radius of the long tokens",
+                    .kind = ATTN_PARAM_INT, .def = 84, .min = 0, .max = 2147483648.0},
+    [ETC_GLOBALS] = {.name = "globals", .help = "global tokens (the first rows), at most n",
+                     .kind = ATTN_PARAM_INT, .def = 128, .min = 0, .max = 2147483648.0},
+    [ETC_TOKENS_PER_GLOBAL] = {.name = "tokens_per_global",
+                               .help = "t > 0: g = ceil(n/(t+1)) globals, one per t long tokens "
+                                       "(overrides globals); 0: off",
+                               .kind = ATTN_PARAM_INT, .def = 0, .min = 0, .max = 2147483648.0},
+    [ETC_L2G] = {.name = "l2g", .help = "long tokens see all globals, or their segment's",
+                 .kind = ATTN_PARAM_CHOICE, .def = 0, .choices = etc_masks},
+    [ETC_G2L] = {.name = "g2l", .help = "globals see all long tokens, or their segment's",
+                 .kind = ATTN_PARAM_CHOICE, .def = 0, .choices = etc_masks},
+};
+
+enum { ETC_TILE_Q = 64, ETC_TILE_K = 256 };
+
+typedef struct etc_geom {
+    int64_t n, g, nl, r, t; /* t: tokens per global, 0 for a fixed g */
+    int l2g_segment, g2l_segment;
+} etc_geom;
+
+static etc_geom geom(const attn_shape *s, const attn_params *p)
+{
+    etc_geom e = {.n = s->n, .r = (int64_t)p->v[ETC_RADIUS],
+                  .t = (int64_t)p->v[ETC_TOKENS_PER_GLOBAL],
+                  .l2g_segment = (int)p->v[ETC_L2G] == 1, .g2l_segment = (int)p->v[ETC_G2L] == 1};
+    e.g = e.t > 0 ? (s->n + e.t) / (e.t + 1) : (int64_t)p->v[ETC_GLOBALS];
+    if (e.g > s->n)
+        e.g = s->n;
+    e.nl = s->n - e.g;
+    return e;
+}
+
+/* Segment (global token) of long token i; -1 when there are no globals. */
+static int64_t segment_of(const etc_geom *e, int64_t i)
+{
+    if (e->g == 0)
+        return -1;
+    int64_t s = e->t > 0 ? i / e->t : (int64_t)((double)i * (double)e->g / (double)e->nl);
+    return s < e->g ? s : e->g - 1;
+}
+
+/* First long token of segment s (segments are contiguous, in order); s may be g. */
+static int64_t segment_start(const etc_geom *e, int64_t s)
+{
+    if (s >= e->g)
+        return e->nl;
+    if (e->t > 0)
+        return s * e->t < e->nl ? s * e->t : e->nl;
+    int64_t lo = (int64_t)ceil((double)s * (double)e->nl / (double)e->g);
+    while (lo > 0 && segment_of(e, lo - 1) >= s) /* guard the float division */
+        lo--;
+    while (lo < e->nl && segment_of(e, lo) < s)
+        lo++;
+    return lo;
+}
+
+static int etc_check(const attn_shape *s, const attn_params *p, const char **why)
+{
+    (void)p;
+    if (s->causal) {
+        *why = "ETC global-local attention is bidirectional: it has no causal form";
+        return ATTN_EUNSUPPORTED;
+    }
+    if (s->n > INT32_MAX) {
+        *why = "positions must fit int32";
+        return ATTN_EUNSUPPORTED;
+    }
+    return ATTN_OK;
+}
+
+/* sum over i in [0, L) of the window size min(L-1, i+r) - max(0, i-r) + 1 */
+static double window_pairs(double L, double r)
+{
+    if (L <= 0)
+        return 0;
+    double hi = L * (L - 1) / 2 + L * r; /* sum of i + r */
+    double k = fmin(L, r);               /* terms where i + r > L - 1 */
+    double top = r, bottom = r - k + 1;  /* their excess runs bottom..top */
+    hi -= (top + bottom) * k / 2;
+    double m = L - 1 - r; /* terms where i - r > 0 */
+    double lo = m > 0 ? m * (m + 1) / 2 : 0;
+    return hi - lo + L;
+}
+
+static void etc_cost(const attn_shape *s, const attn_params *p, int nthreads, attn_cost *c)
+{
+    const etc_geom e = geom(s, p);
+    *c = (attn_cost){0};
+    c->workspace_bytes = (size_t)nthreads * tile_bytes(ETC_TILE_Q, ETC_TILE_K, (int)s->d);
+    if (e.nl > 0) {
+        c->structure_ndim = 1;
+        c->structure_dims[0] = e.nl;
+    }
+    const double g = (double)e.g, nl = (double)e.nl;
+    double pairs = window_pairs(nl, (double)e.r);                  /* l2l */
+    pairs += nl * (e.l2g_segment ? (e.g > 0) : g);                 /* l2g */
+    pairs += g * g + (e.g2l_segment ? nl : g * nl);                /* g2g, g2l */
+    c->flops = 4.0 * (double)(s->B * s->H) * pairs * (double)s->d;
+}
+
+/* Streams keys [k0, k1) (rows of the head) through the tile in tiles of ETC_TILE_K, calling
+ * mask(ctx, scores, first key, cols) on each score tile when mask is not NULL. */
+typedef void (*etc_mask_fn)(const void *ctx, kern_tile *tile, int64_t k0, int cols);
+
+static void stream_keys(kern_tile *tile, const float *k, const float *v, int d, int64_t k0,
+                        int64_t k1, etc_mask_fn mask, const void *ctx)
+{
+    for (int64_t j0 = k0; j0 < k1; j0 += ETC_TILE_K) {
+        const int cols = (int)(k1 - j0 < ETC_TILE_K ? k1 - j0 : ETC_TILE_K);
+        tile_scores(tile, k + (size_t)j0 * d, d, NULL, cols);
+        if (mask)
+            mask(ctx, tile, j0, cols);
+        tile_accumulate(tile, v + (size_t)j0 * d, d, NULL);
+    }
+}
+
+typedef struct tile_ctx {
+    const etc_geom *e;
+    int64_t first; /* first query: long index (long tiles) or global index (global tiles) */
+} tile_ctx;
+
+/* Long queries against long keys: outside the radius is masked. Keys are rows g + j. */
+static void mask_band(const void *ctx, kern_tile *tile, int64_t k0, int cols)
+{
+    const tile_ctx *c = ctx;
+    float *s = tile->st;
+    for (int j = 0; j < cols; j++) {
+        const int64_t key = k0 + j - c->e->g;
+        for (int r = 0; r < tile->rows; r++) {
+            const int64_t q = c->first + r;
+            if (key - q > c->e->r || q - key > c->e->r)
+                s[(size_t)j * tile->ld + r] = -INFINITY;
+        }
+    }
+}
+
+/* Long queries against global keys under l2g=segment: only the own segment's global. */
+static void mask_l2g(const void *ctx, kern_tile *tile, int64_t k0, int cols)
+{
+    const tile_ctx *c = ctx;
+    for (int j = 0; j < cols; j++)
+        for (int r = 0; r < tile->rows; r++)
+            if (segment_of(c->e, c->first + r) != k0 + j)
+                tile->st[(size_t)j * tile->ld + r] = -INFINITY;
+}
+
+/* Global queries against long keys under g2l=segment: only the own segment's tokens. */
+static void mask_g2l(const void *ctx, kern_tile *tile, int64_t k0, int cols)
+{
+    const tile_ctx *c = ctx;
+    for (int j = 0; j < cols; j++) {
+        const int64_t seg = segment_of(c->e, k0 + j - c->e->g);
+        for (int r = 0; r < tile->rows; r++)
+            if (seg != c->first + r)
+                tile->st[(size_t)j * tile->ld + r] = -INFINITY;
+    }
+}
+
+static int etc_forward(const attn_shape *s, const attn_params *p, const attn_tensors *t,
+                       void *work, int nthreads)
+{
+    const etc_geom e = geom(s, p);
+    const int d = (int)s->d;
+    const int64_t n = s->n, heads = s->B * s->H;
+    const int64_t gtiles = (e.g + ETC_TILE_Q - 1) / ETC_TILE_Q;
+    const int64_t ltiles = (e.nl + ETC_TILE_Q - 1) / ETC_TILE_Q, per_head = gtiles + ltiles;
+    const float scale = 1.0f / sqrtf((float)d);
+    const size_t per_thread = tile_bytes(ETC_TILE_Q, ETC_TILE_K, d);
+
+    for (int64_t i = 0; i < e.nl && t->structure; i++)
+        t->structure[i] = (int32_t)segment_of(&e, i);
+
+#pragma omp parallel num_threads(nthreads)
+    {
+        char *cursor = (char *)work + (size_t)omp_get_thread_num() * per_thread;
+        kern_tile tile;
+        tile_init(&tile, &cursor, ETC_TILE_Q, ETC_TILE_K, d);
+#pragma omp for schedule(dynamic)
+        for (int64_t item = 0; item < heads * per_head; item++) {
+            const int64_t bh = item / per_head, k = item % per_head;
+            const size_t off = (size_t)bh * (size_t)n * (size_t)d;
+            const float *q = t->q + off, *kk = t->k + off, *v = t->v + off;
+            const int is_global = k < gtiles;
+            const int64_t first = is_global ? k * ETC_TILE_Q : (k - gtiles) * ETC_TILE_Q;
+            const int64_t count = is_global ? e.g : e.nl;
+            const int rows = (int)(count - first < ETC_TILE_Q ? count - first : ETC_TILE_Q);
+            const int64_t row0 = is_global ? first : e.g + first; /* first query's row */
+            const tile_ctx ctx = {.e = &e, .first = first};
+
+            tile_begin(&tile, q + (size_t)row0 * d, d, NULL, rows, scale);
+            if (is_global) {
+                /* g2g: every global; g2l: every long token, or the own segments' runs */
+                if (!e.g2l_segment) {
+                    stream_keys(&tile, kk, v, d, 0, n, NULL, NULL);
+                } else {
+                    stream_keys(&tile, kk, v, d, 0, e.g, NULL, NULL);
+                    const int64_t lo = segment_start(&e, first);
+                    const int64_t hi = segment_start(&e, first + rows);
+                    stream_keys(&tile, kk, v, d, e.g + lo, e.g + hi, mask_g2l, &ctx);
+                }
+            } else {
+                /* l2g: every global, or the range of segments these queries belong to */
+                if (e.g > 0 && !e.l2g_segment) {
+                    stream_keys(&tile, kk, v, d, 0, e.g, NULL, NULL);
+                } else if (e.g > 0) {
+                    const int64_t s0 = segment_of(&e, first);
+                    const int64_t s1 = segment_of(&e, first + rows - 1);
+                    stream_keys(&tile, kk, v, d, s0, s1 + 1, mask_l2g, &ctx);
+                }
+                /* l2l: the window of the tile, masked to each query's radius */
+                const int64_t lo = first - e.r > 0 ? first - e.r : 0;
+                const int64_t hi = first + rows + e.r < e.nl ? first + rows + e.r : e.nl;
+                stream_keys(&tile, kk, v, d, e.g + lo, e.g + hi, mask_band, &ctx);
+            }
+            tile_end(&tile, t->out + off + (size_t)row0 * d, d, NULL,
+                     t->lse + (size_t)bh * (size_t)n + row0);
+        }
+    }
+    return ATTN_OK;
+}
+
+const attn_method attn_etc = {
+    .name = "etc",
+    .summary = "ETC global-local attention: first g rows global, long tokens in a local window",
+    .params = etc_params,
+    .n_params = (int)(sizeof etc_params / sizeof etc_params[0]),
+    .check = etc_check,
+    .cost = etc_cost,
+    .forward = etc_forward,
+};

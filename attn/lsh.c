@@ -1,0 +1,306 @@
+/* lsh.c: Reformer LSH attention (Kitaev, Kaiser, Levskaya 2020), as the Hugging Face and trax
+ * v2 implementations define it (../shared/reference/algorithms.md, section 2).
+ *
+ * Per (batch, head):
+ *  1. Shared QK: the keys are the length-normalized queries, k_j = q_j * rsqrt(mean(q_j^2) +
+ *     1e-6) / sqrt(d); the k input is not used. Queries are not normalized and the logits get
+ *     no extra 1/sqrt(d) (so |q_i| acts as a temperature), as in HF and trax v2 (trax v1 and
+ *     the paper's text differ by sqrt(d)).
+ *  2. Angular LSH: per round r a Gaussian rotation R_r (d x nb/2) drawn from the seed; bucket =
+ *     argmax over [qR, -qR], first maximum on ties. More than 128 buckets are factorized into
+ *     two factors as trax does ([2^ceil(log2 sqrt nb), 2 (nb / (2 f1))], bucket = a1 + f1 a2),
+ *     so hashing costs 2 n d (f1 + f2) / 2 per round instead of n d nb.
+ *  3. A stable counting sort by (round, bucket, position); the n_hashes * n sorted entries are
+ *     cut into chunks of chunk_len. Each chunk attends to itself and the chunk before it,
+ *     cyclically, across round boundaries (look-adjacent, before=1, after=0).
+ *  4. Masks by original position, replacing the logit: causal -1e9, then self -1e5 (so a token
+ *     attends to itself only when nothing else is valid). Keys seen twice (two rounds, or the
+ *     wrap-around) count twice: no duplicate correction, as in HF and trax v2.
+ *  5. Rounds are combined through their logsumexp: one softmax over every (round, key)
+ *     candidate of a query. The saved lse is that of the combined softmax.
+ * n must be a multiple of chunk_len (HF requires it too); chunk_len >= n makes the sequence
+ * one chunk per round. Nothing of Q, K or V is copied: the tile kernel gathers the rows of
+ * each chunk and its neighbour by their sorted positions. Extra memory: n floats of key
+ * scales, n_hashes * n sorted positions, the bucket ids (the structure output), small
+ * per-thread tiles. */
+#include <math.h>
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kernels.h"
+#include "methods.h"
+#include "rng.h"
+#include "tile.h"
+
+enum { LSH_CHUNK_LEN, LSH_N_HASHES, LSH_N_BUCKETS, LSH_SEED };
+
+static const attn_param_spec lsh_params[] = {
+    [LSH_CHUNK_LEN] = {.name = "chunk_len", .help = "sorted entries per chunk (n must be a multiple)",
+                       .kind = ATTN_PARAM_INT, .def = 64, .min = 1, .max = 2147483648.0},
+    [LSH_N_HASHES] = {.name = "n_hashes", .help = "hashing rounds", .kind = ATTN_PARAM_INT,
+                      .def = 2, .min = 1, .max = 64},
+    [LSH_N_BUCKETS] = {.name = "n_buckets", .help = "buckets per round, even; auto = 2n/chunk_len",
+                       .kind = ATTN_PARAM_INT, .def = ATTN_AUTO, .min = 2, .max = 1073741824.0,
+                       .auto_ok = true},
+    [LSH_SEED] = {.name = "seed", .help = "seed of the random rotations", .kind = ATTN_PARAM_INT,
+                  .def = 0, .min = 0, .max = 9007199254740992.0},
+};
+
+#define LSH_SELF_MASK (-1e5f)
+#define LSH_CAUSAL_MASK (-1e9f)
+enum { LSH_TILE_Q = 128, LSH_TILE_K = 256, LSH_HASH_ROWS = 256 };
+
+typedef struct lsh_geom {
+    int64_t n, c, chunks;   /* chunk length, chunks per round */
+    int h;                  /* rounds */
+    int nf;                 /* bucket factors: 1 (flat) or 2 */
+    int64_t f[2], nb;       /* factors and the effective bucket count */
+    int64_t rot;            /* rotation columns per round: sum of f / 2 */
+    int tq, tk;             /* tile sizes */
+} lsh_geom;
+
+static lsh_geom geom(const attn_shape *s, const attn_params *p)
+{
+    lsh_geom g = {.n = s->n, .h = (int)p->v[LSH_N_HASHES]};
+    g.c = p->v[LSH_CHUNK_LEN] < (double)s->n ? (int64_t)p->v[LSH_CHUNK_LEN] : s->n;
+    g.chunks = s->n / g.c;
+    int64_t nb = p->v[LSH_N_BUCKETS] == ATTN_AUTO ? 2 * (s->n / g.c > 1 ? s->n / g.c : 1)
+                                                  : (int64_t)p->v[LSH_N_BUCKETS];
+    if (nb > 128) { /* trax's factorization */
+        int64_t f1 = (int64_t)1 << (int)ceil(log2(sqrt((double)nb)));
+        g.nf = 2;
+        g.f[0] = f1;
+        g.f[1] = 2 * (nb / (2 * f1));
+    } else {
+        g.nf = 1;
+        g.f[0] = nb;
+        g.f[1] = 1;
+    }
+    g.nb = g.f[0] * g.f[1];
+    g.rot = g.f[0] / 2 + (g.nf == 2 ? g.f[1] / 2 : 0);
+    g.tq = (int)(g.c < LSH_TILE_Q ? g.c : LSH_TILE_Q);
+    g.tk = (int)(g.c < LSH_TILE_K ? g.c : LSH_TILE_K);
+    return g;
+}
+
+static int lsh_check(const attn_shape *s, const attn_params *p, const char **why)
+{
+    if (p->v[LSH_N_BUCKETS] != ATTN_AUTO && (int64_t)p->v[LSH_N_BUCKETS] % 2 != 0) {
+        *why = "n_buckets must be even (a bucket and its opposite)";
+        return ATTN_EPARAM_RANGE;
+    }
+    const lsh_geom g = geom(s, p);
+    if (s->n > INT32_MAX) {
+        *why = "positions must fit int32";
+        return ATTN_EUNSUPPORTED;
+    }
+    if (s->n % g.c != 0) {
+        *why = "n must be a multiple of chunk_len (as in the Reformer); chunk_len >= n makes "
+               "one chunk";
+        return ATTN_EUNSUPPORTED;
+    }
+    return ATTN_OK;
+}
+
+/* Shared workspace (one head at a time) and what each thread carves for itself. */
+static size_t shared_bytes(const lsh_geom *g, int d)
+{
+    return 2 * kern_slice_bytes((size_t)g->n, sizeof(float)) + /* key scales, running maxes */
+           kern_slice_bytes((size_t)g->h * (size_t)g->n, sizeof(int32_t)) +       /* sorted */
+           kern_slice_bytes((size_t)g->h * (size_t)(g->nb + 1), sizeof(int32_t)) + /* counts */
+           kern_slice_bytes((size_t)d * (size_t)(g->h * g->rot), sizeof(float));  /* rotations */
+}
+
+static size_t thread_bytes(const lsh_geom *g, int d)
+{
+    return kern_slice_bytes((size_t)LSH_HASH_ROWS * (size_t)(g->h * g->rot), sizeof(float)) +
+           tile_bytes(g->tq, g->tk, d);
+}
+
+static void lsh_cost(const attn_shape *s, const attn_params *p, int nthreads, attn_cost *c)
+{
+    const lsh_geom g = geom(s, p);
+    *c = (attn_cost){0};
+    c->workspace_bytes = shared_bytes(&g, (int)s->d) + (size_t)nthreads * thread_bytes(&g, (int)s->d);
+    c->structure_ndim = 4;
+    c->structure_dims[0] = g.h;
+    c->structure_dims[1] = s->B;
+    c->structure_dims[2] = s->H;
+    c->structure_dims[3] = s->n;
+    const double n = (double)s->n, d = (double)s->d;
+    const double keys = (double)(g.h * g.chunks > 1 ? 2 * g.c : g.c); /* one chunk: itself once */
+    c->flops = (double)(s->B * s->H) *
+               (2.0 * n * d * (double)(g.h * g.rot) + 4.0 * g.h * n * keys * d);
+}
+
+/* Hashes rows [j0, j0 + rows) of q with every round's rotation (one product for all rounds),
+ * writing bucket ids. rot: (d, h * rot) row-major; y: (rows, h * rot) scratch. */
+static void hash_rows(const lsh_geom *g, const float *q, int d, int64_t j0, int rows,
+                      const float *rot, float *y, int32_t *const *buckets)
+{
+    const int cols = (int)(g->h * g->rot);
+    kern_gemm_nn(rows, cols, d, 1.0f, q + (size_t)j0 * d, d, rot, cols, 0.0f, y, cols);
+    for (int i = 0; i < rows; i++) {
+        const float *yr = y + (size_t)i * cols;
+        for (int r = 0; r < g->h; r++) {
+            int64_t bucket = 0, stride = 1;
+            const float *x = yr + r * g->rot;
+            for (int k = 0; k < g->nf; k++) {
+                const int64_t half = g->f[k] / 2;
+                int64_t best = 0;
+                float bv = x[0];
+                /* argmax over [x, -x]: the first maximum, as torch.argmax picks */
+                for (int64_t a = 1; a < 2 * half; a++) {
+                    const float val = a < half ? x[a] : -x[a - half];
+                    if (val > bv) {
+                        bv = val;
+                        best = a;
+                    }
+                }
+                bucket += best * stride;
+                stride *= g->f[k];
+                x += half;
+            }
+            buckets[r][j0 + i] = (int32_t)bucket;
+        }
+    }
+}
+
+/* Masks one score tile: key scale, causal -1e9, self -1e5 (both replace the logit). */
+static void mask_tile(kern_tile *t, const int32_t *qpos, const int32_t *kpos, int cols,
+                      const float *kscale, bool causal)
+{
+    for (int j = 0; j < cols; j++) {
+        float *s = t->st + (size_t)j * t->ld;
+        const int32_t kp = kpos[j];
+        const float w = kscale[kp];
+        for (int r = 0; r < t->rows; r++) {
+            const int32_t qp = qpos[r];
+            s[r] = causal && kp > qp ? LSH_CAUSAL_MASK : kp == qp ? LSH_SELF_MASK : s[r] * w;
+        }
+    }
+}
+
+static int lsh_forward(const attn_shape *s, const attn_params *p, const attn_tensors *t,
+                       void *work, int nthreads)
+{
+    const lsh_geom g = geom(s, p);
+    const int d = (int)s->d, cols = (int)(g.h * g.rot);
+    const int64_t n = s->n, total_chunks = g.h * g.chunks;
+    const uint64_t seed = (uint64_t)p->v[LSH_SEED];
+    char *cursor = work;
+    float *kscale = kern_take(&cursor, (size_t)n, sizeof(float));
+    float *runmax = kern_take(&cursor, (size_t)n, sizeof(float));
+    int32_t *sorted = kern_take(&cursor, (size_t)g.h * (size_t)n, sizeof(int32_t));
+    int32_t *counts = kern_take(&cursor, (size_t)g.h * (size_t)(g.nb + 1), sizeof(int32_t));
+    float *rot = kern_take(&cursor, (size_t)d * (size_t)cols, sizeof(float));
+    char *threads_base = cursor;
+    const size_t per_thread = thread_bytes(&g, d);
+
+    for (int64_t bh = 0; bh < s->B * s->H; bh++) {
+        const int64_t b = bh / s->H, head = bh % s->H;
+        const size_t off = (size_t)bh * (size_t)n * (size_t)d;
+        const float *q = t->q + off, *v = t->v + off;
+        float *out = t->out + off, *lse = t->lse + (size_t)bh * (size_t)n;
+        int32_t *buckets[64];
+        for (int r = 0; r < g.h; r++)
+            buckets[r] = t->structure + (size_t)((r * s->B + b) * s->H + head) * (size_t)n;
+
+        /* the rotations of this head, all rounds side by side: (d, h * rot); the same for
+         * every batch element, as HF draws them per head */
+        const uint64_t base = rng_stream(seed, (uint64_t)head);
+        for (int64_t i = 0; i < (int64_t)d * cols; i += 2) {
+            double x0, x1;
+            rng_normal_pair(base, (uint64_t)i / 2, &x0, &x1);
+            rot[i] = (float)x0;
+            if (i + 1 < (int64_t)d * cols)
+                rot[i + 1] = (float)x1;
+        }
+
+#pragma omp parallel num_threads(nthreads)
+        {
+            kern_blas_serial();
+            char *mine = threads_base + (size_t)omp_get_thread_num() * per_thread;
+            float *y = kern_take(&mine, (size_t)LSH_HASH_ROWS * (size_t)cols, sizeof(float));
+            kern_tile tile;
+            tile_init(&tile, &mine, g.tq, g.tk, d);
+
+            /* pass 1: key scales and bucket ids */
+#pragma omp for schedule(static)
+            for (int64_t j0 = 0; j0 < n; j0 += LSH_HASH_ROWS) {
+                const int rows = (int)(n - j0 < LSH_HASH_ROWS ? n - j0 : LSH_HASH_ROWS);
+                for (int64_t j = j0; j < j0 + rows; j++) {
+                    double ss = 0;
+                    for (int c = 0; c < d; c++)
+                        ss += (double)q[j * d + c] * q[j * d + c];
+                    kscale[j] = (float)(1.0 / sqrt(ss / d + 1e-6) / sqrt((double)d));
+                }
+                hash_rows(&g, q, d, j0, rows, rot, y, buckets);
+            }
+            /* pass 2: stable counting sort by bucket, one round per thread at a time */
+#pragma omp for schedule(static)
+            for (int r = 0; r < g.h; r++) {
+                int32_t *cnt = counts + (size_t)r * (size_t)(g.nb + 1);
+                memset(cnt, 0, (size_t)(g.nb + 1) * sizeof *cnt);
+                for (int64_t j = 0; j < n; j++)
+                    cnt[buckets[r][j] + 1]++;
+                for (int64_t k = 0; k < g.nb; k++)
+                    cnt[k + 1] += cnt[k];
+                int32_t *out_r = sorted + (size_t)r * (size_t)n;
+                for (int64_t j = 0; j < n; j++) /* positions ascending: stable */
+                    out_r[cnt[buckets[r][j]]++] = (int32_t)j;
+            }
+            /* pass 3: the chunks, round by round (a round's chunks write distinct rows) */
+            for (int r = 0; r < g.h; r++) {
+#pragma omp for schedule(dynamic)
+                for (int64_t a = r * g.chunks; a < (r + 1) * g.chunks; a++) {
+                    const int64_t prev = (a + total_chunks - 1) % total_chunks;
+                    for (int64_t q0 = 0; q0 < g.c; q0 += g.tq) {
+                        const int rows = (int)(g.c - q0 < g.tq ? g.c - q0 : g.tq);
+                        const int32_t *qpos = sorted + a * g.c + q0;
+                        tile_begin(&tile, q, d, qpos, rows, 1.0f);
+                        for (int side = 0; side < 2; side++) {
+                            const int64_t kc = side == 0 ? prev : a;
+                            if (side == 0 && prev == a)
+                                continue; /* a single chunk: look at it once */
+                            for (int64_t k0 = 0; k0 < g.c; k0 += g.tk) {
+                                const int kcols = (int)(g.c - k0 < g.tk ? g.c - k0 : g.tk);
+                                const int32_t *kpos = sorted + kc * g.c + k0;
+                                tile_scores(&tile, q, d, kpos, kcols); /* shared QK */
+                                mask_tile(&tile, qpos, kpos, kcols, kscale, s->causal);
+                                tile_accumulate(&tile, v, d, kpos);
+                            }
+                        }
+                        /* lse holds each row's running sum until the rounds are merged */
+                        tile_end_merge(&tile, out, d, qpos, runmax, lse, r > 0);
+                    }
+                }
+            }
+#pragma omp for schedule(static)
+            for (int64_t j = 0; j < n; j++)
+                lse[j] = lse[j] > 0.0f ? runmax[j] + logf(lse[j]) : -INFINITY;
+        }
+    }
+    return ATTN_OK;
+}
+
+/* The attention LSH approximates: full shared-QK attention with the self mask, which is this
+ * method with the whole sequence as one chunk and one round. */
+static void lsh_exact(const attn_shape *s, const attn_params *p, attn_params *exact)
+{
+    *exact = *p;
+    exact->v[LSH_CHUNK_LEN] = (double)s->n;
+    exact->v[LSH_N_HASHES] = 1;
+}
+
+const attn_method attn_lsh = {
+    .name = "lsh",
+    .summary = "Reformer LSH attention: shared QK, n_hashes rounds of angular LSH, sorted chunks",
+    .params = lsh_params,
+    .n_params = (int)(sizeof lsh_params / sizeof lsh_params[0]),
+    .check = lsh_check,
+    .cost = lsh_cost,
+    .forward = lsh_forward,
+    .exact = lsh_exact,
+};
