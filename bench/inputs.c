@@ -37,15 +37,18 @@ void inputs_normal(float *x, size_t count, uint64_t seed, uint64_t stream, float
 }
 
 /* Clustered tokens: row i of head h is centre[c(i)] + 0.1 * noise, with the same centres for
- * q and k, so similar queries and keys exist (what LSH is built to find). */
+ * q and k, so similar queries and keys exist (what LSH is built to find). Centres are
+ * nearly orthogonal N(0, 1) vectors, so attention concentrates inside a cluster, and with
+ * about 32 tokens per cluster a cluster fits in one LSH chunk. */
 static void clustered(const attn_shape *s, uint64_t seed, uint64_t stream, float *x, int nthreads)
 {
     const int64_t heads = s->B * s->H, n = s->n, d = s->d;
+    const uint64_t centres = (uint64_t)(n / INPUTS_CLUSTER_TOKENS > 1 ? n / INPUTS_CLUSTER_TOKENS : 1);
     inputs_normal(x, (size_t)(heads * n * d), seed, stream, 0.1f, nthreads);
 #pragma omp parallel for num_threads(nthreads) schedule(static)
     for (int64_t row = 0; row < heads * n; row++) {
         const int64_t h = row / n;
-        const uint64_t c = rng_mix64(seed ^ rng_mix64((uint64_t)row + 0x1234567ull)) % INPUTS_CENTRES;
+        const uint64_t c = rng_mix64(seed ^ rng_mix64((uint64_t)row + 0x1234567ull)) % centres;
         /* centre c of head h: N(0, 1) in every coordinate, its own counter stream */
         const uint64_t base = rng_stream(seed, 1000 + (uint64_t)h);
         for (int64_t j = 0; j < d; j += 2) {

@@ -11,9 +11,10 @@
 
 enum inputs_kind {
     INPUTS_RANDOM,    /* q, k, v ~ N(0, 1) */
-    INPUTS_CLUSTERED, /* q and k near one of INPUTS_CENTRES centres per head; v ~ N(0, 1) */
+    INPUTS_CLUSTERED, /* q and k within 0.1 of one of n / INPUTS_CLUSTER_TOKENS random centres
+                         per head (about that many tokens each); v ~ N(0, 1) */
 };
-#define INPUTS_CENTRES 16
+#define INPUTS_CLUSTER_TOKENS 32
 
 /* Parses "random" / "clustered"; returns the kind or -1. */
 int inputs_parse(const char *name);

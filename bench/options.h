@@ -31,7 +31,7 @@ enum {
     "  --causal         causal attention\n"                                                     \
     "  --reps R         timed repetitions after one warm-up (default 5)\n"                       \
     "  --seed S         input seed (default 1) --threads T (default: all cores)\n"               \
-    "  --inputs KIND    random (default) or clustered\n"                                        \
+    "  --inputs KIND    random (default), or clustered: q and k near n/32 centres per head\n"  \
     "  --accuracy       also run exact attention after the measured region, record the error\n" \
     "  --counters LIST  PAPI events, comma-separated, or default|hw|sw|none (default: hw,sw)\n" \
     "  --mem-limit SIZE skip points whose model exceeds SIZE (K/M/G suffixes; default 80%% of\n" \

@@ -258,24 +258,37 @@ static json_t *exact_error(const point_spec *s, const float *q, const float *k, 
                            const float *out, char *reason, size_t rsize)
 {
     attn_params exact;
-    attn_params_default(attn_find("full_stream"), &exact);
+    attn_exact_params(&s->shape, &s->params, &exact);
     attn_cost c;
     exact.method->cost(&s->shape, &exact, s->threads, &c);
+    const size_t nstruct = attn_structure_elems(&c);
+    int32_t *structure = alloc_aligned(nstruct * sizeof *structure);
     size_t elems = attn_tensor_elems(&s->shape), rows = (size_t)(s->shape.B * s->shape.H *
                                                                  s->shape.n);
     float *ref = alloc_aligned(elems * sizeof *ref), *lse = alloc_aligned(rows * sizeof *lse);
     void *work = alloc_aligned(c.workspace_bytes);
     json_t *e = NULL;
-    if (!ref || !lse || (c.workspace_bytes && !work)) {
+    if (!ref || !lse || (c.workspace_bytes && !work) || (nstruct && !structure)) {
         snprintf(reason, rsize, "no memory left for the exact reference of --accuracy");
     } else {
-        attn_tensors t = {.q = q, .k = k, .v = v, .out = ref, .lse = lse};
-        if (exact.method->forward(&s->shape, &exact, &t, work, s->threads) == 0)
+        attn_tensors t = {.q = q, .k = k, .v = v, .out = ref, .lse = lse, .structure = structure};
+        if (exact.method->forward(&s->shape, &exact, &t, work, s->threads) == 0) {
             e = relative_error(out, ref, (int64_t)rows, s->shape.d);
+            char text[512];
+            int len = snprintf(text, sizeof text, "%s", exact.method->name);
+            for (int i = 0; i < exact.method->n_params && len < (int)sizeof text; i++) {
+                char val[64];
+                len += snprintf(text + len, sizeof text - (size_t)len, " %s=%s",
+                                exact.method->params[i].name,
+                                attn_param_format(&exact, i, val, sizeof val));
+            }
+            json_object_set_new(e, "reference", json_string(text));
+        }
     }
     free(ref);
     free(lse);
     free(work);
+    free(structure);
     return e;
 }
 

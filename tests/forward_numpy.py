@@ -1,6 +1,8 @@
 """forward_numpy.py: `attnbench forward` against an independent NumPy computation (float64)
-on random inputs, for every exact method, causal and not, 2-D and 4-D. Run by `make test`
-under /usr/bin/python3 (Debian's python3-numpy). Exit status 1 on any mismatch."""
+on random inputs: the exact methods, causal and not, 2-D and 4-D; and lsh, block_sparse and
+etc, whose patterns are rebuilt here from the structure `forward --structure` writes (bucket
+ids, random-block table, segment ids), so every output element is checked. Run by
+`make test` under /usr/bin/python3 (Debian's python3-numpy). Exit status 1 on any mismatch."""
 import os
 import subprocess
 import sys
@@ -21,6 +23,111 @@ def reference(q, k, v, causal):
     p = np.exp(s - m)
     z = p.sum(-1, keepdims=True)
     return (p / z) @ v, (m + np.log(z))[..., 0]
+
+
+def softmax_rows(logits, mult, v):
+    """One softmax per row over candidates with multiplicities (0 = not a candidate)."""
+    logits = np.where(mult > 0, logits, -np.inf)
+    m = logits.max(-1, keepdims=True)
+    p = mult * np.exp(logits - m)
+    z = p.sum(-1, keepdims=True)
+    return (p / z) @ v, (m + np.log(z))[..., 0]
+
+
+def lsh_reference(q, v, buckets, chunk_len, causal):
+    """HF/trax v2 LSH for one head from its bucket ids (n_hashes, n)."""
+    h, n = buckets.shape
+    c = min(chunk_len, n)
+    order = np.concatenate([np.argsort(buckets[r], kind="stable") for r in range(h)])
+    chunks = order.reshape(h * n // c, c)
+    mult = np.zeros((n, n))
+    for a in range(len(chunks)):
+        keys = chunks[a] if len(chunks) == 1 else np.concatenate([chunks[a - 1], chunks[a]])
+        for i in chunks[a]:
+            np.add.at(mult[i], keys, 1)
+    q = q.astype(np.float64)
+    k = q / np.sqrt((q * q).mean(-1, keepdims=True) + 1e-6) / np.sqrt(q.shape[-1])
+    logits = q @ k.T
+    idx = np.arange(n)
+    if causal:
+        logits = np.where(idx[None, :] > idx[:, None], -1e9, logits)
+    logits[idx, idx] = -1e5
+    return softmax_rows(logits, mult, v.astype(np.float64))
+
+
+def block_sparse_reference(q, k, v, table, block):
+    n = q.shape[0]
+    nb = table.shape[0]
+    blk = np.arange(n) // block
+    mask = np.zeros((nb, nb), dtype=bool)
+    mask[[0, -1], :] = mask[:, [0, -1]] = True
+    for i in range(nb):
+        mask[i, max(0, i - 1):i + 2] = True
+        mask[i, [b for b in table[i] if b >= 0]] = True
+    mult = mask[blk][:, blk].astype(np.float64)
+    logits = q.astype(np.float64) @ k.T.astype(np.float64) / np.sqrt(q.shape[-1])
+    return softmax_rows(logits, mult, v.astype(np.float64))
+
+
+def etc_reference(q, k, v, segments, radius, g, l2g, g2l):
+    n = q.shape[0]
+    glob = np.arange(n) < g
+    seg = np.concatenate([np.arange(g), segments])  # a global's "segment" is itself
+    pos = np.arange(n)
+    mult = np.zeros((n, n))
+    both_long = ~glob[:, None] & ~glob[None, :]
+    mult[both_long & (np.abs(pos[:, None] - pos[None, :]) <= radius)] = 1
+    mult[glob[:, None] & glob[None, :]] = 1
+    g2l_ok = glob[:, None] & ~glob[None, :] & ((g2l == "all") | (seg[:, None] == seg[None, :]))
+    l2g_ok = ~glob[:, None] & glob[None, :] & ((l2g == "all") | (seg[:, None] == seg[None, :]))
+    mult[g2l_ok | l2g_ok] = 1
+    logits = q.astype(np.float64) @ k.T.astype(np.float64) / np.sqrt(q.shape[-1])
+    return softmax_rows(logits, mult, v.astype(np.float64))
+
+
+def run_structured(tmp, rng):
+    """lsh, block_sparse and etc against references rebuilt from their own structure."""
+    cases = [
+        ("lsh", (2, 2, 256, 32), ["chunk_len=32", "n_hashes=2"], False),
+        ("lsh", (1, 1, 192, 16), ["chunk_len=16", "n_hashes=3", "n_buckets=512"], True),
+        ("block_sparse", (1, 2, 700, 32), ["block=32", "n_rand=2"], False),
+        ("etc", (2, 1, 500, 16), ["radius=7", "globals=12"], False),
+        ("etc", (1, 1, 400, 16), ["radius=5", "tokens_per_global=8", "l2g=segment", "g2l=segment"], False),
+    ]
+    bad = 0
+    for method, shape, params, causal in cases:
+        q, k, v = (rng.standard_normal(shape).astype(np.float32) for _ in range(3))
+        for name, x in zip("qkv", (q, k, v)):
+            np.save(f"{tmp}/{name}.npy", x)
+        cmd = [BIN, "forward", "--method", method, "--q", f"{tmp}/q.npy", "--k", f"{tmp}/k.npy",
+               "--v", f"{tmp}/v.npy", "--out", f"{tmp}/o.npy", "--lse", f"{tmp}/l.npy",
+               "--structure", f"{tmp}/s.npy"]
+        for p in params:
+            cmd += ["--param", p]
+        if causal:
+            cmd.append("--causal")
+        subprocess.run(cmd, check=True)
+        out, lse, st = np.load(f"{tmp}/o.npy"), np.load(f"{tmp}/l.npy"), np.load(f"{tmp}/s.npy")
+        kv = dict(p.split("=") for p in params)
+        B, H, n, d = shape
+        err = err_lse = 0.0
+        for b in range(B):
+            for h in range(H):
+                if method == "lsh":
+                    ref, ref_lse = lsh_reference(q[b, h], v[b, h], st[:, b, h], int(kv["chunk_len"]), causal)
+                elif method == "block_sparse":
+                    ref, ref_lse = block_sparse_reference(q[b, h], k[b, h], v[b, h], st[b, h], int(kv["block"]))
+                else:
+                    g = n - len(st)
+                    ref, ref_lse = etc_reference(q[b, h], k[b, h], v[b, h], st, int(kv["radius"]), g,
+                                                 kv.get("l2g", "all"), kv.get("g2l", "all"))
+                err = max(err, np.max(np.abs(out[b, h] - ref) / (1 + np.abs(ref))))
+                err_lse = max(err_lse, np.max(np.abs(lse[b, h] - ref_lse) / (1 + np.abs(ref_lse))))
+        ok = err <= 1e-5 and err_lse <= 1e-5
+        bad += not ok
+        print(f"{'ok  ' if ok else 'FAIL'} {method:12s} {str(shape):16s} causal={causal!s:5s} "
+              f"{' '.join(params)}: max rel err {err:.2e} lse {err_lse:.2e}")
+    return bad
 
 
 def main():
@@ -47,6 +154,7 @@ def main():
                     bad += not ok
                     print(f"{'ok  ' if ok else 'FAIL'} {method:12s} {str(shape):16s} "
                           f"causal={causal!s:5s} max rel err {err:.2e} lse {err_lse:.2e}")
+        bad += run_structured(tmp, rng)
     return 1 if bad else 0
 
 
