@@ -50,6 +50,43 @@ float kern_max(const float *x, int n)
     return mx;
 }
 
+int64_t kern_argmax_pm(const float *x, int64_t half)
+{
+    /* pass 1: the largest and smallest x; -min(x) is the largest of -x */
+    float mx = x[0], mn = x[0];
+    int64_t j = 0;
+#if defined(__AVX512F__)
+    __m512 vmax = _mm512_set1_ps(x[0]), vmin = vmax;
+    for (; j + 16 <= half; j += 16) {
+        const __m512 v = _mm512_loadu_ps(x + j);
+        vmax = _mm512_max_ps(vmax, v);
+        vmin = _mm512_min_ps(vmin, v);
+    }
+    mx = _mm512_reduce_max_ps(vmax);
+    mn = _mm512_reduce_min_ps(vmin);
+#endif
+    for (; j < half; j++) {
+        mx = x[j] > mx ? x[j] : mx;
+        mn = x[j] < mn ? x[j] : mn;
+    }
+    /* pass 2: the first position of the winner; on a tie the x half comes first */
+    const int positive = mx >= -mn;
+    const float target = positive ? mx : mn;
+    j = 0;
+#if defined(__AVX512F__)
+    const __m512 vt = _mm512_set1_ps(target);
+    for (; j + 16 <= half; j += 16) {
+        const __mmask16 hit = _mm512_cmp_ps_mask(_mm512_loadu_ps(x + j), vt, _CMP_EQ_OQ);
+        if (hit)
+            return (positive ? 0 : half) + j + __builtin_ctz(hit);
+    }
+#endif
+    for (; j < half; j++)
+        if (x[j] == target)
+            break;
+    return (positive ? 0 : half) + j;
+}
+
 float kern_exp_shift_sum(float *x, int n, float shift)
 {
     int j = 0;

@@ -39,6 +39,9 @@ void kern_gemm_nn(int m, int n, int k, float alpha, const float *a, int lda, con
 
 /* Returns max(x[0..n)); -INFINITY for n == 0. */
 float kern_max(const float *x, int n);
+/* The index of the first maximum of the concatenation [x, -x] (2 * half values): angular
+ * LSH's bucket. x must be finite. */
+int64_t kern_argmax_pm(const float *x, int64_t half);
 /* x[j] = exp(x[j] - shift) in place; returns the sum of the new values (fixed summation order). */
 float kern_exp_shift_sum(float *x, int n, float shift);
 

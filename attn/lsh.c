@@ -148,17 +148,8 @@ static void hash_rows(const lsh_geom *g, const float *q, int d, int64_t j0, int 
             const float *x = yr + r * g->rot;
             for (int k = 0; k < g->nf; k++) {
                 const int64_t half = g->f[k] / 2;
-                int64_t best = 0;
-                float bv = x[0];
                 /* argmax over [x, -x]: the first maximum, as torch.argmax picks */
-                for (int64_t a = 1; a < 2 * half; a++) {
-                    const float val = a < half ? x[a] : -x[a - half];
-                    if (val > bv) {
-                        bv = val;
-                        best = a;
-                    }
-                }
-                bucket += best * stride;
+                bucket += kern_argmax_pm(x, half) * stride;
                 stride *= g->f[k];
                 x += half;
             }

@@ -63,6 +63,38 @@ void tile_init(kern_tile *t, char **cursor, int max_rows, int max_cols, int d)
     t->l = kern_take(cursor, ld, sizeof(float));
 }
 
+#if TILE_HAVE_AVX512
+/* Transposes a 16 x 16 block held as 16 vectors (in place): r[i] element j -> r[j] element i. */
+static inline void transpose16(__m512 r[16])
+{
+    __m512 t[16];
+    for (int i = 0; i < 16; i += 2) { /* pairs of rows, element by element */
+        t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
+        t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
+    }
+    for (int i = 0; i < 16; i += 4) { /* then 64-bit pairs: r[i + k] lane L = rows i..i+3, elt 4L+k */
+        const __m512d a = _mm512_castps_pd(t[i]), b = _mm512_castps_pd(t[i + 1]),
+                      c = _mm512_castps_pd(t[i + 2]), d = _mm512_castps_pd(t[i + 3]);
+        r[i] = _mm512_castpd_ps(_mm512_unpacklo_pd(a, c));
+        r[i + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a, c));
+        r[i + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(b, d));
+        r[i + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(b, d));
+    }
+    for (int k = 0; k < 4; k++) { /* then 128-bit lanes across the four groups of rows */
+        const __m512 ab_lo = _mm512_shuffle_f32x4(r[k], r[4 + k], 0x44),
+                     ab_hi = _mm512_shuffle_f32x4(r[k], r[4 + k], 0xEE),
+                     cd_lo = _mm512_shuffle_f32x4(r[8 + k], r[12 + k], 0x44),
+                     cd_hi = _mm512_shuffle_f32x4(r[8 + k], r[12 + k], 0xEE);
+        t[k] = _mm512_shuffle_f32x4(ab_lo, cd_lo, 0x88);
+        t[4 + k] = _mm512_shuffle_f32x4(ab_lo, cd_lo, 0xDD);
+        t[8 + k] = _mm512_shuffle_f32x4(ab_hi, cd_hi, 0x88);
+        t[12 + k] = _mm512_shuffle_f32x4(ab_hi, cd_hi, 0xDD);
+    }
+    for (int i = 0; i < 16; i++)
+        r[i] = t[i];
+}
+#endif
+
 void tile_begin(kern_tile *t, const float *q, int64_t ldq, const int32_t *qidx, int rows,
                 float scale)
 {
@@ -70,9 +102,31 @@ void tile_begin(kern_tile *t, const float *q, int64_t ldq, const int32_t *qidx, 
     t->rows = rows;
     t->ld = ld;
     t->cols = 0;
+    int c16 = 0; /* columns done by the vector path, for every row */
+#if TILE_HAVE_AVX512
+    if (use_avx512()) { /* 16 query rows x 16 columns at a time, transposed in registers */
+        const __m512 vscale = _mm512_set1_ps(scale);
+        c16 = d / 16 * 16;
+        for (int r0 = 0; r0 < rows; r0 += 16) {
+            const int count = rows - r0 < 16 ? rows - r0 : 16;
+            const float *qr[16];
+            for (int i = 0; i < 16; i++)
+                qr[i] = i < count ? row_of(q, ldq, qidx, r0 + i) : NULL;
+            for (int c0 = 0; c0 < c16; c0 += 16) {
+                __m512 blk[16];
+                for (int i = 0; i < 16; i++)
+                    blk[i] = i < count ? _mm512_mul_ps(_mm512_loadu_ps(qr[i] + c0), vscale)
+                                       : _mm512_setzero_ps();
+                transpose16(blk);
+                for (int i = 0; i < 16; i++)
+                    _mm512_store_ps(t->qt + (size_t)(c0 + i) * ld + r0, blk[i]);
+            }
+        }
+    }
+#endif
     for (int r = 0; r < rows; r++) {
         const float *qr = row_of(q, ldq, qidx, r);
-        for (int c = 0; c < d; c++)
+        for (int c = c16; c < d; c++)
             t->qt[(size_t)c * ld + r] = qr[c] * scale;
     }
     for (int c = 0; c < d; c++)
@@ -305,44 +359,98 @@ void tile_accumulate(kern_tile *t, const float *v, int64_t ldv, const int32_t *v
     pv_portable(t, v, ldv, vidx);
 }
 
+/* out row r = wa[r] * out row + wb[r] * (column r of ot), for the columns [0, d16) that the
+ * vector path covers (16 rows x 16 columns at a time, transposed in registers); wa[r] = 0
+ * writes without reading. Returns the columns done, the rest being the scalar path's. */
+static int store_rows(kern_tile *t, float *out, int64_t ldo, const int32_t *oidx, const float *wa,
+                      const float *wb)
+{
+#if TILE_HAVE_AVX512
+    if (!use_avx512())
+        return 0;
+    const int d = t->d, ld = t->ld, d16 = d / 16 * 16;
+    for (int r0 = 0; r0 < t->rows; r0 += 16) {
+        const int count = t->rows - r0 < 16 ? t->rows - r0 : 16;
+        for (int c0 = 0; c0 < d16; c0 += 16) {
+            __m512 blk[16];
+            for (int i = 0; i < 16; i++)
+                blk[i] = _mm512_load_ps(t->ot + (size_t)(c0 + i) * ld + r0);
+            transpose16(blk);
+            for (int i = 0; i < count; i++) {
+                const int r = r0 + i;
+                float *o = out + (oidx ? oidx[r] : r) * ldo + c0;
+                __m512 x = _mm512_mul_ps(blk[i], _mm512_set1_ps(wb[r]));
+                if (wa[r] != 0.0f)
+                    x = _mm512_fmadd_ps(_mm512_set1_ps(wa[r]), _mm512_loadu_ps(o), x);
+                _mm512_storeu_ps(o, x);
+            }
+        }
+    }
+    return d16;
+#else
+    (void)t, (void)out, (void)ldo, (void)oidx, (void)wa, (void)wb;
+    return 0;
+#endif
+}
+
+static void store_rows_scalar(kern_tile *t, int from, float *out, int64_t ldo,
+                              const int32_t *oidx, const float *wa, const float *wb)
+{
+    for (int r = 0; r < t->rows; r++) {
+        float *o = out + (oidx ? oidx[r] : r) * ldo;
+        for (int c = from; c < t->d; c++) {
+            const float x = t->ot[(size_t)c * t->ld + r] * wb[r];
+            o[c] = wa[r] != 0.0f ? wa[r] * o[c] + x : x;
+        }
+    }
+}
+
 void tile_end(kern_tile *t, float *out, int64_t ldo, const int32_t *oidx, float *lse)
 {
-    const int d = t->d, ld = t->ld;
+    /* the tile's own m and l arrays double as the weights: wa = 0, wb = 1 / l */
+    float *wa = t->m, *wb = t->l;
     for (int r = 0; r < t->rows; r++) {
         const int64_t row = oidx ? oidx[r] : r;
-        float *o = out + row * ldo;
-        const float l = t->l[r], inv = l > 0.0f ? 1.0f / l : 0.0f;
-        for (int c = 0; c < d; c++)
-            o[c] = t->ot[(size_t)c * ld + r] * inv;
+        const float l = t->l[r];
         if (lse)
             lse[row] = l > 0.0f ? t->m[r] + logf(l) : -INFINITY;
+        wa[r] = 0.0f;
+        wb[r] = l > 0.0f ? 1.0f / l : 0.0f;
     }
+    store_rows_scalar(t, store_rows(t, out, ldo, oidx, wa, wb), out, ldo, oidx, wa, wb);
 }
 
 void tile_end_merge(kern_tile *t, float *out, int64_t ldo, const int32_t *oidx, float *m,
                     float *l, bool merge)
 {
-    const int d = t->d, ld = t->ld;
-    for (int r = 0; r < t->rows; r++) {
-        const int64_t row = oidx ? oidx[r] : r;
-        float *o = out + row * ldo;
-        const float lt = t->l[r], mt = t->m[r];
-        if (!merge || l[row] == 0.0f) { /* the first set, or nothing seen before */
-            const float inv = lt > 0.0f ? 1.0f / lt : 0.0f;
-            for (int c = 0; c < d; c++)
-                o[c] = t->ot[(size_t)c * ld + r] * inv;
-            m[row] = mt;
-            l[row] = lt;
-            continue;
+    /* per row: the weights of what the row holds (wa) and of this tile's sum (wb) */
+    float wa[TILE_LANES * 8], wb[TILE_LANES * 8];
+    for (int r0 = 0; r0 < t->rows; r0 += TILE_LANES * 8) {
+        kern_tile part = *t; /* at most 256 rows at a time, for the stack arrays */
+        part.rows = t->rows - r0 < TILE_LANES * 8 ? t->rows - r0 : TILE_LANES * 8;
+        part.ot = t->ot + r0;
+        const int32_t *idx = oidx ? oidx + r0 : NULL;
+        for (int r = 0; r < part.rows; r++) {
+            const int64_t row = idx ? idx[r] : r0 + r;
+            const float lt = t->l[r0 + r], mt = t->m[r0 + r];
+            if (!merge || l[row] == 0.0f) { /* the first set, or nothing seen before */
+                wa[r] = 0.0f;
+                wb[r] = lt > 0.0f ? 1.0f / lt : 0.0f;
+                m[row] = mt;
+                l[row] = lt;
+            } else if (lt == 0.0f) { /* this tile saw nothing: keep what is there */
+                wa[r] = 1.0f;
+                wb[r] = 0.0f;
+            } else { /* one softmax over both sets; ot holds lt * (this tile's output) */
+                const float mx = fmaxf(m[row], mt);
+                const float a = l[row] * expf(m[row] - mx), b = lt * expf(mt - mx);
+                wa[r] = a / (a + b);
+                wb[r] = expf(mt - mx) / (a + b);
+                m[row] = mx;
+                l[row] = a + b;
+            }
         }
-        if (lt == 0.0f)
-            continue; /* this tile saw nothing: keep what is there */
-        const float mx = fmaxf(m[row], mt);
-        const float a = l[row] * expf(m[row] - mx), b = lt * expf(mt - mx);
-        const float wa = a / (a + b), wb = 1.0f / (a + b) * expf(mt - mx); /* ot holds lt * o_t */
-        for (int c = 0; c < d; c++)
-            o[c] = wa * o[c] + wb * t->ot[(size_t)c * ld + r];
-        m[row] = mx;
-        l[row] = a + b;
+        float *base = idx ? out : out + (size_t)r0 * (size_t)ldo;
+        store_rows_scalar(&part, store_rows(&part, base, ldo, idx, wa, wb), base, ldo, idx, wa, wb);
     }
 }

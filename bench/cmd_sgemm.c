@@ -35,7 +35,7 @@ int cmd_sgemm(int argc, char **argv)
         {"reps", required_argument, 0, OPT_REPS}, {"json", no_argument, 0, OPT_JSON},
         {"help", no_argument, 0, OPT_HELP},       {0, 0, 0, 0},
     };
-    int64_t n = 2048, threads = omp_get_max_threads(), reps = 5;
+    int64_t n = 4096, threads = omp_get_max_threads(), reps = 5;
     int json = 0;
     opterr = 0;
     for (int c; (c = getopt_long(argc, argv, "", opts, NULL)) != -1;) {
@@ -54,7 +54,7 @@ int cmd_sgemm(int argc, char **argv)
             break;
         case OPT_JSON: json = 1; break;
         case OPT_HELP:
-            puts("usage: attnbench sgemm [--n 2048] [--threads T] [--reps 5] [--json]\n"
+            puts("usage: attnbench sgemm [--n 4096] [--threads T] [--reps 5] [--json]\n"
                  "OpenBLAS sgemm C = A B on n x n fp32 matrices: the kernel-speed yardstick.");
             return 0;
         default: return cli_getopt_error("sgemm", optopt, argv, optind);
