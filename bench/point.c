@@ -526,6 +526,20 @@ static void set_status(json_t *rec, int status, const char *reason)
     json_object_set_new(rec, "reason", reason ? json_string(reason) : json_null());
 }
 
+int point_over_memory(const point_spec *s, const point_limits *lim, char *buf, size_t size)
+{
+    attn_cost c;
+    const char *why;
+    if (point_cost(s, &c, &why) != 0 || !lim->mem_limit || lim->no_skip)
+        return 0;
+    const uint64_t model = point_model_bytes(s, &c);
+    if (model <= lim->mem_limit)
+        return 0;
+    snprintf(buf, size, "model needs %llu bytes (%.2f GiB), more than the memory limit of %.2f GiB",
+             (unsigned long long)model, (double)model / 0x1p30, (double)lim->mem_limit / 0x1p30);
+    return 1;
+}
+
 json_t *point_run(const point_spec *s, const point_limits *lim, const json_t *context)
 {
     attn_cost c;
@@ -537,14 +551,8 @@ json_t *point_run(const point_spec *s, const point_limits *lim, const json_t *co
         return point_record_new(s, context, rc == ATTN_EUNSUPPORTED ? POINT_UNSUPPORTED
                                                                     : POINT_ERROR, reason);
     }
-    uint64_t model = point_model_bytes(s, &c);
-    if (lim->mem_limit && model > lim->mem_limit && !lim->no_skip) {
-        snprintf(reason, sizeof reason,
-                 "model needs %llu bytes (%.2f GiB), more than the memory limit of %.2f GiB",
-                 (unsigned long long)model, (double)model / 0x1p30,
-                 (double)lim->mem_limit / 0x1p30);
+    if (point_over_memory(s, lim, reason, sizeof reason))
         return point_record_new(s, context, POINT_SKIPPED, reason);
-    }
 
     json_t *rec = point_record_new(s, context, POINT_ERROR, NULL);
     int pipefd[2];

@@ -67,6 +67,9 @@ json_t *point_record_new(const point_spec *s, const json_t *context, int status,
                          const char *reason);
 /* Runs the point in a forked child and returns its complete record (new reference). */
 json_t *point_run(const point_spec *s, const point_limits *lim, const json_t *context);
+/* Whether the point's model exceeds the memory limit (and --no-skip is off): then returns 1
+ * with the reason in buf. */
+int point_over_memory(const point_spec *s, const point_limits *lim, char *buf, size_t size);
 /* The cost model of the point (0 when attn_check fails, *why says why). */
 int point_cost(const point_spec *s, attn_cost *c, const char **why);
 /* Bytes the point's model says it needs: inputs, outputs, workspace. */

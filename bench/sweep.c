@@ -433,7 +433,9 @@ static int run_points(sweep *sw, const char *out, int resume)
         const char *why;
         char reason[512] = "";
         json_t *rec = NULL;
-        if (x->failed[0] && !lim.no_skip) {
+        if (point_over_memory(s, &lim, reason, sizeof reason)) {
+            /* the reason is in place; memory comes first, it is the harder limit */
+        } else if (x->failed[0] && !lim.no_skip) {
             snprintf(reason, sizeof reason, "a smaller n of this series ended with status %s",
                      x->failed);
         } else if (point_cost(s, &c, &why) == 0 && x->wall > 0 && lim.time_limit > 0 &&
