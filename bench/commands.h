@@ -8,5 +8,6 @@ int cmd_forward(int argc, char **argv);
 int cmd_run(int argc, char **argv);
 int cmd_sgemm(int argc, char **argv);
 int cmd_sweep(int argc, char **argv);
+int cmd_report(int argc, char **argv);
 
 #endif

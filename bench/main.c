@@ -15,6 +15,7 @@ static const struct {
     {"forward", cmd_forward, "run one method on .npy inputs and write its output"},
     {"run", cmd_run, "measure one point in an isolated child (time, memory, counters)"},
     {"sweep", cmd_sweep, "measure many points (methods x parameters x n) into a results file"},
+    {"report", cmd_report, "fit scaling exponents, plot with gnuplot, write report.md and a CSV"},
     {"sgemm", cmd_sgemm, "the speed yardstick: OpenBLAS sgemm GFLOP/s on this machine"},
 };
 

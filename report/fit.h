@@ -1,0 +1,21 @@
+/* fit.h: the scaling exponent of a metric: least squares of log(y) = log(a) + b log(n) over the
+ * given points, with b's standard error and R^2. The exponent is free (1.37 is reported as
+ * 1.37), not a choice among fixed complexity classes. */
+#ifndef REPORT_FIT_H
+#define REPORT_FIT_H
+
+#include <stddef.h>
+
+typedef struct fit_result {
+    int ok;          /* at least two distinct n with y > 0 */
+    size_t k;        /* points used */
+    double a, b;     /* y ~ a * n^b */
+    double se_b;     /* standard error of b (NAN for k < 3) */
+    double r2;       /* coefficient of determination on the log-log axes */
+    double n_min, n_max;
+} fit_result;
+
+/* Fits y ~ a * n^b over the points with n >= n_from and y > 0. */
+fit_result fit_power(const double *n, const double *y, size_t count, double n_from);
+
+#endif

@@ -1,0 +1,776 @@
+/* report.c: `attnbench report RESULTS.jsonl... --out DIR`.
+ *
+ * Reads results files (never attn/), groups the records into series (the same point but for
+ * n), fits the scaling exponent of peak RSS, heap peak and time per series, draws the plots
+ * through gnuplot, and writes DIR/report.md and DIR/results.csv. */
+#include <errno.h>
+#include <getopt.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "../bench/cli.h"
+#include "../bench/commands.h"
+#include "../bench/record.h"
+#include "fit.h"
+#include "plot.h"
+#include "report.h"
+
+double report_num(const json_t *o, const char *key)
+{
+    const json_t *v = json_object_get(o, key);
+    return json_is_number(v) ? json_number_value(v) : NAN;
+}
+
+const char *report_str(const json_t *o, const char *key)
+{
+    const char *s = json_string_value(json_object_get(o, key));
+    return s ? s : "";
+}
+
+int report_load(int nfiles, char **files, json_t **records, char *err, size_t errlen)
+{
+    *records = json_array();
+    for (int f = 0; f < nfiles; f++) {
+        record_file rf;
+        if (record_file_read(files[f], false, &rf, err, errlen)) {
+            json_decref(*records);
+            *records = NULL;
+            return -1;
+        }
+        if (rf.torn_line)
+            fprintf(stderr, "attnbench: %s:%ld: a torn last record (%ld bytes), left out\n",
+                    files[f], rf.torn_line, rf.torn_bytes);
+        size_t i;
+        json_t *rec;
+        json_array_foreach(rf.records, i, rec)
+        {
+            /* a later record of the same point replaces an earlier one (merged shards) */
+            const char *id = report_str(rec, "point_id");
+            size_t j;
+            json_t *old;
+            int replaced = 0;
+            json_array_foreach(*records, j, old)
+            {
+                if (strcmp(report_str(old, "point_id"), id) == 0) {
+                    json_array_set(*records, j, rec);
+                    replaced = 1;
+                    break;
+                }
+            }
+            if (!replaced)
+                json_array_append(*records, rec);
+        }
+        record_file_free(&rf);
+    }
+    return 0;
+}
+
+/* ---- series ------------------------------------------------------------------------------ */
+
+/* The series key: the point key without its n (and without layers, for layer sweeps). */
+static void series_key(const json_t *rec, const char *drop, char *buf, size_t size)
+{
+    const char *key = report_str(rec, "point_key");
+    size_t len = 0;
+    buf[0] = '\0';
+    for (const char *p = key; *p;) {
+        size_t tok = strcspn(p, ";");
+        size_t dl = strlen(drop);
+        int skip = (strncmp(p, "n=", 2) == 0) || (dl && strncmp(p, drop, dl) == 0);
+        if (!skip && len + tok + 2 < size) {
+            memcpy(buf + len, p, tok);
+            len += tok;
+            buf[len++] = ';';
+            buf[len] = '\0';
+        }
+        p += tok + (p[tok] == ';');
+    }
+}
+
+/* Tokens of key a ("k=v;..." with params split on commas) that differ from key b. */
+static void label_of(const char *method, const char *a, const char *b, char *buf, size_t size)
+{
+    snprintf(buf, size, "%s", method);
+    char ta[1024], tb[1024];
+    snprintf(ta, sizeof ta, "%s", a);
+    snprintf(tb, sizeof tb, "%s", b);
+    for (char *s1, *t = strtok_r(ta, ";,", &s1); t; t = strtok_r(NULL, ";,", &s1)) {
+        if (strncmp(t, "params=", 7) == 0)
+            t += 7;
+        char look[256];
+        snprintf(look, sizeof look, "%s", t);
+        int found = 0;
+        char copy[1024];
+        snprintf(copy, sizeof copy, "%s", b);
+        for (char *s2, *u = strtok_r(copy, ";,", &s2); u && !found; u = strtok_r(NULL, ";,", &s2)) {
+            if (strncmp(u, "params=", 7) == 0)
+                u += 7;
+            found = strcmp(u, look) == 0;
+        }
+        if (!found && strncmp(look, "method=", 7) != 0) {
+            size_t len = strlen(buf);
+            snprintf(buf + len, size - len, " %s", look);
+        }
+    }
+    (void)tb;
+}
+
+static int cmp_n(const void *a, const void *b)
+{
+    double x = report_num(*(json_t *const *)a, "n"), y = report_num(*(json_t *const *)b, "n");
+    return (x > y) - (x < y);
+}
+
+int report_series(json_t *records, const char *xfield, report_series_t **out)
+{
+    const char *drop = strcmp(xfield, "n") == 0 ? "" : "layers=";
+    size_t count = json_array_size(records), ns = 0;
+    report_series_t *s = calloc(count + 1, sizeof *s);
+    char key[1024];
+    size_t i;
+    json_t *rec;
+    json_array_foreach(records, i, rec)
+    {
+        if (strcmp(xfield, "layers") == 0 && !json_is_number(json_object_get(rec, "layers")))
+            continue;
+        series_key(rec, drop, key, sizeof key);
+        size_t k = 0;
+        while (k < ns && strcmp(s[k].key, key) != 0)
+            k++;
+        if (k == ns) {
+            snprintf(s[ns].key, sizeof s[ns].key, "%s", key);
+            snprintf(s[ns].method, sizeof s[ns].method, "%s", report_str(rec, "method"));
+            s[ns].points = json_array();
+            ns++;
+        }
+        json_array_append(s[k].points, rec);
+    }
+    /* labels: the method, plus whatever sets a series apart from the method's first one */
+    for (size_t k = 0; k < ns; k++) {
+        size_t first = 0;
+        while (strcmp(s[first].method, s[k].method) != 0)
+            first++;
+        label_of(s[k].method, s[k].key, s[first].key, s[k].label, sizeof s[k].label);
+        /* sort the points by n (or layers) */
+        size_t np = json_array_size(s[k].points);
+        json_t **arr = malloc(np * sizeof *arr);
+        for (size_t j = 0; j < np; j++)
+            arr[j] = json_array_get(s[k].points, j);
+        if (strcmp(xfield, "n") == 0)
+            qsort(arr, np, sizeof *arr, cmp_n);
+        json_t *sorted = json_array();
+        for (size_t j = 0; j < np; j++)
+            json_array_append(sorted, arr[j]);
+        json_decref(s[k].points);
+        s[k].points = sorted;
+        free(arr);
+    }
+    *out = s;
+    return (int)ns;
+}
+
+void report_series_free(report_series_t *s, int count)
+{
+    for (int k = 0; k < count; k++)
+        json_decref(s[k].points);
+    free(s);
+}
+
+/* ---- plots ------------------------------------------------------------------------------- */
+
+/* A plot series from the ok points of a report series: x = xfield, y = f(record). */
+static int series_points(const report_series_t *s, const char *xfield,
+                         double (*metric)(const json_t *, const void *), const void *ctx,
+                         plot_series *ps)
+{
+    size_t np = json_array_size(s->points);
+    memset(ps, 0, sizeof *ps);
+    ps->x = malloc((np + 1) * sizeof *ps->x);
+    ps->y = malloc((np + 1) * sizeof *ps->y);
+    snprintf(ps->title, sizeof ps->title, "%s", s->label);
+    for (size_t j = 0; j < np; j++) {
+        const json_t *r = json_array_get(s->points, j);
+        if (strcmp(report_str(r, "status"), "ok") != 0)
+            continue;
+        double y = metric(r, ctx);
+        if (!isfinite(y) || y <= 0)
+            continue;
+        ps->x[ps->count] = report_num(r, xfield);
+        ps->y[ps->count++] = y;
+    }
+    return ps->count > 0;
+}
+
+static double metric_field(const json_t *r, const void *ctx)
+{
+    return report_num(r, ctx);
+}
+
+static double metric_counter_per_token(const json_t *r, const void *ctx)
+{
+    const json_t *c = json_object_get(r, "counters");
+    const json_t *ru = json_object_get(r, "rusage");
+    const char *name = ctx;
+    double v = strncmp(name, "rusage.", 7) == 0 ? report_num(ru, name + 7) : report_num(c, name);
+    return v / report_num(r, "n");
+}
+
+static int draw(const char *dir, plot_spec *p, plot_series *ps, size_t nps, FILE *md,
+                const char *caption, int *failures)
+{
+    char err[1024];
+    p->series = ps;
+    p->nseries = nps;
+    int rc = 0;
+    if (nps == 0) {
+        fprintf(md, "\n_%s: no points to plot._\n", caption);
+    } else if (plot_draw(dir, p, err, sizeof err)) {
+        fprintf(stderr, "attnbench report: %s\n", err);
+        fprintf(md, "\n_%s: the plot failed: %s_\n", caption, err);
+        (*failures)++;
+        rc = -1;
+    } else {
+        fprintf(md, "\n![%s](%s.png)\n\n%s ([svg](%s.svg), [gnuplot script](%s.gp), [data](%s.dat))\n",
+                caption, p->name, caption, p->name, p->name, p->name);
+    }
+    for (size_t i = 0; i < nps; i++) {
+        free(ps[i].x);
+        free(ps[i].y);
+    }
+    return rc;
+}
+
+/* The points of a series that were not measured (skipped, failed), at their model bytes. */
+static int unmeasured_points(const report_series_t *s, plot_series *ps)
+{
+    size_t np = json_array_size(s->points);
+    memset(ps, 0, sizeof *ps);
+    ps->x = malloc((np + 1) * sizeof *ps->x);
+    ps->y = malloc((np + 1) * sizeof *ps->y);
+    ps->hollow = 1;
+    snprintf(ps->title, sizeof ps->title, "%s: model bytes, not run", s->label);
+    for (size_t j = 0; j < np; j++) {
+        const json_t *r = json_array_get(s->points, j);
+        const double model = report_num(r, "model_bytes");
+        if (strcmp(report_str(r, "status"), "ok") == 0 || !(model > 0))
+            continue;
+        ps->x[ps->count] = report_num(r, "n");
+        ps->y[ps->count++] = model;
+    }
+    return ps->count > 0;
+}
+
+/* One plot of one metric over n for every series that has points; with_model adds the points
+ * that were not run, at the bytes their model needed (what ran out of memory, and by how much). */
+static void plot_metric(const char *dir, FILE *md, report_series_t *s, int ns, const char *name,
+                        const char *title, const char *ylabel, const char *field, int ybytes,
+                        int guides, int logy, const char *yformat, int with_model, int *failures)
+{
+    plot_series *ps = calloc(2 * (size_t)ns + 1, sizeof *ps);
+    size_t k = 0;
+    for (int i = 0; i < ns; i++) {
+        if (series_points(&s[i], "n", metric_field, field, &ps[k]))
+            ps[k++].color = i + 1;
+        else
+            free(ps[k].x), free(ps[k].y);
+        if (with_model) {
+            if (unmeasured_points(&s[i], &ps[k]))
+                ps[k++].color = i + 1;
+            else
+                free(ps[k].x), free(ps[k].y);
+        }
+    }
+    plot_spec p = {.name = name, .title = title, .xlabel = "sequence length n (tokens)",
+                   .ylabel = ylabel, .logx = 1, .logy = logy, .yformat = yformat, .xpow2 = 1,
+                   .ybytes = ybytes, .guides = guides};
+    draw(dir, &p, ps, k, md, title, failures);
+    free(ps);
+}
+
+/* ---- the report ---------------------------------------------------------------------------- */
+
+static void fmt_bytes(double v, char *buf, size_t size)
+{
+    if (!isfinite(v))
+        buf[0] = '\0';
+    else
+        record_bytes(v, buf, size);
+}
+
+static void fmt_fit(fit_result f, char *buf, size_t size)
+{
+    if (!f.ok)
+        snprintf(buf, size, "n/a");
+    else if (isnan(f.se_b))
+        snprintf(buf, size, "%.2f (2 points)", f.b);
+    else
+        snprintf(buf, size, "%.2f ± %.2f (R² %.3f)", f.b, f.se_b, f.r2);
+}
+
+static fit_result fit_series(const report_series_t *s, const char *field, double n_from)
+{
+    size_t np = json_array_size(s->points), k = 0;
+    double *x = malloc((np + 1) * sizeof *x), *y = malloc((np + 1) * sizeof *y);
+    for (size_t j = 0; j < np; j++) {
+        const json_t *r = json_array_get(s->points, j);
+        if (strcmp(report_str(r, "status"), "ok") != 0)
+            continue;
+        x[k] = report_num(r, "n");
+        y[k++] = report_num(r, field);
+    }
+    /* fixed costs (the process, the allocator) dominate small n: fit the large-n tail, and at
+     * least the three largest points */
+    double from = n_from;
+    size_t above = 0;
+    for (size_t j = 0; j < k; j++)
+        above += x[j] >= from;
+    if (above < 3 && k >= 2)
+        from = x[k >= 3 ? k - 3 : 0];
+    fit_result f = fit_power(x, y, k, from);
+    free(x);
+    free(y);
+    return f;
+}
+
+static void write_context(FILE *md, const json_t *ctx, const json_t *any)
+{
+    fprintf(md, "## Context\n\n| | |\n|---|---|\n");
+    static const char *const keys[] = {"host", "cpu_model", "cores", "mem_total_bytes", "kernel",
+                                       "compiler", "cflags", "git_commit", "git_dirty",
+                                       "openblas_core", "openblas_core_source", "jemalloc_version",
+                                       "papi_version", "thp_enabled", "overcommit_memory",
+                                       "perf_event_paranoid", "cgroup", "date"};
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
+        const json_t *v = json_object_get(ctx, keys[i]);
+        if (!v)
+            continue;
+        char *t = json_dumps(v, JSON_ENCODE_ANY);
+        fprintf(md, "| %s | `%s` |\n", keys[i], t);
+        free(t);
+    }
+    const json_t *papi = json_object_get(ctx, "papi");
+    if (papi) {
+        fprintf(md, "| PAPI runtime | %s, perf_event component %s, VM: %s |\n",
+                report_str(papi, "version"), report_str(papi, "perf_event_component"),
+                json_is_true(json_object_get(papi, "virtualized")) ? report_str(papi, "vm_vendor")
+                                                                   : "no");
+    }
+    const json_t *un = json_object_get(any, "counters_unavailable");
+    if (json_object_size(un)) {
+        fprintf(md, "\nCounters that could not be counted on this machine (recorded as null, "
+                    "never as 0):\n\n");
+        const char *k;
+        json_t *v;
+        json_object_foreach((json_t *)un, k, v)
+            fprintf(md, "- `%s`: %s\n", k, json_string_value(v));
+    }
+}
+
+static const char *const csv_fixed[] = {
+    "point_id", "method", "params", "n", "d", "heads", "batch", "causal", "threads", "reps",
+    "seed", "inputs", "stack", "layers", "status", "reason", "wall_s", "wall_s_min", "wall_s_max",
+    "gflops", "model_flops", "model_bytes", "peak_rss_bytes", "heap_peak_bytes",
+    "ru_maxrss_bytes", "rss_before_kernel_bytes", "param_bytes", "err_max_rel", "err_mean_rel",
+    "cpu_s", "minor_faults", "major_faults",
+};
+
+static void csv_cell(FILE *f, const char *text)
+{
+    if (strpbrk(text, ",\"\n")) {
+        fputc('"', f);
+        for (const char *p = text; *p; p++) {
+            if (*p == '"')
+                fputc('"', f);
+            fputc(*p, f);
+        }
+        fputc('"', f);
+    } else {
+        fputs(text, f);
+    }
+}
+
+static void csv_value(FILE *f, const json_t *v)
+{
+    if (!v || json_is_null(v))
+        return; /* empty cell */
+    if (json_is_string(v)) {
+        csv_cell(f, json_string_value(v));
+    } else if (json_is_object(v)) { /* params: k=v;k=v */
+        char buf[1024] = "";
+        const char *k;
+        json_t *x;
+        json_object_foreach((json_t *)v, k, x)
+        {
+            char *t = json_dumps(x, JSON_ENCODE_ANY);
+            size_t len = strlen(buf);
+            snprintf(buf + len, sizeof buf - len, "%s%s=%s", len ? ";" : "", k,
+                     json_is_string(x) ? json_string_value(x) : t);
+            free(t);
+        }
+        csv_cell(f, buf);
+    } else if (json_is_integer(v)) {
+        fprintf(f, "%lld", (long long)json_integer_value(v));
+    } else if (json_is_real(v)) {
+        fprintf(f, "%.10g", json_real_value(v));
+    } else if (json_is_boolean(v)) {
+        fputs(json_is_true(v) ? "true" : "false", f);
+    }
+}
+
+static int write_csv(const char *path, json_t *records, char *err, size_t errlen)
+{
+    FILE *f = fopen(path, "w");
+    if (!f) {
+        snprintf(err, errlen, "%.900s: %s", path, strerror(errno));
+        return -1;
+    }
+    /* every counter any record has, as extra fixed columns (empty where unavailable) */
+    json_t *counters = json_object();
+    size_t i;
+    json_t *rec;
+    json_array_foreach(records, i, rec)
+    {
+        const char *k;
+        json_t *v;
+        json_object_foreach(json_object_get(rec, "counters"), k, v)
+            json_object_set_new(counters, k, json_true());
+    }
+    const size_t nfixed = sizeof csv_fixed / sizeof csv_fixed[0];
+    for (size_t c = 0; c < nfixed; c++)
+        fprintf(f, "%s%s", c ? "," : "", csv_fixed[c]);
+    const char *k;
+    json_t *v;
+    json_object_foreach(counters, k, v)
+    {
+        fputc(',', f);
+        csv_cell(f, k);
+    }
+    fputc('\n', f);
+    json_array_foreach(records, i, rec)
+    {
+        const json_t *err_j = json_object_get(rec, "err_vs_exact"), *ru = json_object_get(rec, "rusage");
+        for (size_t c = 0; c < nfixed; c++) {
+            if (c)
+                fputc(',', f);
+            const char *name = csv_fixed[c];
+            if (strcmp(name, "err_max_rel") == 0)
+                csv_value(f, json_object_get(err_j, "max_rel"));
+            else if (strcmp(name, "err_mean_rel") == 0)
+                csv_value(f, json_object_get(err_j, "mean_rel"));
+            else if (strcmp(name, "cpu_s") == 0 || strcmp(name, "minor_faults") == 0 ||
+                     strcmp(name, "major_faults") == 0)
+                csv_value(f, json_object_get(ru, name));
+            else
+                csv_value(f, json_object_get(rec, name));
+        }
+        json_object_foreach(counters, k, v)
+        {
+            fputc(',', f);
+            csv_value(f, json_object_get(json_object_get(rec, "counters"), k));
+        }
+        fputc('\n', f);
+    }
+    json_decref(counters);
+    if (fclose(f) != 0) {
+        snprintf(err, errlen, "%.900s: write failed", path);
+        return -1;
+    }
+    return 0;
+}
+
+static int mkdirs(const char *path)
+{
+    char buf[1024];
+    snprintf(buf, sizeof buf, "%s", path);
+    for (char *p = buf + 1; *p; p++)
+        if (*p == '/') {
+            *p = '\0';
+            mkdir(buf, 0755);
+            *p = '/';
+        }
+    return mkdir(buf, 0755) == 0 || errno == EEXIST ? 0 : -1;
+}
+
+static void write_method_tables(FILE *md, report_series_t *s, int ns, double n_from)
+{
+    fprintf(md, "\n## Scaling exponents\n\nb in `metric ~ a n^b`, least squares on log-log axes "
+                "over the ok points with n >= %.0f (or the three largest), ± its standard "
+                "error. Quadratic memory shows as b near 2, linear as b near 1.\n\n", n_from);
+    fprintf(md, "| series | largest n ok | n range fitted | peak RSS b | heap peak b | time b |\n");
+    fprintf(md, "|---|---|---|---|---|---|\n");
+    for (int k = 0; k < ns; k++) {
+        double largest = NAN;
+        size_t np = json_array_size(s[k].points);
+        for (size_t j = 0; j < np; j++) {
+            const json_t *r = json_array_get(s[k].points, j);
+            if (strcmp(report_str(r, "status"), "ok") == 0)
+                largest = report_num(r, "n");
+        }
+        fit_result fr = fit_series(&s[k], "peak_rss_bytes", n_from);
+        fit_result fh = fit_series(&s[k], "heap_peak_bytes", n_from);
+        fit_result ft = fit_series(&s[k], "wall_s", n_from);
+        char a[96], b[96], c[96], range[64] = "n/a";
+        fmt_fit(fr, a, sizeof a);
+        fmt_fit(fh, b, sizeof b);
+        fmt_fit(ft, c, sizeof c);
+        if (fr.ok)
+            snprintf(range, sizeof range, "%.0f..%.0f (%zu points)", fr.n_min, fr.n_max, fr.k);
+        fprintf(md, "| %s | %s | %s | %s | %s | %s |\n", s[k].label,
+                isnan(largest) ? "none" : (snprintf(range + 32, 32, "%.0f", largest), range + 32),
+                range, a, b, c);
+    }
+    for (int k = 0; k < ns; k++) {
+        fprintf(md, "\n### %s\n\n", s[k].label);
+        fprintf(md, "| n | status | time (s) | GFLOP/s | peak RSS | heap peak | model bytes | "
+                    "RSS / model |\n|---|---|---|---|---|---|---|---|\n");
+        size_t np = json_array_size(s[k].points);
+        for (size_t j = 0; j < np; j++) {
+            const json_t *r = json_array_get(s[k].points, j);
+            char rss[32], heap[32], model[32];
+            fmt_bytes(report_num(r, "peak_rss_bytes"), rss, sizeof rss);
+            fmt_bytes(report_num(r, "heap_peak_bytes"), heap, sizeof heap);
+            fmt_bytes(report_num(r, "model_bytes"), model, sizeof model);
+            const int ok = strcmp(report_str(r, "status"), "ok") == 0;
+            double ratio = report_num(r, "peak_rss_bytes") / report_num(r, "model_bytes");
+            fprintf(md, "| %.0f | %s | ", report_num(r, "n"), report_str(r, "status"));
+            if (ok)
+                fprintf(md, "%.4g | %.1f | %s | %s | %s | %.2f |\n", report_num(r, "wall_s"),
+                        report_num(r, "gflops"), rss, heap, model, ratio);
+            else
+                fprintf(md, " |  | %s |  | %s |  |\n", rss, model);
+        }
+    }
+}
+
+static void write_not_ok(FILE *md, json_t *records)
+{
+    fprintf(md, "\n## Points not measured, and why\n\n");
+    size_t i, count = 0;
+    json_t *rec;
+    json_array_foreach(records, i, rec)
+    {
+        if (strcmp(report_str(rec, "status"), "ok") == 0)
+            continue;
+        if (!count++)
+            fprintf(md, "| point | status | reason |\n|---|---|---|\n");
+        fprintf(md, "| %s n=%.0f | %s | %s |\n", report_str(rec, "method"), report_num(rec, "n"),
+                report_str(rec, "status"), report_str(rec, "reason"));
+    }
+    if (!count)
+        fprintf(md, "Every point was measured (status ok).\n");
+}
+
+/* Counters per token: every PAPI counter some point could count, else getrusage's. */
+static void plot_counters(const char *dir, FILE *md, report_series_t *s, int ns, json_t *records,
+                          int *failures)
+{
+    json_t *names = json_object();
+    size_t i;
+    json_t *rec;
+    json_array_foreach(records, i, rec)
+    {
+        const char *k;
+        json_t *v;
+        json_object_foreach(json_object_get(rec, "counters"), k, v)
+            if (json_is_number(v))
+                json_object_set_new(names, k, json_true());
+    }
+    const int papi = json_object_size(names) > 0;
+    if (!papi) {
+        fprintf(md, "\nNo PAPI counter could be counted on this machine (see Context); the "
+                    "counter plots show what getrusage saw instead.\n");
+        json_object_set_new(names, "rusage.cpu_s", json_true());
+        json_object_set_new(names, "rusage.minor_faults", json_true());
+    }
+    const char *k;
+    json_t *v;
+    int idx = 0;
+    json_object_foreach(names, k, v)
+    {
+        plot_series *ps = calloc((size_t)ns + 1, sizeof *ps);
+        size_t n = 0;
+        for (int j = 0; j < ns; j++)
+            n += series_points(&s[j], "n", metric_counter_per_token, k, &ps[n]) ? 1 : (free(ps[n].x), free(ps[n].y), 0);
+        char name[64], title[160];
+        snprintf(name, sizeof name, "counter_%d", idx++);
+        snprintf(title, sizeof title, "%s per token and repetition", k);
+        plot_spec p = {.name = name, .title = title, .xlabel = "sequence length n (tokens)",
+                       .ylabel = k, .logx = 1, .logy = 10, .yformat = "%g", .xpow2 = 1};
+        draw(dir, &p, ps, n, md, title, failures);
+        free(ps);
+    }
+    json_decref(names);
+}
+
+/* LSH error against n_hashes, for the lsh points that measured their error. */
+static void plot_lsh_hashes(const char *dir, FILE *md, json_t *records, int *failures)
+{
+    /* one series per n (and inputs), x = n_hashes */
+    plot_series ps[16];
+    size_t nps = 0;
+    size_t i;
+    json_t *rec;
+    json_array_foreach(records, i, rec)
+    {
+        const json_t *e = json_object_get(rec, "err_vs_exact");
+        if (strcmp(report_str(rec, "method"), "lsh") || !json_is_object(e) ||
+            strcmp(report_str(rec, "status"), "ok"))
+            continue;
+        char title[128];
+        snprintf(title, sizeof title, "n=%.0f %s inputs", report_num(rec, "n"), report_str(rec, "inputs"));
+        size_t k = 0;
+        while (k < nps && strcmp(ps[k].title, title) != 0)
+            k++;
+        if (k == nps) {
+            if (nps == 16)
+                continue;
+            memset(&ps[nps], 0, sizeof ps[nps]);
+            snprintf(ps[nps].title, sizeof ps[nps].title, "%s", title);
+            ps[nps].x = malloc(64 * sizeof(double));
+            ps[nps].y = malloc(64 * sizeof(double));
+            nps++;
+        }
+        if (ps[k].count == 64)
+            continue;
+        ps[k].x[ps[k].count] = report_num(json_object_get(rec, "params"), "n_hashes");
+        ps[k].y[ps[k].count++] = report_num(e, "mean_rel");
+    }
+    int enough = 0;
+    for (size_t k = 0; k < nps; k++)
+        enough |= ps[k].count >= 2;
+    if (!enough) {
+        for (size_t k = 0; k < nps; k++)
+            free(ps[k].x), free(ps[k].y);
+        return;
+    }
+    for (size_t k = 0; k < nps; k++) { /* by n_hashes */
+        for (size_t a = 1; a < ps[k].count; a++)
+            for (size_t b = a; b > 0 && ps[k].x[b - 1] > ps[k].x[b]; b--) {
+                double tx = ps[k].x[b], ty = ps[k].y[b];
+                ps[k].x[b] = ps[k].x[b - 1], ps[k].y[b] = ps[k].y[b - 1];
+                ps[k].x[b - 1] = tx, ps[k].y[b - 1] = ty;
+            }
+    }
+    plot_spec p = {.name = "lsh_error", .title = "LSH error against exact shared-QK attention",
+                   .xlabel = "n_hashes", .ylabel = "mean row-wise relative error", .logx = 1,
+                   .logy = 10, .yformat = "%g"};
+    draw(dir, &p, ps, nps, md, "LSH error vs n_hashes", failures);
+}
+
+/* Peak memory against depth for training sweeps (records with a `layers` field). */
+static void plot_layers(const char *dir, FILE *md, json_t *records, int *failures)
+{
+    report_series_t *s;
+    int ns = report_series(records, "layers", &s);
+    if (ns == 0) {
+        report_series_free(s, ns);
+        return;
+    }
+    plot_series *ps = calloc((size_t)ns + 1, sizeof *ps);
+    size_t k = 0;
+    for (int i = 0; i < ns; i++)
+        k += series_points(&s[i], "layers", metric_field, "peak_rss_bytes", &ps[k]) ? 1 : (free(ps[k].x), free(ps[k].y), 0);
+    int enough = 0;
+    for (size_t i = 0; i < k; i++)
+        enough |= ps[i].count >= 2;
+    if (enough) {
+        plot_spec p = {.name = "layers", .title = "Training step: peak memory against depth",
+                       .xlabel = "layers L", .ylabel = "peak RSS", .logx = 1, .logy = 0,
+                       .ybytes = 1};
+        draw(dir, &p, ps, k, md, "Peak memory vs layers", failures);
+    } else {
+        for (size_t i = 0; i < k; i++)
+            free(ps[i].x), free(ps[i].y);
+    }
+    free(ps);
+    report_series_free(s, ns);
+}
+
+int cmd_report(int argc, char **argv)
+{
+    enum { OPT_OUT = 1, OPT_FIT_FROM, OPT_HELP };
+    static const struct option opts[] = {
+        {"out", required_argument, 0, OPT_OUT}, {"fit-from", required_argument, 0, OPT_FIT_FROM},
+        {"help", no_argument, 0, OPT_HELP},     {0, 0, 0, 0},
+    };
+    const char *dir = NULL;
+    int64_t fit_from = 16384;
+    opterr = 0;
+    for (int c; (c = getopt_long(argc, argv, "", opts, NULL)) != -1;) {
+        switch (c) {
+        case OPT_OUT: dir = optarg; break;
+        case OPT_FIT_FROM:
+            if (cli_parse_int(optarg, 1, INT64_C(1) << 40, &fit_from))
+                return cli_error("report", "--fit-from '%s' is not a positive integer", optarg);
+            break;
+        case OPT_HELP:
+            puts("usage: attnbench report RESULTS.jsonl... --out DIR [--fit-from N]\n"
+                 "Fits scaling exponents, draws the plots with gnuplot, writes DIR/report.md and\n"
+                 "DIR/results.csv. --fit-from: smallest n of the fits (default 16384).");
+            return 0;
+        default: return cli_getopt_error("report", optopt, argv, optind);
+        }
+    }
+    if (optind >= argc)
+        return cli_error("report", "no results file given");
+    if (!dir)
+        return cli_error("report", "--out DIR is required");
+    json_t *records;
+    char err[1024];
+    if (report_load(argc - optind, argv + optind, &records, err, sizeof err))
+        return cli_error("report", "%s", err);
+    if (json_array_size(records) == 0) {
+        json_decref(records);
+        return cli_error("report", "the results files hold no records");
+    }
+    if (mkdirs(dir) != 0) {
+        json_decref(records);
+        return cli_error("report", "--out %s: %s", dir, strerror(errno));
+    }
+    char path[1024];
+    snprintf(path, sizeof path, "%s/results.csv", dir);
+    if (write_csv(path, records, err, sizeof err)) {
+        json_decref(records);
+        return cli_error("report", "%s", err);
+    }
+    snprintf(path, sizeof path, "%s/report.md", dir);
+    FILE *md = fopen(path, "w");
+    if (!md) {
+        json_decref(records);
+        return cli_error("report", "%s: %s", path, strerror(errno));
+    }
+    report_series_t *s;
+    const int ns = report_series(records, "n", &s);
+    const json_t *first = json_array_get(records, 0);
+    fprintf(md, "# attnbench report\n\n%zu points from", json_array_size(records));
+    for (int f = optind; f < argc; f++)
+        fprintf(md, " `%s`", argv[f]);
+    fprintf(md, ", in %d series. Written by `attnbench report`; every number below is a "
+                "measurement from those files.\n\n", ns);
+    write_context(md, json_object_get(first, "context"), first);
+    int failures = 0;
+    fprintf(md, "\n## Plots\n");
+    plot_metric(dir, md, s, ns, "memory", "Peak memory (RSS) against sequence length",
+                "peak RSS", "peak_rss_bytes", 1, 1, 2, NULL, 1, &failures);
+    plot_metric(dir, md, s, ns, "heap", "Heap peak (jemalloc thread.peak) against sequence length",
+                "heap peak", "heap_peak_bytes", 1, 1, 2, NULL, 0, &failures);
+    plot_metric(dir, md, s, ns, "time", "Time per forward pass against sequence length",
+                "wall time (median)", "wall_s", 0, 1, 10, "%.0s %cs", 0, &failures);
+    plot_metric(dir, md, s, ns, "gflops", "Achieved GFLOP/s (the method's model FLOPs)",
+                "GFLOP/s", "gflops", 0, 0, 0, NULL, 0, &failures);
+    plot_counters(dir, md, s, ns, records, &failures);
+    plot_lsh_hashes(dir, md, records, &failures);
+    plot_layers(dir, md, records, &failures);
+    write_method_tables(md, s, ns, (double)fit_from);
+    write_not_ok(md, records);
+    report_series_free(s, ns);
+    json_decref(records);
+    if (fclose(md) != 0)
+        return cli_error("report", "%s: write failed", path);
+    fprintf(stderr, "attnbench report: wrote %s/report.md, results.csv and the plots%s\n", dir,
+            failures ? " (some plots failed, see above)" : "");
+    return failures ? 1 : 0;
+}
