@@ -4,7 +4,8 @@
 #   make            build/attnbench
 #   make test       every cmocka test plus the shell-level CLI tests; fails if any fails
 #   make asan       the same tests under AddressSanitizer + UndefinedBehaviorSanitizer
-#   make sweep      the default sweep suite and its report under results/
+#   make sweep      the default sweep suite and its report under results/default/
+#   make regression the CI suite, gated with `attnbench check` against results/baseline/
 #   make clean
 
 CC ?= cc
@@ -38,7 +39,7 @@ TEST_SRC := $(wildcard tests/test_*.c)
 TEST_BIN := $(patsubst tests/%.c,$(BUILD)/tests/%,$(TEST_SRC))
 TEST_HELPER_OBJ := $(BUILD)/tests/helpers.o
 
-.PHONY: all test asan sweep clean FORCE
+.PHONY: all test asan sweep regression clean FORCE
 .SECONDARY:
 all: $(BUILD)/attnbench
 
@@ -76,9 +77,19 @@ asan:
 	    SANITIZE="-fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer" test
 
 # The main job: the default suite into results/default/ (resumes an interrupted run; delete
-# results/default/results.jsonl to start over).
+# results/default/results.jsonl to start over), then its report.
 sweep: $(BUILD)/attnbench
 	$(BUILD)/attnbench sweep --suite scripts/suites/default.suite --resume
+	$(BUILD)/attnbench report results/default/results.jsonl --out results/default
+
+# The memory-regression gate CI runs: the CI suite against the committed baseline. Heap peak
+# is deterministic and gated at the default 2%; peak RSS gets 8 MiB of absolute slack for the
+# process's own pages, which differ a little from one machine to another.
+regression: $(BUILD)/attnbench
+	@rm -f $(BUILD)/ci/current.jsonl; mkdir -p $(BUILD)/ci
+	$(BUILD)/attnbench sweep --suite scripts/suites/ci.suite --out $(BUILD)/ci/current.jsonl
+	$(BUILD)/attnbench check --baseline results/baseline/ci.jsonl $(BUILD)/ci/current.jsonl \
+	    --metric peak_rss:rtol=5%,atol=8MiB
 
 clean:
 	rm -rf build

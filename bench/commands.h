@@ -9,5 +9,6 @@ int cmd_run(int argc, char **argv);
 int cmd_sgemm(int argc, char **argv);
 int cmd_sweep(int argc, char **argv);
 int cmd_report(int argc, char **argv);
+int cmd_check(int argc, char **argv);
 
 #endif

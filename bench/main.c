@@ -16,6 +16,7 @@ static const struct {
     {"run", cmd_run, "measure one point in an isolated child (time, memory, counters)"},
     {"sweep", cmd_sweep, "measure many points (methods x parameters x n) into a results file"},
     {"report", cmd_report, "fit scaling exponents, plot with gnuplot, write report.md and a CSV"},
+    {"check", cmd_check, "gate memory against a baseline results file (CI's regression check)"},
     {"sgemm", cmd_sgemm, "the speed yardstick: OpenBLAS sgemm GFLOP/s on this machine"},
 };
 

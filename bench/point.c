@@ -194,7 +194,8 @@ static void child_finish(int fd, json_t *r, int status, const char *reason)
 
 /* Test hook: ATTNBENCH_FAULT makes the child fail in a chosen way after its buffers exist, so
  * the parent's classification of real process deaths can be tested: segv, sigkill, sleep,
- * exit, and unwritten (an output element left as the poison, as a buggy kernel would). */
+ * exit, unwritten (an output element left as the poison, as a buggy kernel would), and
+ * inflate:PCT (PCT% more memory than the model, written: a memory regression, for `check`). */
 static int fault_is(const char *name)
 {
     const char *f = getenv("ATTNBENCH_FAULT");
@@ -391,6 +392,13 @@ static void child_main(const point_spec *s, const point_limits *lim, int fd, pid
     rss_ok = rss_ok && probe_rss_read(&rss, &hwm) == 0;
     json_object_set_new(r, "rss_before_kernel_bytes", bytes_or_null(rss_ok, rss));
     inject_fault();
+    const char *fault = getenv("ATTNBENCH_FAULT");
+    void *inflated = NULL;
+    if (fault && strncmp(fault, "inflate:", 8) == 0) {
+        const size_t extra = (size_t)((double)point_model_bytes(s, &c) * atof(fault + 8) / 100);
+        if ((inflated = malloc(extra ? extra : 1)))
+            memset(inflated, 1, extra);
+    }
 
     attn_tensors t = {.q = q, .k = k, .v = v, .out = out, .lse = lse, .structure = structure};
     const int reps = s->reps;
@@ -497,6 +505,7 @@ static void child_main(const point_spec *s, const point_limits *lim, int fd, pid
     json_object_set_new(harness, "child_s", json_real(now_s() - t_start));
     json_object_set_new(r, "harness", harness);
     free(times);
+    free(inflated);
     child_finish(fd, r, POINT_OK, NULL);
 }
 

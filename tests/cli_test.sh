@@ -152,5 +152,62 @@ assert sorted(r["n"] for r in recs) == [1024, 2048, 4096, 8192, 16384, 32768]
 assert int(sys.argv[2]) < 6, "the kill came too late to test anything"
 PY
 
+
+# --- report: files written, valid images, every point listed
+rp=(--methods full,lsh --n 1K:4K --reps 1 --counters none)
+"$bin" sweep "${rp[@]}" --out "$tmp/r.jsonl" 2>/dev/null
+printf -- '--methods full --n 64K --reps 1 --mem-limit 1G\n' >"$tmp/skip.suite"
+"$bin" sweep --suite "$tmp/skip.suite" --out "$tmp/r2.jsonl" 2>/dev/null
+expect_status 0 "report" -- "$bin" report "$tmp/r.jsonl" "$tmp/r2.jsonl" --out "$tmp/rep"
+for f in report.md results.csv memory.png memory.svg memory.gp memory.dat time.png gflops.png heap.png; do
+    [ -s "$tmp/rep/$f" ] && pass || fail "report did not write $f"
+done
+/usr/bin/python3 - "$tmp/rep" "$tmp/r.jsonl" "$tmp/r2.jsonl" <<'PY' && pass || fail "report contents"
+import csv, glob, json, re, struct, sys
+d = sys.argv[1]
+recs = [json.loads(l) for f in sys.argv[2:] for l in open(f)]
+for png in glob.glob(d + "/*.png"):
+    head = open(png, "rb").read(24)
+    assert head[:8] == b"\x89PNG\r\n\x1a\n" and head[12:16] == b"IHDR", png
+    w, h = struct.unpack(">II", head[16:24])
+    assert w >= 600 and h >= 400, (png, w, h)
+md = open(d + "/report.md").read()
+rows = re.findall(r"^\| (\d+) \| (\w+) \|", md, re.M)
+assert len(rows) == len(recs), (len(rows), len(recs))
+assert "skipped" in md and "more than the memory limit" in md  # the skipped point and why
+assert re.search(r"^\| full \| 4096 \| 1024\.\.4096 \(3 points\) \| \d\.\d\d ±", md, re.M), "no fit for full"
+assert re.search(r"^\| lsh \| 4096 \|", md, re.M), "no fit for lsh"
+rows = list(csv.DictReader(open(d + "/results.csv")))
+assert len(rows) == len(recs) and {"point_id", "n", "peak_rss_bytes", "status"} <= set(rows[0])
+assert any(r["status"] == "skipped" and r["wall_s"] == "" for r in rows)  # empty, not 0
+PY
+expect_status 2 "report missing file" -- "$bin" report "$tmp/none.jsonl" --out "$tmp/rep3"
+expect_status 2 "report foreign file" -- "$bin" report "$tmp/foreign.jsonl" --out "$tmp/rep3"
+expect_status 2 "report without --out" -- "$bin" report "$tmp/r.jsonl"
+expect_status 2 "report without files" -- "$bin" report --out "$tmp/rep3"
+
+# --- check: passes unchanged, bites on a 10% memory regression, incomplete when points lack
+cp_=(--methods full,lsh --n 1K:4K --reps 1 --counters none)
+"$bin" sweep "${cp_[@]}" --out "$tmp/base.jsonl" 2>/dev/null
+"$bin" sweep "${cp_[@]}" --out "$tmp/same.jsonl" 2>/dev/null
+ATTNBENCH_FAULT=inflate:10 "$bin" sweep "${cp_[@]}" --out "$tmp/worse.jsonl" 2>/dev/null
+expect_status 0 "check unchanged" -- "$bin" check --baseline "$tmp/base.jsonl" "$tmp/same.jsonl"
+expect_status 1 "check 10% more memory" -- "$bin" check --baseline "$tmp/base.jsonl" "$tmp/worse.jsonl"
+grep -q "REGRESSION" "$tmp/out" && pass || fail "check printed no regression table"
+head -n 3 "$tmp/same.jsonl" >"$tmp/partial.jsonl"
+expect_status 2 "check missing point" -- "$bin" check --baseline "$tmp/base.jsonl" "$tmp/partial.jsonl"
+ATTNBENCH_FAULT=segv "$bin" sweep "${cp_[@]}" --out "$tmp/failed.jsonl" 2>/dev/null
+expect_status 2 "check failed point" -- "$bin" check --baseline "$tmp/base.jsonl" "$tmp/failed.jsonl"
+sed 's/"schema":"attnbench\/1"/"schema":"attnbench\/9"/' "$tmp/same.jsonl" >"$tmp/schema.jsonl"
+expect_status 2 "check schema mismatch" -- "$bin" check --baseline "$tmp/base.jsonl" "$tmp/schema.jsonl"
+expect_status 2 "check malformed tolerance" -- "$bin" check --baseline "$tmp/base.jsonl" "$tmp/same.jsonl" --metric peak_rss:rtol=abc
+expect_status 2 "check unknown metric" -- "$bin" check --baseline "$tmp/base.jsonl" "$tmp/same.jsonl" --metric speed:rtol=5%
+expect_status 2 "check missing baseline" -- "$bin" check --baseline "$tmp/none.jsonl" "$tmp/same.jsonl"
+expect_status 2 "check foreign baseline" -- "$bin" check --baseline "$tmp/foreign.jsonl" "$tmp/same.jsonl"
+expect_status 0 "check with a looser gate" -- "$bin" check --baseline "$tmp/base.jsonl" "$tmp/worse.jsonl" --metric heap_peak:rtol=15% --metric peak_rss:off
+cp "$tmp/base.jsonl" "$tmp/upd.jsonl"
+expect_status 0 "check --update" -- "$bin" check --baseline "$tmp/upd.jsonl" "$tmp/worse.jsonl" --update
+cmp -s "$tmp/upd.jsonl" "$tmp/worse.jsonl" && pass || fail "--update did not rewrite the baseline"
+
 echo "cli_test: $((count - fails))/$count passed"
 [ "$fails" = 0 ]

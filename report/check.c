@@ -1,0 +1,307 @@
+/* check.c: `attnbench check --baseline BASE.jsonl CURRENT.jsonl [--metric NAME:rtol=5%,atol=1MiB]...
+ * [--update]`, the memory-regression gate CI runs.
+ *
+ * Points are matched by point_id. A gated metric regresses when current > baseline +
+ * max(atol, rtol * baseline): only growth is a regression, a drop is reported as such.
+ * Exit 0: every gated metric within tolerance; 1: a regression; 2: incomplete (a point missing
+ * on either side, a point that failed where the baseline measured it, a schema mismatch) or a
+ * usage error. Memory is gated by default (it is nearly deterministic); time only when asked,
+ * since shared machines are noisy. */
+#include <errno.h>
+#include <getopt.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "../bench/cli.h"
+#include "../bench/commands.h"
+#include "../bench/context.h"
+#include "../bench/record.h"
+#include "report.h"
+
+typedef struct gate {
+    const char *field;  /* record field */
+    const char *alias;  /* short name accepted by --metric */
+    int bytes;          /* atol takes size suffixes */
+    int on;
+    double rtol, atol;
+} gate;
+
+static gate gates[] = {
+    {"heap_peak_bytes", "heap_peak", 1, 1, 0.02, 256 * 1024.0},
+    {"peak_rss_bytes", "peak_rss", 1, 1, 0.05, 4 * 1048576.0},
+    {"wall_s", "time", 0, 0, 0.10, 0.001},
+    {"ru_maxrss_bytes", "ru_maxrss", 1, 0, 0.05, 4 * 1048576.0},
+};
+#define NGATES (sizeof gates / sizeof gates[0])
+
+/* Parses "NAME:rtol=5%,atol=1MiB" or "NAME:off" into the gate table. */
+static int parse_metric(const char *spec)
+{
+    const char *colon = strchr(spec, ':');
+    size_t len = colon ? (size_t)(colon - spec) : strlen(spec);
+    gate *g = NULL;
+    for (size_t i = 0; i < NGATES; i++)
+        if ((strlen(gates[i].field) == len && strncmp(gates[i].field, spec, len) == 0) ||
+            (strlen(gates[i].alias) == len && strncmp(gates[i].alias, spec, len) == 0))
+            g = &gates[i];
+    if (!g)
+        return cli_error("check", "--metric '%s': unknown metric '%.*s' (metrics: heap_peak, "
+                                  "peak_rss, time, ru_maxrss)", spec, (int)len, spec);
+    g->on = 1;
+    if (!colon)
+        return 0;
+    char buf[256];
+    snprintf(buf, sizeof buf, "%s", colon + 1);
+    if (strcmp(buf, "off") == 0) {
+        g->on = 0;
+        return 0;
+    }
+    for (char *s, *kv = strtok_r(buf, ",", &s); kv; kv = strtok_r(NULL, ",", &s)) {
+        char *eq = strchr(kv, '=');
+        if (!eq)
+            return cli_error("check", "--metric '%s': '%s' is not key=value", spec, kv);
+        *eq = '\0';
+        const char *val = eq + 1;
+        if (strcmp(kv, "rtol") == 0) {
+            char num[64];
+            snprintf(num, sizeof num, "%s", val);
+            size_t l = strlen(num);
+            int pct = l && num[l - 1] == '%';
+            if (pct)
+                num[l - 1] = '\0';
+            double x;
+            if (cli_parse_real(num, &x))
+                return cli_error("check", "--metric '%s': rtol '%s' is not a number or a "
+                                          "percentage", spec, val);
+            g->rtol = pct ? x / 100 : x;
+        } else if (strcmp(kv, "atol") == 0) {
+            uint64_t bytes;
+            double x;
+            if (g->bytes ? cli_parse_size(val, &bytes) : cli_parse_real(val, &x))
+                return cli_error("check", "--metric '%s': atol '%s' is not %s", spec, val,
+                                 g->bytes ? "a size such as 1MiB" : "a number of seconds");
+            g->atol = g->bytes ? (double)bytes : x;
+        } else {
+            return cli_error("check", "--metric '%s': unknown tolerance '%s' (rtol, atol)", spec,
+                             kv);
+        }
+    }
+    return 0;
+}
+
+static const json_t *find_point(json_t *records, const char *id)
+{
+    size_t i;
+    json_t *rec;
+    json_array_foreach(records, i, rec)
+        if (strcmp(report_str(rec, "point_id"), id) == 0)
+            return rec;
+    return NULL;
+}
+
+static void fmt(double v, int bytes, char *buf, size_t size)
+{
+    if (bytes)
+        record_bytes(v, buf, size);
+    else
+        snprintf(buf, size, "%.4g s", v);
+}
+
+/* Context fields whose difference makes a comparison suspect. */
+static void warn_context(json_t *base, json_t *cur)
+{
+    static const char *const keys[] = {"cpu_model", "cores", "compiler", "cflags", "kernel",
+                                       "jemalloc_version", "papi_version", "openblas_core",
+                                       "thp_enabled"};
+    const json_t *a = json_object_get(json_array_get(base, 0), "context");
+    const json_t *b = json_object_get(json_array_get(cur, 0), "context");
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
+        const json_t *x = json_object_get(a, keys[i]), *y = json_object_get(b, keys[i]);
+        if (x && y && !json_equal(x, y)) {
+            char *tx = json_dumps(x, JSON_ENCODE_ANY), *ty = json_dumps(y, JSON_ENCODE_ANY);
+            fprintf(stderr, "attnbench check: warning: context differs: %s %s (baseline) vs %s "
+                            "(current)\n", keys[i], tx, ty);
+            free(tx);
+            free(ty);
+        }
+    }
+}
+
+static int copy_file(const char *from, const char *to)
+{
+    char tmp[1100];
+    snprintf(tmp, sizeof tmp, "%s.tmp", to);
+    FILE *in = fopen(from, "rb"), *out = in ? fopen(tmp, "wb") : NULL;
+    if (!in || !out) {
+        if (in)
+            fclose(in);
+        return -1;
+    }
+    char buf[1 << 16];
+    size_t got;
+    int ok = 1;
+    while (ok && (got = fread(buf, 1, sizeof buf, in)) > 0)
+        ok = fwrite(buf, 1, got, out) == got;
+    fclose(in);
+    ok = (fclose(out) == 0) && ok;
+    if (!ok || rename(tmp, to) != 0) {
+        unlink(tmp);
+        return -1;
+    }
+    return 0;
+}
+
+int cmd_check(int argc, char **argv)
+{
+    enum { OPT_BASELINE = 1, OPT_METRIC, OPT_UPDATE, OPT_HELP };
+    static const struct option opts[] = {
+        {"baseline", required_argument, 0, OPT_BASELINE}, {"metric", required_argument, 0, OPT_METRIC},
+        {"update", no_argument, 0, OPT_UPDATE},           {"help", no_argument, 0, OPT_HELP},
+        {0, 0, 0, 0},
+    };
+    const char *baseline = NULL;
+    int update = 0;
+    opterr = 0;
+    for (int c; (c = getopt_long(argc, argv, "", opts, NULL)) != -1;) {
+        switch (c) {
+        case OPT_BASELINE: baseline = optarg; break;
+        case OPT_METRIC: {
+            int rc = parse_metric(optarg);
+            if (rc)
+                return rc;
+            break;
+        }
+        case OPT_UPDATE: update = 1; break;
+        case OPT_HELP:
+            puts("usage: attnbench check --baseline BASE.jsonl CURRENT.jsonl\n"
+                 "                       [--metric NAME:rtol=5%,atol=1MiB | NAME:off]... [--update]\n"
+                 "Gates memory against a baseline: exit 0 within tolerance, 1 regression,\n"
+                 "2 incomplete (missing or failed points, schema mismatch) or usage error.\n"
+                 "Defaults: heap_peak rtol 2% atol 256KiB, peak_rss rtol 5% atol 4MiB; time and\n"
+                 "ru_maxrss only when named. --update rewrites the baseline from CURRENT.");
+            return 0;
+        default: return cli_getopt_error("check", optopt, argv, optind);
+        }
+    }
+    if (!baseline)
+        return cli_error("check", "--baseline BASE.jsonl is required");
+    if (optind + 1 != argc)
+        return cli_error("check", "give exactly one CURRENT results file");
+    const char *current = argv[optind];
+
+    json_t *base = NULL, *cur = NULL;
+    char err[1024];
+    char *bfiles[] = {(char *)baseline}, *cfiles[] = {(char *)current};
+    if (report_load(1, cfiles, &cur, err, sizeof err))
+        return cli_error("check", "%s", err);
+    if (update) {
+        if (copy_file(current, baseline) != 0) {
+            json_decref(cur);
+            return cli_error("check", "--update: cannot write %s: %s", baseline, strerror(errno));
+        }
+        fprintf(stderr, "attnbench check: baseline %s updated from %s (%zu points)\n", baseline,
+                current, json_array_size(cur));
+        json_decref(cur);
+        return 0;
+    }
+    if (report_load(1, bfiles, &base, err, sizeof err)) {
+        json_decref(cur);
+        return cli_error("check", "--baseline %s", err);
+    }
+    int incomplete = 0, regressions = 0, compared = 0;
+    size_t i;
+    json_t *rec;
+    for (int side = 0; side < 2; side++) /* a schema mismatch makes every comparison void */
+        json_array_foreach(side ? cur : base, i, rec)
+        {
+            if (strcmp(report_str(rec, "schema"), RECORD_SCHEMA) != 0) {
+                int rc = cli_error("check", "%s: records of schema %s; this build reads %s",
+                                   side ? current : baseline, report_str(rec, "schema"),
+                                   RECORD_SCHEMA);
+                json_decref(base);
+                json_decref(cur);
+                return rc;
+            }
+        }
+    json_array_foreach(cur, i, rec)
+    {
+        if (!find_point(base, report_str(rec, "point_id"))) {
+            fprintf(stderr, "attnbench check: %s n=%.0f (%s) is not in the baseline\n",
+                    report_str(rec, "method"), report_num(rec, "n"), report_str(rec, "point_id"));
+            incomplete++;
+        }
+    }
+    if (!incomplete)
+        warn_context(base, cur);
+
+    printf("%-44s %-16s %12s %12s %9s  %s\n", "point", "metric", "baseline", "current", "change",
+           "verdict");
+    json_array_foreach(base, i, rec)
+    {
+        const char *id = report_str(rec, "point_id");
+        const json_t *now = find_point(cur, id);
+        char point[128];
+        snprintf(point, sizeof point, "%s n=%.0f %.12s", report_str(rec, "method"),
+                 report_num(rec, "n"), id);
+        if (!now) {
+            printf("%-44s %-16s %12s %12s %9s  MISSING\n", point, "-", "-", "-", "-");
+            incomplete++;
+            continue;
+        }
+        const char *bs = report_str(rec, "status"), *cs = report_str(now, "status");
+        if (strcmp(bs, "ok") != 0) { /* nothing measured to gate against */
+            if (strcmp(bs, cs) != 0)
+                printf("%-44s %-16s %12s %12s %9s  status %s -> %s\n", point, "status", bs, cs,
+                       "-", bs, cs);
+            continue;
+        }
+        if (strcmp(cs, "ok") != 0) {
+            printf("%-44s %-16s %12s %12s %9s  FAILED: %s\n", point, "status", bs, cs, "-",
+                   report_str(now, "reason"));
+            incomplete++;
+            continue;
+        }
+        for (size_t g = 0; g < NGATES; g++) {
+            if (!gates[g].on)
+                continue;
+            const double b = report_num(rec, gates[g].field), c = report_num(now, gates[g].field);
+            if (!isfinite(b) || !isfinite(c)) {
+                if (isfinite(b) != isfinite(c)) {
+                    printf("%-44s %-16s %12s %12s %9s  not measured on one side\n", point,
+                           gates[g].alias, "-", "-", "-");
+                    incomplete++;
+                }
+                continue;
+            }
+            compared++;
+            const double limit = b + fmax(gates[g].atol, gates[g].rtol * fabs(b));
+            const int bad = c > limit;
+            regressions += bad;
+            char bt[32], ct[32];
+            fmt(b, gates[g].bytes, bt, sizeof bt);
+            fmt(c, gates[g].bytes, ct, sizeof ct);
+            printf("%-44s %-16s %12s %12s %+8.1f%%  %s\n", point, gates[g].alias, bt, ct,
+                   b != 0 ? 100 * (c - b) / fabs(b) : 0.0,
+                   bad ? "REGRESSION" : c < b - fmax(gates[g].atol, gates[g].rtol * fabs(b))
+                                            ? "improved"
+                                            : "ok");
+        }
+    }
+    json_decref(base);
+    json_decref(cur);
+    if (incomplete) {
+        fprintf(stderr, "attnbench check: incomplete: %d problem(s) above; %d comparisons, %d "
+                        "regressions\n", incomplete, compared, regressions);
+        return 2;
+    }
+    if (regressions) {
+        fprintf(stderr, "attnbench check: %d regression(s) in %d comparisons\n", regressions,
+                compared);
+        return 1;
+    }
+    fprintf(stderr, "attnbench check: %d comparisons within tolerance\n", compared);
+    return 0;
+}
