@@ -98,10 +98,29 @@ void record_print_table(FILE *f, const json_t *rec)
         if (json_is_number(value))
             fprintf(f, "%-14s %-22s %.6g per repetition\n", "counter", key,
                     json_number_value(value));
-        else
-            fprintf(f, "%-14s %-22s unavailable: %s\n", "counter", key,
-                    json_string_value(json_object_get(unavail, key)));
     }
+    /* unavailable counters, grouped by reason (on a VM they all share one) */
+    json_t *done = json_object();
+    json_object_foreach((json_t *)unavail, key, value)
+    {
+        const char *why = json_string_value(value);
+        if (!why || json_object_get(done, why))
+            continue;
+        json_object_set_new(done, why, json_true());
+        fprintf(f, "%-14s", "unavailable");
+        const char *k2;
+        json_t *v2;
+        int first = 1;
+        json_object_foreach((json_t *)unavail, k2, v2)
+        {
+            if (json_is_string(v2) && strcmp(json_string_value(v2), why) == 0) {
+                fprintf(f, "%s%s", first ? " " : ", ", k2);
+                first = 0;
+            }
+        }
+        fprintf(f, ":\n%-14s %s\n", "", why);
+    }
+    json_decref(done);
     const json_t *ru = json_object_get(rec, "rusage");
     if (json_is_object(ru))
         fprintf(f, "%-14s cpu %.4g s (user %.4g, system %.4g), faults %.6g minor / %.6g major, "
