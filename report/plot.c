@@ -153,7 +153,8 @@ int plot_draw(const char *dir, const plot_spec *p, char *err, size_t errlen)
     if (file_size(png) <= 0 || file_size(svg) <= 0)
         return fail(err, errlen, "gnuplot wrote no image for %s: %s", p->name, msg);
     unlink(done);
-    if (file_size(errf) == 0)
-        unlink(errf);
+    if (msg[0]) /* warnings only (an error would have failed above) */
+        fprintf(stderr, "attnbench report: gnuplot warning on %s: %s\n", p->name, msg);
+    unlink(errf);
     return 0;
 }
