@@ -75,6 +75,8 @@ typedef struct attn_params {
 typedef struct attn_cost {
     size_t workspace_bytes;   /* scratch the caller must pass to forward() */
     double flops;             /* useful floating-point operations of the forward pass */
+    size_t bwd_workspace_bytes; /* scratch the caller must pass to backward() */
+    double bwd_flops;         /* floating-point operations of the backward pass */
     int structure_ndim;       /* 0 when the method has no discrete structure */
     int64_t structure_dims[4];/* int32 elements, row-major, e.g. LSH buckets (n_hashes, B, H, n) */
 } attn_cost;
@@ -85,7 +87,18 @@ typedef struct attn_tensors {
     float *out;             /* (B, H, n, d), every element written */
     float *lse;             /* (B, H, n): each row's logsumexp over the scaled scores */
     int32_t *structure;     /* attn_cost.structure_dims, written; NULL iff structure_ndim == 0 */
+    bool reuse_structure;   /* structure holds a previous call's: use it, do not draw it again
+                               (a reversible stack's recompute must see the same LSH buckets) */
 } attn_tensors;
+
+/* Buffers of one backward call: the forward's inputs and saved outputs (out, lse, structure:
+ * saved, never recomputed), the gradient of the loss with respect to out, and the gradients
+ * the call writes. All (B, H, n, d) but lse (B, H, n). */
+typedef struct attn_grads {
+    const float *q, *k, *v, *out, *lse, *dout;
+    const int32_t *structure;
+    float *dq, *dk, *dv;    /* every element written */
+} attn_grads;
 
 struct attn_method {
     const char *name;
@@ -103,6 +116,10 @@ struct attn_method {
      * on nthreads. */
     int (*forward)(const attn_shape *s, const attn_params *p, const attn_tensors *t, void *work,
                    int nthreads);
+    /* Writes dq, dk, dv from the saved forward state, `work` holding
+     * cost.bwd_workspace_bytes. NULL: the method has no backward pass. */
+    int (*backward)(const attn_shape *s, const attn_params *p, const attn_grads *g, void *work,
+                    int nthreads);
     /* Optional: fills `exact` with the method and parameters whose output is the exact
      * attention this configuration approximates (lsh: full shared-QK attention). NULL means
      * standard attention, full_stream. */
@@ -139,6 +156,10 @@ size_t attn_structure_elems(const attn_cost *c);
 
 /* The exact counterpart of a configuration (see attn_method.exact). */
 void attn_exact_params(const attn_shape *s, const attn_params *p, attn_params *exact);
+
+/* Runs one backward call after attn_check(), allocating the workspace itself. */
+int attn_backward_alloc(const attn_shape *s, const attn_params *p, const attn_grads *g,
+                        int nthreads);
 
 /* Runs one forward call after attn_check(), allocating the workspace itself. A convenience
  * for tests and the CLI; the harness allocates the workspace explicitly so it can see it. */

@@ -18,7 +18,9 @@
 #include <math.h>
 #include <omp.h>
 #include <stdlib.h>
+#include <string.h>
 
+#include "backward.h"
 #include "kernels.h"
 #include "methods.h"
 #include "rng.h"
@@ -142,6 +144,9 @@ static void bs_cost(const attn_shape *s, const attn_params *p, int nthreads, att
         pairs += rows * keys;
     }
     c->flops = 4.0 * (double)(s->B * s->H) * pairs * (double)s->d;
+    c->bwd_workspace_bytes = (size_t)nthreads * (bwd_tile_bytes(g.block, max_cols(&g), (int)s->d) +
+                                                 kern_slice_bytes((size_t)s->n, sizeof(float)));
+    c->bwd_flops = 2.5 * c->flops;
 }
 
 /* Fills row i of head h's random table (n_rand slots, -1 where unused). */
@@ -190,6 +195,23 @@ static void draw_row(const bs_geom *g, uint64_t seed, int64_t h, int64_t i, int3
     }
 }
 
+/* The keys of middle row i: its window and global blocks, then its random blocks (rnd, n_rand
+ * of them, -1 unused), as head rows. Returns the count. */
+static int row_keys(const bs_geom *g, int64_t i, const int32_t *rnd, int32_t *keys)
+{
+    int64_t w[5];
+    const int nw = window_blocks(g, i, w);
+    int cols = 0;
+    for (int a = 0; a < nw + g->n_rand; a++) {
+        const int64_t blk = a < nw ? w[a] : rnd[a - nw];
+        if (blk < 0)
+            continue;
+        for (int64_t j = blk * g->block; j < blk * g->block + block_keys(g, blk); j++)
+            keys[cols++] = (int32_t)j;
+    }
+    return cols;
+}
+
 static int bs_forward(const attn_shape *s, const attn_params *p, const attn_tensors *t,
                       void *work, int nthreads)
 {
@@ -200,9 +222,9 @@ static int bs_forward(const attn_shape *s, const attn_params *p, const attn_tens
     const float scale = 1.0f / sqrtf((float)d);
     const size_t per_thread = per_thread_bytes(&g, d);
 
-    /* pass 1: the random table, the same for every batch element */
+    /* pass 1: the random table, the same for every batch element (unless given) */
 #pragma omp parallel for num_threads(nthreads) schedule(static)
-    for (int64_t hi = 0; hi < (g.n_rand ? H * nb : 0); hi++) {
+    for (int64_t hi = 0; hi < (g.n_rand && !t->reuse_structure ? H * nb : 0); hi++) {
         int32_t *row = t->structure + (size_t)hi * (size_t)g.n_rand;
         draw_row(&g, seed, hi / nb, hi % nb, row);
         for (int64_t b = 1; b < s->B; b++)
@@ -233,23 +255,62 @@ static int bs_forward(const attn_shape *s, const attn_params *p, const attn_tens
                 }
             } else {
                 /* window and global blocks, then the random ones, as one key list */
-                int64_t w[5];
-                const int nw = window_blocks(&g, i, w);
                 const int32_t *rnd =
                     g.n_rand ? t->structure + (size_t)(bh * nb + i) * (size_t)g.n_rand : NULL;
-                int cols = 0;
-                for (int a = 0; a < nw + g.n_rand; a++) {
-                    const int64_t blk = a < nw ? w[a] : rnd[a - nw];
-                    if (blk < 0)
-                        continue;
-                    for (int64_t j = blk * g.block; j < blk * g.block + block_keys(&g, blk); j++)
-                        keys[cols++] = (int32_t)j;
-                }
+                const int cols = row_keys(&g, i, rnd, keys);
                 tile_scores(&tile, kk, d, keys, cols);
                 tile_accumulate(&tile, v, d, keys);
             }
             tile_end(&tile, t->out + off + (size_t)i * g.block * d, d, NULL,
                      t->lse + (size_t)bh * (size_t)n + (size_t)i * g.block);
+        }
+    }
+    return ATTN_OK;
+}
+
+/* The backward: every block row against the keys the forward gave it, one head per thread
+ * (a key block gathers contributions from many rows). */
+static int bs_backward(const attn_shape *s, const attn_params *p, const attn_grads *gr,
+                       void *work, int nthreads)
+{
+    const bs_geom g = geom(s, p);
+    const int d = (int)s->d, mc = max_cols(&g);
+    const int64_t n = s->n, nb = g.nb;
+    const size_t per_thread = bwd_tile_bytes(g.block, mc, d) + kern_slice_bytes((size_t)n, sizeof(float));
+#pragma omp parallel num_threads(nthreads)
+    {
+        kern_blas_serial();
+        char *cursor = (char *)work + (size_t)omp_get_thread_num() * per_thread;
+        bwd_tile tile;
+        bwd_tile_init(&tile, &cursor, g.block, mc, d);
+        float *D = kern_take(&cursor, (size_t)n, sizeof(float));
+#pragma omp for schedule(dynamic)
+        for (int64_t bh = 0; bh < s->B * s->H; bh++) {
+            const size_t off = (size_t)bh * (size_t)n * (size_t)d;
+            memset(gr->dq + off, 0, (size_t)n * d * sizeof(float));
+            memset(gr->dk + off, 0, (size_t)n * d * sizeof(float));
+            memset(gr->dv + off, 0, (size_t)n * d * sizeof(float));
+            bwd_rowdot(gr->dout + off, gr->out + off, n, d, D);
+            const bwd_io io = {.q = gr->q + off, .k = gr->k + off, .v = gr->v + off,
+                               .dout = gr->dout + off, .lse = gr->lse + (size_t)bh * (size_t)n,
+                               .D = D, .dq = gr->dq + off, .dk = gr->dk + off,
+                               .dv = gr->dv + off, .d = d, .scale = 1.0f / sqrtf((float)d)};
+            for (int64_t i = 0; i < nb; i++) {
+                const int rows = (int)block_keys(&g, i);
+                bwd_range(tile.qrows, i * g.block, rows);
+                if (is_global(&g, i)) {
+                    for (int64_t k0 = 0; k0 < n; k0 += BS_GLOBAL_TILE) {
+                        const int cols = (int)(n - k0 < BS_GLOBAL_TILE ? n - k0 : BS_GLOBAL_TILE);
+                        bwd_tile_run(&tile, &io, tile.qrows, rows, bwd_range(tile.krows, k0, cols),
+                                     cols, NULL, NULL);
+                    }
+                } else {
+                    const int32_t *rnd =
+                        g.n_rand ? gr->structure + (size_t)(bh * nb + i) * (size_t)g.n_rand : NULL;
+                    const int cols = row_keys(&g, i, rnd, tile.krows);
+                    bwd_tile_run(&tile, &io, tile.qrows, rows, tile.krows, cols, NULL, NULL);
+                }
+            }
         }
     }
     return ATTN_OK;
@@ -263,4 +324,5 @@ const attn_method attn_block_sparse = {
     .check = bs_check,
     .cost = bs_cost,
     .forward = bs_forward,
+    .backward = bs_backward,
 };

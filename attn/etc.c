@@ -20,7 +20,9 @@
  * never as a dense n_l x n_l mask and without tiling the side keys into every block. */
 #include <math.h>
 #include <omp.h>
+#include <string.h>
 
+#include "backward.h"
 #include "kernels.h"
 #include "methods.h"
 #include "tile.h"
@@ -128,64 +130,69 @@ static void etc_cost(const attn_shape *s, const attn_params *p, int nthreads, at
     pairs += nl * (e.l2g_segment ? (e.g > 0) : g);                 /* l2g */
     pairs += g * g + (e.g2l_segment ? nl : g * nl);                /* g2g, g2l */
     c->flops = 4.0 * (double)(s->B * s->H) * pairs * (double)s->d;
+    c->bwd_workspace_bytes = (size_t)nthreads * (bwd_tile_bytes(ETC_TILE_Q, ETC_TILE_K, (int)s->d) +
+                                                 kern_slice_bytes((size_t)s->n, sizeof(float)));
+    c->bwd_flops = 2.5 * c->flops;
 }
 
-/* Streams keys [k0, k1) (rows of the head) through the tile in tiles of ETC_TILE_K, calling
- * mask(ctx, scores, first key, cols) on each score tile when mask is not NULL. */
-typedef void (*etc_mask_fn)(const void *ctx, kern_tile *tile, int64_t k0, int cols);
-
-static void stream_keys(kern_tile *tile, const float *k, const float *v, int d, int64_t k0,
-                        int64_t k1, etc_mask_fn mask, const void *ctx)
+/* Whether query row qr sees key row kr (rows of one head, the globals first). */
+static int sees(const etc_geom *e, int64_t qr, int64_t kr)
 {
-    for (int64_t j0 = k0; j0 < k1; j0 += ETC_TILE_K) {
-        const int cols = (int)(k1 - j0 < ETC_TILE_K ? k1 - j0 : ETC_TILE_K);
-        tile_scores(tile, k + (size_t)j0 * d, d, NULL, cols);
-        if (mask)
-            mask(ctx, tile, j0, cols);
-        tile_accumulate(tile, v + (size_t)j0 * d, d, NULL);
-    }
+    const int qg = qr < e->g, kg = kr < e->g;
+    if (qg && kg)
+        return 1; /* g2g */
+    if (qg)
+        return !e->g2l_segment || segment_of(e, kr - e->g) == qr;
+    if (kg)
+        return !e->l2g_segment || segment_of(e, qr - e->g) == kr;
+    return qr - kr <= e->r && kr - qr <= e->r; /* l2l: the local window */
 }
 
-typedef struct tile_ctx {
-    const etc_geom *e;
-    int64_t first; /* first query: long index (long tiles) or global index (global tiles) */
-} tile_ctx;
+/* The key rows a query tile (rows queries from head row row0) streams: up to three ranges,
+ * each masked with sees() or not at all. Returns the count. */
+typedef struct key_range {
+    int64_t k0, k1;
+    int masked;
+} key_range;
 
-/* Long queries against long keys: outside the radius is masked. Keys are rows g + j. */
-static void mask_band(const void *ctx, kern_tile *tile, int64_t k0, int cols)
+static int key_ranges(const etc_geom *e, int64_t row0, int rows, key_range out[3])
 {
-    const tile_ctx *c = ctx;
-    float *s = tile->st;
-    for (int j = 0; j < cols; j++) {
-        const int64_t key = k0 + j - c->e->g;
-        for (int r = 0; r < tile->rows; r++) {
-            const int64_t q = c->first + r;
-            if (key - q > c->e->r || q - key > c->e->r)
-                s[(size_t)j * tile->ld + r] = -INFINITY;
+    int count = 0;
+    if (row0 < e->g) { /* global queries: every global, then every long token or their runs */
+        if (!e->g2l_segment) {
+            out[count++] = (key_range){0, e->n, 0};
+        } else {
+            out[count++] = (key_range){0, e->g, 0};
+            out[count++] = (key_range){e->g + segment_start(e, row0), e->g + segment_start(e, row0 + rows), 1};
         }
+        return count;
     }
+    const int64_t first = row0 - e->g; /* long index of the first query */
+    if (e->g > 0 && !e->l2g_segment)
+        out[count++] = (key_range){0, e->g, 0};
+    else if (e->g > 0) /* the segments these queries belong to */
+        out[count++] = (key_range){segment_of(e, first), segment_of(e, first + rows - 1) + 1, 1};
+    const int64_t lo = first - e->r > 0 ? first - e->r : 0;
+    const int64_t hi = first + rows + e->r < e->nl ? first + rows + e->r : e->nl;
+    out[count++] = (key_range){e->g + lo, e->g + hi, 1};
+    return count;
 }
 
-/* Long queries against global keys under l2g=segment: only the own segment's global. */
-static void mask_l2g(const void *ctx, kern_tile *tile, int64_t k0, int cols)
+/* The items of one head: the global query tiles first (the long ones), then the long tiles.
+ * Returns the first head row of item k and its row count. */
+static int64_t item_rows(const etc_geom *e, int64_t k, int *rows)
 {
-    const tile_ctx *c = ctx;
-    for (int j = 0; j < cols; j++)
-        for (int r = 0; r < tile->rows; r++)
-            if (segment_of(c->e, c->first + r) != k0 + j)
-                tile->st[(size_t)j * tile->ld + r] = -INFINITY;
+    const int64_t gtiles = (e->g + ETC_TILE_Q - 1) / ETC_TILE_Q;
+    const int is_global = k < gtiles;
+    const int64_t first = (is_global ? k : k - gtiles) * ETC_TILE_Q;
+    const int64_t count = is_global ? e->g : e->nl;
+    *rows = (int)(count - first < ETC_TILE_Q ? count - first : ETC_TILE_Q);
+    return is_global ? first : e->g + first;
 }
 
-/* Global queries against long keys under g2l=segment: only the own segment's tokens. */
-static void mask_g2l(const void *ctx, kern_tile *tile, int64_t k0, int cols)
+static int64_t items_per_head(const etc_geom *e)
 {
-    const tile_ctx *c = ctx;
-    for (int j = 0; j < cols; j++) {
-        const int64_t seg = segment_of(c->e, k0 + j - c->e->g);
-        for (int r = 0; r < tile->rows; r++)
-            if (seg != c->first + r)
-                tile->st[(size_t)j * tile->ld + r] = -INFINITY;
-    }
+    return (e->g + ETC_TILE_Q - 1) / ETC_TILE_Q + (e->nl + ETC_TILE_Q - 1) / ETC_TILE_Q;
 }
 
 static int etc_forward(const attn_shape *s, const attn_params *p, const attn_tensors *t,
@@ -193,13 +200,11 @@ static int etc_forward(const attn_shape *s, const attn_params *p, const attn_ten
 {
     const etc_geom e = geom(s, p);
     const int d = (int)s->d;
-    const int64_t n = s->n, heads = s->B * s->H;
-    const int64_t gtiles = (e.g + ETC_TILE_Q - 1) / ETC_TILE_Q;
-    const int64_t ltiles = (e.nl + ETC_TILE_Q - 1) / ETC_TILE_Q, per_head = gtiles + ltiles;
+    const int64_t n = s->n, heads = s->B * s->H, per_head = items_per_head(&e);
     const float scale = 1.0f / sqrtf((float)d);
     const size_t per_thread = tile_bytes(ETC_TILE_Q, ETC_TILE_K, d);
 
-    for (int64_t i = 0; i < e.nl && t->structure; i++)
+    for (int64_t i = 0; i < e.nl && t->structure && !t->reuse_structure; i++)
         t->structure[i] = (int32_t)segment_of(&e, i);
 
 #pragma omp parallel num_threads(nthreads)
@@ -209,43 +214,82 @@ static int etc_forward(const attn_shape *s, const attn_params *p, const attn_ten
         tile_init(&tile, &cursor, ETC_TILE_Q, ETC_TILE_K, d);
 #pragma omp for schedule(dynamic)
         for (int64_t item = 0; item < heads * per_head; item++) {
-            const int64_t bh = item / per_head, k = item % per_head;
+            const int64_t bh = item / per_head;
             const size_t off = (size_t)bh * (size_t)n * (size_t)d;
-            const float *q = t->q + off, *kk = t->k + off, *v = t->v + off;
-            const int is_global = k < gtiles;
-            const int64_t first = is_global ? k * ETC_TILE_Q : (k - gtiles) * ETC_TILE_Q;
-            const int64_t count = is_global ? e.g : e.nl;
-            const int rows = (int)(count - first < ETC_TILE_Q ? count - first : ETC_TILE_Q);
-            const int64_t row0 = is_global ? first : e.g + first; /* first query's row */
-            const tile_ctx ctx = {.e = &e, .first = first};
-
-            tile_begin(&tile, q + (size_t)row0 * d, d, NULL, rows, scale);
-            if (is_global) {
-                /* g2g: every global; g2l: every long token, or the own segments' runs */
-                if (!e.g2l_segment) {
-                    stream_keys(&tile, kk, v, d, 0, n, NULL, NULL);
-                } else {
-                    stream_keys(&tile, kk, v, d, 0, e.g, NULL, NULL);
-                    const int64_t lo = segment_start(&e, first);
-                    const int64_t hi = segment_start(&e, first + rows);
-                    stream_keys(&tile, kk, v, d, e.g + lo, e.g + hi, mask_g2l, &ctx);
+            const float *kk = t->k + off, *v = t->v + off;
+            int rows;
+            const int64_t row0 = item_rows(&e, item % per_head, &rows);
+            key_range ranges[3];
+            const int nr = key_ranges(&e, row0, rows, ranges);
+            tile_begin(&tile, t->q + off + (size_t)row0 * d, d, NULL, rows, scale);
+            for (int r = 0; r < nr; r++)
+                for (int64_t j0 = ranges[r].k0; j0 < ranges[r].k1; j0 += ETC_TILE_K) {
+                    const int cols = (int)(ranges[r].k1 - j0 < ETC_TILE_K ? ranges[r].k1 - j0 : ETC_TILE_K);
+                    float *sc = tile_scores(&tile, kk + (size_t)j0 * d, d, NULL, cols);
+                    for (int j = 0; ranges[r].masked && j < cols; j++)
+                        for (int q = 0; q < rows; q++)
+                            if (!sees(&e, row0 + q, j0 + j))
+                                sc[(size_t)j * tile.ld + q] = -INFINITY;
+                    tile_accumulate(&tile, v + (size_t)j0 * d, d, NULL);
                 }
-            } else {
-                /* l2g: every global, or the range of segments these queries belong to */
-                if (e.g > 0 && !e.l2g_segment) {
-                    stream_keys(&tile, kk, v, d, 0, e.g, NULL, NULL);
-                } else if (e.g > 0) {
-                    const int64_t s0 = segment_of(&e, first);
-                    const int64_t s1 = segment_of(&e, first + rows - 1);
-                    stream_keys(&tile, kk, v, d, s0, s1 + 1, mask_l2g, &ctx);
-                }
-                /* l2l: the window of the tile, masked to each query's radius */
-                const int64_t lo = first - e.r > 0 ? first - e.r : 0;
-                const int64_t hi = first + rows + e.r < e.nl ? first + rows + e.r : e.nl;
-                stream_keys(&tile, kk, v, d, e.g + lo, e.g + hi, mask_band, &ctx);
-            }
             tile_end(&tile, t->out + off + (size_t)row0 * d, d, NULL,
                      t->lse + (size_t)bh * (size_t)n + row0);
+        }
+    }
+    return ATTN_OK;
+}
+
+static void bwd_mask(const void *ctx, float *s, int lds, int rows, int cols, const int32_t *qrows,
+                     const int32_t *krows, int grad)
+{
+    if (grad)
+        return; /* masked pairs have P = 0, so dS = 0 there already */
+    for (int r = 0; r < rows; r++)
+        for (int j = 0; j < cols; j++)
+            if (!sees(ctx, qrows[r], krows[j]))
+                s[(size_t)r * lds + j] = -INFINITY;
+}
+
+/* The backward: the forward's tiles and key ranges, one head per thread. */
+static int etc_backward(const attn_shape *s, const attn_params *p, const attn_grads *gr,
+                        void *work, int nthreads)
+{
+    const etc_geom e = geom(s, p);
+    const int d = (int)s->d;
+    const int64_t n = s->n, per_head = items_per_head(&e);
+    const size_t per_thread = bwd_tile_bytes(ETC_TILE_Q, ETC_TILE_K, d) +
+                              kern_slice_bytes((size_t)n, sizeof(float));
+#pragma omp parallel num_threads(nthreads)
+    {
+        kern_blas_serial();
+        char *cursor = (char *)work + (size_t)omp_get_thread_num() * per_thread;
+        bwd_tile tile;
+        bwd_tile_init(&tile, &cursor, ETC_TILE_Q, ETC_TILE_K, d);
+        float *D = kern_take(&cursor, (size_t)n, sizeof(float));
+#pragma omp for schedule(dynamic)
+        for (int64_t bh = 0; bh < s->B * s->H; bh++) {
+            const size_t off = (size_t)bh * (size_t)n * (size_t)d;
+            memset(gr->dq + off, 0, (size_t)n * d * sizeof(float));
+            memset(gr->dk + off, 0, (size_t)n * d * sizeof(float));
+            memset(gr->dv + off, 0, (size_t)n * d * sizeof(float));
+            bwd_rowdot(gr->dout + off, gr->out + off, n, d, D);
+            const bwd_io io = {.q = gr->q + off, .k = gr->k + off, .v = gr->v + off,
+                               .dout = gr->dout + off, .lse = gr->lse + (size_t)bh * (size_t)n,
+                               .D = D, .dq = gr->dq + off, .dk = gr->dk + off,
+                               .dv = gr->dv + off, .d = d, .scale = 1.0f / sqrtf((float)d)};
+            for (int64_t k = 0; k < per_head; k++) {
+                int rows;
+                const int64_t row0 = item_rows(&e, k, &rows);
+                key_range ranges[3];
+                const int nr = key_ranges(&e, row0, rows, ranges);
+                bwd_range(tile.qrows, row0, rows);
+                for (int r = 0; r < nr; r++)
+                    for (int64_t j0 = ranges[r].k0; j0 < ranges[r].k1; j0 += ETC_TILE_K) {
+                        const int cols = (int)(ranges[r].k1 - j0 < ETC_TILE_K ? ranges[r].k1 - j0 : ETC_TILE_K);
+                        bwd_tile_run(&tile, &io, tile.qrows, rows, bwd_range(tile.krows, j0, cols),
+                                     cols, ranges[r].masked ? bwd_mask : NULL, &e);
+                    }
+            }
         }
     }
     return ATTN_OK;
@@ -259,4 +303,5 @@ const attn_method attn_etc = {
     .check = etc_check,
     .cost = etc_cost,
     .forward = etc_forward,
+    .backward = etc_backward,
 };

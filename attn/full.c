@@ -8,6 +8,7 @@
 #include <math.h>
 #include <omp.h>
 
+#include "backward.h"
 #include "kernels.h"
 #include "methods.h"
 
@@ -29,6 +30,9 @@ static void full_cost(const attn_shape *s, const attn_params *p, int nthreads, a
     c->workspace_bytes = kern_slice_bytes((size_t)s->n * (size_t)s->n, sizeof(float));
     /* QK^T and PV on the whole matrix (the textbook kernel masks after computing). */
     c->flops = 4.0 * (double)(s->B * s->H) * n * n * (double)s->d;
+    /* backward: P and dS, both n x n, and D */
+    c->bwd_workspace_bytes = 2 * c->workspace_bytes + kern_slice_bytes((size_t)s->n, sizeof(float));
+    c->bwd_flops = 2.5 * c->flops;
 }
 
 static int full_forward(const attn_shape *s, const attn_params *p, const attn_tensors *t,
@@ -76,6 +80,64 @@ static int full_forward(const attn_shape *s, const attn_params *p, const attn_te
     return ATTN_OK;
 }
 
+/* The textbook backward on the materialized matrices, one head at a time: P = exp(S - lse)
+ * (n x n), dV = P^T dO, dS = P o (dO V^T - D) (n x n), dQ = scale dS K, dK = scale dS^T Q.
+ * Row blocks for the row-wise products, key blocks for the transposed ones. */
+static int full_backward(const attn_shape *s, const attn_params *p, const attn_grads *g,
+                         void *work, int nthreads)
+{
+    (void)p;
+    const int n = (int)s->n, d = (int)s->d;
+    const float scale = 1.0f / sqrtf((float)d);
+    char *cursor = work;
+    float *P = kern_take(&cursor, (size_t)n * (size_t)n, sizeof(float));
+    float *dS = kern_take(&cursor, (size_t)n * (size_t)n, sizeof(float));
+    float *D = kern_take(&cursor, (size_t)n, sizeof(float));
+    const int nblocks = (n + FULL_ROW_BLOCK - 1) / FULL_ROW_BLOCK;
+
+    for (int64_t bh = 0; bh < s->B * s->H; bh++) {
+        const size_t off = (size_t)bh * (size_t)n * (size_t)d;
+        const float *q = g->q + off, *k = g->k + off, *v = g->v + off, *dout = g->dout + off;
+        const float *lse = g->lse + (size_t)bh * (size_t)n;
+        float *dq = g->dq + off, *dk = g->dk + off, *dv = g->dv + off;
+        bwd_rowdot(dout, g->out + off, n, d, D);
+#pragma omp parallel num_threads(nthreads)
+        {
+            kern_blas_serial();
+            /* pass 1: P, and dS = P o (dO V^T - D), row block by row block */
+#pragma omp for schedule(dynamic)
+            for (int blk = 0; blk < nblocks; blk++) {
+                const int r0 = blk * FULL_ROW_BLOCK;
+                const int rows = n - r0 < FULL_ROW_BLOCK ? n - r0 : FULL_ROW_BLOCK;
+                float *prow = P + (size_t)r0 * (size_t)n, *dsrow = dS + (size_t)r0 * (size_t)n;
+                kern_gemm_nt(rows, n, d, scale, q + (size_t)r0 * d, d, k, d, 0.0f, prow, n);
+                kern_gemm_nt(rows, n, d, 1.0f, dout + (size_t)r0 * d, d, v, d, 0.0f, dsrow, n);
+                for (int r = 0; r < rows; r++) {
+                    const int i = r0 + r;
+                    float *pr = prow + (size_t)r * n, *dr = dsrow + (size_t)r * n;
+                    if (s->causal)
+                        for (int j = i + 1; j < n; j++)
+                            pr[j] = -INFINITY;
+                    kern_exp_shift_sum(pr, n, lse[i]);
+                    for (int j = 0; j < n; j++)
+                        dr[j] = pr[j] * (dr[j] - D[i]);
+                }
+                /* dQ = scale dS K */
+                kern_gemm_nn(rows, d, n, scale, dsrow, n, k, d, 0.0f, dq + (size_t)r0 * d, d);
+            }
+            /* pass 2: dV = P^T dO and dK = scale dS^T Q, key block by key block */
+#pragma omp for schedule(dynamic)
+            for (int blk = 0; blk < nblocks; blk++) {
+                const int c0 = blk * FULL_ROW_BLOCK;
+                const int cols = n - c0 < FULL_ROW_BLOCK ? n - c0 : FULL_ROW_BLOCK;
+                kern_gemm_tn(cols, d, n, 1.0f, P + c0, n, dout, d, 0.0f, dv + (size_t)c0 * d, d);
+                kern_gemm_tn(cols, d, n, scale, dS + c0, n, q, d, 0.0f, dk + (size_t)c0 * d, d);
+            }
+        }
+    }
+    return ATTN_OK;
+}
+
 const attn_method attn_full = {
     .name = "full",
     .summary = "textbook attention, materializes the n x n score matrix (quadratic memory)",
@@ -84,4 +146,5 @@ const attn_method attn_full = {
     .check = full_check,
     .cost = full_cost,
     .forward = full_forward,
+    .backward = full_backward,
 };

@@ -8,9 +8,11 @@
  * result is bitwise identical for any nthreads. */
 #include <math.h>
 #include <omp.h>
+#include <string.h>
 
 #include "kernels.h"
 #include "methods.h"
+#include "backward.h"
 #include "tile.h"
 
 enum { FS_TILE_Q, FS_TILE_K };
@@ -46,6 +48,10 @@ static void fs_cost(const attn_shape *s, const attn_params *p, int nthreads, att
     /* causal: the lower triangle with its diagonal, as FlashAttention counts it (about half) */
     double pairs = s->causal ? n * (n + 1) / 2 : n * n;
     c->flops = 4.0 * (double)(s->B * s->H) * pairs * (double)s->d;
+    /* backward: the tile pass per thread, and D for the head it works on */
+    c->bwd_workspace_bytes = (size_t)nthreads * (bwd_tile_bytes(tq, tk, (int)s->d) +
+                                                 kern_slice_bytes((size_t)s->n, sizeof(float)));
+    c->bwd_flops = 2.5 * c->flops; /* S, dP, dV, dQ, dK: five products to the forward's two */
 }
 
 static int fs_forward(const attn_shape *s, const attn_params *p, const attn_tensors *t,
@@ -89,6 +95,62 @@ static int fs_forward(const attn_shape *s, const attn_params *p, const attn_tens
     return ATTN_OK;
 }
 
+/* Causal: key rows after the query row are masked (their P is 0, so dS is too). */
+static void causal_mask(const void *ctx, float *s, int lds, int rows, int cols,
+                        const int32_t *qrows, const int32_t *krows, int grad)
+{
+    (void)ctx;
+    if (grad)
+        return;
+    for (int r = 0; r < rows; r++)
+        for (int j = 0; j < cols; j++)
+            if (krows[j] > qrows[r])
+                s[(size_t)r * lds + j] = -INFINITY;
+}
+
+/* FlashAttention's backward from the saved lse, one head per thread (heads are independent,
+ * and a head's dK and dV gather contributions from every query tile). */
+static int fs_backward(const attn_shape *s, const attn_params *p, const attn_grads *g, void *work,
+                       int nthreads)
+{
+    const int n = (int)s->n, d = (int)s->d;
+    int tq, tk;
+    fs_tiles(s, p, &tq, &tk);
+    const size_t per_thread = bwd_tile_bytes(tq, tk, d) + kern_slice_bytes((size_t)n, sizeof(float));
+#pragma omp parallel num_threads(nthreads)
+    {
+        kern_blas_serial();
+        char *cursor = (char *)work + (size_t)omp_get_thread_num() * per_thread;
+        bwd_tile tile;
+        bwd_tile_init(&tile, &cursor, tq, tk, d);
+        float *D = kern_take(&cursor, (size_t)n, sizeof(float));
+#pragma omp for schedule(dynamic)
+        for (int64_t bh = 0; bh < s->B * s->H; bh++) {
+            const size_t off = (size_t)bh * (size_t)n * (size_t)d;
+            memset(g->dq + off, 0, (size_t)n * d * sizeof(float));
+            memset(g->dk + off, 0, (size_t)n * d * sizeof(float));
+            memset(g->dv + off, 0, (size_t)n * d * sizeof(float));
+            bwd_rowdot(g->dout + off, g->out + off, n, d, D);
+            const bwd_io io = {.q = g->q + off, .k = g->k + off, .v = g->v + off,
+                               .dout = g->dout + off, .lse = g->lse + (size_t)bh * n, .D = D,
+                               .dq = g->dq + off, .dk = g->dk + off, .dv = g->dv + off, .d = d,
+                               .scale = 1.0f / sqrtf((float)d)};
+            for (int q0 = 0; q0 < n; q0 += tq) {
+                const int rows = n - q0 < tq ? n - q0 : tq;
+                const int kend = s->causal ? q0 + rows : n;
+                bwd_range(tile.qrows, q0, rows);
+                for (int k0 = 0; k0 < kend; k0 += tk) {
+                    const int cols = kend - k0 < tk ? kend - k0 : tk;
+                    const int crosses = s->causal && k0 + cols > q0 + 1;
+                    bwd_tile_run(&tile, &io, tile.qrows, rows, bwd_range(tile.krows, k0, cols),
+                                 cols, crosses ? causal_mask : NULL, NULL);
+                }
+            }
+        }
+    }
+    return ATTN_OK;
+}
+
 const attn_method attn_full_stream = {
     .name = "full_stream",
     .summary = "exact attention in tiles with the online softmax (FlashAttention-2), O(n) memory",
@@ -97,4 +159,5 @@ const attn_method attn_full_stream = {
     .check = fs_check,
     .cost = fs_cost,
     .forward = fs_forward,
+    .backward = fs_backward,
 };

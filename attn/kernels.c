@@ -28,6 +28,13 @@ void kern_gemm_nt(int m, int n, int k, float alpha, const float *a, int lda, con
                 ldc);
 }
 
+void kern_gemm_tn(int m, int n, int k, float alpha, const float *a, int lda, const float *b,
+                  int ldb, float beta, float *c, int ldc)
+{
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, m, n, k, alpha, a, lda, b, ldb, beta, c,
+                ldc);
+}
+
 void kern_gemm_nn(int m, int n, int k, float alpha, const float *a, int lda, const float *b,
                   int ldb, float beta, float *c, int ldc)
 {

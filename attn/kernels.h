@@ -33,6 +33,9 @@ void kern_blas_serial(void);
 /* C (m, n) = alpha * A (m, k) * B (n, k)^T + beta * C, row-major with leading dimensions. */
 void kern_gemm_nt(int m, int n, int k, float alpha, const float *a, int lda, const float *b,
                   int ldb, float beta, float *c, int ldc);
+/* C (m, n) = alpha * A (k, m)^T * B (k, n) + beta * C. */
+void kern_gemm_tn(int m, int n, int k, float alpha, const float *a, int lda, const float *b,
+                  int ldb, float beta, float *c, int ldc);
 /* C (m, n) = alpha * A (m, k) * B (k, n) + beta * C. */
 void kern_gemm_nn(int m, int n, int k, float alpha, const float *a, int lda, const float *b,
                   int ldb, float beta, float *c, int ldc);

@@ -28,6 +28,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "backward.h"
 #include "kernels.h"
 #include "methods.h"
 #include "rng.h"
@@ -118,6 +119,14 @@ static size_t thread_bytes(const lsh_geom *g, int d)
            tile_bytes(g->tq, g->tk, d);
 }
 
+static size_t bwd_thread_bytes(const lsh_geom *g, int d)
+{
+    return 2 * kern_slice_bytes((size_t)g->n, sizeof(float)) +                  /* kscale, D */
+           kern_slice_bytes((size_t)g->h * (size_t)g->n, sizeof(int32_t)) +     /* sorted */
+           kern_slice_bytes((size_t)(g->nb + 1), sizeof(int32_t)) +             /* counts */
+           bwd_tile_bytes(g->tq, g->tk, d);
+}
+
 static void lsh_cost(const attn_shape *s, const attn_params *p, int nthreads, attn_cost *c)
 {
     const lsh_geom g = geom(s, p);
@@ -132,6 +141,8 @@ static void lsh_cost(const attn_shape *s, const attn_params *p, int nthreads, at
     const double keys = (double)(g.h * g.chunks > 1 ? 2 * g.c : g.c); /* one chunk: itself once */
     c->flops = (double)(s->B * s->H) *
                (2.0 * n * d * (double)(g.h * g.rot) + 4.0 * g.h * n * keys * d);
+    c->bwd_workspace_bytes = (size_t)nthreads * bwd_thread_bytes(&g, (int)s->d);
+    c->bwd_flops = (double)(s->B * s->H) * 10.0 * g.h * n * keys * d; /* no hashing */
 }
 
 /* Hashes rows [j0, j0 + rows) of q with every round's rotation (one product for all rounds),
@@ -156,6 +167,30 @@ static void hash_rows(const lsh_geom *g, const float *q, int d, int64_t j0, int 
             buckets[r][j0 + i] = (int32_t)bucket;
         }
     }
+}
+
+/* kscale[j] = rsqrt(mean(q_j^2) + 1e-6) / sqrt(d): key j is q_j * kscale[j]. */
+static void key_scales(const float *q, int d, int64_t j0, int64_t j1, float *kscale)
+{
+    for (int64_t j = j0; j < j1; j++) {
+        double ss = 0;
+        for (int c = 0; c < d; c++)
+            ss += (double)q[j * d + c] * q[j * d + c];
+        kscale[j] = (float)(1.0 / sqrt(ss / d + 1e-6) / sqrt((double)d));
+    }
+}
+
+/* One round's stable counting sort of positions by bucket (positions ascending within a
+ * bucket); cnt holds nb + 1 counters. */
+static void sort_round(const lsh_geom *g, const int32_t *buckets, int32_t *cnt, int32_t *sorted)
+{
+    memset(cnt, 0, (size_t)(g->nb + 1) * sizeof *cnt);
+    for (int64_t j = 0; j < g->n; j++)
+        cnt[buckets[j] + 1]++;
+    for (int64_t k = 0; k < g->nb; k++)
+        cnt[k + 1] += cnt[k];
+    for (int64_t j = 0; j < g->n; j++)
+        sorted[cnt[buckets[j]]++] = (int32_t)j;
 }
 
 /* Masks one score tile: key scale, causal -1e9, self -1e5 (both replace the logit). */
@@ -217,31 +252,19 @@ static int lsh_forward(const attn_shape *s, const attn_params *p, const attn_ten
             kern_tile tile;
             tile_init(&tile, &mine, g.tq, g.tk, d);
 
-            /* pass 1: key scales and bucket ids */
+            /* pass 1: key scales and bucket ids (kept as given when reusing the structure) */
 #pragma omp for schedule(static)
             for (int64_t j0 = 0; j0 < n; j0 += LSH_HASH_ROWS) {
                 const int rows = (int)(n - j0 < LSH_HASH_ROWS ? n - j0 : LSH_HASH_ROWS);
-                for (int64_t j = j0; j < j0 + rows; j++) {
-                    double ss = 0;
-                    for (int c = 0; c < d; c++)
-                        ss += (double)q[j * d + c] * q[j * d + c];
-                    kscale[j] = (float)(1.0 / sqrt(ss / d + 1e-6) / sqrt((double)d));
-                }
-                hash_rows(&g, q, d, j0, rows, rot, y, buckets);
+                key_scales(q, d, j0, j0 + rows, kscale);
+                if (!t->reuse_structure)
+                    hash_rows(&g, q, d, j0, rows, rot, y, buckets);
             }
             /* pass 2: stable counting sort by bucket, one round per thread at a time */
 #pragma omp for schedule(static)
-            for (int r = 0; r < g.h; r++) {
-                int32_t *cnt = counts + (size_t)r * (size_t)(g.nb + 1);
-                memset(cnt, 0, (size_t)(g.nb + 1) * sizeof *cnt);
-                for (int64_t j = 0; j < n; j++)
-                    cnt[buckets[r][j] + 1]++;
-                for (int64_t k = 0; k < g.nb; k++)
-                    cnt[k + 1] += cnt[k];
-                int32_t *out_r = sorted + (size_t)r * (size_t)n;
-                for (int64_t j = 0; j < n; j++) /* positions ascending: stable */
-                    out_r[cnt[buckets[r][j]]++] = (int32_t)j;
-            }
+            for (int r = 0; r < g.h; r++)
+                sort_round(&g, buckets[r], counts + (size_t)r * (size_t)(g.nb + 1),
+                           sorted + (size_t)r * (size_t)n);
             /* pass 3: the chunks, round by round (a round's chunks write distinct rows) */
             for (int r = 0; r < g.h; r++) {
 #pragma omp for schedule(dynamic)
@@ -276,6 +299,96 @@ static int lsh_forward(const attn_shape *s, const attn_params *p, const attn_ten
     return ATTN_OK;
 }
 
+/* The backward's masks: the causal and self logits are constants, so their gradient stops. */
+static void bwd_mask(const void *ctx, float *s, int lds, int rows, int cols, const int32_t *qrows,
+                     const int32_t *krows, int grad)
+{
+    const bool causal = *(const bool *)ctx;
+    for (int r = 0; r < rows; r++)
+        for (int j = 0; j < cols; j++) {
+            const int after = causal && krows[j] > qrows[r], self = krows[j] == qrows[r];
+            if (after || self)
+                s[(size_t)r * lds + j] = grad ? 0.0f : after ? LSH_CAUSAL_MASK : LSH_SELF_MASK;
+        }
+}
+
+/* The backward from the saved buckets (never hashed again) and the combined lse: each
+ * query's candidates are one softmax (the multiset over rounds), so every (chunk, key tile)
+ * is a tile backward with P = exp(s - lse). The keys' gradient first collects in dk as the
+ * gradient of the normalized keys, then flows through the normalization into dq (the keys
+ * are the queries); k has no gradient. One head per thread. */
+static int lsh_backward(const attn_shape *s, const attn_params *p, const attn_grads *gr,
+                        void *work, int nthreads)
+{
+    const lsh_geom g = geom(s, p);
+    const int d = (int)s->d;
+    const int64_t n = s->n, total_chunks = g.h * g.chunks;
+    const size_t per_thread = bwd_thread_bytes(&g, d);
+    bool causal = s->causal;
+#pragma omp parallel num_threads(nthreads)
+    {
+        kern_blas_serial();
+        char *cursor = (char *)work + (size_t)omp_get_thread_num() * per_thread;
+        float *kscale = kern_take(&cursor, (size_t)n, sizeof(float));
+        float *D = kern_take(&cursor, (size_t)n, sizeof(float));
+        int32_t *sorted = kern_take(&cursor, (size_t)g.h * (size_t)n, sizeof(int32_t));
+        int32_t *cnt = kern_take(&cursor, (size_t)(g.nb + 1), sizeof(int32_t));
+        bwd_tile tile;
+        bwd_tile_init(&tile, &cursor, g.tq, g.tk, d);
+#pragma omp for schedule(dynamic)
+        for (int64_t bh = 0; bh < s->B * s->H; bh++) {
+            const int64_t b = bh / s->H, head = bh % s->H;
+            const size_t off = (size_t)bh * (size_t)n * (size_t)d;
+            const float *q = gr->q + off;
+            float *dq = gr->dq + off, *dk = gr->dk + off;
+            memset(dq, 0, (size_t)n * d * sizeof(float));
+            memset(dk, 0, (size_t)n * d * sizeof(float));
+            memset(gr->dv + off, 0, (size_t)n * d * sizeof(float));
+            key_scales(q, d, 0, n, kscale);
+            bwd_rowdot(gr->dout + off, gr->out + off, n, d, D);
+            for (int r = 0; r < g.h; r++)
+                sort_round(&g, gr->structure + (size_t)((r * s->B + b) * s->H + head) * (size_t)n,
+                           cnt, sorted + (size_t)r * (size_t)n);
+            const bwd_io io = {.q = q, .k = q, .v = gr->v + off, .dout = gr->dout + off,
+                               .lse = gr->lse + (size_t)bh * (size_t)n, .D = D, .kscale = kscale,
+                               .dq = dq, .dk = dk, .dv = gr->dv + off, .d = d, .scale = 1.0f};
+            for (int64_t a = 0; a < total_chunks; a++) {
+                const int64_t prev = (a + total_chunks - 1) % total_chunks;
+                for (int64_t q0 = 0; q0 < g.c; q0 += g.tq) {
+                    const int rows = (int)(g.c - q0 < g.tq ? g.c - q0 : g.tq);
+                    for (int side = 0; side < 2; side++) {
+                        const int64_t kc = side == 0 ? prev : a;
+                        if (side == 0 && prev == a)
+                            continue;
+                        for (int64_t k0 = 0; k0 < g.c; k0 += g.tk) {
+                            const int kcols = (int)(g.c - k0 < g.tk ? g.c - k0 : g.tk);
+                            bwd_tile_run(&tile, &io, sorted + a * g.c + q0, rows,
+                                         sorted + kc * g.c + k0, kcols, bwd_mask, &causal);
+                        }
+                    }
+                }
+            }
+            /* through the key normalization k = x rho / sqrt(d), rho = (mean(x^2) + 1e-6)^-1/2:
+             * dx = (rho / sqrt(d)) (g - x rho^2 (x . g) / d) */
+            for (int64_t j = 0; j < n; j++) {
+                const float *x = q + j * d;
+                float *gk = dk + j * d;
+                double ss = 0, xg = 0;
+                for (int c = 0; c < d; c++) {
+                    ss += (double)x[c] * x[c];
+                    xg += (double)x[c] * gk[c];
+                }
+                const double rho2 = 1.0 / (ss / d + 1e-6), a1 = sqrt(rho2) / sqrt((double)d);
+                for (int c = 0; c < d; c++) {
+                    dq[j * d + c] += (float)(a1 * (gk[c] - x[c] * rho2 * xg / d));
+                    gk[c] = 0.0f;
+                }
+            }
+        }
+    }
+    return ATTN_OK;
+}
+
 /* The attention LSH approximates: full shared-QK attention with the self mask, which is this
  * method with the whole sequence as one chunk and one round. */
 static void lsh_exact(const attn_shape *s, const attn_params *p, attn_params *exact)
@@ -293,5 +406,6 @@ const attn_method attn_lsh = {
     .check = lsh_check,
     .cost = lsh_cost,
     .forward = lsh_forward,
+    .backward = lsh_backward,
     .exact = lsh_exact,
 };

@@ -173,6 +173,24 @@ size_t attn_io_bytes(const attn_shape *s, const attn_cost *c)
            attn_structure_elems(c) * sizeof(int32_t);
 }
 
+int attn_backward_alloc(const attn_shape *s, const attn_params *p, const attn_grads *g,
+                        int nthreads)
+{
+    int rc = attn_check(s, p, NULL);
+    if (rc)
+        return rc;
+    if (!p->method->backward)
+        return ATTN_ENOBACKWARD;
+    attn_cost c;
+    p->method->cost(s, p, nthreads, &c);
+    void *work = NULL;
+    if (c.bwd_workspace_bytes && !(work = aligned_alloc(64, (c.bwd_workspace_bytes + 63) / 64 * 64)))
+        return ATTN_ENOMEM;
+    rc = p->method->backward(s, p, g, work, nthreads);
+    free(work);
+    return rc;
+}
+
 void attn_exact_params(const attn_shape *s, const attn_params *p, attn_params *exact)
 {
     if (p->method->exact)
