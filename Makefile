@@ -37,7 +37,7 @@ LIB_OBJ := $(patsubst %.c,$(BUILD)/%.o,$(ATTN_SRC) $(BENCH_SRC) $(REPORT_SRC))
 MAIN_OBJ := $(BUILD)/bench/main.o
 TEST_SRC := $(wildcard tests/test_*.c)
 TEST_BIN := $(patsubst tests/%.c,$(BUILD)/tests/%,$(TEST_SRC))
-TEST_HELPER_OBJ := $(BUILD)/tests/helpers.o
+TEST_HELPER_OBJ := $(BUILD)/tests/helpers.o $(BUILD)/tests/reference.o
 
 .PHONY: all test asan sweep regression clean FORCE
 .SECONDARY:

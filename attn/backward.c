@@ -79,7 +79,7 @@ void bwd_tile_run(bwd_tile *t, const bwd_io *io, const int32_t *qrows, int rows,
     /* P = exp(scale Q K^T - lse), with the forward's masks */
     kern_gemm_nt(rows, cols, d, 1.0f, t->q, d, t->k, d, 0.0f, t->s, cols);
     if (mask)
-        mask(ctx, t->s, cols, rows, cols, qrows, krows, 0);
+        mask(ctx, t->s, cols, rows, cols, qrows, krows, t->lse, 0);
     for (int r = 0; r < rows; r++) {
         float *p = t->s + (size_t)r * cols;
         if (t->lse[r] == -INFINITY) /* the row attended to nothing */
@@ -97,7 +97,7 @@ void bwd_tile_run(bwd_tile *t, const bwd_io *io, const int32_t *qrows, int rows,
             ds[j] = p[j] * (ds[j] - t->dd[r]);
     }
     if (mask)
-        mask(ctx, t->dp, cols, rows, cols, qrows, krows, 1);
+        mask(ctx, t->dp, cols, rows, cols, qrows, krows, NULL, 1);
     /* dQ += scale dS K; dK += dS^T (scale Q) */
     kern_gemm_nn(rows, d, cols, io->scale, t->dp, cols, t->k, d, 0.0f, t->part_q, d);
     kern_gemm_tn(cols, d, rows, 1.0f, t->dp, cols, t->q, d, 0.0f, t->part_k, d);

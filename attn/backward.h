@@ -35,10 +35,11 @@ typedef struct bwd_io {
 
 /* Masks a row-major score tile s (rows, cols; leading dimension lds) of query rows qrows
  * against key rows krows. grad = 0: set the masked logits (-INFINITY, or a replacing
- * constant); grad = 1: s holds dS: zero it wherever the logit was replaced by a constant
- * (its gradient does not reach q or k). */
+ * constant); the callback may also change a row's shift (P = exp(s - shift), the saved lse
+ * by default) when it can state that row's probabilities more precisely. grad = 1: s holds
+ * dS: zero it wherever the logit was replaced by a constant (no gradient reaches q or k). */
 typedef void (*bwd_mask_fn)(const void *ctx, float *s, int lds, int rows, int cols,
-                            const int32_t *qrows, const int32_t *krows, int grad);
+                            const int32_t *qrows, const int32_t *krows, float *shift, int grad);
 
 size_t bwd_tile_bytes(int max_rows, int max_cols, int d);
 void bwd_tile_init(bwd_tile *t, char **cursor, int max_rows, int max_cols, int d);

@@ -97,9 +97,10 @@ static int fs_forward(const attn_shape *s, const attn_params *p, const attn_tens
 
 /* Causal: key rows after the query row are masked (their P is 0, so dS is too). */
 static void causal_mask(const void *ctx, float *s, int lds, int rows, int cols,
-                        const int32_t *qrows, const int32_t *krows, int grad)
+                        const int32_t *qrows, const int32_t *krows, float *shift, int grad)
 {
     (void)ctx;
+    (void)shift;
     if (grad)
         return;
     for (int r = 0; r < rows; r++)

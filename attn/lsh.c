@@ -122,6 +122,7 @@ static size_t thread_bytes(const lsh_geom *g, int d)
 static size_t bwd_thread_bytes(const lsh_geom *g, int d)
 {
     return 2 * kern_slice_bytes((size_t)g->n, sizeof(float)) +                  /* kscale, D */
+           2 * kern_slice_bytes((size_t)g->n, sizeof(int32_t)) +                /* selfs, stamp */
            kern_slice_bytes((size_t)g->h * (size_t)g->n, sizeof(int32_t)) +     /* sorted */
            kern_slice_bytes((size_t)(g->nb + 1), sizeof(int32_t)) +             /* counts */
            bwd_tile_bytes(g->tq, g->tk, d);
@@ -299,17 +300,53 @@ static int lsh_forward(const attn_shape *s, const attn_params *p, const attn_ten
     return ATTN_OK;
 }
 
+typedef struct bwd_ctx {
+    bool causal;
+    const float *lse;      /* the head's saved lse */
+    const int32_t *selfs;  /* copies of each position among its own candidates, all rounds */
+} bwd_ctx;
+
+/* A row whose every candidate is masked (a causal first token, say) has lse = -1e5 + log(its
+ * self copies), which a float keeps only to ~4e-3: exp(-1e5 - lse) would be off by as much.
+ * For such rows the self logit becomes 0 and the shift log(copies), so P is 1 / copies. */
+#define LSH_ALL_MASKED (-1e4f)
+
 /* The backward's masks: the causal and self logits are constants, so their gradient stops. */
 static void bwd_mask(const void *ctx, float *s, int lds, int rows, int cols, const int32_t *qrows,
-                     const int32_t *krows, int grad)
+                     const int32_t *krows, float *shift, int grad)
 {
-    const bool causal = *(const bool *)ctx;
-    for (int r = 0; r < rows; r++)
+    const bwd_ctx *c = ctx;
+    for (int r = 0; r < rows; r++) {
+        const int all_masked = c->lse[qrows[r]] < LSH_ALL_MASKED;
+        if (all_masked && !grad)
+            shift[r] = logf((float)c->selfs[qrows[r]]);
         for (int j = 0; j < cols; j++) {
-            const int after = causal && krows[j] > qrows[r], self = krows[j] == qrows[r];
+            const int after = c->causal && krows[j] > qrows[r], self = krows[j] == qrows[r];
             if (after || self)
-                s[(size_t)r * lds + j] = grad ? 0.0f : after ? LSH_CAUSAL_MASK : LSH_SELF_MASK;
+                s[(size_t)r * lds + j] = grad        ? 0.0f
+                                         : after     ? LSH_CAUSAL_MASK
+                                         : all_masked ? 0.0f
+                                                      : LSH_SELF_MASK;
         }
+    }
+}
+
+/* How many copies of each position are among its own candidates, over all rounds: one in its
+ * own chunk, and one more when the chunk before holds it too (the previous round's copy). */
+static void count_selfs(const lsh_geom *g, const int32_t *sorted, int32_t *selfs, int32_t *stamp)
+{
+    const int64_t total = g->h * g->chunks;
+    memset(selfs, 0, (size_t)g->n * sizeof *selfs);
+    for (int64_t j = 0; j < g->n; j++)
+        stamp[j] = -1;
+    for (int64_t a = 0; a < total; a++) {
+        const int64_t prev = (a + total - 1) % total;
+        if (prev != a)
+            for (int64_t e = prev * g->c; e < (prev + 1) * g->c; e++)
+                stamp[sorted[e]] = (int32_t)a;
+        for (int64_t e = a * g->c; e < (a + 1) * g->c; e++)
+            selfs[sorted[e]] += 1 + (stamp[sorted[e]] == a);
+    }
 }
 
 /* The backward from the saved buckets (never hashed again) and the combined lse: each
@@ -324,13 +361,14 @@ static int lsh_backward(const attn_shape *s, const attn_params *p, const attn_gr
     const int d = (int)s->d;
     const int64_t n = s->n, total_chunks = g.h * g.chunks;
     const size_t per_thread = bwd_thread_bytes(&g, d);
-    bool causal = s->causal;
 #pragma omp parallel num_threads(nthreads)
     {
         kern_blas_serial();
         char *cursor = (char *)work + (size_t)omp_get_thread_num() * per_thread;
         float *kscale = kern_take(&cursor, (size_t)n, sizeof(float));
         float *D = kern_take(&cursor, (size_t)n, sizeof(float));
+        int32_t *selfs = kern_take(&cursor, (size_t)n, sizeof(int32_t));
+        int32_t *stamp = kern_take(&cursor, (size_t)n, sizeof(int32_t));
         int32_t *sorted = kern_take(&cursor, (size_t)g.h * (size_t)n, sizeof(int32_t));
         int32_t *cnt = kern_take(&cursor, (size_t)(g.nb + 1), sizeof(int32_t));
         bwd_tile tile;
@@ -349,9 +387,11 @@ static int lsh_backward(const attn_shape *s, const attn_params *p, const attn_gr
             for (int r = 0; r < g.h; r++)
                 sort_round(&g, gr->structure + (size_t)((r * s->B + b) * s->H + head) * (size_t)n,
                            cnt, sorted + (size_t)r * (size_t)n);
+            count_selfs(&g, sorted, selfs, stamp);
             const bwd_io io = {.q = q, .k = q, .v = gr->v + off, .dout = gr->dout + off,
                                .lse = gr->lse + (size_t)bh * (size_t)n, .D = D, .kscale = kscale,
                                .dq = dq, .dk = dk, .dv = gr->dv + off, .d = d, .scale = 1.0f};
+            const bwd_ctx ctx = {.causal = s->causal, .lse = io.lse, .selfs = selfs};
             for (int64_t a = 0; a < total_chunks; a++) {
                 const int64_t prev = (a + total_chunks - 1) % total_chunks;
                 for (int64_t q0 = 0; q0 < g.c; q0 += g.tq) {
@@ -363,7 +403,7 @@ static int lsh_backward(const attn_shape *s, const attn_params *p, const attn_gr
                         for (int64_t k0 = 0; k0 < g.c; k0 += g.tk) {
                             const int kcols = (int)(g.c - k0 < g.tk ? g.c - k0 : g.tk);
                             bwd_tile_run(&tile, &io, sorted + a * g.c + q0, rows,
-                                         sorted + kc * g.c + k0, kcols, bwd_mask, &causal);
+                                         sorted + kc * g.c + k0, kcols, bwd_mask, &ctx);
                         }
                     }
                 }

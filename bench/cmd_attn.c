@@ -1,7 +1,8 @@
 /* cmd_attn.c: the commands that run a method directly, without the measuring harness:
  *   attnbench list                       one method per line: name, parameters, defaults
  *   attnbench forward --method M --q Q.npy --k K.npy --v V.npy --out O.npy [...]
- * forward exists so NumPy or PyTorch can check any method from outside. */
+ *   attnbench backward --method M --q .. --k .. --v .. --dout dO.npy --dq .. --dk .. --dv ..
+ * They exist so NumPy or PyTorch can check any method from outside. */
 #include <getopt.h>
 #include <omp.h>
 #include <stdio.h>
@@ -50,20 +51,34 @@ static const char forward_usage[] =
     "the inputs' shape, the logsumexp (n) or (B, H, n), the structure the method's own.\n";
 
 /* Reads one input and checks it against the first one read (ref), if any. */
-static int read_input(const char *flag, const char *path, npy_array *a, const npy_array *ref)
+static int read_input(const char *cmd, const char *flag, const char *path, npy_array *a,
+                      const npy_array *ref)
 {
     char err[512];
     if (!path)
-        return cli_error("forward", "--%s is required", flag);
+        return cli_error(cmd, "--%s is required", flag);
     if (npy_read(path, "<f4", a, err, sizeof err))
-        return cli_error("forward", "--%s %s", flag, err);
+        return cli_error(cmd, "--%s %s", flag, err);
     if (a->ndim != 2 && a->ndim != 4)
-        return cli_error("forward", "--%s %s: shape must be (n, d) or (B, H, n, d), not %d-D",
-                         flag, path, a->ndim);
+        return cli_error(cmd, "--%s %s: shape must be (n, d) or (B, H, n, d), not %d-D", flag,
+                         path, a->ndim);
     if (ref && (a->ndim != ref->ndim || memcmp(a->shape, ref->shape,
                                                (size_t)a->ndim * sizeof a->shape[0]) != 0))
-        return cli_error("forward", "--%s %s: shape differs from --q's", flag, path);
+        return cli_error(cmd, "--%s %s: shape differs from --q's", flag, path);
     return 0;
+}
+
+/* The shape of (n, d) or (B, H, n, d) inputs. */
+static attn_shape shape_of(const npy_array *q, int causal)
+{
+    attn_shape shape = {.B = 1, .H = 1, .causal = causal};
+    if (q->ndim == 4) {
+        shape.B = q->shape[0];
+        shape.H = q->shape[1];
+    }
+    shape.n = q->shape[q->ndim - 2];
+    shape.d = q->shape[q->ndim - 1];
+    return shape;
 }
 
 int cmd_forward(int argc, char **argv)
@@ -121,17 +136,12 @@ int cmd_forward(int argc, char **argv)
     npy_array q = {0}, k = {0}, v = {0};
     float *out = NULL, *lse = NULL;
     int32_t *structure = NULL;
-    if ((rc = read_input("q", qp, &q, NULL)) || (rc = read_input("k", kp, &k, &q)) ||
-        (rc = read_input("v", vp, &v, &q)))
+    if ((rc = read_input("forward", "q", qp, &q, NULL)) ||
+        (rc = read_input("forward", "k", kp, &k, &q)) ||
+        (rc = read_input("forward", "v", vp, &v, &q)))
         goto done;
 
-    attn_shape shape = {.B = 1, .H = 1, .causal = causal};
-    if (q.ndim == 4) {
-        shape.B = q.shape[0];
-        shape.H = q.shape[1];
-    }
-    shape.n = q.shape[q.ndim - 2];
-    shape.d = q.shape[q.ndim - 1];
+    attn_shape shape = shape_of(&q, causal);
     const char *why;
     if ((rc = attn_check(&shape, &p, &why))) {
         rc = cli_check_error("forward", &p, rc, why);
@@ -180,5 +190,124 @@ done:
     free(out);
     free(lse);
     free(structure);
+    return rc;
+}
+
+static const char backward_usage[] =
+    "usage: attnbench backward --method M --q Q.npy --k K.npy --v V.npy --dout dO.npy\n"
+    "                          --dq dQ.npy --dk dK.npy --dv dV.npy [--causal]\n"
+    "                          [--param key=value]... [--threads T]\n"
+    "Runs the forward, then the backward of the loss whose gradient with respect to the output\n"
+    "is dO, and writes dq, dk, dv in the inputs' shape.\n";
+
+int cmd_backward(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"method", required_argument, 0, 'm'}, {"q", required_argument, 0, 'q'},
+        {"k", required_argument, 0, 'k'},      {"v", required_argument, 0, 'v'},
+        {"dout", required_argument, 0, 'o'},   {"dq", required_argument, 0, 'Q'},
+        {"dk", required_argument, 0, 'K'},     {"dv", required_argument, 0, 'V'},
+        {"causal", no_argument, 0, 'c'},       {"param", required_argument, 0, 'p'},
+        {"threads", required_argument, 0, 't'}, {"help", no_argument, 0, 'h'},
+        {0, 0, 0, 0},
+    };
+    const char *method = NULL, *path[7] = {0}; /* q k v dout dq dk dv */
+    const char *params[64];
+    int nparams = 0, causal = 0;
+    int64_t threads = omp_get_max_threads();
+    opterr = 0;
+    for (int c; (c = getopt_long(argc, argv, "", opts, NULL)) != -1;) {
+        switch (c) {
+        case 'm': method = optarg; break;
+        case 'q': path[0] = optarg; break;
+        case 'k': path[1] = optarg; break;
+        case 'v': path[2] = optarg; break;
+        case 'o': path[3] = optarg; break;
+        case 'Q': path[4] = optarg; break;
+        case 'K': path[5] = optarg; break;
+        case 'V': path[6] = optarg; break;
+        case 'c': causal = 1; break;
+        case 'p':
+            if (nparams == 64)
+                return cli_error("backward", "too many --param flags");
+            params[nparams++] = optarg;
+            break;
+        case 't':
+            if (cli_parse_int(optarg, 1, 1024, &threads))
+                return cli_error("backward", "--threads '%s' is not an integer in [1, 1024]",
+                                 optarg);
+            break;
+        case 'h': fputs(backward_usage, stdout); return 0;
+        default: return cli_getopt_error("backward", optopt, argv, optind);
+        }
+    }
+    if (optind < argc)
+        return cli_error("backward", "unexpected argument '%s'", argv[optind]);
+    attn_params p;
+    int rc = cli_method("backward", method, &p);
+    for (int i = 0; !rc && i < nparams; i++)
+        rc = cli_param("backward", &p, params[i]);
+    if (rc)
+        return rc;
+    static const char *const outs[] = {"dq", "dk", "dv"};
+    for (int i = 0; i < 3; i++)
+        if (!path[4 + i])
+            return cli_error("backward", "--%s is required", outs[i]);
+    if (!p.method->backward)
+        return cli_error("backward", "%s: method %s has no backward pass",
+                         attn_errname(ATTN_ENOBACKWARD), p.method->name);
+
+    npy_array in[4];
+    memset(in, 0, sizeof in);
+    static const char *const names[] = {"q", "k", "v", "dout"};
+    float *out = NULL, *lse = NULL, *grad[3] = {NULL, NULL, NULL};
+    int32_t *structure = NULL;
+    for (int i = 0; i < 4 && !rc; i++)
+        rc = read_input("backward", names[i], path[i], &in[i], i ? &in[0] : NULL);
+    if (rc)
+        goto done;
+    attn_shape shape = shape_of(&in[0], causal);
+    const char *why;
+    if ((rc = attn_check(&shape, &p, &why))) {
+        rc = cli_check_error("backward", &p, rc, why);
+        goto done;
+    }
+    attn_cost cost;
+    p.method->cost(&shape, &p, (int)threads, &cost);
+    const size_t elems = attn_tensor_elems(&shape), nstruct = attn_structure_elems(&cost);
+    out = malloc(elems * sizeof *out);
+    lse = malloc((size_t)(shape.B * shape.H * shape.n) * sizeof *lse);
+    structure = nstruct ? malloc(nstruct * sizeof *structure) : NULL;
+    for (int i = 0; i < 3; i++)
+        grad[i] = malloc(elems * sizeof(float));
+    if (!out || !lse || (nstruct && !structure) || !grad[0] || !grad[1] || !grad[2]) {
+        rc = cli_error("backward", "out of memory for n=%lld", (long long)shape.n);
+        goto done;
+    }
+    attn_tensors t = {.q = in[0].data, .k = in[1].data, .v = in[2].data, .out = out, .lse = lse,
+                      .structure = structure};
+    attn_grads g = {.q = in[0].data, .k = in[1].data, .v = in[2].data, .out = out, .lse = lse,
+                    .dout = in[3].data, .structure = structure, .dq = grad[0], .dk = grad[1],
+                    .dv = grad[2]};
+    if ((rc = attn_forward_alloc(&shape, &p, &t, (int)threads)) ||
+        (rc = attn_backward_alloc(&shape, &p, &g, (int)threads))) {
+        rc = cli_error("backward", "%s: %s", attn_errname(rc), attn_strerror(rc));
+        goto done;
+    }
+    char err[512];
+    for (int i = 0; i < 3; i++)
+        if (npy_write(path[4 + i], "<f4", in[0].ndim, in[0].shape, grad[i], sizeof(float), err,
+                      sizeof err)) {
+            rc = cli_error("backward", "%s", err);
+            goto done;
+        }
+done:
+    for (int i = 0; i < 4; i++)
+        npy_free(&in[i]);
+    free(out);
+    free(lse);
+    free(structure);
+    for (int i = 0; i < 3; i++)
+        free(grad[i]);
     return rc;
 }

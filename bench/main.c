@@ -13,6 +13,7 @@ static const struct {
 } commands[] = {
     {"list", cmd_list, "list the attention methods, their parameters and defaults"},
     {"forward", cmd_forward, "run one method on .npy inputs and write its output"},
+    {"backward", cmd_backward, "gradients of one method on .npy inputs (for outside checks)"},
     {"run", cmd_run, "measure one point in an isolated child (time, memory, counters)"},
     {"sweep", cmd_sweep, "measure many points (methods x parameters x n) into a results file"},
     {"report", cmd_report, "fit scaling exponents, plot with gnuplot, write report.md and a CSV"},

@@ -130,6 +130,127 @@ def run_structured(tmp, rng):
     return bad
 
 
+def grads_reference(q, k, v, dout, mult, logits_fn):
+    """Analytic gradients of softmax attention over a candidate multiset, float64.
+    logits_fn(q, k) returns (logits, kk, back) where kk are the keys used and back maps the
+    keys' gradient to (dq_extra, dk); replaced (masked) logits carry no gradient."""
+    q, k, v, dout = (x.astype(np.float64) for x in (q, k, v, dout))
+    logits, kk, masked, back = logits_fn(q, k)
+    logits = np.where(mult > 0, logits, -np.inf)
+    m = logits.max(-1, keepdims=True)
+    p = mult * np.exp(logits - m)
+    p /= p.sum(-1, keepdims=True)
+    out = p @ v
+    dv = p.T @ dout
+    ds = p * (dout @ v.T - (dout * out).sum(-1, keepdims=True))
+    ds = np.where(masked, 0.0, ds)
+    dq = ds @ kk
+    dq_extra, dk = back(ds.T @ q)
+    return dq + dq_extra, dk, dv
+
+
+def run_backward_checks(tmp, rng):
+    """attnbench backward against the NumPy gradients above."""
+    bad = 0
+    cases = [("full", (2, 2, 57, 16), [], False), ("full", (1, 1, 40, 8), [], True),
+             ("full_stream", (1, 2, 130, 32), ["tile_q=32", "tile_k=48"], True),
+             ("full_stream", (64, 16), [], False),
+             ("block_sparse", (1, 1, 96, 8), ["block=8", "n_rand=2"], False),
+             ("etc", (1, 1, 70, 8), ["radius=4", "globals=5"], False),
+             ("lsh", (1, 1, 64, 8), ["chunk_len=8", "n_hashes=2"], True),
+             ("lsh", (1, 1, 48, 8), ["chunk_len=8", "n_hashes=3", "n_buckets=4"], False)]
+    for method, shape, params, causal in cases:
+        q, k, v, dout = (rng.standard_normal(shape).astype(np.float32) for _ in range(4))
+        for name, x in zip(["q", "k", "v", "dout"], (q, k, v, dout)):
+            np.save(f"{tmp}/{name}.npy", x)
+        common = ["--method", method, "--q", f"{tmp}/q.npy", "--k", f"{tmp}/k.npy",
+                  "--v", f"{tmp}/v.npy"] + sum((["--param", p] for p in params), []) + (["--causal"] if causal else [])
+        subprocess.run([BIN, "backward"] + common + ["--dout", f"{tmp}/dout.npy", "--dq", f"{tmp}/dq.npy",
+                                                     "--dk", f"{tmp}/dk.npy", "--dv", f"{tmp}/dv.npy"], check=True)
+        st = None
+        if method in ("lsh", "block_sparse", "etc"):  # the same structure as the backward's
+            subprocess.run([BIN, "forward"] + common + ["--out", f"{tmp}/o.npy", "--structure", f"{tmp}/s.npy"],
+                           check=True)
+            st = np.load(f"{tmp}/s.npy")
+        got = [np.load(f"{tmp}/{x}.npy") for x in ("dq", "dk", "dv")]
+        kv = dict(p.split("=") for p in params)
+        q4, k4, v4, do4 = (x.reshape((1, 1) + x.shape) if x.ndim == 2 else x for x in (q, k, v, dout))
+        B, H, n, d = q4.shape
+        err = 0.0
+        for b in range(B):
+            for h in range(H):
+                idx = np.arange(n)
+                if method == "lsh":
+                    mult = lsh_multiplicity(st[:, b, h], int(kv["chunk_len"]))
+                    def logits_fn(qq, kk_unused, causal=causal, idx=idx):
+                        rho = 1 / np.sqrt((qq * qq).mean(-1, keepdims=True) + 1e-6)
+                        khat = qq * rho / np.sqrt(d)
+                        lg = qq @ khat.T
+                        masked = (idx[None, :] > idx[:, None]) if causal else np.zeros((n, n), bool)
+                        lg = np.where(masked, -1e9, lg)
+                        masked = masked | (idx[None, :] == idx[:, None])
+                        lg[idx, idx] = -1e5
+                        def back(gk, qq=qq, rho=rho):
+                            dx = rho / np.sqrt(d) * (gk - qq * rho**2 * (qq * gk).sum(-1, keepdims=True) / d)
+                            return dx, np.zeros_like(qq)
+                        return lg, khat, masked, back
+                else:
+                    if method == "block_sparse":
+                        mult = block_sparse_mult(n, int(kv["block"]), st[b, h])
+                    elif method == "etc":
+                        mult = etc_mult(n, st, int(kv["radius"]), n - len(st), "all", "all")
+                    else:
+                        mult = np.tril(np.ones((n, n))) if causal else np.ones((n, n))
+                    def logits_fn(qq, kk):
+                        s = 1 / np.sqrt(d)
+                        return qq @ kk.T * s, kk * s, np.zeros((n, n), bool), lambda gk: (0.0, gk * s)
+                ref = grads_reference(q4[b, h], k4[b, h], v4[b, h], do4[b, h], mult, logits_fn)
+                for g, r in zip(got, ref):
+                    g4 = g.reshape(q4.shape)[b, h]
+                    err = max(err, np.max(np.abs(g4 - r) / (1 + np.abs(r))))
+        ok = err <= 1e-4
+        bad += not ok
+        print(f"{'ok  ' if ok else 'FAIL'} backward {method:12s} {str(shape):16s} causal={causal!s:5s} "
+              f"{' '.join(params)}: max rel err {err:.2e}")
+    return bad
+
+
+def lsh_multiplicity(buckets, chunk_len):
+    h, n = buckets.shape
+    c = min(chunk_len, n)
+    order = np.concatenate([np.argsort(buckets[r], kind="stable") for r in range(h)])
+    chunks = order.reshape(h * n // c, c)
+    mult = np.zeros((n, n))
+    for a in range(len(chunks)):
+        keys = chunks[a] if len(chunks) == 1 else np.concatenate([chunks[a - 1], chunks[a]])
+        for i in chunks[a]:
+            np.add.at(mult[i], keys, 1)
+    return mult
+
+
+def block_sparse_mult(n, block, table):
+    nb = table.shape[0]
+    blk = np.arange(n) // block
+    mask = np.zeros((nb, nb), dtype=bool)
+    mask[[0, -1], :] = mask[:, [0, -1]] = True
+    for i in range(nb):
+        mask[i, max(0, i - 1):i + 2] = True
+        mask[i, [b for b in table[i] if b >= 0]] = True
+    return mask[blk][:, blk].astype(np.float64)
+
+
+def etc_mult(n, segments, radius, g, l2g, g2l):
+    glob = np.arange(n) < g
+    seg = np.concatenate([np.arange(g), segments])
+    pos = np.arange(n)
+    mult = np.zeros((n, n))
+    mult[~glob[:, None] & ~glob[None, :] & (np.abs(pos[:, None] - pos[None, :]) <= radius)] = 1
+    mult[glob[:, None] & glob[None, :]] = 1
+    mult[glob[:, None] & ~glob[None, :] & ((g2l == "all") | (seg[:, None] == seg[None, :]))] = 1
+    mult[~glob[:, None] & glob[None, :] & ((l2g == "all") | (seg[:, None] == seg[None, :]))] = 1
+    return mult
+
+
 def main():
     rng = np.random.default_rng(20261129)
     bad = 0
@@ -155,6 +276,7 @@ def main():
                     print(f"{'ok  ' if ok else 'FAIL'} {method:12s} {str(shape):16s} "
                           f"causal={causal!s:5s} max rel err {err:.2e} lse {err_lse:.2e}")
         bad += run_structured(tmp, rng)
+        bad += run_backward_checks(tmp, rng)
     return 1 if bad else 0
 
 

@@ -3,6 +3,7 @@
  * dense reference rebuilt from the method's own discrete structure (same buckets, same random
  * table, same segments), so a hashing error and an attention error are told apart. */
 #include "helpers.h"
+#include "reference.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -39,113 +40,6 @@ static size_t head_off(const attn_shape *s, int64_t bh)
     return (size_t)(bh * s->n * s->d);
 }
 
-/* ---- a generic dense reference: weights[i][j] = multiplicity of key j for query i ------ */
-
-/* Softmax over candidates with multiplicities and explicit logits: out_i = sum_j m_ij
- * exp(l_ij) v_j / sum_j m_ij exp(l_ij). logit(i, j) is given by the caller. */
-typedef double (*logit_fn)(int64_t i, int64_t j, const void *ctx);
-
-static void ref_multiset(int64_t n, int64_t d, const float *v, const int *mult, logit_fn logit,
-                         const void *ctx, double *out, double *lse)
-{
-    double *l = malloc((size_t)n * sizeof *l);
-    for (int64_t i = 0; i < n; i++) {
-        double m = -INFINITY, z = 0;
-        for (int64_t j = 0; j < n; j++)
-            if (mult[i * n + j]) {
-                l[j] = logit(i, j, ctx);
-                m = fmax(m, l[j]);
-            }
-        for (int64_t c = 0; c < d; c++)
-            out[i * d + c] = 0;
-        for (int64_t j = 0; j < n; j++)
-            if (mult[i * n + j]) {
-                double p = mult[i * n + j] * exp(l[j] - m);
-                z += p;
-                for (int64_t c = 0; c < d; c++)
-                    out[i * d + c] += p * v[j * d + c];
-            }
-        for (int64_t c = 0; c < d; c++)
-            out[i * d + c] = z > 0 ? out[i * d + c] / z : 0;
-        lse[i] = z > 0 ? m + log(z) : -INFINITY;
-    }
-    free(l);
-}
-
-typedef struct dot_ctx {
-    const float *q, *k;
-    int64_t d;
-    double scale;
-} dot_ctx;
-
-static double scaled_dot(int64_t i, int64_t j, const void *ctx)
-{
-    const dot_ctx *c = ctx;
-    double dot = 0;
-    for (int64_t x = 0; x < c->d; x++)
-        dot += (double)c->q[i * c->d + x] * c->k[j * c->d + x];
-    return dot * c->scale;
-}
-
-/* ---- LSH: full shared-QK attention with the self mask ------------------------------------ */
-
-typedef struct sqk_ctx {
-    const float *q;
-    int64_t d;
-    int causal;
-} sqk_ctx;
-
-/* HF/trax v2: k_j = q_j rsqrt(mean(q_j^2) + 1e-6) / sqrt(d); causal -1e9 and self -1e5
- * replace the logit; no 1/sqrt(d) on the logits. */
-static double shared_qk_logit(int64_t i, int64_t j, const void *ctx)
-{
-    const sqk_ctx *c = ctx;
-    if (c->causal && j > i)
-        return -1e9;
-    if (i == j)
-        return -1e5;
-    double ss = 0, dot = 0;
-    for (int64_t x = 0; x < c->d; x++) {
-        ss += (double)c->q[j * c->d + x] * c->q[j * c->d + x];
-        dot += (double)c->q[i * c->d + x] * c->q[j * c->d + x];
-    }
-    return dot / sqrt(ss / (double)c->d + 1e-6) / sqrt((double)c->d);
-}
-
-/* The multiplicities LSH's structure implies: per round, a stable sort by (bucket, position),
- * chunks of c, each chunk seeing its predecessor (cyclically over all rounds) and itself. */
-static void lsh_multiplicity(const int32_t *buckets, int64_t n, int h, int64_t c, int *mult)
-{
-    int64_t total = h * n;
-    int32_t *pos = malloc((size_t)total * sizeof *pos);
-    for (int r = 0; r < h; r++) { /* insertion sort by bucket: stable, independent of lsh.c */
-        int32_t *p = pos + r * n;
-        const int32_t *b = buckets + r * n;
-        for (int64_t j = 0; j < n; j++) {
-            int64_t k = j;
-            while (k > 0 && b[p[k - 1]] > b[j]) {
-                p[k] = p[k - 1];
-                k--;
-            }
-            p[k] = (int32_t)j;
-        }
-    }
-    memset(mult, 0, (size_t)(n * n) * sizeof *mult);
-    int64_t chunks = total / c;
-    for (int64_t a = 0; a < chunks; a++) {
-        int64_t prev = (a + chunks - 1) % chunks;
-        for (int64_t e = a * c; e < (a + 1) * c; e++)
-            for (int side = 0; side < 2; side++) {
-                int64_t kc = side ? a : prev;
-                if (!side && prev == a)
-                    continue;
-                for (int64_t f = kc * c; f < (kc + 1) * c; f++)
-                    mult[pos[e] * n + pos[f]]++;
-            }
-    }
-    free(pos);
-}
-
 static void check_lsh(int64_t B, int64_t H, int64_t n, int64_t d, int causal,
                       const char *const *params, int64_t c_expect, int h_expect, int vs_full,
                       uint64_t seed)
@@ -164,10 +58,13 @@ static void check_lsh(int64_t B, int64_t H, int64_t n, int64_t d, int causal,
         } else { /* the multiset this head's own buckets imply */
             for (int r = 0; r < h_expect; r++)
                 memcpy(bk + r * n, st + (size_t)(r * B * H + bh) * (size_t)n, (size_t)n * sizeof *bk);
-            lsh_multiplicity(bk, n, h_expect, c_expect, mult);
+            ref_mult_lsh(bk, n, h_expect, c_expect, mult);
         }
-        sqk_ctx ctx = {.q = in.q + head_off(&in.s, bh), .d = d, .causal = causal};
-        ref_multiset(n, d, in.v + head_off(&in.s, bh), mult, shared_qk_logit, &ctx, ref, ref_lse);
+        double *qd = ref_doubles(in.q + head_off(&in.s, bh), n * d);
+        double *vd = ref_doubles(in.v + head_off(&in.s, bh), n * d);
+        ref_sqk ctx = {.q = qd, .d = d, .causal = causal};
+        ref_multiset(n, d, vd, mult, ref_sqk_logit, &ctx, ref, ref_lse);
+        free(qd), free(vd);
         assert_allclose(out + head_off(&in.s, bh), ref, (size_t)(n * d), TOL, TOL);
         if (!vs_full) /* duplicates shift the lse by log(multiplicity); only then comparable */
             assert_allclose(lse + bh * n, ref_lse, (size_t)n, TOL, TOL);
@@ -337,17 +234,13 @@ static void check_block_sparse(int64_t B, int64_t H, int64_t n, int64_t d, int64
                 assert_int_equal(used, candidates < n_rand ? candidates : n_rand);
         }
         /* the dense mask from the same table */
-        for (int64_t i = 0; i < n; i++)
-            for (int64_t j = 0; j < n; j++) {
-                int64_t I = i / block, J = j / block;
-                int m = I == 0 || I == nb - 1 || J == 0 || J == nb - 1 || (I - J <= 1 && J - I <= 1);
-                for (int a = 0; a < n_rand && !m; a++)
-                    m = t[I * n_rand + a] == J;
-                mult[i * n + j] = m;
-            }
-        dot_ctx ctx = {.q = in.q + head_off(&in.s, bh), .k = in.k + head_off(&in.s, bh), .d = d,
-                       .scale = 1.0 / sqrt((double)d)};
-        ref_multiset(n, d, in.v + head_off(&in.s, bh), mult, scaled_dot, &ctx, ref, ref_lse);
+        ref_mult_block_sparse(n, block, n_rand, t, mult);
+        double *qd = ref_doubles(in.q + head_off(&in.s, bh), n * d);
+        double *kd = ref_doubles(in.k + head_off(&in.s, bh), n * d);
+        double *vd = ref_doubles(in.v + head_off(&in.s, bh), n * d);
+        ref_dot ctx = {.q = qd, .k = kd, .d = d, .scale = 1.0 / sqrt((double)d)};
+        ref_multiset(n, d, vd, mult, ref_dot_logit, &ctx, ref, ref_lse);
+        free(qd), free(kd), free(vd);
         assert_allclose(out + head_off(&in.s, bh), ref, (size_t)(n * d), TOL, TOL);
         assert_allclose(lse + bh * n, ref_lse, (size_t)n, TOL, TOL);
     }
@@ -411,24 +304,6 @@ static void test_block_sparse_seeded_and_bidirectional(void **state)
 
 /* ---- etc ---------------------------------------------------------------------------------- */
 
-typedef struct etc_case {
-    int64_t n, g, radius;
-    int l2g_segment, g2l_segment;
-    const int32_t *seg; /* segment of each long token, from the structure */
-} etc_case;
-
-static int etc_allowed(const etc_case *e, int64_t p, int64_t k)
-{
-    const int pg = p < e->g, kg = k < e->g;
-    if (pg && kg)
-        return 1;
-    if (pg)
-        return !e->g2l_segment || e->seg[k - e->g] == p;
-    if (kg)
-        return !e->l2g_segment || e->seg[p - e->g] == k;
-    return llabs((long long)(p - k)) <= e->radius;
-}
-
 static void check_etc(int64_t n, int64_t d, const char *const *params, int64_t g_expect,
                       int64_t radius, int l2g, int g2l, int64_t tokens_per_global, uint64_t seed)
 {
@@ -444,17 +319,16 @@ static void check_etc(int64_t n, int64_t d, const char *const *params, int64_t g
             assert_int_equal(seg[i], (int64_t)((double)i * g_expect / nl));
         assert_true(i == 0 || seg[i] >= seg[i - 1]);
     }
-    etc_case e = {.n = n, .g = g_expect, .radius = radius, .l2g_segment = l2g,
-                  .g2l_segment = g2l, .seg = seg};
     int *mult = malloc((size_t)(n * n) * sizeof *mult);
     double *ref = malloc((size_t)(n * d) * sizeof *ref), *ref_lse = malloc((size_t)n * sizeof *ref_lse);
-    for (int64_t p = 0; p < n; p++)
-        for (int64_t k = 0; k < n; k++)
-            mult[p * n + k] = etc_allowed(&e, p, k);
+    ref_mult_etc(n, g_expect, radius, l2g, g2l, seg, mult);
     for (int64_t bh = 0; bh < 2; bh++) {
-        dot_ctx ctx = {.q = in.q + head_off(&in.s, bh), .k = in.k + head_off(&in.s, bh), .d = d,
-                       .scale = 1.0 / sqrt((double)d)};
-        ref_multiset(n, d, in.v + head_off(&in.s, bh), mult, scaled_dot, &ctx, ref, ref_lse);
+        double *qd = ref_doubles(in.q + head_off(&in.s, bh), n * d);
+        double *kd = ref_doubles(in.k + head_off(&in.s, bh), n * d);
+        double *vd = ref_doubles(in.v + head_off(&in.s, bh), n * d);
+        ref_dot ctx = {.q = qd, .k = kd, .d = d, .scale = 1.0 / sqrt((double)d)};
+        ref_multiset(n, d, vd, mult, ref_dot_logit, &ctx, ref, ref_lse);
+        free(qd), free(kd), free(vd);
         assert_allclose(out + head_off(&in.s, bh), ref, (size_t)(n * d), TOL, TOL);
         assert_allclose(lse + bh * n, ref_lse, (size_t)n, TOL, TOL);
     }
