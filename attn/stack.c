@@ -1,0 +1,740 @@
+/* stack.c: standard and reversible transformer stacks and their training step (see stack.h).
+ *
+ * Every product is an OpenBLAS sgemm on fixed blocks of rows (or of weight rows, for weight
+ * gradients), each block computed by one thread, so results do not depend on the thread
+ * count. The workspace is laid out once by carve(), which both stack_cost_of() (to size it)
+ * and the step (to use it) call, so the two cannot disagree. */
+#include "stack.h"
+
+#include <math.h>
+#include <omp.h>
+#include <string.h>
+
+#include "kernels.h"
+#include "rng.h"
+
+enum { ROW_BLOCK = 64 };
+
+/* ---- weights ----------------------------------------------------------------------------- */
+
+typedef struct layer_w {
+    float *ln1_g, *ln1_b, *wq, *wk, *wv, *wo, *ln2_g, *ln2_b, *w1, *b1, *w2, *b2;
+} layer_w;
+
+static int64_t dmodel(const stack_config *c)
+{
+    return c->shape.H * c->shape.d;
+}
+
+static size_t layer_floats(int64_t D, int64_t F)
+{
+    return (size_t)(4 * D + 4 * D * D + D * F + F + F * D + D);
+}
+
+/* The weights (or gradients) of layer l inside a flat array. */
+static layer_w layer_at(float *base, const stack_config *c, int l)
+{
+    const int64_t D = dmodel(c), F = c->d_ff;
+    float *p = base + (size_t)l * layer_floats(D, F);
+    layer_w w;
+    w.ln1_g = p, p += D;
+    w.ln1_b = p, p += D;
+    w.wq = p, p += D * D;
+    w.wk = p, p += D * D;
+    w.wv = p, p += D * D;
+    w.wo = p, p += D * D;
+    w.ln2_g = p, p += D;
+    w.ln2_b = p, p += D;
+    w.w1 = p, p += D * F;
+    w.b1 = p, p += F;
+    w.w2 = p, p += F * D;
+    w.b2 = p;
+    return w;
+}
+
+float *stack_param(const stack_config *c, float *weights, int l, const char *name, size_t *count)
+{
+    const int64_t D = dmodel(c), F = c->d_ff;
+    layer_w w = layer_at(weights, c, l);
+    const struct { const char *name; float *p; int64_t count; } table[] = {
+        {"ln1_g", w.ln1_g, D}, {"ln1_b", w.ln1_b, D}, {"wq", w.wq, D * D}, {"wk", w.wk, D * D},
+        {"wv", w.wv, D * D},   {"wo", w.wo, D * D},   {"ln2_g", w.ln2_g, D}, {"ln2_b", w.ln2_b, D},
+        {"w1", w.w1, D * F},   {"b1", w.b1, F},       {"w2", w.w2, F * D},  {"b2", w.b2, D},
+    };
+    for (size_t i = 0; i < sizeof table / sizeof table[0]; i++)
+        if (strcmp(table[i].name, name) == 0) {
+            *count = (size_t)table[i].count;
+            return table[i].p;
+        }
+    return NULL;
+}
+
+void stack_init_weights(const stack_config *c, float *weights, uint64_t seed)
+{
+    const int64_t D = dmodel(c), F = c->d_ff;
+    for (int l = 0; l < c->layers; l++) {
+        layer_w w = layer_at(weights, c, l);
+        float *mats[] = {w.wq, w.wk, w.wv, w.wo, w.w1, w.w2};
+        const int64_t fan_in[] = {D, D, D, D, D, F}, count[] = {D * D, D * D, D * D, D * D, D * F, F * D};
+        for (int m = 0; m < 6; m++) {
+            const uint64_t base = rng_stream(seed, (uint64_t)(l * 16 + m));
+            const double sd = 1.0 / sqrt((double)fan_in[m]);
+            for (int64_t i = 0; i < count[m]; i += 2) {
+                double a, b;
+                rng_normal_pair(base, (uint64_t)i / 2, &a, &b);
+                mats[m][i] = (float)(a * sd);
+                if (i + 1 < count[m])
+                    mats[m][i + 1] = (float)(b * sd);
+            }
+        }
+        for (int64_t i = 0; i < D; i++) {
+            w.ln1_g[i] = w.ln2_g[i] = 1.0f;
+            w.ln1_b[i] = w.ln2_b[i] = w.b2[i] = 0.0f;
+        }
+        for (int64_t i = 0; i < F; i++)
+            w.b1[i] = 0.0f;
+    }
+}
+
+/* ---- products, LayerNorm, layouts ---------------------------------------------------------- */
+
+/* Y (rows, m) = X (rows, k) W (k, m) + beta Y, by blocks of rows. */
+static void mm_xw(int nthreads, int64_t rows, int k, int m, const float *X, const float *W,
+                  float beta, float *Y)
+{
+    const int64_t nblocks = (rows + ROW_BLOCK - 1) / ROW_BLOCK;
+#pragma omp parallel num_threads(nthreads)
+    {
+        kern_blas_serial();
+#pragma omp for schedule(static)
+        for (int64_t b = 0; b < nblocks; b++) {
+            const int64_t r0 = b * ROW_BLOCK;
+            const int r = (int)(rows - r0 < ROW_BLOCK ? rows - r0 : ROW_BLOCK);
+            kern_gemm_nn(r, m, k, 1.0f, X + r0 * k, k, W, m, beta, Y + r0 * m, m);
+        }
+    }
+}
+
+/* dX (rows, k) = dY (rows, m) W^T + beta dX, by blocks of rows. */
+static void mm_dywt(int nthreads, int64_t rows, int k, int m, const float *dY, const float *W,
+                    float beta, float *dX)
+{
+    const int64_t nblocks = (rows + ROW_BLOCK - 1) / ROW_BLOCK;
+#pragma omp parallel num_threads(nthreads)
+    {
+        kern_blas_serial();
+#pragma omp for schedule(static)
+        for (int64_t b = 0; b < nblocks; b++) {
+            const int64_t r0 = b * ROW_BLOCK;
+            const int r = (int)(rows - r0 < ROW_BLOCK ? rows - r0 : ROW_BLOCK);
+            kern_gemm_nt(r, k, m, 1.0f, dY + r0 * m, m, W, m, beta, dX + r0 * k, k);
+        }
+    }
+}
+
+/* dW (k, m) += X (rows, k)^T dY (rows, m), by blocks of dW's rows (whole sums per block). */
+static void mm_xtdy(int nthreads, int64_t rows, int k, int m, const float *X, const float *dY,
+                    float *dW)
+{
+    const int nblocks = (k + ROW_BLOCK - 1) / ROW_BLOCK;
+#pragma omp parallel num_threads(nthreads)
+    {
+        kern_blas_serial();
+#pragma omp for schedule(static)
+        for (int b = 0; b < nblocks; b++) {
+            const int k0 = b * ROW_BLOCK, kk = k - k0 < ROW_BLOCK ? k - k0 : ROW_BLOCK;
+            kern_gemm_tn(kk, m, (int)rows, 1.0f, X + k0, k, dY, m, 1.0f, dW + (size_t)k0 * m, m);
+        }
+    }
+}
+
+/* acc[j] += sum over rows of X[i][j] (columns in parallel: a fixed summation order). */
+static void colsum(int nthreads, int64_t rows, int64_t cols, const float *X, float *acc)
+{
+#pragma omp parallel for num_threads(nthreads) schedule(static)
+    for (int64_t c0 = 0; c0 < cols; c0 += 16) {
+        const int64_t c1 = c0 + 16 < cols ? c0 + 16 : cols;
+        for (int64_t i = 0; i < rows; i++)
+            for (int64_t j = c0; j < c1; j++)
+                acc[j] += X[i * cols + j];
+    }
+}
+
+#define LN_EPS 1e-5f
+
+static void ln_forward(int nthreads, int64_t rows, int64_t D, const float *x, const float *g,
+                       const float *b, float *y, float *mean, float *rstd)
+{
+#pragma omp parallel for num_threads(nthreads) schedule(static)
+    for (int64_t i = 0; i < rows; i++) {
+        const float *xi = x + i * D;
+        double mu = 0, var = 0;
+        for (int64_t j = 0; j < D; j++)
+            mu += xi[j];
+        mu /= (double)D;
+        for (int64_t j = 0; j < D; j++)
+            var += (xi[j] - mu) * (xi[j] - mu);
+        const float rs = (float)(1.0 / sqrt(var / (double)D + LN_EPS));
+        mean[i] = (float)mu;
+        rstd[i] = rs;
+        for (int64_t j = 0; j < D; j++)
+            y[i * D + j] = g[j] * ((xi[j] - (float)mu) * rs) + b[j];
+    }
+}
+
+/* dx += LayerNorm'^T dy; dg += sum dy o xhat; db += sum dy. */
+static void ln_backward(int nthreads, int64_t rows, int64_t D, const float *x, const float *g,
+                        const float *mean, const float *rstd, const float *dy, float *dx,
+                        float *dg, float *db)
+{
+#pragma omp parallel for num_threads(nthreads) schedule(static)
+    for (int64_t i = 0; i < rows; i++) {
+        const float *xi = x + i * D, *dyi = dy + i * D;
+        double s1 = 0, s2 = 0; /* mean of dxhat, mean of dxhat o xhat */
+        for (int64_t j = 0; j < D; j++) {
+            const double xh = (xi[j] - mean[i]) * rstd[i], dxh = (double)dyi[j] * g[j];
+            s1 += dxh;
+            s2 += dxh * xh;
+        }
+        s1 /= (double)D;
+        s2 /= (double)D;
+        for (int64_t j = 0; j < D; j++) {
+            const double xh = (xi[j] - mean[i]) * rstd[i], dxh = (double)dyi[j] * g[j];
+            dx[i * D + j] += (float)(rstd[i] * (dxh - s1 - xh * s2));
+        }
+    }
+#pragma omp parallel for num_threads(nthreads) schedule(static)
+    for (int64_t j = 0; j < D; j++) {
+        double sg = 0, sb = 0;
+        for (int64_t i = 0; i < rows; i++) {
+            sg += (double)dy[i * D + j] * ((x[i * D + j] - mean[i]) * rstd[i]);
+            sb += dy[i * D + j];
+        }
+        dg[j] += (float)sg;
+        db[j] += (float)sb;
+    }
+}
+
+/* (B, n, H, d) tokens <-> (B, H, n, d) heads */
+static void to_heads(int nthreads, const attn_shape *s, const float *t, float *h)
+{
+    const int64_t n = s->n, H = s->H, d = s->d;
+#pragma omp parallel for num_threads(nthreads) schedule(static)
+    for (int64_t bi = 0; bi < s->B * n; bi++) {
+        const int64_t b = bi / n, i = bi % n;
+        for (int64_t hh = 0; hh < H; hh++)
+            memcpy(h + ((b * H + hh) * n + i) * d, t + (bi * H + hh) * d, (size_t)d * sizeof(float));
+    }
+}
+
+static void to_tokens(int nthreads, const attn_shape *s, const float *h, float *t)
+{
+    const int64_t n = s->n, H = s->H, d = s->d;
+#pragma omp parallel for num_threads(nthreads) schedule(static)
+    for (int64_t bi = 0; bi < s->B * n; bi++) {
+        const int64_t b = bi / n, i = bi % n;
+        for (int64_t hh = 0; hh < H; hh++)
+            memcpy(t + (bi * H + hh) * d, h + ((b * H + hh) * n + i) * d, (size_t)d * sizeof(float));
+    }
+}
+
+static void add_into(int nthreads, size_t count, const float *a, float *y)
+{
+#pragma omp parallel for num_threads(nthreads) schedule(static)
+    for (size_t i = 0; i < count; i++)
+        y[i] += a[i];
+}
+
+/* ---- the workspace ------------------------------------------------------------------------- */
+
+/* What F keeps for its backward (per layer for standard; one, reused, for reversible). */
+typedef struct fcache {
+    float *xn, *mean, *rstd, *q, *k, *v, *out, *lse;
+} fcache;
+
+/* What G keeps: normalized inputs, statistics and the hidden layer, for `rows` rows. */
+typedef struct gcache {
+    float *xn, *mean, *rstd, *h;
+} gcache;
+
+typedef struct layout {
+    size_t total, activations;
+    float *y1, *y2, *dy1, *dy2;   /* the streams and their gradients (standard: y1, dy1) */
+    float *f;                     /* F's output */
+    float *tok, *dxn, *dh, *dq, *dk, *dv; /* F's backward scratch */
+    float *g_out, *g_dh, *g_dxn;  /* G's chunk scratch */
+    gcache gscratch;              /* G's chunk intermediates (reversible) */
+    fcache rev_fc;                /* reversible: one F cache, reused by every layer's recompute */
+    void *attn_fwd, *attn_bwd;
+    /* per layer: structure; standard: inputs, F cache, mid, G cache; reversible: kept inputs */
+    char *layers_base;
+    size_t layer_stride;
+} layout;
+
+typedef struct cursor {
+    char *base; /* NULL: only count */
+    size_t off;
+} cursor;
+
+static void *take(cursor *c, size_t count, size_t elem)
+{
+    void *p = c->base ? c->base + c->off : NULL;
+    c->off += kern_slice_bytes(count, elem);
+    return p;
+}
+
+typedef struct layer_state {
+    int32_t *structure;
+    float *xin, *xmid;   /* standard */
+    fcache fc;           /* standard */
+    gcache gc;           /* standard: all rows */
+    float *kept1, *kept2; /* reversible with keep_inputs */
+} layer_state;
+
+static void carve_fcache(cursor *c, const stack_config *s, fcache *f)
+{
+    const size_t rows = (size_t)(s->shape.B * s->shape.n), D = (size_t)dmodel(s);
+    const size_t heads = rows * D, lse = (size_t)(s->shape.B * s->shape.H * s->shape.n);
+    f->xn = take(c, rows * D, 4);
+    f->mean = take(c, rows, 4);
+    f->rstd = take(c, rows, 4);
+    f->q = take(c, heads, 4);
+    f->k = take(c, heads, 4);
+    f->v = take(c, heads, 4);
+    f->out = take(c, heads, 4);
+    f->lse = take(c, lse, 4);
+}
+
+static void carve_gcache(cursor *c, const stack_config *s, size_t rows, gcache *g)
+{
+    const size_t D = (size_t)dmodel(s), F = (size_t)s->d_ff;
+    g->xn = take(c, rows * D, 4);
+    g->mean = take(c, rows, 4);
+    g->rstd = take(c, rows, 4);
+    g->h = take(c, rows * F, 4);
+}
+
+static size_t structure_elems(const stack_config *s)
+{
+    attn_cost ac;
+    s->attn.method->cost(&s->shape, &s->attn, 1, &ac);
+    return attn_structure_elems(&ac);
+}
+
+/* One layer's persistent state at base (NULL: sizes only); returns its bytes. */
+static size_t carve_layer(const stack_config *s, char *base, layer_state *ls)
+{
+    cursor c = {.base = base};
+    const size_t rows = (size_t)(s->shape.B * s->shape.n), D = (size_t)dmodel(s);
+    memset(ls, 0, sizeof *ls);
+    ls->structure = take(&c, structure_elems(s), 4);
+    if (s->kind == STACK_STANDARD) {
+        ls->xin = take(&c, rows * D, 4);
+        ls->xmid = take(&c, rows * D, 4);
+        carve_fcache(&c, s, &ls->fc);
+        carve_gcache(&c, s, rows, &ls->gc);
+    } else if (s->keep_inputs) {
+        ls->kept1 = take(&c, rows * D, 4);
+        ls->kept2 = take(&c, rows * D, 4);
+    }
+    return c.off;
+}
+
+static layer_state layer_state_at(const stack_config *s, const layout *L, int l)
+{
+    layer_state ls;
+    carve_layer(s, L->layers_base + (size_t)l * L->layer_stride, &ls);
+    return ls;
+}
+
+static size_t chunk_rows(const stack_config *s)
+{
+    const size_t rows = (size_t)(s->shape.B * s->shape.n);
+    return (size_t)s->ff_chunk < rows ? (size_t)s->ff_chunk : rows;
+}
+
+/* Lays out the workspace (base NULL: only sizes it). */
+static void carve(const stack_config *s, int nthreads, char *base, layout *L)
+{
+    cursor c = {.base = base};
+    const size_t rows = (size_t)(s->shape.B * s->shape.n), D = (size_t)dmodel(s);
+    const size_t F = (size_t)s->d_ff, P = chunk_rows(s);
+    memset(L, 0, sizeof *L);
+    /* what the backward keeps from the forward */
+    L->y1 = take(&c, rows * D, 4);
+    L->y2 = s->kind == STACK_REVERSIBLE ? take(&c, rows * D, 4) : NULL;
+    layer_state ls;
+    L->layer_stride = carve_layer(s, NULL, &ls);
+    L->layers_base = take(&c, L->layer_stride * (size_t)s->layers, 1);
+    L->activations = c.off;
+    /* scratch */
+    L->dy1 = take(&c, rows * D, 4);
+    L->dy2 = s->kind == STACK_REVERSIBLE ? take(&c, rows * D, 4) : NULL;
+    L->f = take(&c, rows * D, 4);
+    L->tok = take(&c, rows * D, 4);
+    L->dxn = take(&c, rows * D, 4);
+    L->dh = take(&c, rows * D, 4);
+    L->dq = take(&c, rows * D, 4);
+    L->dk = take(&c, rows * D, 4);
+    L->dv = take(&c, rows * D, 4);
+    L->g_out = take(&c, P * D, 4);
+    L->g_dh = take(&c, P * F, 4);
+    L->g_dxn = take(&c, P * D, 4);
+    if (s->kind == STACK_REVERSIBLE)
+        carve_gcache(&c, s, P, &L->gscratch);
+    attn_cost ac;
+    s->attn.method->cost(&s->shape, &s->attn, nthreads, &ac);
+    L->attn_fwd = take(&c, ac.workspace_bytes, 1);
+    L->attn_bwd = take(&c, ac.bwd_workspace_bytes, 1);
+    if (s->kind == STACK_REVERSIBLE)
+        carve_fcache(&c, s, &L->rev_fc);
+    L->total = c.off;
+}
+
+/* ---- F and G ----------------------------------------------------------------------------- */
+
+typedef struct step {
+    const stack_config *c;
+    layout L;
+    int nthreads;
+    int64_t rows, D, F;
+} step;
+
+/* f = F(x), keeping fc; the structure is drawn, or reused when `reuse`. */
+static int f_forward(step *st, const layer_w *w, const float *x, fcache *fc, int32_t *structure,
+                     bool reuse, float *f)
+{
+    const stack_config *c = st->c;
+    const int nt = st->nthreads, D = (int)st->D;
+    ln_forward(nt, st->rows, D, x, w->ln1_g, w->ln1_b, fc->xn, fc->mean, fc->rstd);
+    float *dst[] = {fc->q, fc->k, fc->v};
+    const float *mats[] = {w->wq, w->wk, w->wv};
+    for (int m = 0; m < 3; m++) {
+        mm_xw(nt, st->rows, D, D, fc->xn, mats[m], 0.0f, st->L.tok);
+        to_heads(nt, &c->shape, st->L.tok, dst[m]);
+    }
+    attn_tensors t = {.q = fc->q, .k = fc->k, .v = fc->v, .out = fc->out, .lse = fc->lse,
+                      .structure = structure, .reuse_structure = reuse};
+    int rc = c->attn.method->forward(&c->shape, &c->attn, &t, st->L.attn_fwd, nt);
+    if (rc)
+        return rc;
+    to_tokens(nt, &c->shape, fc->out, st->L.tok);
+    mm_xw(nt, st->rows, D, D, st->L.tok, w->wo, 0.0f, f);
+    return 0;
+}
+
+/* dx += F'(x)^T df, weight gradients into g. */
+static int f_backward(step *st, const layer_w *w, layer_w *g, const float *x, const fcache *fc,
+                      const int32_t *structure, const float *df, float *dx)
+{
+    const stack_config *c = st->c;
+    const int nt = st->nthreads, D = (int)st->D;
+    layout *L = &st->L;
+    to_tokens(nt, &c->shape, fc->out, L->tok);
+    mm_xtdy(nt, st->rows, D, D, L->tok, df, g->wo);
+    mm_dywt(nt, st->rows, D, D, df, w->wo, 0.0f, L->tok);
+    to_heads(nt, &c->shape, L->tok, L->dh);
+    attn_grads ag = {.q = fc->q, .k = fc->k, .v = fc->v, .out = fc->out, .lse = fc->lse,
+                     .dout = L->dh, .structure = structure, .dq = L->dq, .dk = L->dk, .dv = L->dv};
+    int rc = c->attn.method->backward(&c->shape, &c->attn, &ag, L->attn_bwd, nt);
+    if (rc)
+        return rc;
+    const float *grads[] = {L->dq, L->dk, L->dv};
+    float *dmats[] = {g->wq, g->wk, g->wv};
+    const float *mats[] = {w->wq, w->wk, w->wv};
+    for (int m = 0; m < 3; m++) {
+        to_tokens(nt, &c->shape, grads[m], L->tok);
+        mm_xtdy(nt, st->rows, D, D, fc->xn, L->tok, dmats[m]);
+        mm_dywt(nt, st->rows, D, D, L->tok, mats[m], m ? 1.0f : 0.0f, L->dxn);
+    }
+    ln_backward(nt, st->rows, D, x, w->ln1_g, fc->mean, fc->rstd, L->dxn, dx, g->ln1_g, g->ln1_b);
+    return 0;
+}
+
+/* G's forward on `rows` rows: gc keeps the intermediates, out = G(x). */
+static void g_forward(step *st, const layer_w *w, int64_t rows, const float *x, gcache *gc,
+                      float *out)
+{
+    const int nt = st->nthreads, D = (int)st->D, F = (int)st->F;
+    ln_forward(nt, rows, D, x, w->ln2_g, w->ln2_b, gc->xn, gc->mean, gc->rstd);
+    mm_xw(nt, rows, D, F, gc->xn, w->w1, 0.0f, gc->h);
+#pragma omp parallel for num_threads(nt) schedule(static)
+    for (int64_t i = 0; i < rows; i++)
+        for (int j = 0; j < F; j++) {
+            const float z = gc->h[i * F + j] + w->b1[j];
+            gc->h[i * F + j] = z > 0.0f ? z : 0.0f;
+        }
+    mm_xw(nt, rows, F, D, gc->h, w->w2, 0.0f, out);
+#pragma omp parallel for num_threads(nt) schedule(static)
+    for (int64_t i = 0; i < rows; i++)
+        for (int j = 0; j < D; j++)
+            out[i * D + j] += w->b2[j];
+}
+
+/* dx += G'(x)^T dg on `rows` rows, weight gradients into g. dg is read before dx is written,
+ * so they may be the same rows. */
+static void g_backward(step *st, const layer_w *w, layer_w *g, int64_t rows, const float *x,
+                       const gcache *gc, const float *dg, float *dx)
+{
+    const int nt = st->nthreads, D = (int)st->D, F = (int)st->F;
+    layout *L = &st->L;
+    mm_xtdy(nt, rows, F, D, gc->h, dg, g->w2);
+    colsum(nt, rows, D, dg, g->b2);
+    mm_dywt(nt, rows, F, D, dg, w->w2, 0.0f, L->g_dh);
+#pragma omp parallel for num_threads(nt) schedule(static)
+    for (int64_t i = 0; i < rows * F; i++)
+        if (gc->h[i] <= 0.0f)
+            L->g_dh[i] = 0.0f;
+    mm_xtdy(nt, rows, D, F, gc->xn, L->g_dh, g->w1);
+    colsum(nt, rows, F, L->g_dh, g->b1);
+    mm_dywt(nt, rows, D, F, L->g_dh, w->w1, 0.0f, L->g_dxn);
+    ln_backward(nt, rows, D, x, w->ln2_g, gc->mean, gc->rstd, L->g_dxn, dx, g->ln2_g, g->ln2_b);
+}
+
+/* ---- the stacks -------------------------------------------------------------------------- */
+
+static int forward_standard(step *st, const float *weights, const float *x)
+{
+    const stack_config *c = st->c;
+    const size_t count = (size_t)(st->rows * st->D);
+    const int64_t P = (int64_t)chunk_rows(c);
+    float *cur = st->L.y1;
+    memcpy(cur, x, count * sizeof(float));
+    for (int l = 0; l < c->layers; l++) {
+        layer_w w = layer_at((float *)weights, c, l);
+        layer_state ls = layer_state_at(c, &st->L, l);
+        memcpy(ls.xin, cur, count * sizeof(float));
+        int rc = f_forward(st, &w, cur, &ls.fc, ls.structure, false, st->L.f);
+        if (rc)
+            return rc;
+        add_into(st->nthreads, count, st->L.f, cur);
+        memcpy(ls.xmid, cur, count * sizeof(float));
+        for (int64_t r0 = 0; r0 < st->rows; r0 += P) { /* G keeps all rows: standard keeps all */
+            const int64_t rows = st->rows - r0 < P ? st->rows - r0 : P;
+            gcache part = {ls.gc.xn + r0 * st->D, ls.gc.mean + r0, ls.gc.rstd + r0,
+                           ls.gc.h + r0 * st->F};
+            g_forward(st, &w, rows, cur + r0 * st->D, &part, st->L.g_out);
+            add_into(st->nthreads, (size_t)(rows * st->D), st->L.g_out, cur + r0 * st->D);
+        }
+    }
+    return 0;
+}
+
+static int backward_standard(step *st, const float *weights, float *grads, float *dx)
+{
+    const stack_config *c = st->c;
+    const int64_t P = (int64_t)chunk_rows(c);
+    float *dcur = st->L.dy1;
+    for (int l = c->layers - 1; l >= 0; l--) {
+        layer_w w = layer_at((float *)weights, c, l), g = layer_at(grads, c, l);
+        layer_state ls = layer_state_at(c, &st->L, l);
+        for (int64_t r0 = 0; r0 < st->rows; r0 += P) { /* x_out = mid + G(mid) */
+            const int64_t rows = st->rows - r0 < P ? st->rows - r0 : P;
+            gcache part = {ls.gc.xn + r0 * st->D, ls.gc.mean + r0, ls.gc.rstd + r0,
+                           ls.gc.h + r0 * st->F};
+            g_backward(st, &w, &g, rows, ls.xmid + r0 * st->D, &part, dcur + r0 * st->D,
+                       dcur + r0 * st->D);
+        }
+        int rc = f_backward(st, &w, &g, ls.xin, &ls.fc, ls.structure, dcur, dcur); /* mid = in + F(in) */
+        if (rc)
+            return rc;
+    }
+    memcpy(dx, dcur, (size_t)(st->rows * st->D) * sizeof(float));
+    return 0;
+}
+
+static int forward_reversible(step *st, const float *weights, const float *x)
+{
+    const stack_config *c = st->c;
+    const size_t count = (size_t)(st->rows * st->D);
+    const int64_t P = (int64_t)chunk_rows(c);
+    float *y1 = st->L.y1, *y2 = st->L.y2;
+    memcpy(y1, x, count * sizeof(float));
+    memcpy(y2, x, count * sizeof(float));
+    for (int l = 0; l < c->layers; l++) {
+        layer_w w = layer_at((float *)weights, c, l);
+        layer_state ls = layer_state_at(c, &st->L, l);
+        if (c->keep_inputs) {
+            memcpy(ls.kept1, y1, count * sizeof(float));
+            memcpy(ls.kept2, y2, count * sizeof(float));
+        }
+        int rc = f_forward(st, &w, y2, &st->L.rev_fc, ls.structure, false, st->L.f); /* F(X2) */
+        if (rc)
+            return rc;
+        add_into(st->nthreads, count, st->L.f, y1); /* Y1 = X1 + F(X2) */
+        for (int64_t r0 = 0; r0 < st->rows; r0 += P) { /* Y2 = X2 + G(Y1), chunk by chunk */
+            const int64_t rows = st->rows - r0 < P ? st->rows - r0 : P;
+            g_forward(st, &w, rows, y1 + r0 * st->D, &st->L.gscratch, st->L.g_out);
+            add_into(st->nthreads, (size_t)(rows * st->D), st->L.g_out, y2 + r0 * st->D);
+        }
+    }
+    return 0;
+}
+
+static double max_abs_diff(const float *a, const float *b, size_t count)
+{
+    double m = 0;
+    for (size_t i = 0; i < count; i++)
+        m = fmax(m, fabs((double)a[i] - b[i]));
+    return m;
+}
+
+static int backward_reversible(step *st, const float *weights, float *grads, float *dx)
+{
+    const stack_config *c = st->c;
+    const size_t count = (size_t)(st->rows * st->D);
+    const int64_t P = (int64_t)chunk_rows(c);
+    const bool use_kept = c->keep_inputs && !c->inverse_error;
+    float *y1 = st->L.y1, *y2 = st->L.y2, *dy1 = st->L.dy1, *dy2 = st->L.dy2;
+    for (int l = c->layers - 1; l >= 0; l--) {
+        layer_w w = layer_at((float *)weights, c, l), g = layer_at(grads, c, l);
+        layer_state ls = layer_state_at(c, &st->L, l);
+        /* G: recompute chunk by chunk from Y1; X2 = Y2 - G(Y1); dY1 += G'^T dY2 */
+        for (int64_t r0 = 0; r0 < st->rows; r0 += P) {
+            const int64_t rows = st->rows - r0 < P ? st->rows - r0 : P;
+            float *y1r = y1 + r0 * st->D, *y2r = y2 + r0 * st->D;
+            g_forward(st, &w, rows, y1r, &st->L.gscratch, st->L.g_out);
+            if (use_kept)
+                memcpy(y2r, ls.kept2 + r0 * st->D, (size_t)(rows * st->D) * sizeof(float));
+            else
+                for (int64_t i = 0; i < rows * st->D; i++)
+                    y2r[i] -= st->L.g_out[i];
+            g_backward(st, &w, &g, rows, y1r, &st->L.gscratch, dy2 + r0 * st->D, dy1 + r0 * st->D);
+        }
+        /* F: recompute from X2 with the saved structure; X1 = Y1 - F(X2); dX2 = dY2 + F'^T dY1 */
+        int rc = f_forward(st, &w, y2, &st->L.rev_fc, ls.structure, true, st->L.f);
+        if (rc)
+            return rc;
+        if (use_kept)
+            memcpy(y1, ls.kept1, count * sizeof(float));
+        else
+            for (size_t i = 0; i < count; i++)
+                y1[i] -= st->L.f[i];
+        if (c->inverse_error && c->keep_inputs)
+            c->inverse_error[l] = fmax(max_abs_diff(y1, ls.kept1, count),
+                                       max_abs_diff(y2, ls.kept2, count));
+        rc = f_backward(st, &w, &g, y2, &st->L.rev_fc, ls.structure, dy1, dy2);
+        if (rc)
+            return rc;
+    }
+    for (size_t i = 0; i < count; i++) /* both streams started as x */
+        dx[i] = dy1[i] + dy2[i];
+    return 0;
+}
+
+/* ---- the interface ----------------------------------------------------------------------- */
+
+int stack_check(const stack_config *c, const char **why)
+{
+    const char *dummy;
+    if (!why)
+        why = &dummy;
+    if (c->layers < 1 || c->d_ff < 1 || c->ff_chunk < 1) {
+        *why = "layers, d_ff and ff_chunk must be positive";
+        return ATTN_ESHAPE;
+    }
+    if (!c->attn.method->backward) {
+        *why = "the inner method has no backward pass";
+        return ATTN_ENOBACKWARD;
+    }
+    if (dmodel(c) * c->d_ff > INT32_MAX || c->shape.B * c->shape.n > INT32_MAX) {
+        *why = "d_model * d_ff and B * n must fit a BLAS int";
+        return ATTN_EUNSUPPORTED;
+    }
+    return attn_check(&c->shape, &c->attn, why);
+}
+
+static void init_step(step *st, const stack_config *c, void *work, int nthreads)
+{
+    memset(st, 0, sizeof *st);
+    st->c = c;
+    st->nthreads = nthreads;
+    st->rows = c->shape.B * c->shape.n;
+    st->D = dmodel(c);
+    st->F = c->d_ff;
+    carve(c, nthreads, work, &st->L);
+    if (c->kind == STACK_REVERSIBLE) { /* the shared F cache sits at the end of the layout */
+        cursor cur = {.base = work, .off = st->L.total};
+        fcache probe;
+        cursor size = {.base = NULL};
+        carve_fcache(&size, c, &probe);
+        cur.off = st->L.total - size.off;
+        carve_fcache(&cur, c, &st->L.rev_fc);
+    }
+}
+
+void stack_cost_of(const stack_config *c, int nthreads, stack_cost *out)
+{
+    layout L;
+    carve(c, nthreads, NULL, &L);
+    const int64_t D = dmodel(c);
+    out->weight_floats = layer_floats(D, c->d_ff) * (size_t)c->layers;
+    out->workspace_bytes = L.total;
+    out->activation_bytes = L.activations;
+    out->width = c->kind == STACK_REVERSIBLE ? 2 * D : D;
+    attn_cost ac;
+    c->attn.method->cost(&c->shape, &c->attn, nthreads, &ac);
+    const double rows = (double)(c->shape.B * c->shape.n);
+    const double dense = 2.0 * rows * (4.0 * (double)D * (double)D + 2.0 * (double)D * (double)c->d_ff);
+    /* forward: dense + attention; backward: twice the dense products + attention backward;
+     * reversible recomputes every layer's forward once more */
+    const double per_layer = dense + ac.flops + 2 * dense + ac.bwd_flops +
+                             (c->kind == STACK_REVERSIBLE ? dense + ac.flops : 0.0);
+    out->flops = per_layer * c->layers;
+}
+
+static double loss_and_grad(step *st, const float *target, float *dy1, float *dy2)
+{
+    const int64_t D = st->D, rows = st->rows, width = dy2 ? 2 * D : D;
+    const double scale = 1.0 / (double)(rows * width);
+    double loss = 0;
+    for (int64_t i = 0; i < rows; i++)
+        for (int64_t j = 0; j < width; j++) {
+            const float y = j < D ? st->L.y1[i * D + j] : st->L.y2[i * D + j - D];
+            const double diff = (double)y - target[i * width + j];
+            loss += 0.5 * diff * diff * scale;
+            if (j < D)
+                dy1[i * D + j] = (float)(diff * scale);
+            else
+                dy2[i * D + j - D] = (float)(diff * scale);
+        }
+    return loss;
+}
+
+int stack_forward(const stack_config *c, const float *weights, const float *x, float *y,
+                  void *work, int nthreads)
+{
+    step st;
+    init_step(&st, c, work, nthreads);
+    int rc = c->kind == STACK_REVERSIBLE ? forward_reversible(&st, weights, x)
+                                         : forward_standard(&st, weights, x);
+    if (rc)
+        return rc;
+    const int64_t D = st.D;
+    for (int64_t i = 0; i < st.rows; i++) {
+        memcpy(y + i * (st.L.y2 ? 2 * D : D), st.L.y1 + i * D, (size_t)D * sizeof(float));
+        if (st.L.y2)
+            memcpy(y + i * 2 * D + D, st.L.y2 + i * D, (size_t)D * sizeof(float));
+    }
+    return 0;
+}
+
+int stack_train_step(const stack_config *c, const float *weights, float *grads, const float *x,
+                     const float *target, float *dx, double *loss, void *work, int nthreads)
+{
+    step st;
+    init_step(&st, c, work, nthreads);
+    memset(grads, 0, layer_floats(st.D, st.F) * (size_t)c->layers * sizeof(float));
+    if (c->kind == STACK_REVERSIBLE) {
+        int rc = forward_reversible(&st, weights, x);
+        if (rc)
+            return rc;
+        *loss = loss_and_grad(&st, target, st.L.dy1, st.L.dy2);
+        return backward_reversible(&st, weights, grads, dx);
+    }
+    int rc = forward_standard(&st, weights, x);
+    if (rc)
+        return rc;
+    *loss = loss_and_grad(&st, target, st.L.dy1, NULL);
+    return backward_standard(&st, weights, grads, dx);
+}

@@ -1,0 +1,75 @@
+/* stack.h: transformer layer stacks over any attention method, and one training step:
+ * forward, a scalar loss against a target, backward to every weight and to the input.
+ *
+ *   F(x) = LayerNorm, Q/K/V projections, attention (any registered method), output projection
+ *   G(x) = LayerNorm, feed-forward D -> d_ff (ReLU) -> D, ff_chunk positions at a time
+ *
+ *   standard:   x = x + F(x); x = x + G(x). Backpropagation keeps every layer's activations
+ *               (inputs, normalized inputs, Q, K, V, attention output, the d_ff-wide hidden
+ *               layer), so activation memory grows with the number of layers.
+ *   reversible: two streams, both starting as the input (as Reformer does);
+ *               Y1 = X1 + F(X2); Y2 = X2 + G(Y1). Only the top outputs are kept, plus each
+ *               layer's attention structure (LSH buckets), which must not be drawn again; the
+ *               backward reconstructs X2 = Y2 - G(Y1) and X1 = Y1 - F(X2) layer by layer, and
+ *               runs G's forward and backward chunk by chunk, so no d_ff-wide activation ever
+ *               exists for all positions. Activation memory does not grow with depth.
+ *
+ * Shapes: the input is (B, n, D) with D = d_model = H d; the output (B, n, D) for standard
+ * and (B, n, 2D) = [Y1 | Y2] for reversible. The loss is 0.5 * mean((y - target)^2).
+ * Like every attn/ kernel, nothing here allocates: stack_cost says how much workspace a step
+ * needs and the caller passes it in. */
+#ifndef ATTN_STACK_H
+#define ATTN_STACK_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "attn.h"
+
+enum stack_kind { STACK_STANDARD, STACK_REVERSIBLE };
+
+typedef struct stack_config {
+    enum stack_kind kind;
+    int layers;
+    attn_shape shape;  /* the attention's B, H, n, d and causal; d_model = H * d */
+    attn_params attn;  /* the inner attention method */
+    int64_t d_ff;      /* feed-forward width */
+    int64_t ff_chunk;  /* positions per feed-forward chunk */
+    /* Tests only, reversible stacks: keep_inputs stores each layer's inputs in the forward;
+     * the backward then uses them instead of reconstructing (ordinary backpropagation of the
+     * same two-stream architecture, the oracle of the gradient test), unless inverse_error is
+     * set: then it reconstructs as usual and records, per layer, the largest
+     * |reconstructed - stored| input (what recomputation loses to rounding, layer by layer). */
+    bool keep_inputs;
+    double *inverse_error; /* `layers` entries, or NULL */
+} stack_config;
+
+typedef struct stack_cost {
+    size_t weight_floats;      /* every weight; the gradients have as many */
+    size_t workspace_bytes;    /* everything else one training step needs */
+    size_t activation_bytes;   /* the part of it kept for the backward (grows with layers for
+                                  standard, flat for reversible but for the structures) */
+    double flops;              /* matrix products of forward, backward and recomputation */
+    int64_t width;             /* columns of the output and the target: D or 2D */
+} stack_cost;
+
+/* Returns 0, or an attn error with *why set (bad sizes, or the inner method's own check). */
+int stack_check(const stack_config *c, const char **why);
+/* The cost of one training step with nthreads threads; only after stack_check() == 0. */
+void stack_cost_of(const stack_config *c, int nthreads, stack_cost *out);
+/* Fills the weights: LayerNorm gains 1 and biases 0, matrices N(0, 1/fan_in), from the seed. */
+void stack_init_weights(const stack_config *c, float *weights, uint64_t seed);
+/* The weights named `name` of layer l ("ln1_g", "ln1_b", "wq", "wk", "wv", "wo", "ln2_g",
+ * "ln2_b", "w1", "b1", "w2", "b2") inside a weight or gradient array, and their count; NULL
+ * for an unknown name. */
+float *stack_param(const stack_config *c, float *weights, int l, const char *name, size_t *count);
+/* One training step. x (B, n, D) and target (B, n, width) are read; grads (weight_floats)
+ * and dx (B, n, D) are overwritten; *loss is set. work holds cost.workspace_bytes. */
+int stack_train_step(const stack_config *c, const float *weights, float *grads, const float *x,
+                     const float *target, float *dx, double *loss, void *work, int nthreads);
+/* Tests: the forward only; writes the output (B, n, width) to y. */
+int stack_forward(const stack_config *c, const float *weights, const float *x, float *y,
+                  void *work, int nthreads);
+
+#endif
