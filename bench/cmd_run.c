@@ -15,6 +15,8 @@
 static const char run_usage[] =
     "usage: attnbench run --method M --n N [--param key=value]... [--json] [options]\n"
     "Runs one point in a child process and reports time, peak memory, jemalloc and PAPI.\n"
+    "M is any method of `attnbench list`, or `reversible` (a reversible-stack training step\n"
+    "over lsh: the Reformer).\n"
     OPTIONS_COMMON_HELP
     "  --json           print exactly one JSON object (the record) on stdout\n";
 
@@ -59,19 +61,22 @@ int cmd_run(int argc, char **argv)
     if (optind < argc)
         return cli_error("run", "unexpected argument '%s'", argv[optind]);
     attn_params p;
-    int rc = cli_method("run", method, &p);
+    const char *alias;
+    int rc = options_method("run", method, &p, &alias);
     for (int i = 0; !rc && i < nparams; i++)
         rc = cli_param("run", &p, params[i]);
     if (rc)
         return rc;
     if (n == 0)
         return cli_error("run", "--n is required");
+    if (o.nlayers != 1)
+        return cli_error("run", "--layers takes one number of layers here (a sweep takes more)");
 
     point_spec s;
-    options_spec(&o, &p, n, &s);
+    options_spec(&o, &p, alias, n, (int)o.layers[0], &s);
     const char *why;
-    attn_cost cost;
-    if ((rc = point_cost(&s, &cost, &why)) && rc != ATTN_EUNSUPPORTED)
+    point_model model;
+    if ((rc = point_model_of(&s, &model, &why)) && rc != ATTN_EUNSUPPORTED)
         return cli_check_error("run", &p, rc, why);
 
     json_t *ctx = context_collect();

@@ -1,6 +1,7 @@
 /* options.c: see options.h. */
 #include "options.h"
 
+#include <math.h>
 #include <omp.h>
 #include <stdio.h>
 #include <string.h>
@@ -16,6 +17,11 @@ void options_default(options *o)
     o->shape = (attn_shape){.B = 1, .H = 1, .n = 0, .d = 64};
     o->threads = omp_get_max_threads();
     o->reps = 5;
+    o->warmup = 1;
+    o->stack = STACK_STANDARD;
+    o->layers[0] = 2;
+    o->nlayers = 1;
+    o->ff_chunk = 1024;
     o->seed = 1;
     o->inputs = INPUTS_RANDOM;
     snprintf(o->counters, sizeof o->counters, "%s,%s", probe_papi_default_hw,
@@ -93,11 +99,90 @@ int options_apply(const char *cmd, int opt, const char *arg, options *o)
         o->limits.time_limit = secs;
         return 0;
     case OPT_NO_SKIP: o->limits.no_skip = true; return 0;
+    case OPT_WARMUP:
+        if (cli_parse_int(arg, 0, 100, &x))
+            return cli_error(cmd, "--warmup '%s' is not an integer in [0, 100]", arg);
+        o->warmup = (int)x;
+        return 0;
+    case OPT_TRAIN: o->train = true; return 0;
+    case OPT_STACK:
+        if (strcmp(arg, "standard") == 0)
+            o->stack = STACK_STANDARD;
+        else if (strcmp(arg, "reversible") == 0)
+            o->stack = STACK_REVERSIBLE;
+        else
+            return cli_error(cmd, "--stack '%s' is not one of: standard, reversible", arg);
+        o->train = true;
+        return 0;
+    case OPT_LAYERS:
+        if ((o->nlayers = options_parse_range(arg, o->layers, 64, 1024)) <= 0)
+            return cli_error(cmd, "--layers '%s' is not a number of layers in [1, 1024], a range "
+                                  "MIN:MAX[:FACTOR] or a list", arg);
+        return 0;
+    case OPT_D_FF:
+        if (cli_parse_int(arg, 1, 1 << 20, &x))
+            return cli_error(cmd, "--d-ff '%s' is not an integer in [1, 2^20]", arg);
+        o->d_ff = x;
+        return 0;
+    case OPT_FF_CHUNK:
+        if (cli_parse_int(arg, 1, INT64_C(1) << 31, &x))
+            return cli_error(cmd, "--ff-chunk '%s' is not a positive integer", arg);
+        o->ff_chunk = x;
+        return 0;
     default: return -1;
     }
 }
 
-void options_spec(const options *o, const attn_params *p, int64_t n, point_spec *s)
+int options_parse_range(const char *text, int64_t *vals, int max, int64_t limit)
+{
+    char buf[256];
+    if (strlen(text) >= sizeof buf)
+        return -1;
+    snprintf(buf, sizeof buf, "%s", text);
+    uint64_t lo, hi;
+    double factor = 2;
+    char *c1 = strchr(buf, ':');
+    if (!c1) { /* a list, or one value */
+        int count = 0;
+        for (char *save, *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+            if (count == max || cli_parse_size(tok, &lo) || lo < 1 || lo > (uint64_t)limit)
+                return -1;
+            vals[count++] = (int64_t)lo;
+        }
+        return count;
+    }
+    *c1 = '\0';
+    char *c2 = strchr(c1 + 1, ':');
+    if (c2) {
+        *c2 = '\0';
+        if (cli_parse_real(c2 + 1, &factor) || factor <= 1.0)
+            return -1;
+    }
+    if (cli_parse_size(buf, &lo) || cli_parse_size(c1 + 1, &hi) || lo < 1 || hi < lo ||
+        hi > (uint64_t)limit)
+        return -1;
+    int count = 0;
+    for (double v = (double)lo; v <= (double)hi * (1 + 1e-9) && count < max; v *= factor) {
+        const int64_t r = (int64_t)llround(v);
+        if (count == 0 || r != vals[count - 1])
+            vals[count++] = r;
+    }
+    return count;
+}
+
+int options_method(const char *cmd, const char *name, attn_params *p, const char **alias)
+{
+    *alias = NULL;
+    if (name && strcmp(name, "reversible") == 0) {
+        *alias = "reversible";
+        attn_params_default(attn_find("lsh"), p);
+        return 0;
+    }
+    return cli_method(cmd, name, p);
+}
+
+void options_spec(const options *o, const attn_params *p, const char *alias, int64_t n,
+                  int layers, point_spec *s)
 {
     memset(s, 0, sizeof *s);
     s->params = *p;
@@ -105,6 +190,13 @@ void options_spec(const options *o, const attn_params *p, int64_t n, point_spec 
     s->shape.n = n;
     s->threads = o->threads;
     s->reps = o->reps;
+    s->warmup = o->warmup;
+    s->train = o->train || alias;
+    s->stack = alias ? STACK_REVERSIBLE : o->stack;
+    s->layers = s->train ? layers : 0;
+    s->d_ff = s->train ? o->d_ff : 0;
+    s->ff_chunk = s->train ? o->ff_chunk : 0;
+    s->label = alias;
     s->seed = o->seed;
     s->inputs = o->inputs;
     s->accuracy = o->accuracy;

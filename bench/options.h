@@ -6,11 +6,13 @@
 #include <getopt.h>
 #include <stdbool.h>
 
+#include "../attn/stack.h"
 #include "point.h"
 
 enum {
     OPT_D = 1000, OPT_HEADS, OPT_BATCH, OPT_CAUSAL, OPT_REPS, OPT_SEED, OPT_THREADS, OPT_INPUTS,
-    OPT_ACCURACY, OPT_COUNTERS, OPT_MEM_LIMIT, OPT_TIME_LIMIT, OPT_NO_SKIP,
+    OPT_ACCURACY, OPT_COUNTERS, OPT_MEM_LIMIT, OPT_TIME_LIMIT, OPT_NO_SKIP, OPT_WARMUP, OPT_TRAIN,
+    OPT_STACK, OPT_LAYERS, OPT_D_FF, OPT_FF_CHUNK,
 };
 
 #define OPTIONS_COMMON_LONG                                                                      \
@@ -23,13 +25,16 @@ enum {
         {"counters", required_argument, 0, OPT_COUNTERS},                                       \
         {"mem-limit", required_argument, 0, OPT_MEM_LIMIT},                                     \
         {"time-limit", required_argument, 0, OPT_TIME_LIMIT},                                   \
-        {"no-skip", no_argument, 0, OPT_NO_SKIP}
+        {"no-skip", no_argument, 0, OPT_NO_SKIP}, {"warmup", required_argument, 0, OPT_WARMUP},  \
+        {"train", no_argument, 0, OPT_TRAIN}, {"stack", required_argument, 0, OPT_STACK},        \
+        {"layers", required_argument, 0, OPT_LAYERS}, {"d-ff", required_argument, 0, OPT_D_FF}, \
+        {"ff-chunk", required_argument, 0, OPT_FF_CHUNK}
 
 #define OPTIONS_COMMON_HELP                                                                      \
     "  --d D            head dimension (default 64)\n"                                           \
     "  --heads H        heads (default 1)      --batch B   batch (default 1)\n"                  \
     "  --causal         causal attention\n"                                                     \
-    "  --reps R         timed repetitions after one warm-up (default 5)\n"                       \
+    "  --reps R         timed repetitions (default 5)  --warmup W  untimed runs first (1)\n"  \
     "  --seed S         input seed (default 1) --threads T (default: all cores)\n"               \
     "  --inputs KIND    random (default), or clustered: q and k near n/32 centres per head\n"  \
     "  --accuracy       also run exact attention after the measured region, record the error\n" \
@@ -37,11 +42,21 @@ enum {
     "  --mem-limit SIZE skip points whose model exceeds SIZE (K/M/G suffixes; default 80%% of\n" \
     "                   physical memory); the child's address space is capped at SIZE + 2G\n"   \
     "  --time-limit S   kill a point after S seconds (default 600)\n"                           \
-    "  --no-skip        run points even when their model exceeds the memory limit\n"
+    "  --no-skip        run points even when their model exceeds the memory limit\n"          \
+    "  --train          measure a training step of a layer stack over the method instead of\n" \
+    "                   one forward; method `reversible` is --train --stack reversible over lsh\n" \
+    "  --stack KIND     standard (default) or reversible  --layers L (default 2; sweeps: a\n"  \
+    "                   range or list as for --n)  --d-ff F (default 4 d_model)\n"            \
+    "  --ff-chunk P     feed-forward positions per chunk (default 1024)\n"
 
 typedef struct options {
     attn_shape shape;   /* d, H, B, causal; n is set per point */
-    int threads, reps, inputs;
+    int threads, reps, warmup, inputs;
+    bool train;
+    int stack;          /* enum stack_kind */
+    int64_t layers[64]; /* --layers: one value, or a sweep's list */
+    int nlayers;
+    int64_t d_ff, ff_chunk;
     unsigned long long seed;
     bool accuracy;
     char counters[512];
@@ -54,7 +69,15 @@ void options_default(options *o);
 /* Applies a common flag. Returns 0 when handled, CLI_EUSAGE after printing an error, or -1
  * when `opt` is not a common flag. */
 int options_apply(const char *cmd, int opt, const char *arg, options *o);
-/* Fills a point spec from the options for one method/params and length. */
-void options_spec(const options *o, const attn_params *p, int64_t n, point_spec *s);
+/* Looks up a method by name, with `reversible` meaning the Reformer: a training step of a
+ * reversible stack over lsh. Fills p with defaults and *alias with "reversible" or NULL;
+ * prints the known methods and returns CLI_EUSAGE for an unknown name. */
+int options_method(const char *cmd, const char *name, attn_params *p, const char **alias);
+/* Fills a point spec from the options for one method/params, alias, length and depth. */
+void options_spec(const options *o, const attn_params *p, const char *alias, int64_t n,
+                  int layers, point_spec *s);
+/* Parses "MIN:MAX[:FACTOR]" or "a,b,c" (K/M suffixes count 1024s) into at most max values in
+ * [1, limit]. Returns the count or -1. */
+int options_parse_range(const char *text, int64_t *vals, int max, int64_t limit);
 
 #endif

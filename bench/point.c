@@ -23,6 +23,7 @@
 #include "context.h"
 #include "inputs.h"
 #include "probe.h"
+#include "workload.h"
 
 const char *point_status_name(int status)
 {
@@ -64,6 +65,12 @@ void point_key(const point_spec *s, char *buf, size_t size)
         len += snprintf(buf + len, size - (size_t)len, "%s%s=%s", i ? "," : "",
                         m->params[i].name, attn_param_format(&s->params, i, val, sizeof val));
     }
+    /* a training point adds its stack (attention points keep the keys they always had) */
+    if (s->train && len > 0 && (size_t)len < size)
+        snprintf(buf + len, size - (size_t)len, ";train=%s;layers=%d;d_ff=%lld;ff_chunk=%lld%s%s",
+                 s->stack == STACK_REVERSIBLE ? "reversible" : "standard", s->layers,
+                 (long long)s->d_ff, (long long)s->ff_chunk, s->label ? ";label=" : "",
+                 s->label ? s->label : "");
 }
 
 void point_id(const char *key, char id[17])
@@ -74,17 +81,9 @@ void point_id(const char *key, char id[17])
     snprintf(id, 17, "%016llx", (unsigned long long)h);
 }
 
-int point_cost(const point_spec *s, attn_cost *c, const char **why)
+int point_model_of(const point_spec *s, point_model *m, const char **why)
 {
-    int rc = attn_check(&s->shape, &s->params, why);
-    if (rc == 0)
-        s->params.method->cost(&s->shape, &s->params, s->threads, c);
-    return rc;
-}
-
-uint64_t point_model_bytes(const point_spec *s, const attn_cost *c)
-{
-    return attn_io_bytes(&s->shape, c) + c->workspace_bytes;
+    return workload_model(s, m, why);
 }
 
 /* The measured fields, in record order; all null until measured. */
@@ -92,7 +91,7 @@ static const char *const measured_keys[] = {
     "wall_s", "wall_s_min", "wall_s_max", "wall_s_reps", "gflops", "peak_rss_bytes",
     "rss_before_inputs_bytes", "rss_before_kernel_bytes", "ru_maxrss_bytes", "heap_peak_bytes",
     "heap_kernel_alloc_bytes", "jemalloc", "counters", "counters_unavailable", "rusage",
-    "err_vs_exact",
+    "err_vs_exact", "loss",
     "harness",
 };
 
@@ -107,7 +106,7 @@ json_t *point_record_new(const point_spec *s, const json_t *context, int status,
     json_object_set_new(r, "schema", json_string(RECORD_SCHEMA));
     json_object_set_new(r, "point_id", json_string(id));
     json_object_set_new(r, "point_key", json_string(key));
-    json_object_set_new(r, "method", json_string(m->name));
+    json_object_set_new(r, "method", json_string(s->label ? s->label : m->name));
     for (int i = 0; i < m->n_params; i++) {
         const attn_param_spec *spec = &m->params[i];
         char val[64];
@@ -127,21 +126,34 @@ json_t *point_record_new(const point_spec *s, const json_t *context, int status,
     json_object_set_new(r, "causal", json_boolean(s->shape.causal));
     json_object_set_new(r, "threads", json_integer(s->threads));
     json_object_set_new(r, "reps", json_integer(s->reps));
+    json_object_set_new(r, "warmup", json_integer(s->warmup));
     json_object_set_new(r, "seed", json_integer((json_int_t)s->seed));
     json_object_set_new(r, "inputs", json_string(inputs_name(s->inputs)));
     json_object_set_new(r, "status", json_string(point_status_name(status)));
     json_object_set_new(r, "reason", reason ? json_string(reason) : json_null());
 
-    attn_cost c;
+    /* the training step's stack (null for an attention forward) */
+    point_model pm;
     const char *why;
-    int ok = point_cost(s, &c, &why) == 0;
-    json_object_set_new(r, "model_flops", ok ? json_real(c.flops) : json_null());
-    json_object_set_new(r, "model_bytes",
-                        ok ? json_integer((json_int_t)point_model_bytes(s, &c)) : json_null());
-    json_object_set_new(r, "model_io_bytes",
-                        ok ? json_integer((json_int_t)attn_io_bytes(&s->shape, &c)) : json_null());
+    const int ok = point_model_of(s, &pm, &why) == 0;
+    const int64_t D = s->shape.H * s->shape.d;
+    json_object_set_new(r, "stack", s->train ? json_string(s->stack == STACK_REVERSIBLE
+                                                                ? "reversible" : "standard")
+                                             : json_null());
+    json_object_set_new(r, "inner", s->train ? json_string(m->name) : json_null());
+    json_object_set_new(r, "layers", s->train ? json_integer(s->layers) : json_null());
+    json_object_set_new(r, "d_model", s->train ? json_integer(D) : json_null());
+    json_object_set_new(r, "d_ff", s->train && ok ? json_integer(pm.d_ff) : json_null());
+    json_object_set_new(r, "ff_chunk", s->train ? json_integer(s->ff_chunk) : json_null());
+    json_object_set_new(r, "param_bytes", s->train && ok ? json_integer((json_int_t)pm.param_bytes)
+                                                         : json_null());
+    json_object_set_new(r, "model_activation_bytes",
+                        s->train && ok ? json_integer((json_int_t)pm.activation_bytes) : json_null());
+    json_object_set_new(r, "model_flops", ok ? json_real(pm.flops) : json_null());
+    json_object_set_new(r, "model_bytes", ok ? json_integer((json_int_t)pm.bytes) : json_null());
+    json_object_set_new(r, "model_io_bytes", ok ? json_integer((json_int_t)pm.io_bytes) : json_null());
     json_object_set_new(r, "model_workspace_bytes",
-                        ok ? json_integer((json_int_t)c.workspace_bytes) : json_null());
+                        ok ? json_integer((json_int_t)pm.workspace_bytes) : json_null());
     for (size_t i = 0; i < sizeof measured_keys / sizeof measured_keys[0]; i++)
         json_object_set_new(r, measured_keys[i], json_null());
     json_object_set(r, "context", (json_t *)context);
@@ -222,15 +234,6 @@ static int cmp_double(const void *a, const void *b)
 {
     double x = *(const double *)a, y = *(const double *)b;
     return (x > y) - (x < y);
-}
-
-/* First element that is not a finite number, or -1. lse may legitimately be -inf. */
-static int64_t first_unwritten(const float *x, size_t count, int allow_neg_inf)
-{
-    for (size_t i = 0; i < count; i++)
-        if (!isfinite(x[i]) && !(allow_neg_inf && x[i] == -INFINITY))
-            return (int64_t)i;
-    return -1;
 }
 
 /* Row-wise relative L2 error of out against ref, max and mean over rows. */
@@ -367,27 +370,17 @@ static void child_main(const point_spec *s, const point_limits *lim, int fd, pid
     rss_ok = rss_ok && probe_rss_read(&rss, &hwm) == 0;
     json_object_set_new(r, "rss_before_inputs_bytes", bytes_or_null(rss_ok, rss));
 
-    /* buffers: everything the point needs, allocated up front (kernels never allocate) */
-    attn_cost c;
-    s->params.method->cost(&s->shape, &s->params, s->threads, &c);
-    const size_t elems = attn_tensor_elems(&s->shape);
-    const size_t rows = (size_t)(s->shape.B * s->shape.H * s->shape.n);
-    const size_t nstruct = attn_structure_elems(&c);
+    /* buffers: everything the point needs, allocated up front (kernels never allocate), and
+     * the inputs generated from the seed */
     int heap_ok = probe_jemalloc_peak_reset() == 0;
-    float *q = alloc_aligned(elems * 4), *k = alloc_aligned(elems * 4),
-          *v = alloc_aligned(elems * 4), *out = alloc_aligned(elems * 4),
-          *lse = alloc_aligned(rows * 4);
-    int32_t *structure = alloc_aligned(nstruct * 4);
-    void *work = alloc_aligned(c.workspace_bytes);
-    if (!q || !k || !v || !out || !lse || (nstruct && !structure) ||
-        (c.workspace_bytes && !work)) {
+    workload w;
+    t0 = now_s();
+    if (workload_prepare(&w, s) != 0) {
         snprintf(reason, sizeof reason, "allocating %llu bytes (model) failed: %s",
-                 (unsigned long long)point_model_bytes(s, &c), strerror(ENOMEM));
+                 (unsigned long long)w.model.bytes, strerror(ENOMEM));
         json_object_set_new(r, "harness", harness);
         child_finish(fd, r, POINT_ALLOC_FAILED, reason);
     }
-    t0 = now_s();
-    inputs_generate(&s->shape, s->inputs, s->seed, q, k, v, s->threads);
     json_object_set_new(harness, "inputs_s", json_real(now_s() - t0));
     rss_ok = rss_ok && probe_rss_read(&rss, &hwm) == 0;
     json_object_set_new(r, "rss_before_kernel_bytes", bytes_or_null(rss_ok, rss));
@@ -395,36 +388,38 @@ static void child_main(const point_spec *s, const point_limits *lim, int fd, pid
     const char *fault = getenv("ATTNBENCH_FAULT");
     void *inflated = NULL;
     if (fault && strncmp(fault, "inflate:", 8) == 0) {
-        const size_t extra = (size_t)((double)point_model_bytes(s, &c) * atof(fault + 8) / 100);
+        const size_t extra = (size_t)((double)w.model.bytes * atof(fault + 8) / 100);
         if ((inflated = malloc(extra ? extra : 1)))
             memset(inflated, 1, extra);
     }
 
-    attn_tensors t = {.q = q, .k = k, .v = v, .out = out, .lse = lse, .structure = structure};
     const int reps = s->reps;
     double *times = calloc((size_t)reps, sizeof *times);
     /* warm-up, on poisoned outputs: every element must be written */
-    for (size_t i = 0; i < elems; i++)
-        out[i] = NAN;
-    for (size_t i = 0; i < rows; i++)
-        lse[i] = NAN;
     t0 = now_s();
-    int rc = s->params.method->forward(&s->shape, &s->params, &t, work, s->threads);
+    int rc = 0;
+    for (int i = 0; i < s->warmup && !rc; i++) {
+        workload_poison(&w);
+        rc = workload_run(&w);
+    }
     json_object_set_new(harness, "warmup_s", json_real(now_s() - t0));
-    int64_t bad;
-    if (fault_is("unwritten"))
-        out[elems / 2] = NAN;
     if (rc) {
-        snprintf(reason, sizeof reason, "forward failed: %s (%s)", attn_errname(rc),
-                 attn_strerror(rc));
+        snprintf(reason, sizeof reason, "%s failed: %s (%s)", s->train ? "training step" : "forward",
+                 attn_errname(rc), attn_strerror(rc));
         json_object_set_new(r, "harness", harness);
         child_finish(fd, r, rc == ATTN_ENOMEM ? POINT_ALLOC_FAILED : POINT_ERROR, reason);
     }
-    if ((bad = first_unwritten(out, elems, 0)) >= 0 || (bad = first_unwritten(lse, rows, 1)) >= 0) {
-        snprintf(reason, sizeof reason, "output element %lld not written (or not finite)",
-                 (long long)bad);
-        json_object_set_new(r, "harness", harness);
-        child_finish(fd, r, POINT_ERROR, reason);
+    if (s->warmup > 0) {
+        size_t count;
+        if (fault_is("unwritten"))
+            workload_output(&w, &count)[count / 2] = NAN;
+        int64_t bad = workload_unwritten(&w);
+        if (bad >= 0) {
+            snprintf(reason, sizeof reason, "output element %lld not written (or not finite)",
+                     (long long)bad);
+            json_object_set_new(r, "harness", harness);
+            child_finish(fd, r, POINT_ERROR, reason);
+        }
     }
 
     /* the measured region: repetitions, counters around them, nothing else */
@@ -436,9 +431,9 @@ static void child_main(const point_spec *s, const point_limits *lim, int fd, pid
     probe_papi_start(&papi);
     int alloc_ok = heap_ok && probe_jemalloc_thread_allocated(&alloc_before) == 0;
     probe_s += now_s() - t0;
-    for (int i = 0; i < reps; i++) {
+    for (int i = 0; i < reps && !rc; i++) {
         double a = now_s();
-        s->params.method->forward(&s->shape, &s->params, &t, work, s->threads);
+        rc = workload_run(&w);
         times[i] = now_s() - a;
     }
     t0 = now_s();
@@ -477,7 +472,8 @@ static void child_main(const point_spec *s, const point_limits *lim, int fd, pid
     for (int i = 0; i < reps; i++)
         json_array_append_new(all, json_real(times[i]));
     json_object_set_new(r, "wall_s_reps", all);
-    json_object_set_new(r, "gflops", json_real(c.flops / median / 1e9));
+    json_object_set_new(r, "gflops", json_real(w.model.flops / median / 1e9));
+    workload_report(&w, r);
 
     json_t *counters = json_object(), *unavailable = json_object();
     for (int i = 0; i < papi.nevents; i++) {
@@ -492,9 +488,9 @@ static void child_main(const point_spec *s, const point_limits *lim, int fd, pid
     json_object_set_new(r, "papi", papi_context(&papi));
     probe_papi_free(&papi);
 
-    if (s->accuracy) {
+    if (s->accuracy && !s->train) {
         reason[0] = '\0';
-        json_t *e = exact_error(s, q, k, v, out, reason, sizeof reason);
+        json_t *e = exact_error(s, w.q, w.k, w.v, w.out, reason, sizeof reason);
         json_object_set_new(r, "err_vs_exact", e ? e : json_null());
     }
     double kernel_s = 0;
@@ -506,6 +502,11 @@ static void child_main(const point_spec *s, const point_limits *lim, int fd, pid
     json_object_set_new(r, "harness", harness);
     free(times);
     free(inflated);
+    workload_free(&w);
+    if (rc) {
+        snprintf(reason, sizeof reason, "a repetition failed: %s", attn_errname(rc));
+        child_finish(fd, r, POINT_ERROR, reason);
+    }
     child_finish(fd, r, POINT_OK, NULL);
 }
 
@@ -537,11 +538,11 @@ static void set_status(json_t *rec, int status, const char *reason)
 
 int point_over_memory(const point_spec *s, const point_limits *lim, char *buf, size_t size)
 {
-    attn_cost c;
+    point_model m;
     const char *why;
-    if (point_cost(s, &c, &why) != 0 || !lim->mem_limit || lim->no_skip)
+    if (point_model_of(s, &m, &why) != 0 || !lim->mem_limit || lim->no_skip)
         return 0;
-    const uint64_t model = point_model_bytes(s, &c);
+    const uint64_t model = m.bytes;
     if (model <= lim->mem_limit)
         return 0;
     snprintf(buf, size, "model needs %llu bytes (%.2f GiB), more than the memory limit of %.2f GiB",
@@ -551,10 +552,10 @@ int point_over_memory(const point_spec *s, const point_limits *lim, char *buf, s
 
 json_t *point_run(const point_spec *s, const point_limits *lim, const json_t *context)
 {
-    attn_cost c;
+    point_model m;
     const char *why;
     char reason[512];
-    int rc = point_cost(s, &c, &why);
+    int rc = point_model_of(s, &m, &why);
     if (rc) {
         snprintf(reason, sizeof reason, "%s: %s", attn_errname(rc), why);
         return point_record_new(s, context, rc == ATTN_EUNSUPPORTED ? POINT_UNSUPPORTED

@@ -34,15 +34,36 @@ const char *point_status_name(int status);
 int point_status_parse(const char *name);
 
 typedef struct point_spec {
-    attn_params params;   /* method and its parameter values */
+    attn_params params;   /* method and its parameter values (the inner one when training) */
     attn_shape shape;
     int threads;
-    int reps;             /* timed repetitions after one warm-up */
+    int reps;             /* timed repetitions */
+    int warmup;           /* untimed runs before them (outputs poisoned and checked if >= 1) */
     uint64_t seed;
     int inputs;           /* enum inputs_kind */
-    bool accuracy;        /* also run full_stream after the measured region, record the error */
+    bool accuracy;        /* also run the exact counterpart after the measured region */
     const char *counters; /* PAPI events, comma-separated ("" for none) */
+    /* a training step of a layer stack instead of one attention forward */
+    bool train;
+    int stack;            /* enum stack_kind */
+    int layers;
+    int64_t d_ff;         /* 0: 4 d_model */
+    int64_t ff_chunk;
+    const char *label;    /* the record's method name when it is not the attention's own
+                             ("reversible": the Reformer, a reversible stack over lsh); or NULL */
 } point_spec;
+
+/* What the point's model says it costs, before anything runs. */
+typedef struct point_model {
+    double flops;
+    uint64_t bytes;            /* everything the child allocates for the point */
+    uint64_t io_bytes;         /* inputs and outputs (attention: q, k, v, out, lse, structure;
+                                  training: x, target, dx) */
+    uint64_t workspace_bytes;
+    uint64_t param_bytes;      /* training: weights and their gradients; 0 otherwise */
+    uint64_t activation_bytes; /* training: what the stack keeps for its backward; 0 otherwise */
+    int64_t d_ff;              /* training: the resolved feed-forward width */
+} point_model;
 
 typedef struct point_limits {
     uint64_t mem_limit;   /* bytes: points whose model exceeds it are skipped, and the child's
@@ -70,9 +91,8 @@ json_t *point_run(const point_spec *s, const point_limits *lim, const json_t *co
 /* Whether the point's model exceeds the memory limit (and --no-skip is off): then returns 1
  * with the reason in buf. */
 int point_over_memory(const point_spec *s, const point_limits *lim, char *buf, size_t size);
-/* The cost model of the point (0 when attn_check fails, *why says why). */
-int point_cost(const point_spec *s, attn_cost *c, const char **why);
-/* Bytes the point's model says it needs: inputs, outputs, workspace. */
-uint64_t point_model_bytes(const point_spec *s, const attn_cost *c);
+/* The point's model. Returns 0, or the attn error of a configuration that cannot run
+ * (*why says why). */
+int point_model_of(const point_spec *s, point_model *m, const char **why);
 
 #endif

@@ -63,6 +63,17 @@ void record_print_table(FILE *f, const json_t *rec)
             json_is_true(json_object_get(rec, "causal")) ? " causal" : "", num(rec, "threads"),
             json_string_value(json_object_get(rec, "inputs")));
     fprintf(f, "%-14s %s\n", "point_id", json_string_value(json_object_get(rec, "point_id")));
+    if (json_is_string(json_object_get(rec, "stack"))) {
+        char pb[32], ab[32];
+        fprintf(f, "%-14s one training step of a %s stack of %.0f layers over %s attention, "
+                   "d_model %.0f, d_ff %.0f; weights and gradients %s, model activations %s\n",
+                "training", json_string_value(json_object_get(rec, "stack")), num(rec, "layers"),
+                json_string_value(json_object_get(rec, "inner")), num(rec, "d_model"),
+                num(rec, "d_ff"), bytes_of(rec, "param_bytes", pb, sizeof pb),
+                bytes_of(rec, "model_activation_bytes", ab, sizeof ab));
+        if (!isnan(num(rec, "loss")))
+            fprintf(f, "%-14s %.6g\n", "loss", num(rec, "loss"));
+    }
     const json_t *reason = json_object_get(rec, "reason");
     fprintf(f, "%-14s %s%s%s\n", "status", json_string_value(json_object_get(rec, "status")),
             json_is_string(reason) ? ": " : "",

@@ -61,57 +61,16 @@ static void on_signal(int sig)
     interrupted = sig;
 }
 
-/* Parses "MIN:MAX[:FACTOR]" or "a,b,c" into ns (sorted as given). Returns the count or -1. */
-static int parse_lengths(const char *text, int64_t *ns, int max)
-{
-    char buf[256];
-    if (strlen(text) >= sizeof buf)
-        return -1;
-    snprintf(buf, sizeof buf, "%s", text);
-    uint64_t lo, hi;
-    double factor = 2;
-    char *c1 = strchr(buf, ':');
-    if (!c1) { /* a list */
-        int count = 0;
-        for (char *tok = strtok(buf, ","); tok; tok = strtok(NULL, ",")) {
-            if (count == max || cli_parse_size(tok, &lo) || lo < 1 || lo > (UINT64_C(1) << 31))
-                return -1;
-            ns[count++] = (int64_t)lo;
-        }
-        return count;
-    }
-    *c1 = '\0';
-    char *c2 = strchr(c1 + 1, ':');
-    if (c2) {
-        *c2 = '\0';
-        if (cli_parse_real(c2 + 1, &factor) || factor <= 1.0)
-            return -1;
-    }
-    if (cli_parse_size(buf, &lo) || cli_parse_size(c1 + 1, &hi) || lo < 1 || hi < lo ||
-        hi > (UINT64_C(1) << 31))
-        return -1;
-    int count = 0;
-    for (double n = (double)lo; n <= (double)hi * (1 + 1e-9) && count < max; n *= factor) {
-        int64_t v = (int64_t)llround(n);
-        if (count == 0 || v != ns[count - 1])
-            ns[count++] = v;
-    }
-    return count;
-}
-
 /* Expands `--param M.k=v1,v2` assignments of one method into the Cartesian product of its
  * values, appending each parameter set to out. Returns the count or CLI_EUSAGE (negated). */
-static int expand_params(const char *cmd, const attn_method *m, char **assign, int nassign,
-                         attn_params *out, int max)
+static int expand_params(const char *cmd, const char *name, const attn_params *base,
+                         char **assign, int nassign, attn_params *out, int max)
 {
-    attn_params base;
-    attn_params_default(m, &base);
     int count = 1;
-    out[0] = base;
+    out[0] = *base;
     for (int a = 0; a < nassign; a++) {
         const char *dot = strchr(assign[a], '.');
-        if ((size_t)(dot - assign[a]) != strlen(m->name) ||
-            strncmp(assign[a], m->name, strlen(m->name)) != 0)
+        if ((size_t)(dot - assign[a]) != strlen(name) || strncmp(assign[a], name, strlen(name)) != 0)
             continue;
         const char *kv = dot + 1, *eq = strchr(kv, '=');
         char key[64], vals[512];
@@ -210,7 +169,7 @@ static int parse_group(const char *cmd, int argc, char **argv, const options *de
     if (!lengths)
         return cli_error(cmd, "--n is required, e.g. --n 1K:64K");
     int64_t ns[64];
-    int nn = parse_lengths(lengths, ns, 64);
+    int nn = options_parse_range(lengths, ns, 64, INT64_C(1) << 31);
     if (nn <= 0)
         return cli_error(cmd, "--n '%s' is not MIN:MAX[:FACTOR] or a list of lengths in "
                               "[1, 2^31] (K/M suffixes allowed)", lengths);
@@ -233,20 +192,25 @@ static int parse_group(const char *cmd, int argc, char **argv, const options *de
     snprintf(list, sizeof list, "%s", methods);
     for (char *s, *name = strtok_r(list, ",", &s); name; name = strtok_r(NULL, ",", &s)) {
         attn_params p;
-        int rc = cli_method(cmd, name, &p);
+        const char *alias;
+        int rc = options_method(cmd, name, &p, &alias);
         if (rc)
             return rc;
         attn_params sets[256];
-        int nsets = expand_params(cmd, p.method, assign, nassign, sets, 256);
+        int nsets = expand_params(cmd, name, &p, assign, nassign, sets, 256);
         if (nsets < 0)
             return -nsets;
+        /* depth matters only to training points: one pass otherwise */
+        const int nl = o->train || alias ? o->nlayers : 1;
         for (int i = 0; i < nsets; i++)
-            for (int j = 0; j < nn; j++) {
-                if (sw->npoints == MAX_POINTS)
-                    return cli_error(cmd, "more than %d points", MAX_POINTS);
-                sw->group_of[sw->npoints] = sw->ngroups - 1;
-                options_spec(o, &sets[i], ns[j], &sw->points[sw->npoints++]);
-            }
+            for (int l = 0; l < nl; l++)
+                for (int j = 0; j < nn; j++) {
+                    if (sw->npoints == MAX_POINTS)
+                        return cli_error(cmd, "more than %d points", MAX_POINTS);
+                    sw->group_of[sw->npoints] = sw->ngroups - 1;
+                    options_spec(o, &sets[i], alias, ns[j], (int)o->layers[l],
+                                 &sw->points[sw->npoints++]);
+                }
     }
     return 0;
 }
@@ -429,7 +393,7 @@ static int run_points(sweep *sw, const char *out, int resume)
         point_spec *s = &sw->points[i];
         point_limits lim = sw->groups[sw->group_of[i]]->limits;
         series *x = series_find(all, &nseries, s);
-        attn_cost c;
+        point_model pm;
         const char *why;
         char reason[512] = "";
         json_t *rec = NULL;
@@ -438,15 +402,15 @@ static int run_points(sweep *sw, const char *out, int resume)
         } else if (x->failed[0] && !lim.no_skip) {
             snprintf(reason, sizeof reason, "a smaller n of this series ended with status %s",
                      x->failed);
-        } else if (point_cost(s, &c, &why) == 0 && x->wall > 0 && lim.time_limit > 0 &&
+        } else if (point_model_of(s, &pm, &why) == 0 && x->wall > 0 && lim.time_limit > 0 &&
                    !lim.no_skip) {
-            double per_rep = x->wall * c.flops / x->flops;
-            double predicted = per_rep * (s->reps + 1);
+            double per_rep = x->wall * pm.flops / x->flops;
+            double predicted = per_rep * (s->reps + s->warmup);
             if (predicted > lim.time_limit)
                 snprintf(reason, sizeof reason,
-                         "predicted %.0f s (%d repetitions and a warm-up at the rate measured "
-                         "at a smaller n) exceeds the time limit of %g s",
-                         predicted, s->reps, lim.time_limit);
+                         "predicted %.0f s (%d repetitions and %d warm-up at the rate "
+                         "measured at a smaller n) exceeds the time limit of %g s",
+                         predicted, s->reps, s->warmup, lim.time_limit);
         }
         if (tty) {
             char eta[32], el[32];
@@ -454,7 +418,7 @@ static int run_points(sweep *sw, const char *out, int resume)
             fmt_duration(ran ? elapsed / ran * (todo - ran) : NAN, eta, sizeof eta);
             fmt_duration(elapsed, el, sizeof el);
             fprintf(stderr, "\r\033[K[%d/%d] %s n=%lld  elapsed %s  ETA %s", ran + 1, todo,
-                    s->params.method->name, (long long)s->shape.n, el, eta);
+                    s->label ? s->label : s->params.method->name, (long long)s->shape.n, el, eta);
         }
         rec = reason[0] ? point_record_new(s, ctx, POINT_SKIPPED, reason)
                         : point_run(s, &lim, ctx);
@@ -477,8 +441,13 @@ static int run_points(sweep *sw, const char *out, int resume)
             char peak[32];
             const json_t *reason_j = json_object_get(rec, "reason");
             double wall = json_number_value(json_object_get(rec, "wall_s"));
-            fprintf(stderr, "%s[%d/%d] %-12s n=%-8lld %-12s", tty ? "\r\033[K" : "", ran + 1,
-                    todo, s->params.method->name, (long long)s->shape.n, st);
+            char what[64];
+            snprintf(what, sizeof what, "%s%s", s->label ? s->label : s->params.method->name,
+                     s->train && !s->label ? (s->stack == STACK_REVERSIBLE ? "/rev" : "/std") : "");
+            fprintf(stderr, "%s[%d/%d] %-12s n=%-8lld%s%-12s", tty ? "\r\033[K" : "", ran + 1,
+                    todo, what, (long long)s->shape.n, s->train ? "" : "", st);
+            if (s->train)
+                fprintf(stderr, " L=%d", s->layers);
             if (status == POINT_OK)
                 fprintf(stderr, " %.4g s  peak RSS %s", wall,
                         record_bytes(json_number_value(json_object_get(rec, "peak_rss_bytes")),

@@ -209,5 +209,31 @@ cp "$tmp/base.jsonl" "$tmp/upd.jsonl"
 expect_status 0 "check --update" -- "$bin" check --baseline "$tmp/upd.jsonl" "$tmp/worse.jsonl" --update
 cmp -s "$tmp/upd.jsonl" "$tmp/worse.jsonl" && pass || fail "--update did not rewrite the baseline"
 
+
+# --- training points: a reversible stack (the `reversible` method) and a standard one
+expect_status 0 "run reversible" -- "$bin" run --method reversible --n 256 --reps 1 --json --counters none
+/usr/bin/python3 -c '
+import json, sys
+r = json.load(open(sys.argv[1]))
+assert r["status"] == "ok" and r["method"] == "reversible" and r["stack"] == "reversible"
+assert r["inner"] == "lsh" and r["layers"] == 2 and r["d_model"] == 64 and r["d_ff"] == 256
+assert r["param_bytes"] > 0 and r["loss"] > 0 and r["model_activation_bytes"] > 0
+' "$tmp/out" && pass || fail "run --method reversible record: $(head -c 300 "$tmp/out")"
+expect_status 0 "run --train standard" -- "$bin" run --train --stack standard --layers 3 --method block_sparse --n 300 --heads 2 --d 16 --reps 1 --counters none
+grep -q "training .*standard stack of 3 layers over block_sparse" "$tmp/out" && pass || fail "run --train table"
+expect_status 2 "run bad stack" -- "$bin" run --method lsh --n 256 --stack sideways
+expect_status 2 "run bad layers" -- "$bin" run --method reversible --n 256 --layers 0
+expect_status 2 "run several layers" -- "$bin" run --method reversible --n 256 --layers 1,2
+expect_status 1 "run training a causal etc" -- "$bin" run --train --method etc --causal --n 256 --reps 1
+grep -q "unsupported" "$tmp/out" && pass || fail "a causal etc stack is not unsupported"
+expect_status 0 "sweep over layers" -- "$bin" sweep --methods reversible,full_stream --train --stack standard --layers 1:4 --n 128 --reps 1 --warmup 0 --counters none --out "$tmp/layers.jsonl"
+/usr/bin/python3 -c '
+import json, sys
+recs = [json.loads(l) for l in open(sys.argv[1])]
+got = sorted((r["method"], r["stack"], r["layers"]) for r in recs)
+assert got == sorted([("reversible", "reversible", l) for l in (1, 2, 4)] + [("full_stream", "standard", l) for l in (1, 2, 4)]), got
+assert len({r["point_id"] for r in recs}) == 6
+' "$tmp/layers.jsonl" && pass || fail "sweep over layers records"
+
 echo "cli_test: $((count - fails))/$count passed"
 [ "$fails" = 0 ]

@@ -1,0 +1,163 @@
+/* workload.c: see workload.h. */
+#include "workload.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "inputs.h"
+
+static void *alloc_aligned(size_t bytes)
+{
+    return bytes ? aligned_alloc(64, (bytes + 63) / 64 * 64) : NULL;
+}
+
+/* The layer stack of a training point. */
+static void stack_of(const point_spec *s, stack_config *c)
+{
+    memset(c, 0, sizeof *c);
+    c->kind = s->stack;
+    c->layers = s->layers;
+    c->shape = s->shape;
+    c->attn = s->params;
+    c->d_ff = s->d_ff > 0 ? s->d_ff : 4 * s->shape.H * s->shape.d;
+    c->ff_chunk = s->ff_chunk;
+}
+
+int workload_model(const point_spec *s, point_model *m, const char **why)
+{
+    memset(m, 0, sizeof *m);
+    if (s->train) {
+        stack_config c;
+        stack_of(s, &c);
+        int rc = stack_check(&c, why);
+        if (rc)
+            return rc;
+        stack_cost sc;
+        stack_cost_of(&c, s->threads, &sc);
+        const uint64_t rows = (uint64_t)(s->shape.B * s->shape.n);
+        const uint64_t D = (uint64_t)(s->shape.H * s->shape.d);
+        m->flops = sc.flops;
+        m->param_bytes = 2 * sc.weight_floats * sizeof(float);
+        m->io_bytes = (2 * rows * D + rows * (uint64_t)sc.width) * sizeof(float);
+        m->workspace_bytes = sc.workspace_bytes;
+        m->activation_bytes = sc.activation_bytes;
+        m->bytes = m->param_bytes + m->io_bytes + m->workspace_bytes;
+        m->d_ff = c.d_ff;
+        return 0;
+    }
+    int rc = attn_check(&s->shape, &s->params, why);
+    if (rc)
+        return rc;
+    attn_cost c;
+    s->params.method->cost(&s->shape, &s->params, s->threads, &c);
+    m->flops = c.flops;
+    m->io_bytes = attn_io_bytes(&s->shape, &c);
+    m->workspace_bytes = c.workspace_bytes;
+    m->bytes = m->io_bytes + m->workspace_bytes;
+    return 0;
+}
+
+int workload_prepare(workload *w, const point_spec *s)
+{
+    memset(w, 0, sizeof *w);
+    w->spec = s;
+    const char *why;
+    if (workload_model(s, &w->model, &why))
+        return ATTN_EUNSUPPORTED;
+    if (s->train) {
+        stack_of(s, &w->stack);
+        stack_cost sc;
+        stack_cost_of(&w->stack, s->threads, &sc);
+        const size_t rows = (size_t)(s->shape.B * s->shape.n), D = (size_t)(s->shape.H * s->shape.d);
+        w->weights = alloc_aligned(sc.weight_floats * 4);
+        w->grads = alloc_aligned(sc.weight_floats * 4);
+        w->x = alloc_aligned(rows * D * 4);
+        w->dx = alloc_aligned(rows * D * 4);
+        w->target = alloc_aligned(rows * (size_t)sc.width * 4);
+        w->work = alloc_aligned(sc.workspace_bytes);
+        if (!w->weights || !w->grads || !w->x || !w->dx || !w->target ||
+            (sc.workspace_bytes && !w->work))
+            return ATTN_ENOMEM;
+        stack_init_weights(&w->stack, w->weights, s->seed);
+        inputs_normal(w->x, rows * D, s->seed, 11, 1.0f, s->threads);
+        inputs_normal(w->target, rows * (size_t)sc.width, s->seed, 12, 1.0f, s->threads);
+        return 0;
+    }
+    attn_cost c;
+    s->params.method->cost(&s->shape, &s->params, s->threads, &c);
+    const size_t elems = attn_tensor_elems(&s->shape), rows = (size_t)(s->shape.B * s->shape.H * s->shape.n);
+    const size_t nstruct = attn_structure_elems(&c);
+    w->q = alloc_aligned(elems * 4);
+    w->k = alloc_aligned(elems * 4);
+    w->v = alloc_aligned(elems * 4);
+    w->out = alloc_aligned(elems * 4);
+    w->lse = alloc_aligned(rows * 4);
+    w->structure = alloc_aligned(nstruct * 4);
+    w->work = alloc_aligned(c.workspace_bytes);
+    if (!w->q || !w->k || !w->v || !w->out || !w->lse || (nstruct && !w->structure) ||
+        (c.workspace_bytes && !w->work))
+        return ATTN_ENOMEM;
+    inputs_generate(&s->shape, s->inputs, s->seed, w->q, w->k, w->v, s->threads);
+    return 0;
+}
+
+void workload_poison(workload *w)
+{
+    size_t count;
+    float *out = workload_output(w, &count);
+    for (size_t i = 0; i < count; i++)
+        out[i] = NAN;
+    if (!w->spec->train)
+        for (size_t i = 0; i < (size_t)(w->spec->shape.B * w->spec->shape.H * w->spec->shape.n); i++)
+            w->lse[i] = NAN;
+}
+
+int workload_run(workload *w)
+{
+    const point_spec *s = w->spec;
+    if (s->train)
+        return stack_train_step(&w->stack, w->weights, w->grads, w->x, w->target, w->dx, &w->loss,
+                                w->work, s->threads);
+    attn_tensors t = {.q = w->q, .k = w->k, .v = w->v, .out = w->out, .lse = w->lse,
+                      .structure = w->structure};
+    return s->params.method->forward(&s->shape, &s->params, &t, w->work, s->threads);
+}
+
+float *workload_output(workload *w, size_t *count)
+{
+    const attn_shape *sh = &w->spec->shape;
+    *count = w->spec->train ? (size_t)(sh->B * sh->n * sh->H * sh->d) : attn_tensor_elems(sh);
+    return w->spec->train ? w->dx : w->out;
+}
+
+static int64_t first_bad(const float *x, size_t count, int allow_neg_inf)
+{
+    for (size_t i = 0; i < count; i++)
+        if (!isfinite(x[i]) && !(allow_neg_inf && x[i] == -INFINITY))
+            return (int64_t)i;
+    return -1;
+}
+
+int64_t workload_unwritten(const workload *w)
+{
+    size_t count;
+    const float *out = workload_output((workload *)w, &count);
+    int64_t bad = first_bad(out, count, 0);
+    if (bad < 0 && !w->spec->train)
+        bad = first_bad(w->lse, (size_t)(w->spec->shape.B * w->spec->shape.H * w->spec->shape.n), 1);
+    return bad;
+}
+
+void workload_report(const workload *w, json_t *r)
+{
+    if (w->spec->train)
+        json_object_set_new(r, "loss", json_real(w->loss));
+}
+
+void workload_free(workload *w)
+{
+    free(w->q), free(w->k), free(w->v), free(w->out), free(w->lse), free(w->structure);
+    free(w->weights), free(w->grads), free(w->x), free(w->target), free(w->dx), free(w->work);
+    memset(w, 0, sizeof *w);
+}
