@@ -19,6 +19,7 @@ static point_spec spec(const char *method, int64_t n)
     s.shape = (attn_shape){.B = 1, .H = 1, .n = n, .d = 64};
     s.threads = 2;
     s.reps = 3;
+    s.warmup = 1;
     s.seed = 1;
     s.counters = "perf::PAGE-FAULTS,PAPI_TOT_CYC";
     return s;
