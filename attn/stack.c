@@ -260,8 +260,9 @@ typedef struct gcache {
 typedef struct layout {
     size_t total, activations;
     float *y1, *y2, *dy1, *dy2;   /* the streams and their gradients (standard: y1, dy1) */
-    float *f;                     /* F's output */
-    float *tok, *dxn, *dh, *dq, *dk, *dv; /* F's backward scratch */
+    float *f;                     /* F's output; in F's backward, dxn */
+    float *dh, *dq, *dk, *dv;     /* F's backward scratch; dq doubles as the forward's token
+                                     buffer, dh as the backward's once the attention is done */
     float *g_out, *g_dh, *g_dxn;  /* G's chunk scratch */
     gcache gscratch;              /* G's chunk intermediates (reversible) */
     fcache rev_fc;                /* reversible: one F cache, reused by every layer's recompute */
@@ -371,8 +372,6 @@ static void carve(const stack_config *s, int nthreads, char *base, layout *L)
     L->dy1 = take(&c, rows * D, 4);
     L->dy2 = s->kind == STACK_REVERSIBLE ? take(&c, rows * D, 4) : NULL;
     L->f = take(&c, rows * D, 4);
-    L->tok = take(&c, rows * D, 4);
-    L->dxn = take(&c, rows * D, 4);
     L->dh = take(&c, rows * D, 4);
     L->dq = take(&c, rows * D, 4);
     L->dk = take(&c, rows * D, 4);
@@ -406,20 +405,21 @@ static int f_forward(step *st, const layer_w *w, const float *x, fcache *fc, int
 {
     const stack_config *c = st->c;
     const int nt = st->nthreads, D = (int)st->D;
+    float *tok = st->L.dq; /* the backward's dq is free during a forward */
     ln_forward(nt, st->rows, D, x, w->ln1_g, w->ln1_b, fc->xn, fc->mean, fc->rstd);
     float *dst[] = {fc->q, fc->k, fc->v};
     const float *mats[] = {w->wq, w->wk, w->wv};
     for (int m = 0; m < 3; m++) {
-        mm_xw(nt, st->rows, D, D, fc->xn, mats[m], 0.0f, st->L.tok);
-        to_heads(nt, &c->shape, st->L.tok, dst[m]);
+        mm_xw(nt, st->rows, D, D, fc->xn, mats[m], 0.0f, tok);
+        to_heads(nt, &c->shape, tok, dst[m]);
     }
     attn_tensors t = {.q = fc->q, .k = fc->k, .v = fc->v, .out = fc->out, .lse = fc->lse,
                       .structure = structure, .reuse_structure = reuse};
     int rc = c->attn.method->forward(&c->shape, &c->attn, &t, st->L.attn_fwd, nt);
     if (rc)
         return rc;
-    to_tokens(nt, &c->shape, fc->out, st->L.tok);
-    mm_xw(nt, st->rows, D, D, st->L.tok, w->wo, 0.0f, f);
+    to_tokens(nt, &c->shape, fc->out, tok);
+    mm_xw(nt, st->rows, D, D, tok, w->wo, 0.0f, f);
     return 0;
 }
 
@@ -430,10 +430,13 @@ static int f_backward(step *st, const layer_w *w, layer_w *g, const float *x, co
     const stack_config *c = st->c;
     const int nt = st->nthreads, D = (int)st->D;
     layout *L = &st->L;
-    to_tokens(nt, &c->shape, fc->out, L->tok);
-    mm_xtdy(nt, st->rows, D, D, L->tok, df, g->wo);
-    mm_dywt(nt, st->rows, D, D, df, w->wo, 0.0f, L->tok);
-    to_heads(nt, &c->shape, L->tok, L->dh);
+    /* scratch by phase: tokens in dq until the attention backward writes it, then in dh; dxn
+     * in f, whose forward value is not needed any more */
+    float *tok = L->dq, *dxn = L->f;
+    to_tokens(nt, &c->shape, fc->out, tok);
+    mm_xtdy(nt, st->rows, D, D, tok, df, g->wo);
+    mm_dywt(nt, st->rows, D, D, df, w->wo, 0.0f, tok);
+    to_heads(nt, &c->shape, tok, L->dh);
     attn_grads ag = {.q = fc->q, .k = fc->k, .v = fc->v, .out = fc->out, .lse = fc->lse,
                      .dout = L->dh, .structure = structure, .dq = L->dq, .dk = L->dk, .dv = L->dv};
     int rc = c->attn.method->backward(&c->shape, &c->attn, &ag, L->attn_bwd, nt);
@@ -442,12 +445,13 @@ static int f_backward(step *st, const layer_w *w, layer_w *g, const float *x, co
     const float *grads[] = {L->dq, L->dk, L->dv};
     float *dmats[] = {g->wq, g->wk, g->wv};
     const float *mats[] = {w->wq, w->wk, w->wv};
+    tok = L->dh;
     for (int m = 0; m < 3; m++) {
-        to_tokens(nt, &c->shape, grads[m], L->tok);
-        mm_xtdy(nt, st->rows, D, D, fc->xn, L->tok, dmats[m]);
-        mm_dywt(nt, st->rows, D, D, L->tok, mats[m], m ? 1.0f : 0.0f, L->dxn);
+        to_tokens(nt, &c->shape, grads[m], tok);
+        mm_xtdy(nt, st->rows, D, D, fc->xn, tok, dmats[m]);
+        mm_dywt(nt, st->rows, D, D, tok, mats[m], m ? 1.0f : 0.0f, dxn);
     }
-    ln_backward(nt, st->rows, D, x, w->ln1_g, fc->mean, fc->rstd, L->dxn, dx, g->ln1_g, g->ln1_b);
+    ln_backward(nt, st->rows, D, x, w->ln1_g, fc->mean, fc->rstd, dxn, dx, g->ln1_g, g->ln1_b);
     return 0;
 }
 

@@ -37,3 +37,37 @@ fit_result fit_power(const double *n, const double *y, size_t count, double n_fr
         f.se_b = sqrt(ssr / (double)(f.k - 2) / sxx);
     return f;
 }
+
+fit_result fit_linear(const double *x, const double *y, size_t count)
+{
+    fit_result f = {.se_b = NAN, .r2 = NAN, .n_min = INFINITY, .n_max = -INFINITY};
+    double sx = 0, sy = 0;
+    for (size_t i = 0; i < count; i++) {
+        if (!isfinite(x[i]) || !isfinite(y[i]))
+            continue;
+        sx += x[i];
+        sy += y[i];
+        f.k++;
+        f.n_min = fmin(f.n_min, x[i]);
+        f.n_max = fmax(f.n_max, x[i]);
+    }
+    if (f.k < 2 || f.n_min == f.n_max)
+        return f;
+    const double mx = sx / (double)f.k, my = sy / (double)f.k;
+    double sxx = 0, sxy = 0, syy = 0;
+    for (size_t i = 0; i < count; i++) {
+        if (!isfinite(x[i]) || !isfinite(y[i]))
+            continue;
+        sxx += (x[i] - mx) * (x[i] - mx);
+        sxy += (x[i] - mx) * (y[i] - my);
+        syy += (y[i] - my) * (y[i] - my);
+    }
+    f.ok = 1;
+    f.b = sxy / sxx;
+    f.a = my - f.b * mx;
+    const double ssr = fmax(syy - f.b * sxy, 0.0);
+    f.r2 = syy > 0 ? 1.0 - ssr / syy : 1.0;
+    if (f.k > 2)
+        f.se_b = sqrt(ssr / (double)(f.k - 2) / sxx);
+    return f;
+}

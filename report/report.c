@@ -154,6 +154,18 @@ int report_series(json_t *records, const char *xfield, report_series_t **out)
         while (strcmp(s[first].method, s[k].method) != 0)
             first++;
         label_of(s[k].method, s[k].key, s[first].key, s[k].label, sizeof s[k].label);
+        /* a training series says its stack, and its depth when that is not the x axis */
+        const json_t *r0 = json_array_get(s[k].points, 0);
+        const char *stack = report_str(r0, "stack");
+        if (*stack) {
+            char depth[32] = "";
+            if (strcmp(xfield, "layers") != 0)
+                snprintf(depth, sizeof depth, " L=%.0f", report_num(r0, "layers"));
+            if (strcmp(s[k].method, "reversible") == 0)
+                snprintf(s[k].label, sizeof s[k].label, "reversible (lsh)%s", depth);
+            else
+                snprintf(s[k].label, sizeof s[k].label, "%s, %s stack%s", s[k].method, stack, depth);
+        }
         /* sort the points by n (or layers) */
         size_t np = json_array_size(s[k].points);
         json_t **arr = malloc(np * sizeof *arr);
@@ -208,6 +220,9 @@ static double metric_field(const json_t *r, const void *ctx)
 {
     return report_num(r, ctx);
 }
+
+static double activation_bytes(const json_t *r, const void *ctx);
+static void fmt_bytes(double v, char *buf, size_t size);
 
 static double metric_counter_per_token(const json_t *r, const void *ctx)
 {
@@ -286,7 +301,16 @@ static void plot_metric(const char *dir, FILE *md, report_series_t *s, int ns, c
     plot_spec p = {.name = name, .title = title, .xlabel = "sequence length n (tokens)",
                    .ylabel = ylabel, .logx = 1, .logy = logy, .yformat = yformat, .xpow2 = 1,
                    .ybytes = ybytes, .guides = guides};
-    draw(dir, &p, ps, k, md, title, failures);
+    int sweeps_n = 0; /* a plot against n needs a series with two n */
+    for (size_t i = 0; i < k; i++)
+        sweeps_n |= !ps[i].hollow && ps[i].count >= 2;
+    if (sweeps_n) {
+        draw(dir, &p, ps, k, md, title, failures);
+    } else {
+        for (size_t i = 0; i < k; i++)
+            free(ps[i].x), free(ps[i].y);
+        fprintf(md, "\n_%s: no series runs over several n._\n", title);
+    }
     free(ps);
 }
 
@@ -616,7 +640,16 @@ static void plot_counters(const char *dir, FILE *md, report_series_t *s, int ns,
         snprintf(title, sizeof title, "%s per token and repetition", k);
         plot_spec p = {.name = name, .title = title, .xlabel = "sequence length n (tokens)",
                        .ylabel = k, .logx = 1, .logy = 10, .yformat = "%g", .xpow2 = 1};
-        draw(dir, &p, ps, n, md, title, failures);
+        int sweeps_n = 0;
+        for (size_t j = 0; j < n; j++)
+            sweeps_n |= ps[j].count >= 2;
+        if (sweeps_n) {
+            draw(dir, &p, ps, n, md, title, failures);
+        } else {
+            for (size_t j = 0; j < n; j++)
+                free(ps[j].x), free(ps[j].y);
+            fprintf(md, "\n_%s: no series runs over several n._\n", title);
+        }
         free(ps);
     }
     json_decref(names);
@@ -677,6 +710,57 @@ static void plot_lsh_hashes(const char *dir, FILE *md, json_t *records, int *fai
     draw(dir, &p, ps, nps, md, "LSH error vs n_hashes", failures);
 }
 
+/* peak RSS less the weights and gradients: what a training step keeps beyond its parameters */
+static double activation_bytes(const json_t *r, const void *ctx)
+{
+    (void)ctx;
+    return report_num(r, "peak_rss_bytes") - report_num(r, "param_bytes");
+}
+
+/* Depth: per training series, memory at each L and the fitted bytes per layer. */
+static void depth_table(FILE *md, report_series_t *s, int ns)
+{
+    fprintf(md, "\n## Depth\n\nTraining steps against the number of layers L. Activation memory "
+                "is peak RSS less `param_bytes` (the weights and their gradients, which grow with "
+                "L for any stack); the slope is the least-squares bytes per added layer.\n\n");
+    for (int k = 0; k < ns; k++) {
+        size_t np = json_array_size(s[k].points), m = 0;
+        if (np < 2)
+            continue;
+        double *x = malloc(np * sizeof *x), *y = malloc(np * sizeof *y), base = NAN;
+        fprintf(md, "### %s (n = %.0f)\n\n| L | status | time (s) | peak RSS | param bytes | "
+                    "activation memory | vs smallest L |\n|---|---|---|---|---|---|---|\n",
+                s[k].label, report_num(json_array_get(s[k].points, 0), "n"));
+        for (size_t j = 0; j < np; j++) {
+            const json_t *r = json_array_get(s[k].points, j);
+            const int ok = strcmp(report_str(r, "status"), "ok") == 0;
+            char rss[32], par[32], act[32];
+            fmt_bytes(report_num(r, "peak_rss_bytes"), rss, sizeof rss);
+            fmt_bytes(report_num(r, "param_bytes"), par, sizeof par);
+            const double a = activation_bytes(r, NULL);
+            fmt_bytes(ok ? a : NAN, act, sizeof act);
+            if (ok && isnan(base))
+                base = a;
+            fprintf(md, "| %.0f | %s | %.4g | %s | %s | %s | %s%.1f%% |\n", report_num(r, "layers"),
+                    report_str(r, "status"), report_num(r, "wall_s"), rss, par, act,
+                    ok && a >= base ? "+" : "", ok ? 100 * (a - base) / base : NAN);
+            if (ok) {
+                x[m] = report_num(r, "layers");
+                y[m++] = a;
+            }
+        }
+        fit_result f = fit_linear(x, y, m);
+        char slope[32], se[32];
+        fmt_bytes(f.b, slope, sizeof slope);
+        fmt_bytes(f.se_b, se, sizeof se);
+        if (f.ok)
+            fprintf(md, "\nFitted: %s per layer%s%s%s (R² %.3f) over L = %.0f..%.0f.\n\n", slope,
+                    isnan(f.se_b) ? "" : " ± ", isnan(f.se_b) ? "" : se, "", f.r2, f.n_min, f.n_max);
+        free(x);
+        free(y);
+    }
+}
+
 /* Peak memory against depth for training sweeps (records with a `layers` field). */
 static void plot_layers(const char *dir, FILE *md, json_t *records, int *failures)
 {
@@ -686,17 +770,18 @@ static void plot_layers(const char *dir, FILE *md, json_t *records, int *failure
         report_series_free(s, ns);
         return;
     }
+    depth_table(md, s, ns);
     plot_series *ps = calloc((size_t)ns + 1, sizeof *ps);
     size_t k = 0;
     for (int i = 0; i < ns; i++)
-        k += series_points(&s[i], "layers", metric_field, "peak_rss_bytes", &ps[k]) ? 1 : (free(ps[k].x), free(ps[k].y), 0);
+        k += series_points(&s[i], "layers", activation_bytes, NULL, &ps[k]) ? 1 : (free(ps[k].x), free(ps[k].y), 0);
     int enough = 0;
     for (size_t i = 0; i < k; i++)
         enough |= ps[i].count >= 2;
     if (enough) {
-        plot_spec p = {.name = "layers", .title = "Training step: peak memory against depth",
-                       .xlabel = "layers L", .ylabel = "peak RSS", .logx = 1, .logy = 0,
-                       .ybytes = 1};
+        plot_spec p = {.name = "layers", .title = "Training step: activation memory against depth",
+                       .xlabel = "layers L", .ylabel = "peak RSS - weights and gradients",
+                       .logx = 1, .logy = 0, .ybytes = 1};
         draw(dir, &p, ps, k, md, "Peak memory vs layers", failures);
     } else {
         for (size_t i = 0; i < k; i++)
