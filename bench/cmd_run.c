@@ -44,10 +44,15 @@ int cmd_run(int argc, char **argv)
         }
         switch (c) {
         case OPT_METHOD: method = optarg; break;
-        case OPT_N:
-            if (cli_parse_int(optarg, 1, INT64_C(1) << 31, &n))
-                return cli_error("run", "--n '%s' is not an integer in [1, 2^31]", optarg);
+        case OPT_N: {
+            uint64_t v; /* K and M count 1024s, as in sweeps: 64K, 1M */
+            if (cli_parse_size(optarg, &v) || v < 1 || v > (UINT64_C(1) << 31) ||
+                strchr(optarg, '.'))
+                return cli_error("run", "--n '%s' is not a length in [1, 2^31] (K/M suffixes "
+                                        "allowed)", optarg);
+            n = (int64_t)v;
             break;
+        }
         case OPT_PARAM:
             if (nparams == 64)
                 return cli_error("run", "too many --param flags");

@@ -781,7 +781,7 @@ static void plot_layers(const char *dir, FILE *md, json_t *records, int *failure
     if (enough) {
         plot_spec p = {.name = "layers", .title = "Training step: activation memory against depth",
                        .xlabel = "layers L", .ylabel = "peak RSS - weights and gradients",
-                       .logx = 1, .logy = 0, .ybytes = 1};
+                       .logx = 0, .logy = 0, .ybytes = 1};
         draw(dir, &p, ps, k, md, "Peak memory vs layers", failures);
     } else {
         for (size_t i = 0; i < k; i++)

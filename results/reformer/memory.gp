@@ -1,0 +1,21 @@
+# memory.gp: written by `attnbench report`; run with `gnuplot memory.gp` in this folder
+set title "Peak memory (RSS) against sequence length"
+set xlabel "sequence length n (tokens)"
+set ylabel "peak RSS"
+set key left top box opaque
+set grid
+set rmargin 4
+set logscale x 2
+set logscale y 2
+set format x '2^{%L}'
+set format y '%.0b %BB'
+set yrange [3369044650.6666665:29881786368]
+x0 = 262144; y0 = 5053566976
+set style line 1 lc rgb '#999999' dt 2 lw 1
+set style line 2 lc rgb '#555555' dt 2 lw 1
+do for [term in 'pngcairo svg'] {
+  if (term eq 'pngcairo') { set terminal pngcairo size 1000,650 enhanced font 'DejaVu Sans,11'; set output 'memory.png' } else { set terminal svg size 1000,650 dynamic enhanced font 'DejaVu Sans,11'; set output 'memory.svg' }
+  plot 'memory.dat' index 0 using 1:2 with linespoints pt 7 ps 0.8 lw 2 lt 1 title "reversible (lsh) L=12" noenhanced, \
+       y0 * (x / x0) ls 1 title '∝ n', y0 * (x / x0)**2 ls 2 title '∝ n^2'
+  set output
+}
