@@ -4,6 +4,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "attn.h"
 #include "kernels.h"
 
 size_t bwd_tile_bytes(int max_rows, int max_cols, int d)
@@ -52,6 +53,18 @@ void bwd_rowdot(const float *dout, const float *out, int64_t n, int d, float *D)
             acc += dout[i * d + c] * out[i * d + c];
         D[i] = acc;
     }
+}
+
+bwd_io bwd_head(const attn_grads *g, int64_t bh, int64_t n, int d, float scale, float *D)
+{
+    const size_t off = (size_t)bh * (size_t)n * (size_t)d, bytes = (size_t)n * d * sizeof(float);
+    memset(g->dq + off, 0, bytes);
+    memset(g->dk + off, 0, bytes);
+    memset(g->dv + off, 0, bytes);
+    bwd_rowdot(g->dout + off, g->out + off, n, d, D);
+    return (bwd_io){.q = g->q + off, .k = g->k + off, .v = g->v + off, .dout = g->dout + off,
+                    .lse = g->lse + (size_t)bh * (size_t)n, .D = D, .dq = g->dq + off,
+                    .dk = g->dk + off, .dv = g->dv + off, .d = d, .scale = scale};
 }
 
 void bwd_tile_run(bwd_tile *t, const bwd_io *io, const int32_t *qrows, int rows,

@@ -51,4 +51,9 @@ int32_t *bwd_range(int32_t *rows, int64_t first, int count);
 /* D[i] = dot(dout[i], out[i]) for the n rows of one head. */
 void bwd_rowdot(const float *dout, const float *out, int64_t n, int d, float *D);
 
+struct attn_grads;
+/* Starts head bh of a backward call: zeroes its dq, dk, dv, computes its D into D (n floats)
+ * and returns the head as a bwd_io with the given softmax scale. */
+bwd_io bwd_head(const struct attn_grads *g, int64_t bh, int64_t n, int d, float scale, float *D);
+
 #endif

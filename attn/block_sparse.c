@@ -286,15 +286,7 @@ static int bs_backward(const attn_shape *s, const attn_params *p, const attn_gra
         float *D = kern_take(&cursor, (size_t)n, sizeof(float));
 #pragma omp for schedule(dynamic)
         for (int64_t bh = 0; bh < s->B * s->H; bh++) {
-            const size_t off = (size_t)bh * (size_t)n * (size_t)d;
-            memset(gr->dq + off, 0, (size_t)n * d * sizeof(float));
-            memset(gr->dk + off, 0, (size_t)n * d * sizeof(float));
-            memset(gr->dv + off, 0, (size_t)n * d * sizeof(float));
-            bwd_rowdot(gr->dout + off, gr->out + off, n, d, D);
-            const bwd_io io = {.q = gr->q + off, .k = gr->k + off, .v = gr->v + off,
-                               .dout = gr->dout + off, .lse = gr->lse + (size_t)bh * (size_t)n,
-                               .D = D, .dq = gr->dq + off, .dk = gr->dk + off,
-                               .dv = gr->dv + off, .d = d, .scale = 1.0f / sqrtf((float)d)};
+            const bwd_io io = bwd_head(gr, bh, n, d, 1.0f / sqrtf((float)d), D);
             for (int64_t i = 0; i < nb; i++) {
                 const int rows = (int)block_keys(&g, i);
                 bwd_range(tile.qrows, i * g.block, rows);

@@ -127,15 +127,7 @@ static int fs_backward(const attn_shape *s, const attn_params *p, const attn_gra
         float *D = kern_take(&cursor, (size_t)n, sizeof(float));
 #pragma omp for schedule(dynamic)
         for (int64_t bh = 0; bh < s->B * s->H; bh++) {
-            const size_t off = (size_t)bh * (size_t)n * (size_t)d;
-            memset(g->dq + off, 0, (size_t)n * d * sizeof(float));
-            memset(g->dk + off, 0, (size_t)n * d * sizeof(float));
-            memset(g->dv + off, 0, (size_t)n * d * sizeof(float));
-            bwd_rowdot(g->dout + off, g->out + off, n, d, D);
-            const bwd_io io = {.q = g->q + off, .k = g->k + off, .v = g->v + off,
-                               .dout = g->dout + off, .lse = g->lse + (size_t)bh * n, .D = D,
-                               .dq = g->dq + off, .dk = g->dk + off, .dv = g->dv + off, .d = d,
-                               .scale = 1.0f / sqrtf((float)d)};
+            const bwd_io io = bwd_head(g, bh, n, d, 1.0f / sqrtf((float)d), D);
             for (int q0 = 0; q0 < n; q0 += tq) {
                 const int rows = n - q0 < tq ? n - q0 : tq;
                 const int kend = s->causal ? q0 + rows : n;

@@ -376,21 +376,17 @@ static int lsh_backward(const attn_shape *s, const attn_params *p, const attn_gr
 #pragma omp for schedule(dynamic)
         for (int64_t bh = 0; bh < s->B * s->H; bh++) {
             const int64_t b = bh / s->H, head = bh % s->H;
-            const size_t off = (size_t)bh * (size_t)n * (size_t)d;
-            const float *q = gr->q + off;
-            float *dq = gr->dq + off, *dk = gr->dk + off;
-            memset(dq, 0, (size_t)n * d * sizeof(float));
-            memset(dk, 0, (size_t)n * d * sizeof(float));
-            memset(gr->dv + off, 0, (size_t)n * d * sizeof(float));
+            /* the keys are the queries, scaled: no 1/sqrt(d), and k itself is not used */
+            bwd_io io = bwd_head(gr, bh, n, d, 1.0f, D);
+            const float *q = io.q;
+            float *dq = io.dq, *dk = io.dk;
+            io.k = q;
+            io.kscale = kscale;
             key_scales(q, d, 0, n, kscale);
-            bwd_rowdot(gr->dout + off, gr->out + off, n, d, D);
             for (int r = 0; r < g.h; r++)
                 sort_round(&g, gr->structure + (size_t)((r * s->B + b) * s->H + head) * (size_t)n,
                            cnt, sorted + (size_t)r * (size_t)n);
             count_selfs(&g, sorted, selfs, stamp);
-            const bwd_io io = {.q = q, .k = q, .v = gr->v + off, .dout = gr->dout + off,
-                               .lse = gr->lse + (size_t)bh * (size_t)n, .D = D, .kscale = kscale,
-                               .dq = dq, .dk = dk, .dv = gr->dv + off, .d = d, .scale = 1.0f};
             const bwd_ctx ctx = {.causal = s->causal, .lse = io.lse, .selfs = selfs};
             for (int64_t a = 0; a < total_chunks; a++) {
                 const int64_t prev = (a + total_chunks - 1) % total_chunks;

@@ -50,6 +50,13 @@ static const char forward_usage[] =
     "Inputs are float32 C-order .npy arrays of shape (n, d) or (B, H, n, d); the output has\n"
     "the inputs' shape, the logsumexp (n) or (B, H, n), the structure the method's own.\n";
 
+static const char backward_usage[] =
+    "usage: attnbench backward --method M --q Q.npy --k K.npy --v V.npy --dout dO.npy\n"
+    "                          --dq dQ.npy --dk dK.npy --dv dV.npy [--causal]\n"
+    "                          [--param key=value]... [--threads T]\n"
+    "Runs the forward, then the backward of the loss whose gradient with respect to the output\n"
+    "is dO, and writes dq, dk, dv in the inputs' shape.\n";
+
 /* Reads one input and checks it against the first one read (ref), if any. */
 static int read_input(const char *cmd, const char *flag, const char *path, npy_array *a,
                       const npy_array *ref)
@@ -81,226 +88,146 @@ static attn_shape shape_of(const npy_array *q, int causal)
     return shape;
 }
 
-int cmd_forward(int argc, char **argv)
+/* The files of forward and backward, by flag (getopt values past the ASCII ones). */
+enum { F_FIRST = 256, F_Q = F_FIRST, F_K, F_V, F_DOUT, F_OUT, F_LSE, F_STRUCTURE, F_DQ, F_DK, F_DV,
+       F_LAST };
+#define F_COUNT (F_LAST - F_FIRST)
+
+/* forward and backward: one method on .npy inputs. backward also runs the forward first,
+ * for the out, lse and structure its backward needs. */
+static int attn_command(const char *cmd, int argc, char **argv, int backward)
 {
     static const struct option opts[] = {
-        {"method", required_argument, 0, 'm'}, {"q", required_argument, 0, 'q'},
-        {"k", required_argument, 0, 'k'},      {"v", required_argument, 0, 'v'},
-        {"out", required_argument, 0, 'o'},    {"lse", required_argument, 0, 'l'},
-        {"structure", required_argument, 0, 's'}, {"causal", no_argument, 0, 'c'},
-        {"param", required_argument, 0, 'p'},  {"threads", required_argument, 0, 't'},
-        {"help", no_argument, 0, 'h'},         {0, 0, 0, 0},
+        {"method", required_argument, 0, 'm'},   {"q", required_argument, 0, F_Q},
+        {"k", required_argument, 0, F_K},        {"v", required_argument, 0, F_V},
+        {"dout", required_argument, 0, F_DOUT},  {"out", required_argument, 0, F_OUT},
+        {"lse", required_argument, 0, F_LSE},    {"structure", required_argument, 0, F_STRUCTURE},
+        {"dq", required_argument, 0, F_DQ},      {"dk", required_argument, 0, F_DK},
+        {"dv", required_argument, 0, F_DV},      {"causal", no_argument, 0, 'c'},
+        {"param", required_argument, 0, 'p'},    {"threads", required_argument, 0, 't'},
+        {"help", no_argument, 0, 'h'},           {0, 0, 0, 0},
     };
-    const char *method = NULL, *qp = NULL, *kp = NULL, *vp = NULL, *op = NULL, *lp = NULL,
-               *sp = NULL;
+    /* the flags each command takes */
+    static const int fwd_files[] = {F_Q, F_K, F_V, F_OUT, F_LSE, F_STRUCTURE};
+    static const int bwd_files[] = {F_Q, F_K, F_V, F_DOUT, F_DQ, F_DK, F_DV};
+    const char *method = NULL, *path[F_COUNT] = {0}; /* by flag - F_FIRST */
     const char *params[64];
     int nparams = 0, causal = 0;
     int64_t threads = omp_get_max_threads();
     opterr = 0;
     for (int c; (c = getopt_long(argc, argv, "", opts, NULL)) != -1;) {
+        if (c >= F_FIRST && c < F_LAST) {
+            const int *ok = backward ? bwd_files : fwd_files;
+            const size_t nok = backward ? sizeof bwd_files / sizeof *bwd_files
+                                        : sizeof fwd_files / sizeof *fwd_files;
+            int allowed = 0;
+            for (size_t i = 0; i < nok; i++)
+                allowed |= ok[i] == c;
+            if (!allowed)
+                return cli_error(cmd, "%s takes no %s (see 'attnbench %s --help')", cmd,
+                                 argv[optind - 1], cmd);
+            path[c - F_FIRST] = optarg;
+            continue;
+        }
         switch (c) {
         case 'm': method = optarg; break;
-        case 'q': qp = optarg; break;
-        case 'k': kp = optarg; break;
-        case 'v': vp = optarg; break;
-        case 'o': op = optarg; break;
-        case 'l': lp = optarg; break;
-        case 's': sp = optarg; break;
         case 'c': causal = 1; break;
         case 'p':
             if (nparams == 64)
-                return cli_error("forward", "too many --param flags");
+                return cli_error(cmd, "too many --param flags");
             params[nparams++] = optarg;
             break;
         case 't':
             if (cli_parse_int(optarg, 1, 1024, &threads))
-                return cli_error("forward", "--threads '%s' is not an integer in [1, 1024]",
-                                 optarg);
+                return cli_error(cmd, "--threads '%s' is not an integer in [1, 1024]", optarg);
             break;
-        case 'h': fputs(forward_usage, stdout); return 0;
-        default: return cli_getopt_error("forward", optopt, argv, optind);
+        case 'h': fputs(backward ? backward_usage : forward_usage, stdout); return 0;
+        default: return cli_getopt_error(cmd, optopt, argv, optind);
         }
     }
     if (optind < argc)
-        return cli_error("forward", "unexpected argument '%s'", argv[optind]);
-
+        return cli_error(cmd, "unexpected argument '%s'", argv[optind]);
     attn_params p;
-    int rc = cli_method("forward", method, &p);
+    int rc = cli_method(cmd, method, &p);
     for (int i = 0; !rc && i < nparams; i++)
-        rc = cli_param("forward", &p, params[i]);
+        rc = cli_param(cmd, &p, params[i]);
     if (rc)
         return rc;
-    if (!op)
-        return cli_error("forward", "--out is required");
-
-    npy_array q = {0}, k = {0}, v = {0};
-    float *out = NULL, *lse = NULL;
-    int32_t *structure = NULL;
-    if ((rc = read_input("forward", "q", qp, &q, NULL)) ||
-        (rc = read_input("forward", "k", kp, &k, &q)) ||
-        (rc = read_input("forward", "v", vp, &v, &q)))
-        goto done;
-
-    attn_shape shape = shape_of(&q, causal);
-    const char *why;
-    if ((rc = attn_check(&shape, &p, &why))) {
-        rc = cli_check_error("forward", &p, rc, why);
-        goto done;
-    }
-    attn_cost cost;
-    p.method->cost(&shape, &p, (int)threads, &cost);
-    size_t nstruct = attn_structure_elems(&cost);
-    out = malloc(attn_tensor_elems(&shape) * sizeof *out);
-    lse = malloc((size_t)(shape.B * shape.H * shape.n) * sizeof *lse);
-    structure = nstruct ? malloc(nstruct * sizeof *structure) : NULL;
-    if (!out || !lse || (nstruct && !structure)) {
-        rc = cli_error("forward", "out of memory for n=%lld", (long long)shape.n);
-        goto done;
-    }
-    attn_tensors t = {.q = q.data, .k = k.data, .v = v.data, .out = out, .lse = lse,
-                      .structure = structure};
-    if ((rc = attn_forward_alloc(&shape, &p, &t, (int)threads))) {
-        rc = cli_error("forward", "%s: %s", attn_errname(rc), attn_strerror(rc));
-        goto done;
-    }
-    char err[512];
-    int64_t lse_shape[3] = {shape.B, shape.H, shape.n};
-    if (npy_write(op, "<f4", q.ndim, q.shape, out, sizeof *out, err, sizeof err) ||
-        (lp && npy_write(lp, "<f4", q.ndim == 4 ? 3 : 1, q.ndim == 4 ? lse_shape : &shape.n, lse,
-                         sizeof *lse, err, sizeof err))) {
-        rc = cli_error("forward", "%s", err);
-        goto done;
-    }
-    if (sp) {
-        if (!nstruct) {
-            rc = cli_error("forward", "--structure: method %s has no discrete structure",
-                           p.method->name);
-            goto done;
-        }
-        if (npy_write(sp, "<i4", cost.structure_ndim, cost.structure_dims, structure,
-                      sizeof *structure, err, sizeof err)) {
-            rc = cli_error("forward", "%s", err);
-            goto done;
-        }
-    }
-done:
-    npy_free(&q);
-    npy_free(&k);
-    npy_free(&v);
-    free(out);
-    free(lse);
-    free(structure);
-    return rc;
-}
-
-static const char backward_usage[] =
-    "usage: attnbench backward --method M --q Q.npy --k K.npy --v V.npy --dout dO.npy\n"
-    "                          --dq dQ.npy --dk dK.npy --dv dV.npy [--causal]\n"
-    "                          [--param key=value]... [--threads T]\n"
-    "Runs the forward, then the backward of the loss whose gradient with respect to the output\n"
-    "is dO, and writes dq, dk, dv in the inputs' shape.\n";
-
-int cmd_backward(int argc, char **argv)
-{
-    static const struct option opts[] = {
-        {"method", required_argument, 0, 'm'}, {"q", required_argument, 0, 'q'},
-        {"k", required_argument, 0, 'k'},      {"v", required_argument, 0, 'v'},
-        {"dout", required_argument, 0, 'o'},   {"dq", required_argument, 0, 'Q'},
-        {"dk", required_argument, 0, 'K'},     {"dv", required_argument, 0, 'V'},
-        {"causal", no_argument, 0, 'c'},       {"param", required_argument, 0, 'p'},
-        {"threads", required_argument, 0, 't'}, {"help", no_argument, 0, 'h'},
-        {0, 0, 0, 0},
-    };
-    const char *method = NULL, *path[7] = {0}; /* q k v dout dq dk dv */
-    const char *params[64];
-    int nparams = 0, causal = 0;
-    int64_t threads = omp_get_max_threads();
-    opterr = 0;
-    for (int c; (c = getopt_long(argc, argv, "", opts, NULL)) != -1;) {
-        switch (c) {
-        case 'm': method = optarg; break;
-        case 'q': path[0] = optarg; break;
-        case 'k': path[1] = optarg; break;
-        case 'v': path[2] = optarg; break;
-        case 'o': path[3] = optarg; break;
-        case 'Q': path[4] = optarg; break;
-        case 'K': path[5] = optarg; break;
-        case 'V': path[6] = optarg; break;
-        case 'c': causal = 1; break;
-        case 'p':
-            if (nparams == 64)
-                return cli_error("backward", "too many --param flags");
-            params[nparams++] = optarg;
-            break;
-        case 't':
-            if (cli_parse_int(optarg, 1, 1024, &threads))
-                return cli_error("backward", "--threads '%s' is not an integer in [1, 1024]",
-                                 optarg);
-            break;
-        case 'h': fputs(backward_usage, stdout); return 0;
-        default: return cli_getopt_error("backward", optopt, argv, optind);
-        }
-    }
-    if (optind < argc)
-        return cli_error("backward", "unexpected argument '%s'", argv[optind]);
-    attn_params p;
-    int rc = cli_method("backward", method, &p);
-    for (int i = 0; !rc && i < nparams; i++)
-        rc = cli_param("backward", &p, params[i]);
-    if (rc)
-        return rc;
-    static const char *const outs[] = {"dq", "dk", "dv"};
-    for (int i = 0; i < 3; i++)
-        if (!path[4 + i])
-            return cli_error("backward", "--%s is required", outs[i]);
-    if (!p.method->backward)
-        return cli_error("backward", "%s: method %s has no backward pass",
+    static const char *const names[F_COUNT] = {"q", "k", "v", "dout", "out", "lse", "structure",
+                                               "dq", "dk", "dv"};
+    const int required[] = {F_OUT, F_DQ, F_DK, F_DV};
+    for (int i = backward; i < (backward ? 4 : 1); i++)
+        if (!path[required[i] - F_FIRST])
+            return cli_error(cmd, "--%s is required", names[required[i] - F_FIRST]);
+    if (backward && !p.method->backward)
+        return cli_error(cmd, "%s: method %s has no backward pass",
                          attn_errname(ATTN_ENOBACKWARD), p.method->name);
 
     npy_array in[4];
     memset(in, 0, sizeof in);
-    static const char *const names[] = {"q", "k", "v", "dout"};
     float *out = NULL, *lse = NULL, *grad[3] = {NULL, NULL, NULL};
     int32_t *structure = NULL;
-    for (int i = 0; i < 4 && !rc; i++)
-        rc = read_input("backward", names[i], path[i], &in[i], i ? &in[0] : NULL);
+    for (int i = 0; i < (backward ? 4 : 3) && !rc; i++)
+        rc = read_input(cmd, names[i], path[i], &in[i], i ? &in[0] : NULL);
     if (rc)
         goto done;
     attn_shape shape = shape_of(&in[0], causal);
     const char *why;
     if ((rc = attn_check(&shape, &p, &why))) {
-        rc = cli_check_error("backward", &p, rc, why);
+        rc = cli_check_error(cmd, &p, rc, why);
         goto done;
     }
     attn_cost cost;
     p.method->cost(&shape, &p, (int)threads, &cost);
     const size_t elems = attn_tensor_elems(&shape), nstruct = attn_structure_elems(&cost);
+    const int64_t lse_shape[3] = {shape.B, shape.H, shape.n};
     out = malloc(elems * sizeof *out);
     lse = malloc((size_t)(shape.B * shape.H * shape.n) * sizeof *lse);
     structure = nstruct ? malloc(nstruct * sizeof *structure) : NULL;
-    for (int i = 0; i < 3; i++)
+    for (int i = 0; i < 3 && backward; i++)
         grad[i] = malloc(elems * sizeof(float));
-    if (!out || !lse || (nstruct && !structure) || !grad[0] || !grad[1] || !grad[2]) {
-        rc = cli_error("backward", "out of memory for n=%lld", (long long)shape.n);
+    if (!out || !lse || (nstruct && !structure) ||
+        (backward && (!grad[0] || !grad[1] || !grad[2]))) {
+        rc = cli_error(cmd, "out of memory for n=%lld", (long long)shape.n);
         goto done;
     }
     attn_tensors t = {.q = in[0].data, .k = in[1].data, .v = in[2].data, .out = out, .lse = lse,
                       .structure = structure};
-    attn_grads g = {.q = in[0].data, .k = in[1].data, .v = in[2].data, .out = out, .lse = lse,
-                    .dout = in[3].data, .structure = structure, .dq = grad[0], .dk = grad[1],
-                    .dv = grad[2]};
-    if ((rc = attn_forward_alloc(&shape, &p, &t, (int)threads)) ||
-        (rc = attn_backward_alloc(&shape, &p, &g, (int)threads))) {
-        rc = cli_error("backward", "%s: %s", attn_errname(rc), attn_strerror(rc));
+    if ((rc = attn_forward_alloc(&shape, &p, &t, (int)threads))) {
+        rc = cli_error(cmd, "%s: %s", attn_errname(rc), attn_strerror(rc));
         goto done;
     }
     char err[512];
-    for (int i = 0; i < 3; i++)
-        if (npy_write(path[4 + i], "<f4", in[0].ndim, in[0].shape, grad[i], sizeof(float), err,
-                      sizeof err)) {
-            rc = cli_error("backward", "%s", err);
+    if (backward) {
+        attn_grads g = {.q = in[0].data, .k = in[1].data, .v = in[2].data, .out = out,
+                        .lse = lse, .dout = in[3].data, .structure = structure, .dq = grad[0],
+                        .dk = grad[1], .dv = grad[2]};
+        if ((rc = attn_backward_alloc(&shape, &p, &g, (int)threads))) {
+            rc = cli_error(cmd, "%s: %s", attn_errname(rc), attn_strerror(rc));
             goto done;
         }
+        for (int i = 0; i < 3; i++)
+            if (npy_write(path[F_DQ - F_FIRST + i], "<f4", in[0].ndim, in[0].shape, grad[i], sizeof(float),
+                          err, sizeof err)) {
+                rc = cli_error(cmd, "%s", err);
+                goto done;
+            }
+        goto done;
+    }
+    if (npy_write(path[F_OUT - F_FIRST], "<f4", in[0].ndim, in[0].shape, out, sizeof *out, err, sizeof err) ||
+        (path[F_LSE - F_FIRST] && npy_write(path[F_LSE - F_FIRST], "<f4", in[0].ndim == 4 ? 3 : 1,
+                                  in[0].ndim == 4 ? lse_shape : &shape.n, lse, sizeof *lse, err,
+                                  sizeof err))) {
+        rc = cli_error(cmd, "%s", err);
+        goto done;
+    }
+    if (path[F_STRUCTURE - F_FIRST]) {
+        if (!nstruct)
+            rc = cli_error(cmd, "--structure: method %s has no discrete structure", p.method->name);
+        else if (npy_write(path[F_STRUCTURE - F_FIRST], "<i4", cost.structure_ndim, cost.structure_dims,
+                           structure, sizeof *structure, err, sizeof err))
+            rc = cli_error(cmd, "%s", err);
+    }
 done:
     for (int i = 0; i < 4; i++)
         npy_free(&in[i]);
@@ -310,4 +237,14 @@ done:
     for (int i = 0; i < 3; i++)
         free(grad[i]);
     return rc;
+}
+
+int cmd_forward(int argc, char **argv)
+{
+    return attn_command("forward", argc, argv, 0);
+}
+
+int cmd_backward(int argc, char **argv)
+{
+    return attn_command("backward", argc, argv, 1);
 }

@@ -235,5 +235,21 @@ assert got == sorted([("reversible", "reversible", l) for l in (1, 2, 4)] + [("f
 assert len({r["point_id"] for r in recs}) == 6
 ' "$tmp/layers.jsonl" && pass || fail "sweep over layers records"
 
+
+# --- backward: three gradient files of the inputs' shape; bad input gets one line
+npy "$tmp/do.npy" '<f4' '(33, 16)'
+b=(--q "$tmp/q.npy" --k "$tmp/k.npy" --v "$tmp/v.npy" --dout "$tmp/do.npy" --dq "$tmp/dq.npy" --dk "$tmp/dk.npy" --dv "$tmp/dv.npy")
+for m in full full_stream block_sparse etc; do
+    rm -f "$tmp"/d[qkv].npy
+    expect_status 0 "backward $m" -- "$bin" backward --method $m "${b[@]}"
+    [ "$(stat -c %s "$tmp/dq.npy")" = $((128 + 33 * 16 * 4)) ] && [ -s "$tmp/dk.npy" ] && [ -s "$tmp/dv.npy" ] &&
+        pass || fail "backward $m did not write dq, dk, dv"
+done
+expect_status 0 "backward lsh" -- "$bin" backward --method lsh --param chunk_len=33 "${b[@]}" --causal
+expect_status 2 "backward lsh, n not a multiple of chunk_len" -- "$bin" backward --method lsh "${b[@]}" --param chunk_len=16
+expect_status 2 "backward without --dv" -- "$bin" backward --method full --q "$tmp/q.npy" --k "$tmp/k.npy" --v "$tmp/v.npy" --dout "$tmp/do.npy" --dq "$tmp/dq.npy" --dk "$tmp/dk.npy"
+expect_status 2 "backward dout shape" -- "$bin" backward --method full --q "$tmp/q.npy" --k "$tmp/k.npy" --v "$tmp/v.npy" --dout "$tmp/short.npy" --dq "$tmp/dq.npy" --dk "$tmp/dk.npy" --dv "$tmp/dv.npy"
+expect_status 2 "forward with a backward flag" -- "$bin" forward --method full --q "$tmp/q.npy" --k "$tmp/k.npy" --v "$tmp/v.npy" --out "$tmp/o.npy" --dq "$tmp/dq.npy"
+
 echo "cli_test: $((count - fails))/$count passed"
 [ "$fails" = 0 ]
