@@ -11,7 +11,7 @@
 #include <stddef.h>
 
 typedef struct plot_series {
-    char title[128];
+    char title[320];
     double *x, *y; /* count points, owned by the caller */
     size_t count;
     int hollow;    /* drawn as open markers without a line: points that were not measured */

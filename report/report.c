@@ -766,7 +766,7 @@ static void plot_layers(const char *dir, FILE *md, json_t *records, int *failure
 {
     report_series_t *s;
     int ns = report_series(records, "layers", &s);
-    if (ns == 0) {
+    if (ns <= 0) {
         report_series_free(s, ns);
         return;
     }
