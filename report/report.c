@@ -70,7 +70,7 @@ int report_load(int nfiles, char **files, json_t **records, char *err, size_t er
 
 /* ---- series ------------------------------------------------------------------------------ */
 
-/* The series key: the point key without its n (and without layers, for layer sweeps). */
+/* The series key: the point key without the token of its x axis ("n=..." or "layers=..."). */
 static void series_key(const json_t *rec, const char *drop, char *buf, size_t size)
 {
     const char *key = report_str(rec, "point_key");
@@ -78,8 +78,7 @@ static void series_key(const json_t *rec, const char *drop, char *buf, size_t si
     buf[0] = '\0';
     for (const char *p = key; *p;) {
         size_t tok = strcspn(p, ";");
-        size_t dl = strlen(drop);
-        int skip = (strncmp(p, "n=", 2) == 0) || (dl && strncmp(p, drop, dl) == 0);
+        int skip = strncmp(p, drop, strlen(drop)) == 0;
         if (!skip && len + tok + 2 < size) {
             memcpy(buf + len, p, tok);
             len += tok;
@@ -126,7 +125,7 @@ static int cmp_n(const void *a, const void *b)
 
 int report_series(json_t *records, const char *xfield, report_series_t **out)
 {
-    const char *drop = strcmp(xfield, "n") == 0 ? "" : "layers=";
+    const char *drop = strcmp(xfield, "n") == 0 ? "n=" : "layers=";
     size_t count = json_array_size(records), ns = 0;
     report_series_t *s = calloc(count + 1, sizeof *s);
     char key[1024];
@@ -720,6 +719,11 @@ static double activation_bytes(const json_t *r, const void *ctx)
 /* Depth: per training series, memory at each L and the fitted bytes per layer. */
 static void depth_table(FILE *md, report_series_t *s, int ns)
 {
+    int any = 0; /* a series over several depths */
+    for (int k = 0; k < ns; k++)
+        any |= json_array_size(s[k].points) >= 2;
+    if (!any)
+        return;
     fprintf(md, "\n## Depth\n\nTraining steps against the number of layers L. Activation memory "
                 "is peak RSS less `param_bytes` (the weights and their gradients, which grow with "
                 "L for any stack); the slope is the least-squares bytes per added layer.\n\n");

@@ -9,7 +9,7 @@ set logscale x 2
 set logscale y 10
 set format y '%g'
 set format x '2^{%L}'
-set yrange [3.4114583333333264e-07:0.00056095618438720704]
+set yrange [3.9735243055555538e-07:0.00060403931427001952]
 set style line 1 lc rgb '#999999' dt 2 lw 1
 set style line 2 lc rgb '#555555' dt 2 lw 1
 do for [term in 'pngcairo svg'] {
@@ -18,6 +18,7 @@ do for [term in 'pngcairo svg'] {
        'counter_0.dat' index 1 using 1:2 with linespoints pt 7 ps 0.8 lw 2 lt 2 title "full_stream" noenhanced, \
        'counter_0.dat' index 2 using 1:2 with linespoints pt 7 ps 0.8 lw 2 lt 3 title "lsh" noenhanced, \
        'counter_0.dat' index 3 using 1:2 with linespoints pt 7 ps 0.8 lw 2 lt 4 title "block_sparse" noenhanced, \
-       'counter_0.dat' index 4 using 1:2 with linespoints pt 7 ps 0.8 lw 2 lt 5 title "etc" noenhanced
+       'counter_0.dat' index 4 using 1:2 with linespoints pt 7 ps 0.8 lw 2 lt 5 title "etc" noenhanced, \
+       'counter_0.dat' index 5 using 1:2 with linespoints pt 7 ps 0.8 lw 2 lt 6 title "reversible (lsh) L=2" noenhanced
   set output
 }

@@ -9,11 +9,13 @@ set logscale x 2
 set logscale y 10
 set format y '%g'
 set format x '2^{%L}'
-set yrange [0.00054253472222222225:0.001220703125]
+set yrange [1.6954210069444444e-06:3.03076171875]
 set style line 1 lc rgb '#999999' dt 2 lw 1
 set style line 2 lc rgb '#555555' dt 2 lw 1
 do for [term in 'pngcairo svg'] {
   if (term eq 'pngcairo') { set terminal pngcairo size 1000,650 enhanced font 'DejaVu Sans,11'; set output 'counter_1.png' } else { set terminal svg size 1000,650 dynamic enhanced font 'DejaVu Sans,11'; set output 'counter_1.svg' }
-  plot 'counter_1.dat' index 0 using 1:2 with linespoints pt 7 ps 0.8 lw 2 lt 1 title "lsh" noenhanced
+  plot 'counter_1.dat' index 0 using 1:2 with linespoints pt 7 ps 0.8 lw 2 lt 1 title "full" noenhanced, \
+       'counter_1.dat' index 1 using 1:2 with linespoints pt 7 ps 0.8 lw 2 lt 2 title "lsh" noenhanced, \
+       'counter_1.dat' index 2 using 1:2 with linespoints pt 7 ps 0.8 lw 2 lt 3 title "reversible (lsh) L=2" noenhanced
   set output
 }

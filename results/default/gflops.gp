@@ -15,6 +15,7 @@ do for [term in 'pngcairo svg'] {
        'gflops.dat' index 1 using 1:2 with linespoints pt 7 ps 0.8 lw 2 lt 2 title "full_stream" noenhanced, \
        'gflops.dat' index 2 using 1:2 with linespoints pt 7 ps 0.8 lw 2 lt 3 title "lsh" noenhanced, \
        'gflops.dat' index 3 using 1:2 with linespoints pt 7 ps 0.8 lw 2 lt 4 title "block_sparse" noenhanced, \
-       'gflops.dat' index 4 using 1:2 with linespoints pt 7 ps 0.8 lw 2 lt 5 title "etc" noenhanced
+       'gflops.dat' index 4 using 1:2 with linespoints pt 7 ps 0.8 lw 2 lt 5 title "etc" noenhanced, \
+       'gflops.dat' index 5 using 1:2 with linespoints pt 7 ps 0.8 lw 2 lt 6 title "reversible (lsh) L=2" noenhanced
   set output
 }

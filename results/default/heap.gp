@@ -10,7 +10,7 @@ set logscale y 2
 set format x '2^{%L}'
 set format y '%.0b %BB'
 set yrange [839242.66666666663:25870862376]
-x0 = 1024; y0 = 5248368
+x0 = 1024; y0 = 9307480
 set style line 1 lc rgb '#999999' dt 2 lw 1
 set style line 2 lc rgb '#555555' dt 2 lw 1
 do for [term in 'pngcairo svg'] {
@@ -20,6 +20,7 @@ do for [term in 'pngcairo svg'] {
        'heap.dat' index 2 using 1:2 with linespoints pt 7 ps 0.8 lw 2 lt 3 title "lsh" noenhanced, \
        'heap.dat' index 3 using 1:2 with linespoints pt 7 ps 0.8 lw 2 lt 4 title "block_sparse" noenhanced, \
        'heap.dat' index 4 using 1:2 with linespoints pt 7 ps 0.8 lw 2 lt 5 title "etc" noenhanced, \
+       'heap.dat' index 5 using 1:2 with linespoints pt 7 ps 0.8 lw 2 lt 6 title "reversible (lsh) L=2" noenhanced, \
        y0 * (x / x0) ls 1 title '∝ n', y0 * (x / x0)**2 ls 2 title '∝ n^2'
   set output
 }

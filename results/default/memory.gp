@@ -9,8 +9,8 @@ set logscale x 2
 set logscale y 2
 set format x '2^{%L}'
 set format y '%.0b %BB'
-set yrange [5693440:6598686670848]
-x0 = 1024; y0 = 13512704
+set yrange [5805397.333333333:6598686670848]
+x0 = 1024; y0 = 17932288
 set style line 1 lc rgb '#999999' dt 2 lw 1
 set style line 2 lc rgb '#555555' dt 2 lw 1
 do for [term in 'pngcairo svg'] {
@@ -22,6 +22,7 @@ do for [term in 'pngcairo svg'] {
        'memory.dat' index 4 using 1:2 with linespoints pt 7 ps 0.8 lw 2 lt 3 title "lsh" noenhanced, \
        'memory.dat' index 5 using 1:2 with linespoints pt 7 ps 0.8 lw 2 lt 4 title "block_sparse" noenhanced, \
        'memory.dat' index 6 using 1:2 with linespoints pt 7 ps 0.8 lw 2 lt 5 title "etc" noenhanced, \
+       'memory.dat' index 7 using 1:2 with linespoints pt 7 ps 0.8 lw 2 lt 6 title "reversible (lsh) L=2" noenhanced, \
        y0 * (x / x0) ls 1 title '∝ n', y0 * (x / x0)**2 ls 2 title '∝ n^2'
   set output
 }

@@ -9,8 +9,8 @@ set logscale x 2
 set logscale y 10
 set format y '%.0s %cs'
 set format x '2^{%L}'
-set yrange [0.00034461733321222709:36.340603281000313]
-x0 = 1024; y0 = 0.001948672000253282
+set yrange [0.00040561533387517557:57.320870328000183]
+x0 = 1024; y0 = 0.024448044999189733
 set style line 1 lc rgb '#999999' dt 2 lw 1
 set style line 2 lc rgb '#555555' dt 2 lw 1
 do for [term in 'pngcairo svg'] {
@@ -20,6 +20,7 @@ do for [term in 'pngcairo svg'] {
        'time.dat' index 2 using 1:2 with linespoints pt 7 ps 0.8 lw 2 lt 3 title "lsh" noenhanced, \
        'time.dat' index 3 using 1:2 with linespoints pt 7 ps 0.8 lw 2 lt 4 title "block_sparse" noenhanced, \
        'time.dat' index 4 using 1:2 with linespoints pt 7 ps 0.8 lw 2 lt 5 title "etc" noenhanced, \
+       'time.dat' index 5 using 1:2 with linespoints pt 7 ps 0.8 lw 2 lt 6 title "reversible (lsh) L=2" noenhanced, \
        y0 * (x / x0) ls 1 title '∝ n', y0 * (x / x0)**2 ls 2 title '∝ n^2'
   set output
 }
