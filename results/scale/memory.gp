@@ -9,8 +9,8 @@ set logscale x 2
 set logscale y 2
 set format x '2^{%L}'
 set format y '%.0b %BB'
-set yrange [49952085.333333336:1668851712]
-x0 = 65536; y0 = 77324288
+set yrange [50096810.666666664:1669281792]
+x0 = 65536; y0 = 77680640
 set style line 1 lc rgb '#999999' dt 2 lw 1
 set style line 2 lc rgb '#555555' dt 2 lw 1
 do for [term in 'pngcairo svg'] {

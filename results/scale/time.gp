@@ -9,8 +9,8 @@ set logscale x 2
 set logscale y 10
 set format y '%.0s %cs'
 set format x '2^{%L}'
-set yrange [0.033780614666587404:1.9999801379995006]
-x0 = 65536; y0 = 0.084067982999840751
+set yrange [0.041567357999762557:2.0812709610004276]
+x0 = 65536; y0 = 0.078173704000619182
 set style line 1 lc rgb '#999999' dt 2 lw 1
 set style line 2 lc rgb '#555555' dt 2 lw 1
 do for [term in 'pngcairo svg'] {
