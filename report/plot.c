@@ -30,8 +30,8 @@ static void write_script(FILE *f, const plot_spec *p)
 {
     fprintf(f, "# %s.gp: written by `attnbench report`; run with `gnuplot %s.gp` in this folder\n",
             p->name, p->name);
-    fprintf(f, "set title \"%s\"\nset xlabel \"%s\"\nset ylabel \"%s\"\n", p->title, p->xlabel,
-            p->ylabel);
+    fprintf(f, "set title \"%s\" noenhanced\nset xlabel \"%s\" noenhanced\n"
+               "set ylabel \"%s\" noenhanced\n", p->title, p->xlabel, p->ylabel);
     fprintf(f, "set key left top box opaque\nset grid\nset rmargin 4\n");
     if (p->logx)
         fprintf(f, "set logscale x 2\n");

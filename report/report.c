@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "../bench/cli.h"
 #include "../bench/commands.h"
@@ -705,7 +706,7 @@ static void plot_lsh_hashes(const char *dir, FILE *md, json_t *records, int *fai
     }
     plot_spec p = {.name = "lsh_error", .title = "LSH error against exact shared-QK attention",
                    .xlabel = "n_hashes", .ylabel = "mean row-wise relative error", .logx = 1,
-                   .logy = 10, .yformat = "%g"};
+                   .logy = 0, .yformat = "%g"};
     draw(dir, &p, ps, nps, md, "LSH error vs n_hashes", failures);
 }
 
@@ -837,6 +838,18 @@ int cmd_report(int argc, char **argv)
         return cli_error("report", "--out %s: %s", dir, strerror(errno));
     }
     char path[1024];
+    /* the plots of an earlier report into the same folder, so none outlives its data */
+    static const char *const stems[] = {"memory", "heap", "time", "gflops", "lsh_error", "layers"};
+    static const char *const exts[] = {"png", "svg", "gp", "dat", "err"};
+    for (size_t i = 0; i < sizeof stems / sizeof stems[0] + 16; i++)
+        for (size_t e = 0; e < sizeof exts / sizeof exts[0]; e++) {
+            if (i < sizeof stems / sizeof stems[0])
+                snprintf(path, sizeof path, "%s/%s.%s", dir, stems[i], exts[e]);
+            else
+                snprintf(path, sizeof path, "%s/counter_%zu.%s", dir, i - sizeof stems / sizeof stems[0],
+                         exts[e]);
+            unlink(path);
+        }
     snprintf(path, sizeof path, "%s/results.csv", dir);
     if (write_csv(path, records, err, sizeof err)) {
         json_decref(records);

@@ -1,14 +1,12 @@
 # lsh_error.gp: written by `attnbench report`; run with `gnuplot lsh_error.gp` in this folder
-set title "LSH error against exact shared-QK attention"
-set xlabel "n_hashes"
-set ylabel "mean row-wise relative error"
+set title "LSH error against exact shared-QK attention" noenhanced
+set xlabel "n_hashes" noenhanced
+set ylabel "mean row-wise relative error" noenhanced
 set key left top box opaque
 set grid
 set rmargin 4
 set logscale x 2
-set logscale y 10
 set format y '%g'
-set yrange [0.29799577279443262:1.7796600861868259]
 set style line 1 lc rgb '#999999' dt 2 lw 1
 set style line 2 lc rgb '#555555' dt 2 lw 1
 do for [term in 'pngcairo svg'] {

@@ -1,7 +1,7 @@
 # heap.gp: written by `attnbench report`; run with `gnuplot heap.gp` in this folder
-set title "Heap peak (jemalloc thread.peak) against sequence length"
-set xlabel "sequence length n (tokens)"
-set ylabel "heap peak"
+set title "Heap peak (jemalloc thread.peak) against sequence length" noenhanced
+set xlabel "sequence length n (tokens)" noenhanced
+set ylabel "heap peak" noenhanced
 set key left top box opaque
 set grid
 set rmargin 4

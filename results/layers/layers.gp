@@ -1,7 +1,7 @@
 # layers.gp: written by `attnbench report`; run with `gnuplot layers.gp` in this folder
-set title "Training step: activation memory against depth"
-set xlabel "layers L"
-set ylabel "peak RSS - weights and gradients"
+set title "Training step: activation memory against depth" noenhanced
+set xlabel "layers L" noenhanced
+set ylabel "peak RSS - weights and gradients" noenhanced
 set key left top box opaque
 set grid
 set rmargin 4

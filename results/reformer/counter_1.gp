@@ -1,7 +1,7 @@
 # counter_1.gp: written by `attnbench report`; run with `gnuplot counter_1.gp` in this folder
-set title "rusage.minor_faults per token and repetition"
-set xlabel "sequence length n (tokens)"
-set ylabel "rusage.minor_faults"
+set title "rusage.minor_faults per token and repetition" noenhanced
+set xlabel "sequence length n (tokens)" noenhanced
+set ylabel "rusage.minor_faults" noenhanced
 set key left top box opaque
 set grid
 set rmargin 4

@@ -1,7 +1,7 @@
 # gflops.gp: written by `attnbench report`; run with `gnuplot gflops.gp` in this folder
-set title "Achieved GFLOP/s (the method's model FLOPs)"
-set xlabel "sequence length n (tokens)"
-set ylabel "GFLOP/s"
+set title "Achieved GFLOP/s (the method's model FLOPs)" noenhanced
+set xlabel "sequence length n (tokens)" noenhanced
+set ylabel "GFLOP/s" noenhanced
 set key left top box opaque
 set grid
 set rmargin 4

@@ -1,7 +1,7 @@
 # memory.gp: written by `attnbench report`; run with `gnuplot memory.gp` in this folder
-set title "Peak memory (RSS) against sequence length"
-set xlabel "sequence length n (tokens)"
-set ylabel "peak RSS"
+set title "Peak memory (RSS) against sequence length" noenhanced
+set xlabel "sequence length n (tokens)" noenhanced
+set ylabel "peak RSS" noenhanced
 set key left top box opaque
 set grid
 set rmargin 4

@@ -1,7 +1,7 @@
 # time.gp: written by `attnbench report`; run with `gnuplot time.gp` in this folder
-set title "Time per forward pass against sequence length"
-set xlabel "sequence length n (tokens)"
-set ylabel "wall time (median)"
+set title "Time per forward pass against sequence length" noenhanced
+set xlabel "sequence length n (tokens)" noenhanced
+set ylabel "wall time (median)" noenhanced
 set key left top box opaque
 set grid
 set rmargin 4

@@ -1,7 +1,7 @@
 # counter_0.gp: written by `attnbench report`; run with `gnuplot counter_0.gp` in this folder
-set title "rusage.cpu_s per token and repetition"
-set xlabel "sequence length n (tokens)"
-set ylabel "rusage.cpu_s"
+set title "rusage.cpu_s per token and repetition" noenhanced
+set xlabel "sequence length n (tokens)" noenhanced
+set ylabel "rusage.cpu_s" noenhanced
 set key left top box opaque
 set grid
 set rmargin 4
