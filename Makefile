@@ -5,6 +5,7 @@
 #   make test       every cmocka test plus the shell-level CLI tests; fails if any fails
 #   make asan       the same tests under AddressSanitizer + UndefinedBehaviorSanitizer
 #   make sweep      the default sweep suite and its report under results/default/
+#                   (RESUME=1 continues an interrupted one)
 #   make regression the CI suite, gated with `attnbench check` against results/baseline/
 #   make clean
 
@@ -76,10 +77,17 @@ asan:
 	$(MAKE) BUILD=build/asan HAVE_JEMALLOC=0 OPT="-O1 -march=native" \
 	    SANITIZE="-fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer" test
 
-# The main job: the default suite into results/default/ (resumes an interrupted run; delete
-# results/default/results.jsonl to start over), then its report.
+# The main job: the default suite into results/default/, then its report. A fresh measurement
+# replaces the results there (the committed ones are a sample from another machine);
+# `make sweep RESUME=1` continues an interrupted run instead.
+RESUME ?= 0
 sweep: $(BUILD)/attnbench
+ifeq ($(RESUME),1)
 	$(BUILD)/attnbench sweep --suite scripts/suites/default.suite --resume
+else
+	rm -f results/default/results.jsonl
+	$(BUILD)/attnbench sweep --suite scripts/suites/default.suite
+endif
 	$(BUILD)/attnbench report results/default/results.jsonl --out results/default
 
 # The memory-regression gate CI runs: the CI suite against the committed baseline. Heap peak

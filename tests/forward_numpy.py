@@ -36,15 +36,8 @@ def softmax_rows(logits, mult, v):
 
 def lsh_reference(q, v, buckets, chunk_len, causal):
     """HF/trax v2 LSH for one head from its bucket ids (n_hashes, n)."""
-    h, n = buckets.shape
-    c = min(chunk_len, n)
-    order = np.concatenate([np.argsort(buckets[r], kind="stable") for r in range(h)])
-    chunks = order.reshape(h * n // c, c)
-    mult = np.zeros((n, n))
-    for a in range(len(chunks)):
-        keys = chunks[a] if len(chunks) == 1 else np.concatenate([chunks[a - 1], chunks[a]])
-        for i in chunks[a]:
-            np.add.at(mult[i], keys, 1)
+    n = buckets.shape[1]
+    mult = lsh_multiplicity(buckets, chunk_len)
     q = q.astype(np.float64)
     k = q / np.sqrt((q * q).mean(-1, keepdims=True) + 1e-6) / np.sqrt(q.shape[-1])
     logits = q @ k.T
@@ -56,31 +49,13 @@ def lsh_reference(q, v, buckets, chunk_len, causal):
 
 
 def block_sparse_reference(q, k, v, table, block):
-    n = q.shape[0]
-    nb = table.shape[0]
-    blk = np.arange(n) // block
-    mask = np.zeros((nb, nb), dtype=bool)
-    mask[[0, -1], :] = mask[:, [0, -1]] = True
-    for i in range(nb):
-        mask[i, max(0, i - 1):i + 2] = True
-        mask[i, [b for b in table[i] if b >= 0]] = True
-    mult = mask[blk][:, blk].astype(np.float64)
+    mult = block_sparse_mult(q.shape[0], block, table)
     logits = q.astype(np.float64) @ k.T.astype(np.float64) / np.sqrt(q.shape[-1])
     return softmax_rows(logits, mult, v.astype(np.float64))
 
 
 def etc_reference(q, k, v, segments, radius, g, l2g, g2l):
-    n = q.shape[0]
-    glob = np.arange(n) < g
-    seg = np.concatenate([np.arange(g), segments])  # a global's "segment" is itself
-    pos = np.arange(n)
-    mult = np.zeros((n, n))
-    both_long = ~glob[:, None] & ~glob[None, :]
-    mult[both_long & (np.abs(pos[:, None] - pos[None, :]) <= radius)] = 1
-    mult[glob[:, None] & glob[None, :]] = 1
-    g2l_ok = glob[:, None] & ~glob[None, :] & ((g2l == "all") | (seg[:, None] == seg[None, :]))
-    l2g_ok = ~glob[:, None] & glob[None, :] & ((l2g == "all") | (seg[:, None] == seg[None, :]))
-    mult[g2l_ok | l2g_ok] = 1
+    mult = etc_mult(q.shape[0], segments, radius, g, l2g, g2l)
     logits = q.astype(np.float64) @ k.T.astype(np.float64) / np.sqrt(q.shape[-1])
     return softmax_rows(logits, mult, v.astype(np.float64))
 
