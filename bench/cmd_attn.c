@@ -15,8 +15,19 @@
 
 int cmd_list(int argc, char **argv)
 {
-    (void)argc;
-    (void)argv;
+    enum { OPT_HELP = 1 };
+    static const struct option opts[] = {{"help", no_argument, 0, OPT_HELP}, {0, 0, 0, 0}};
+    opterr = 0;
+    for (int c; (c = getopt_long(argc, argv, "", opts, NULL)) != -1;) {
+        if (c != OPT_HELP)
+            return cli_getopt_error("list", optopt, argv, optind);
+        puts("usage: attnbench list\n"
+             "One method per line: name, parameters as name=default[min..max] or {choices},\n"
+             "and a summary.");
+        return 0;
+    }
+    if (optind < argc)
+        return cli_error("list", "unexpected argument '%s'", argv[optind]);
     int count;
     const attn_method *const *all = attn_methods(&count);
     for (int i = 0; i < count; i++) {

@@ -44,6 +44,8 @@ npy() {
 expect_status 0 "list" -- "$bin" list
 grep -q '^full ' "$tmp/out" && grep -q '^full_stream .*tile_q=128' "$tmp/out" && pass ||
     fail "list does not show full and full_stream with defaults"
+expect_status 2 "list with an unknown flag" -- "$bin" list --bogus
+expect_status 2 "list with a stray argument" -- "$bin" list full
 
 # --- forward: good inputs write an output of the inputs' shape
 npy "$tmp/q.npy" '<f4' '(33, 16)'
