@@ -193,15 +193,33 @@ void report_series_free(report_series_t *s, int count)
 
 /* ---- plots ------------------------------------------------------------------------------- */
 
+/* Room for up to np points in ps. */
+static void points_begin(plot_series *ps, size_t np)
+{
+    memset(ps, 0, sizeof *ps);
+    ps->x = malloc((np + 1) * sizeof *ps->x);
+    ps->y = malloc((np + 1) * sizeof *ps->y);
+}
+
+/* 1 when ps got points; otherwise frees it and returns 0, so callers keep only the series
+ * they return 1 for. */
+static int points_end(plot_series *ps)
+{
+    if (ps->count > 0)
+        return 1;
+    free(ps->x);
+    free(ps->y);
+    ps->x = ps->y = NULL;
+    return 0;
+}
+
 /* A plot series from the ok points of a report series: x = xfield, y = f(record). */
 static int series_points(const report_series_t *s, const char *xfield,
                          double (*metric)(const json_t *, const void *), const void *ctx,
                          plot_series *ps)
 {
     size_t np = json_array_size(s->points);
-    memset(ps, 0, sizeof *ps);
-    ps->x = malloc((np + 1) * sizeof *ps->x);
-    ps->y = malloc((np + 1) * sizeof *ps->y);
+    points_begin(ps, np);
     snprintf(ps->title, sizeof ps->title, "%s", s->label);
     for (size_t j = 0; j < np; j++) {
         const json_t *r = json_array_get(s->points, j);
@@ -213,7 +231,7 @@ static int series_points(const report_series_t *s, const char *xfield,
         ps->x[ps->count] = report_num(r, xfield);
         ps->y[ps->count++] = y;
     }
-    return ps->count > 0;
+    return points_end(ps);
 }
 
 static double metric_field(const json_t *r, const void *ctx)
@@ -233,20 +251,25 @@ static double metric_counter_per_token(const json_t *r, const void *ctx)
     return v / report_num(r, "n");
 }
 
-static int draw(const char *dir, plot_spec *p, plot_series *ps, size_t nps, FILE *md,
-                const char *caption, int *failures)
+/* Draws the nps series (and frees their points) when one measured series has two points or
+ * more, a curve against xname; otherwise says in md why there is no plot. */
+static void draw(const char *dir, plot_spec *p, plot_series *ps, size_t nps, const char *xname,
+                 FILE *md, const char *caption, int *failures)
 {
     char err[1024];
     p->series = ps;
     p->nseries = nps;
-    int rc = 0;
+    int curve = 0;
+    for (size_t i = 0; i < nps; i++)
+        curve |= !ps[i].hollow && ps[i].count >= 2;
     if (nps == 0) {
         fprintf(md, "\n_%s: no points to plot._\n", caption);
+    } else if (!curve) {
+        fprintf(md, "\n_%s: no series runs over several %s._\n", caption, xname);
     } else if (plot_draw(dir, p, err, sizeof err)) {
         fprintf(stderr, "attnbench report: %s\n", err);
         fprintf(md, "\n_%s: the plot failed: %s_\n", caption, err);
         (*failures)++;
-        rc = -1;
     } else {
         fprintf(md, "\n![%s](%s.png)\n\n%s ([svg](%s.svg), [gnuplot script](%s.gp), [data](%s.dat))\n",
                 caption, p->name, caption, p->name, p->name, p->name);
@@ -255,19 +278,15 @@ static int draw(const char *dir, plot_spec *p, plot_series *ps, size_t nps, FILE
         free(ps[i].x);
         free(ps[i].y);
     }
-    return rc;
 }
 
 /* The points of a series that were not measured (skipped, failed), at their model bytes. */
 static int unmeasured_points(const report_series_t *s, plot_series *ps)
 {
-    size_t np = json_array_size(s->points);
-    memset(ps, 0, sizeof *ps);
-    ps->x = malloc((np + 1) * sizeof *ps->x);
-    ps->y = malloc((np + 1) * sizeof *ps->y);
+    points_begin(ps, json_array_size(s->points));
     ps->hollow = 1;
     snprintf(ps->title, sizeof ps->title, "%s: model bytes, not run", s->label);
-    for (size_t j = 0; j < np; j++) {
+    for (size_t j = 0; j < json_array_size(s->points); j++) {
         const json_t *r = json_array_get(s->points, j);
         const double model = report_num(r, "model_bytes");
         if (strcmp(report_str(r, "status"), "ok") == 0 || !(model > 0))
@@ -275,7 +294,7 @@ static int unmeasured_points(const report_series_t *s, plot_series *ps)
         ps->x[ps->count] = report_num(r, "n");
         ps->y[ps->count++] = model;
     }
-    return ps->count > 0;
+    return points_end(ps);
 }
 
 /* One plot of one metric over n for every series that has points; with_model adds the points
@@ -289,28 +308,13 @@ static void plot_metric(const char *dir, FILE *md, report_series_t *s, int ns, c
     for (int i = 0; i < ns; i++) {
         if (series_points(&s[i], "n", metric_field, field, &ps[k]))
             ps[k++].color = i + 1;
-        else
-            free(ps[k].x), free(ps[k].y);
-        if (with_model) {
-            if (unmeasured_points(&s[i], &ps[k]))
-                ps[k++].color = i + 1;
-            else
-                free(ps[k].x), free(ps[k].y);
-        }
+        if (with_model && unmeasured_points(&s[i], &ps[k]))
+            ps[k++].color = i + 1;
     }
     plot_spec p = {.name = name, .title = title, .xlabel = "sequence length n (tokens)",
                    .ylabel = ylabel, .logx = 1, .logy = logy, .yformat = yformat, .xpow2 = 1,
                    .ybytes = ybytes, .guides = guides};
-    int sweeps_n = 0; /* a plot against n needs a series with two n */
-    for (size_t i = 0; i < k; i++)
-        sweeps_n |= !ps[i].hollow && ps[i].count >= 2;
-    if (sweeps_n) {
-        draw(dir, &p, ps, k, md, title, failures);
-    } else {
-        for (size_t i = 0; i < k; i++)
-            free(ps[i].x), free(ps[i].y);
-        fprintf(md, "\n_%s: no series runs over several n._\n", title);
-    }
+    draw(dir, &p, ps, k, "n", md, title, failures);
     free(ps);
 }
 
@@ -634,22 +638,13 @@ static void plot_counters(const char *dir, FILE *md, report_series_t *s, int ns,
         plot_series *ps = calloc((size_t)ns + 1, sizeof *ps);
         size_t n = 0;
         for (int j = 0; j < ns; j++)
-            n += series_points(&s[j], "n", metric_counter_per_token, k, &ps[n]) ? 1 : (free(ps[n].x), free(ps[n].y), 0);
+            n += (size_t)series_points(&s[j], "n", metric_counter_per_token, k, &ps[n]);
         char name[64], title[160];
         snprintf(name, sizeof name, "counter_%d", idx++);
         snprintf(title, sizeof title, "%s per token and repetition", k);
         plot_spec p = {.name = name, .title = title, .xlabel = "sequence length n (tokens)",
                        .ylabel = k, .logx = 1, .logy = 10, .yformat = "%g", .xpow2 = 1};
-        int sweeps_n = 0;
-        for (size_t j = 0; j < n; j++)
-            sweeps_n |= ps[j].count >= 2;
-        if (sweeps_n) {
-            draw(dir, &p, ps, n, md, title, failures);
-        } else {
-            for (size_t j = 0; j < n; j++)
-                free(ps[j].x), free(ps[j].y);
-            fprintf(md, "\n_%s: no series runs over several n._\n", title);
-        }
+        draw(dir, &p, ps, n, "n", md, title, failures);
         free(ps);
     }
     json_decref(names);
@@ -688,14 +683,8 @@ static void plot_lsh_hashes(const char *dir, FILE *md, json_t *records, int *fai
         ps[k].x[ps[k].count] = report_num(json_object_get(rec, "params"), "n_hashes");
         ps[k].y[ps[k].count++] = report_num(e, "mean_rel");
     }
-    int enough = 0;
-    for (size_t k = 0; k < nps; k++)
-        enough |= ps[k].count >= 2;
-    if (!enough) {
-        for (size_t k = 0; k < nps; k++)
-            free(ps[k].x), free(ps[k].y);
-        return;
-    }
+    if (nps == 0)
+        return; /* no lsh point measured its error */
     for (size_t k = 0; k < nps; k++) { /* by n_hashes */
         for (size_t a = 1; a < ps[k].count; a++)
             for (size_t b = a; b > 0 && ps[k].x[b - 1] > ps[k].x[b]; b--) {
@@ -707,7 +696,7 @@ static void plot_lsh_hashes(const char *dir, FILE *md, json_t *records, int *fai
     plot_spec p = {.name = "lsh_error", .title = "LSH error against exact shared-QK attention",
                    .xlabel = "n_hashes", .ylabel = "mean row-wise relative error", .logx = 1,
                    .logy = 0, .yformat = "%g"};
-    draw(dir, &p, ps, nps, md, "LSH error vs n_hashes", failures);
+    draw(dir, &p, ps, nps, "n_hashes", md, "LSH error vs n_hashes", failures);
 }
 
 /* peak RSS less the weights and gradients: what a training step keeps beyond its parameters */
@@ -717,14 +706,9 @@ static double activation_bytes(const json_t *r, const void *ctx)
     return report_num(r, "peak_rss_bytes") - report_num(r, "param_bytes");
 }
 
-/* Depth: per training series, memory at each L and the fitted bytes per layer. */
+/* Depth: per training series over several L, memory at each L and the fitted bytes per layer. */
 static void depth_table(FILE *md, report_series_t *s, int ns)
 {
-    int any = 0; /* a series over several depths */
-    for (int k = 0; k < ns; k++)
-        any |= json_array_size(s[k].points) >= 2;
-    if (!any)
-        return;
     fprintf(md, "\n## Depth\n\nTraining steps against the number of layers L. Activation memory "
                 "is peak RSS less `param_bytes` (the weights and their gradients, which grow with "
                 "L for any stack); the slope is the least-squares bytes per added layer.\n\n");
@@ -771,7 +755,10 @@ static void plot_layers(const char *dir, FILE *md, json_t *records, int *failure
 {
     report_series_t *s;
     int ns = report_series(records, "layers", &s);
-    if (ns <= 0) {
+    int depth_sweep = 0; /* a series over several depths, not training points at one L */
+    for (int k = 0; k < ns; k++)
+        depth_sweep |= json_array_size(s[k].points) >= 2;
+    if (!depth_sweep) {
         report_series_free(s, ns);
         return;
     }
@@ -779,19 +766,11 @@ static void plot_layers(const char *dir, FILE *md, json_t *records, int *failure
     plot_series *ps = calloc((size_t)ns + 1, sizeof *ps);
     size_t k = 0;
     for (int i = 0; i < ns; i++)
-        k += series_points(&s[i], "layers", activation_bytes, NULL, &ps[k]) ? 1 : (free(ps[k].x), free(ps[k].y), 0);
-    int enough = 0;
-    for (size_t i = 0; i < k; i++)
-        enough |= ps[i].count >= 2;
-    if (enough) {
-        plot_spec p = {.name = "layers", .title = "Training step: activation memory against depth",
-                       .xlabel = "layers L", .ylabel = "peak RSS - weights and gradients",
-                       .logx = 0, .logy = 0, .ybytes = 1};
-        draw(dir, &p, ps, k, md, "Peak memory vs layers", failures);
-    } else {
-        for (size_t i = 0; i < k; i++)
-            free(ps[i].x), free(ps[i].y);
-    }
+        k += (size_t)series_points(&s[i], "layers", activation_bytes, NULL, &ps[k]);
+    plot_spec p = {.name = "layers", .title = "Training step: activation memory against depth",
+                   .xlabel = "layers L", .ylabel = "peak RSS - weights and gradients", .logx = 0,
+                   .logy = 0, .ybytes = 1};
+    draw(dir, &p, ps, k, "L", md, "Peak memory vs layers", failures);
     free(ps);
     report_series_free(s, ns);
 }
