@@ -40,6 +40,23 @@ static size_t head_off(const attn_shape *s, int64_t bh)
     return (size_t)(bh * s->n * s->d);
 }
 
+/* Head bh of a method's output and lse against scaled dot-product attention over the
+ * candidate multiset mult (n x n), computed in double. */
+static void assert_head_matches_mask(const inputs *in, int64_t bh, const int *mult,
+                                     const float *out, const float *lse)
+{
+    const int64_t n = in->s.n, d = in->s.d;
+    double *qd = ref_doubles(in->q + head_off(&in->s, bh), n * d);
+    double *kd = ref_doubles(in->k + head_off(&in->s, bh), n * d);
+    double *vd = ref_doubles(in->v + head_off(&in->s, bh), n * d);
+    double *ref = malloc((size_t)(n * d) * sizeof *ref), *ref_lse = malloc((size_t)n * sizeof *ref_lse);
+    ref_dot ctx = {.q = qd, .k = kd, .d = d, .scale = 1.0 / sqrt((double)d)};
+    ref_multiset(n, d, vd, mult, ref_dot_logit, &ctx, ref, ref_lse);
+    assert_allclose(out + head_off(&in->s, bh), ref, (size_t)(n * d), TOL, TOL);
+    assert_allclose(lse + bh * n, ref_lse, (size_t)n, TOL, TOL);
+    free(qd), free(kd), free(vd), free(ref), free(ref_lse);
+}
+
 static void check_lsh(int64_t B, int64_t H, int64_t n, int64_t d, int causal,
                       const char *const *params, int64_t c_expect, int h_expect, int vs_full,
                       uint64_t seed)
@@ -210,7 +227,6 @@ static void check_block_sparse(int64_t B, int64_t H, int64_t n, int64_t d, int64
                                 &table), 0);
     const int64_t nb = (n + block - 1) / block;
     int *mult = malloc((size_t)(n * n) * sizeof *mult);
-    double *ref = malloc((size_t)(n * d) * sizeof *ref), *ref_lse = malloc((size_t)n * sizeof *ref_lse);
     for (int64_t bh = 0; bh < B * H; bh++) {
         const int32_t *t = n_rand ? table + (size_t)(bh * nb) * (size_t)n_rand : NULL;
         /* the table is legal: distinct, in range, outside the window and the global blocks */
@@ -235,19 +251,12 @@ static void check_block_sparse(int64_t B, int64_t H, int64_t n, int64_t d, int64
         }
         /* the dense mask from the same table */
         ref_mult_block_sparse(n, block, n_rand, t, mult);
-        double *qd = ref_doubles(in.q + head_off(&in.s, bh), n * d);
-        double *kd = ref_doubles(in.k + head_off(&in.s, bh), n * d);
-        double *vd = ref_doubles(in.v + head_off(&in.s, bh), n * d);
-        ref_dot ctx = {.q = qd, .k = kd, .d = d, .scale = 1.0 / sqrt((double)d)};
-        ref_multiset(n, d, vd, mult, ref_dot_logit, &ctx, ref, ref_lse);
-        free(qd), free(kd), free(vd);
-        assert_allclose(out + head_off(&in.s, bh), ref, (size_t)(n * d), TOL, TOL);
-        assert_allclose(lse + bh * n, ref_lse, (size_t)n, TOL, TOL);
+        assert_head_matches_mask(&in, bh, mult, out, lse);
     }
     /* the same pattern for every batch element */
     if (B > 1 && n_rand)
         assert_memory_equal(table, table + (size_t)(H * nb * n_rand), (size_t)(H * nb * n_rand) * 4);
-    free(mult), free(ref), free(ref_lse), free(out), free(lse), free(table);
+    free(mult), free(out), free(lse), free(table);
     free_inputs(&in);
 }
 
@@ -320,19 +329,11 @@ static void check_etc(int64_t n, int64_t d, const char *const *params, int64_t g
         assert_true(i == 0 || seg[i] >= seg[i - 1]);
     }
     int *mult = malloc((size_t)(n * n) * sizeof *mult);
-    double *ref = malloc((size_t)(n * d) * sizeof *ref), *ref_lse = malloc((size_t)n * sizeof *ref_lse);
     ref_mult_etc(n, g_expect, radius, l2g, g2l, seg, mult);
     for (int64_t bh = 0; bh < 2; bh++) {
-        double *qd = ref_doubles(in.q + head_off(&in.s, bh), n * d);
-        double *kd = ref_doubles(in.k + head_off(&in.s, bh), n * d);
-        double *vd = ref_doubles(in.v + head_off(&in.s, bh), n * d);
-        ref_dot ctx = {.q = qd, .k = kd, .d = d, .scale = 1.0 / sqrt((double)d)};
-        ref_multiset(n, d, vd, mult, ref_dot_logit, &ctx, ref, ref_lse);
-        free(qd), free(kd), free(vd);
-        assert_allclose(out + head_off(&in.s, bh), ref, (size_t)(n * d), TOL, TOL);
-        assert_allclose(lse + bh * n, ref_lse, (size_t)n, TOL, TOL);
+        assert_head_matches_mask(&in, bh, mult, out, lse);
     }
-    free(mult), free(ref), free(ref_lse), free(out), free(lse), free(seg);
+    free(mult), free(out), free(lse), free(seg);
     free_inputs(&in);
 }
 
