@@ -459,6 +459,24 @@ static void csv_value(FILE *f, const json_t *v)
     }
 }
 
+/* The set (an object of name: true) of the PAPI counters the records name; with counted_only,
+ * only those some record counted (a number, not null). */
+static json_t *counter_names(json_t *records, int counted_only)
+{
+    json_t *names = json_object();
+    size_t i;
+    json_t *rec;
+    json_array_foreach(records, i, rec)
+    {
+        const char *k;
+        json_t *v;
+        json_object_foreach(json_object_get(rec, "counters"), k, v)
+            if (!counted_only || json_is_number(v))
+                json_object_set_new(names, k, json_true());
+    }
+    return names;
+}
+
 static int write_csv(const char *path, json_t *records, char *err, size_t errlen)
 {
     FILE *f = fopen(path, "w");
@@ -467,16 +485,9 @@ static int write_csv(const char *path, json_t *records, char *err, size_t errlen
         return -1;
     }
     /* every counter any record has, as extra fixed columns (empty where unavailable) */
-    json_t *counters = json_object();
+    json_t *counters = counter_names(records, 0);
     size_t i;
     json_t *rec;
-    json_array_foreach(records, i, rec)
-    {
-        const char *k;
-        json_t *v;
-        json_object_foreach(json_object_get(rec, "counters"), k, v)
-            json_object_set_new(counters, k, json_true());
-    }
     const size_t nfixed = sizeof csv_fixed / sizeof csv_fixed[0];
     for (size_t c = 0; c < nfixed; c++)
         fprintf(f, "%s%s", c ? "," : "", csv_fixed[c]);
@@ -612,17 +623,7 @@ static void write_not_ok(FILE *md, json_t *records)
 static void plot_counters(const char *dir, FILE *md, report_series_t *s, int ns, json_t *records,
                           int *failures)
 {
-    json_t *names = json_object();
-    size_t i;
-    json_t *rec;
-    json_array_foreach(records, i, rec)
-    {
-        const char *k;
-        json_t *v;
-        json_object_foreach(json_object_get(rec, "counters"), k, v)
-            if (json_is_number(v))
-                json_object_set_new(names, k, json_true());
-    }
+    json_t *names = counter_names(records, 1);
     const int papi = json_object_size(names) > 0;
     if (!papi) {
         fprintf(md, "\nNo PAPI counter could be counted on this machine (see Context); the "
