@@ -42,7 +42,8 @@ int cli_parse_int(const char *text, int64_t min, int64_t max, int64_t *out)
     return 0;
 }
 
-int cli_parse_size(const char *text, uint64_t *bytes)
+/* A non-negative number with an optional binary suffix K, M, G or T (and "i", "B"). */
+static int parse_scaled(const char *text, double *value)
 {
     if (!text || !*text || *text == '-')
         return -1;
@@ -65,7 +66,25 @@ int cli_parse_size(const char *text, uint64_t *bytes)
         end++;
     if (*end || x * mult > 0x1p62)
         return -1;
-    *bytes = (uint64_t)(x * mult);
+    *value = x * mult;
+    return 0;
+}
+
+int cli_parse_size(const char *text, uint64_t *bytes)
+{
+    double v;
+    if (parse_scaled(text, &v))
+        return -1;
+    *bytes = (uint64_t)v;
+    return 0;
+}
+
+int cli_parse_count(const char *text, uint64_t *count)
+{
+    double v;
+    if (parse_scaled(text, &v) || v != floor(v))
+        return -1;
+    *count = (uint64_t)v;
     return 0;
 }
 

@@ -18,6 +18,9 @@ int cli_getopt_error(const char *cmd, int optopt_char, char **argv, int optind_n
 int cli_parse_int(const char *text, int64_t min, int64_t max, int64_t *out);
 /* Parses a byte size with an optional binary suffix K, M, G or T (e.g. "3G", "512M"). */
 int cli_parse_size(const char *text, uint64_t *bytes);
+/* Parses a whole count with an optional binary suffix, as sequence lengths are written
+ * (64K = 65536, 1M); a fraction of one ("2.5", "1.0001K") is an error, not truncated. */
+int cli_parse_count(const char *text, uint64_t *count);
 /* Parses a non-negative finite real number. */
 int cli_parse_real(const char *text, double *out);
 

@@ -46,8 +46,7 @@ int cmd_run(int argc, char **argv)
         case OPT_METHOD: method = optarg; break;
         case OPT_N: {
             uint64_t v; /* K and M count 1024s, as in sweeps: 64K, 1M */
-            if (cli_parse_size(optarg, &v) || v < 1 || v > (UINT64_C(1) << 31) ||
-                strchr(optarg, '.'))
+            if (cli_parse_count(optarg, &v) || v < 1 || v > (UINT64_C(1) << 31))
                 return cli_error("run", "--n '%s' is not a length in [1, 2^31] (K/M suffixes "
                                         "allowed)", optarg);
             n = (int64_t)v;

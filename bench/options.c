@@ -145,7 +145,7 @@ int options_parse_range(const char *text, int64_t *vals, int max, int64_t limit)
     if (!c1) { /* a list, or one value */
         int count = 0;
         for (char *save, *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
-            if (count == max || cli_parse_size(tok, &lo) || lo < 1 || lo > (uint64_t)limit)
+            if (count == max || cli_parse_count(tok, &lo) || lo < 1 || lo > (uint64_t)limit)
                 return -1;
             vals[count++] = (int64_t)lo;
         }
@@ -158,7 +158,7 @@ int options_parse_range(const char *text, int64_t *vals, int max, int64_t limit)
         if (cli_parse_real(c2 + 1, &factor) || factor <= 1.0)
             return -1;
     }
-    if (cli_parse_size(buf, &lo) || cli_parse_size(c1 + 1, &hi) || lo < 1 || hi < lo ||
+    if (cli_parse_count(buf, &lo) || cli_parse_count(c1 + 1, &hi) || lo < 1 || hi < lo ||
         hi > (uint64_t)limit)
         return -1;
     int count = 0;
