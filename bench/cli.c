@@ -8,15 +8,29 @@
 #include <stdlib.h>
 #include <string.h>
 
+static void print_line(const char *cmd, const char *fmt, va_list ap)
+{
+    fprintf(stderr, "attnbench %s: ", cmd);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+}
+
 int cli_error(const char *cmd, const char *fmt, ...)
 {
     va_list ap;
-    fprintf(stderr, "attnbench %s: ", cmd);
     va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
+    print_line(cmd, fmt, ap);
     va_end(ap);
-    fputc('\n', stderr);
     return CLI_EUSAGE;
+}
+
+int cli_fail(const char *cmd, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    print_line(cmd, fmt, ap);
+    va_end(ap);
+    return CLI_EFAIL;
 }
 
 int cli_getopt_error(const char *cmd, int optopt_char, char **argv, int optind_now)

@@ -8,9 +8,12 @@
 #include "../attn/attn.h"
 
 #define CLI_EUSAGE 2 /* exit status of every user error */
+#define CLI_EFAIL 1  /* exit status of a failure that is not the user's (out of memory, a kernel error, a write) */
 
 /* Prints "attnbench <cmd>: <message>" on stderr; returns CLI_EUSAGE. */
 int cli_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* The same line for a failure that is not a usage error; returns CLI_EFAIL. */
+int cli_fail(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Reports a getopt_long failure (unknown flag or missing value); returns CLI_EUSAGE. */
 int cli_getopt_error(const char *cmd, int optopt_char, char **argv, int optind_now);
 

@@ -191,6 +191,10 @@ static int attn_command(const char *cmd, int argc, char **argv, int backward)
     attn_cost cost;
     p.method->cost(&shape, &p, (int)threads, &cost);
     const size_t elems = attn_tensor_elems(&shape), nstruct = attn_structure_elems(&cost);
+    if (path[F_STRUCTURE - F_FIRST] && !nstruct) { /* before any work or output */
+        rc = cli_error(cmd, "--structure: method %s has no discrete structure", p.method->name);
+        goto done;
+    }
     const int64_t lse_shape[3] = {shape.B, shape.H, shape.n};
     out = malloc(elems * sizeof *out);
     lse = malloc((size_t)(shape.B * shape.H * shape.n) * sizeof *lse);
@@ -199,13 +203,13 @@ static int attn_command(const char *cmd, int argc, char **argv, int backward)
         grad[i] = malloc(elems * sizeof(float));
     if (!out || !lse || (nstruct && !structure) ||
         (backward && (!grad[0] || !grad[1] || !grad[2]))) {
-        rc = cli_error(cmd, "out of memory for n=%lld", (long long)shape.n);
+        rc = cli_fail(cmd, "out of memory for n=%lld", (long long)shape.n);
         goto done;
     }
     attn_tensors t = {.q = in[0].data, .k = in[1].data, .v = in[2].data, .out = out, .lse = lse,
                       .structure = structure};
     if ((rc = attn_forward_alloc(&shape, &p, &t, (int)threads))) {
-        rc = cli_error(cmd, "%s: %s", attn_errname(rc), attn_strerror(rc));
+        rc = cli_fail(cmd, "%s: %s", attn_errname(rc), attn_strerror(rc));
         goto done;
     }
     char err[512];
@@ -214,7 +218,7 @@ static int attn_command(const char *cmd, int argc, char **argv, int backward)
                         .lse = lse, .dout = in[3].data, .structure = structure, .dq = grad[0],
                         .dk = grad[1], .dv = grad[2]};
         if ((rc = attn_backward_alloc(&shape, &p, &g, (int)threads))) {
-            rc = cli_error(cmd, "%s: %s", attn_errname(rc), attn_strerror(rc));
+            rc = cli_fail(cmd, "%s: %s", attn_errname(rc), attn_strerror(rc));
             goto done;
         }
         for (int i = 0; i < 3; i++)
@@ -232,13 +236,10 @@ static int attn_command(const char *cmd, int argc, char **argv, int backward)
         rc = cli_error(cmd, "%s", err);
         goto done;
     }
-    if (path[F_STRUCTURE - F_FIRST]) {
-        if (!nstruct)
-            rc = cli_error(cmd, "--structure: method %s has no discrete structure", p.method->name);
-        else if (npy_write(path[F_STRUCTURE - F_FIRST], "<i4", cost.structure_ndim, cost.structure_dims,
-                           structure, sizeof *structure, err, sizeof err))
-            rc = cli_error(cmd, "%s", err);
-    }
+    if (path[F_STRUCTURE - F_FIRST] &&
+        npy_write(path[F_STRUCTURE - F_FIRST], "<i4", cost.structure_ndim, cost.structure_dims,
+                  structure, sizeof *structure, err, sizeof err))
+        rc = cli_error(cmd, "%s", err);
 done:
     for (int i = 0; i < 4; i++)
         npy_free(&in[i]);

@@ -7,25 +7,12 @@
 #include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <time.h>
 
 #include "blas_env.h"
 #include "cli.h"
 #include "commands.h"
 #include "inputs.h"
-
-static double now_s(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
+#include "timing.h"
 
 int cmd_sgemm(int argc, char **argv)
 {
@@ -67,22 +54,24 @@ int cmd_sgemm(int argc, char **argv)
     float *a = malloc(count * sizeof *a), *b = malloc(count * sizeof *b),
           *c = malloc(count * sizeof *c);
     double *times = malloc((size_t)reps * sizeof *times);
-    if (!a || !b || !c || !times)
-        return cli_error("sgemm", "out of memory for n=%lld", (long long)n);
+    if (!a || !b || !c || !times) {
+        free(a), free(b), free(c), free(times);
+        return cli_fail("sgemm", "out of memory for n=%lld", (long long)n);
+    }
     inputs_normal(a, count, 1, 1, 1.0f, (int)threads);
     inputs_normal(b, count, 1, 2, 1.0f, (int)threads);
     omp_set_num_threads((int)threads); /* the OpenMP OpenBLAS sizes its team from this */
     const int in = (int)n;
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, in, in, in, 1, a, in, b, in, 0, c, in);
     for (int r = 0; r < reps; r++) {
-        double t = now_s();
+        double t = timing_now();
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, in, in, in, 1, a, in, b, in, 0, c,
                     in);
-        times[r] = now_s() - t;
+        times[r] = timing_now() - t;
     }
-    qsort(times, (size_t)reps, sizeof *times, cmp_double);
+    double median, best, worst;
+    timing_summary(times, (int)reps, &median, &best, &worst);
     double flops = 2.0 * (double)n * (double)n * (double)n;
-    double median = times[reps / 2], best = times[0];
     if (json) {
         json_t *j = json_object();
         json_object_set_new(j, "n", json_integer(n));

@@ -2,8 +2,9 @@
  *
  * The parent stays small: it never allocates a point's buffers and never runs OpenMP or PAPI,
  * so a forked child starts with a few MiB resident and its high-water mark (reset with
- * clear_refs) and wait4's ru_maxrss measure the point alone. The child reports back one JSON
- * object through a pipe; the parent classifies how the child ended (exit, signal, timeout). */
+ * clear_refs) and wait4's ru_maxrss measure the point alone. The child reports back through a
+ * pipe, one JSON object a line: the record, then with --accuracy the error against the exact
+ * reference; the parent classifies how the child ended (exit, signal, timeout). */
 #include "point.h"
 
 #include <errno.h>
@@ -17,12 +18,12 @@
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "context.h"
 #include "inputs.h"
 #include "probe.h"
+#include "timing.h"
 #include "workload.h"
 
 const char *point_status_name(int status)
@@ -41,13 +42,6 @@ int point_status_parse(const char *name)
         if (strcmp(point_status_name(i), name) == 0)
             return i;
     return -1;
-}
-
-static double now_s(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
 }
 
 void point_key(const point_spec *s, char *buf, size_t size)
@@ -167,11 +161,6 @@ static json_t *bytes_or_null(int ok, uint64_t v)
     return ok ? json_integer((json_int_t)v) : json_null();
 }
 
-static void *alloc_aligned(size_t bytes)
-{
-    return bytes ? aligned_alloc(64, (bytes + 63) / 64 * 64) : NULL;
-}
-
 /* Writes the whole string to fd (the pipe to the parent). */
 static void write_all(int fd, const char *s)
 {
@@ -187,7 +176,20 @@ static void write_all(int fd, const char *s)
     }
 }
 
-static void child_finish(int fd, json_t *r, int status, const char *reason)
+/* Sends one message, a JSON object on one line, to the parent; takes the reference. */
+static void child_send(int fd, json_t *msg)
+{
+    char *text = json_dumps(msg, JSON_COMPACT | JSON_REAL_PRECISION(17));
+    if (text) {
+        write_all(fd, text);
+        write_all(fd, "\n");
+    }
+    free(text);
+    json_decref(msg);
+}
+
+/* Sends the point's record with its status: the child's first message. */
+static void child_report(int fd, json_t *r, int status, const char *reason)
 {
     uint64_t rss, hwm;
     if (!json_object_get(r, "peak_rss_bytes") && probe_rss_read(&rss, &hwm) == 0)
@@ -195,19 +197,21 @@ static void child_finish(int fd, json_t *r, int status, const char *reason)
     json_object_set_new(r, "status", json_string(point_status_name(status)));
     if (reason)
         json_object_set_new(r, "reason", json_string(reason));
-    char *text = json_dumps(r, JSON_COMPACT | JSON_REAL_PRECISION(17));
-    if (text)
-        write_all(fd, text);
-    free(text);
-    json_decref(r);
+    child_send(fd, r);
+}
+
+static void child_finish(int fd, json_t *r, int status, const char *reason)
+{
+    child_report(fd, r, status, reason);
     close(fd);
     _exit(0);
 }
 
 /* Test hook: ATTNBENCH_FAULT makes the child fail in a chosen way after its buffers exist, so
  * the parent's classification of real process deaths can be tested: segv, sigkill, sleep,
- * exit, unwritten (an output element left as the poison, as a buggy kernel would), and
- * inflate:PCT (PCT% more memory than the model, written: a memory regression, for `check`). */
+ * exit, unwritten (an output element left as the poison, as a buggy kernel would),
+ * inflate:PCT (PCT% more memory than the model, written: a memory regression, for `check`),
+ * and sleep-reference (hang after the measured record, in --accuracy's exact reference). */
 static int fault_is(const char *name)
 {
     const char *f = getenv("ATTNBENCH_FAULT");
@@ -230,14 +234,8 @@ static void inject_fault(void)
         _exit(3);
 }
 
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-/* Row-wise relative L2 error of out against ref, max and mean over rows. */
-static json_t *relative_error(const float *out, const float *ref, int64_t rows, int64_t d)
+/* Sets e's max_rel and mean_rel: the row-wise relative L2 error of out against ref. */
+static void relative_error(json_t *e, const float *out, const float *ref, int64_t rows, int64_t d)
 {
     double max = 0, sum = 0;
     for (int64_t r = 0; r < rows; r++) {
@@ -247,51 +245,54 @@ static json_t *relative_error(const float *out, const float *ref, int64_t rows, 
             num += diff * diff;
             den += (double)ref[r * d + c] * (double)ref[r * d + c];
         }
-        double e = sqrt(num) / (den > 0 ? sqrt(den) : 1.0);
-        max = e > max ? e : max;
-        sum += e;
+        double row = sqrt(num) / (den > 0 ? sqrt(den) : 1.0);
+        max = row > max ? row : max;
+        sum += row;
     }
-    json_t *e = json_object();
     json_object_set_new(e, "max_rel", json_real(max));
     json_object_set_new(e, "mean_rel", json_real(sum / (double)rows));
     json_object_set_new(e, "metric", json_string("row-wise ||out - exact||_2 / ||exact||_2"));
-    return e;
 }
 
-static json_t *exact_error(const point_spec *s, const float *q, const float *k, const float *v,
-                           const float *out, char *reason, size_t rsize)
+/* The point's output against its exact counterpart's on the same inputs: the error, the
+ * reference's configuration and its time; or {"error": why} when the reference could not run. */
+static json_t *exact_error(const point_spec *s, const workload *w)
 {
     attn_params exact;
     attn_exact_params(&s->shape, &s->params, &exact);
     attn_cost c;
     exact.method->cost(&s->shape, &exact, s->threads, &c);
-    const size_t nstruct = attn_structure_elems(&c);
-    int32_t *structure = alloc_aligned(nstruct * sizeof *structure);
-    size_t elems = attn_tensor_elems(&s->shape), rows = (size_t)(s->shape.B * s->shape.H *
-                                                                 s->shape.n);
-    float *ref = alloc_aligned(elems * sizeof *ref), *lse = alloc_aligned(rows * sizeof *lse);
-    void *work = alloc_aligned(c.workspace_bytes);
-    json_t *e = NULL;
-    if (!ref || !lse || (c.workspace_bytes && !work) || (nstruct && !structure)) {
-        snprintf(reason, rsize, "no memory left for the exact reference of --accuracy");
+    const size_t elems = attn_tensor_elems(&s->shape), nstruct = attn_structure_elems(&c),
+                 rows = (size_t)(s->shape.B * s->shape.H * s->shape.n);
+    float *ref = malloc(elems * sizeof *ref), *lse = malloc(rows * sizeof *lse);
+    int32_t *structure = nstruct ? malloc(nstruct * sizeof *structure) : NULL;
+    json_t *e = json_object();
+    const double t0 = timing_now();
+    int rc = ATTN_ENOMEM;
+    if (ref && lse && (structure || !nstruct)) {
+        attn_tensors t = {.q = w->q, .k = w->k, .v = w->v, .out = ref, .lse = lse,
+                          .structure = structure};
+        rc = attn_forward_alloc(&s->shape, &exact, &t, s->threads);
+    }
+    if (rc) {
+        char why[256];
+        snprintf(why, sizeof why, "the exact reference %s failed: %s (%s)", exact.method->name,
+                 attn_errname(rc), attn_strerror(rc));
+        json_object_set_new(e, "error", json_string(why));
     } else {
-        attn_tensors t = {.q = q, .k = k, .v = v, .out = ref, .lse = lse, .structure = structure};
-        if (exact.method->forward(&s->shape, &exact, &t, work, s->threads) == 0) {
-            e = relative_error(out, ref, (int64_t)rows, s->shape.d);
-            char text[512];
-            int len = snprintf(text, sizeof text, "%s", exact.method->name);
-            for (int i = 0; i < exact.method->n_params && len < (int)sizeof text; i++) {
-                char val[64];
-                len += snprintf(text + len, sizeof text - (size_t)len, " %s=%s",
-                                exact.method->params[i].name,
-                                attn_param_format(&exact, i, val, sizeof val));
-            }
-            json_object_set_new(e, "reference", json_string(text));
+        relative_error(e, w->out, ref, (int64_t)rows, s->shape.d);
+        char text[512];
+        int len = snprintf(text, sizeof text, "%s", exact.method->name);
+        for (int i = 0; i < exact.method->n_params && len < (int)sizeof text; i++) {
+            char val[64];
+            len += snprintf(text + len, sizeof text - (size_t)len, " %s=%s",
+                            exact.method->params[i].name, attn_param_format(&exact, i, val, sizeof val));
         }
+        json_object_set_new(e, "reference", json_string(text));
+        json_object_set_new(e, "reference_s", json_real(timing_now() - t0));
     }
     free(ref);
     free(lse);
-    free(work);
     free(structure);
     return e;
 }
@@ -336,7 +337,7 @@ static json_t *papi_context(const probe_papi *p)
 
 static void child_main(const point_spec *s, const point_limits *lim, int fd, pid_t parent)
 {
-    const double t_start = now_s();
+    const double t_start = timing_now();
     /* a sweep killed with SIGKILL must not leave its point running beside the next sweep */
     prctl(PR_SET_PDEATHSIG, SIGKILL);
     if (getppid() != parent)
@@ -363,10 +364,10 @@ static void child_main(const point_spec *s, const point_limits *lim, int fd, pid
     int rss_ok = probe_rss_reset_peak() == 0;
 
     /* counters first: PAPI's own memory belongs to the baseline, not to the point */
-    double t0 = now_s();
+    double t0 = timing_now();
     probe_papi papi;
     probe_papi_init(&papi, s->counters, s->threads);
-    json_object_set_new(harness, "papi_init_s", json_real(now_s() - t0));
+    json_object_set_new(harness, "papi_init_s", json_real(timing_now() - t0));
     rss_ok = rss_ok && probe_rss_read(&rss, &hwm) == 0;
     json_object_set_new(r, "rss_before_inputs_bytes", bytes_or_null(rss_ok, rss));
 
@@ -374,14 +375,14 @@ static void child_main(const point_spec *s, const point_limits *lim, int fd, pid
      * the inputs generated from the seed */
     int heap_ok = probe_jemalloc_peak_reset() == 0;
     workload w;
-    t0 = now_s();
+    t0 = timing_now();
     if (workload_prepare(&w, s) != 0) {
         snprintf(reason, sizeof reason, "allocating %llu bytes (model) failed: %s",
                  (unsigned long long)w.model.bytes, strerror(ENOMEM));
         json_object_set_new(r, "harness", harness);
         child_finish(fd, r, POINT_ALLOC_FAILED, reason);
     }
-    json_object_set_new(harness, "inputs_s", json_real(now_s() - t0));
+    json_object_set_new(harness, "inputs_s", json_real(timing_now() - t0));
     rss_ok = rss_ok && probe_rss_read(&rss, &hwm) == 0;
     json_object_set_new(r, "rss_before_kernel_bytes", bytes_or_null(rss_ok, rss));
     inject_fault();
@@ -396,13 +397,13 @@ static void child_main(const point_spec *s, const point_limits *lim, int fd, pid
     const int reps = s->reps;
     double *times = calloc((size_t)reps, sizeof *times);
     /* warm-up, on poisoned outputs: every element must be written */
-    t0 = now_s();
+    t0 = timing_now();
     int rc = 0;
     for (int i = 0; i < s->warmup && !rc; i++) {
         workload_poison(&w);
         rc = workload_run(&w);
     }
-    json_object_set_new(harness, "warmup_s", json_real(now_s() - t0));
+    json_object_set_new(harness, "warmup_s", json_real(timing_now() - t0));
     if (rc) {
         snprintf(reason, sizeof reason, "%s failed: %s (%s)", s->train ? "training step" : "forward",
                  attn_errname(rc), attn_strerror(rc));
@@ -426,21 +427,27 @@ static void child_main(const point_spec *s, const point_limits *lim, int fd, pid
     uint64_t alloc_before = 0, alloc_after = 0, heap_peak = 0;
     double probe_s = 0;
     struct rusage ru0, ru1;
-    t0 = now_s();
+    t0 = timing_now();
     getrusage(RUSAGE_SELF, &ru0);
     probe_papi_start(&papi);
     int alloc_ok = heap_ok && probe_jemalloc_thread_allocated(&alloc_before) == 0;
-    probe_s += now_s() - t0;
+    probe_s += timing_now() - t0;
     for (int i = 0; i < reps && !rc; i++) {
-        double a = now_s();
+        double a = timing_now();
         rc = workload_run(&w);
-        times[i] = now_s() - a;
+        times[i] = timing_now() - a;
     }
-    t0 = now_s();
+    t0 = timing_now();
     alloc_ok = alloc_ok && probe_jemalloc_thread_allocated(&alloc_after) == 0;
     probe_papi_stop(&papi);
     getrusage(RUSAGE_SELF, &ru1);
-    probe_s += now_s() - t0;
+    probe_s += timing_now() - t0;
+    if (rc) { /* no timings or counters from repetitions that did not all run */
+        snprintf(reason, sizeof reason, "a repetition failed: %s (%s)", attn_errname(rc),
+                 attn_strerror(rc));
+        json_object_set_new(r, "harness", harness);
+        child_finish(fd, r, rc == ATTN_ENOMEM ? POINT_ALLOC_FAILED : POINT_ERROR, reason);
+    }
     json_object_set_new(r, "rusage", rusage_delta(&ru0, &ru1, reps));
     heap_ok = heap_ok && probe_jemalloc_peak_read(&heap_peak) == 0;
     rss_ok = rss_ok && probe_rss_read(&rss, &hwm) == 0;
@@ -460,18 +467,18 @@ static void child_main(const point_spec *s, const point_limits *lim, int fd, pid
         json_object_set_new(r, "jemalloc", j);
     }
 
-    double *sorted = malloc((size_t)reps * sizeof *sorted);
-    memcpy(sorted, times, (size_t)reps * sizeof *sorted);
-    qsort(sorted, (size_t)reps, sizeof *sorted, cmp_double);
-    double median = reps % 2 ? sorted[reps / 2] : 0.5 * (sorted[reps / 2 - 1] + sorted[reps / 2]);
-    json_object_set_new(r, "wall_s", json_real(median));
-    json_object_set_new(r, "wall_s_min", json_real(sorted[0]));
-    json_object_set_new(r, "wall_s_max", json_real(sorted[reps - 1]));
-    free(sorted);
     json_t *all = json_array();
-    for (int i = 0; i < reps; i++)
+    double kernel_s = 0;
+    for (int i = 0; i < reps; i++) {
         json_array_append_new(all, json_real(times[i]));
-    json_object_set_new(r, "wall_s_reps", all);
+        kernel_s += times[i];
+    }
+    json_object_set_new(r, "wall_s_reps", all); /* in run order, before the summary sorts them */
+    double median, min, max;
+    timing_summary(times, reps, &median, &min, &max);
+    json_object_set_new(r, "wall_s", json_real(median));
+    json_object_set_new(r, "wall_s_min", json_real(min));
+    json_object_set_new(r, "wall_s_max", json_real(max));
     json_object_set_new(r, "gflops", json_real(w.model.flops / median / 1e9));
     workload_report(&w, r);
 
@@ -488,26 +495,26 @@ static void child_main(const point_spec *s, const point_limits *lim, int fd, pid
     json_object_set_new(r, "papi", papi_context(&papi));
     probe_papi_free(&papi);
 
-    if (s->accuracy && !s->train) {
-        reason[0] = '\0';
-        json_t *e = exact_error(s, w.q, w.k, w.v, w.out, reason, sizeof reason);
-        json_object_set_new(r, "err_vs_exact", e ? e : json_null());
-    }
-    double kernel_s = 0;
-    for (int i = 0; i < reps; i++)
-        kernel_s += times[i];
     json_object_set_new(harness, "probe_s", json_real(probe_s));
     json_object_set_new(harness, "probe_fraction", json_real(probe_s / kernel_s));
-    json_object_set_new(harness, "child_s", json_real(now_s() - t_start));
+    json_object_set_new(harness, "child_s", json_real(timing_now() - t_start));
     json_object_set_new(r, "harness", harness);
     free(times);
     free(inflated);
-    workload_free(&w);
-    if (rc) {
-        snprintf(reason, sizeof reason, "a repetition failed: %s", attn_errname(rc));
-        child_finish(fd, r, POINT_ERROR, reason);
-    }
-    child_finish(fd, r, POINT_OK, NULL);
+    if (!s->accuracy || s->train)
+        child_finish(fd, r, POINT_OK, NULL);
+
+    /* --accuracy: the measured record goes first, so a reference that runs out of time or
+     * memory (it is an O(n^2) exact method) cannot take the measurements with it */
+    child_report(fd, r, POINT_OK, NULL);
+    if (fault_is("sleep-reference"))
+        for (;;)
+            pause();
+    json_t *msg = json_object();
+    json_object_set_new(msg, "err_vs_exact", exact_error(s, &w));
+    child_send(fd, msg);
+    close(fd);
+    _exit(0);
 }
 
 /* ---- the parent --------------------------------------------------------------------- */
@@ -586,30 +593,37 @@ json_t *point_run(const point_spec *s, const point_limits *lim, const json_t *co
     }
     close(pipefd[1]);
 
-    /* read the report until EOF, killing the child at the deadline */
-    const double deadline = lim->time_limit > 0 ? now_s() + lim->time_limit : INFINITY;
+    /* read the messages until EOF, killing the child at the deadline or on a stop request */
+    const double deadline = lim->time_limit > 0 ? timing_now() + lim->time_limit : INFINITY;
     size_t len = 0, cap = 1 << 16;
     char *buf = malloc(cap);
-    int timed_out = 0;
+    int timed_out = 0, stopped = 0;
     for (;;) {
-        double left = deadline - now_s();
-        if (left <= 0) {
+        double left = deadline - timing_now();
+        stopped = lim->stop && *lim->stop;
+        if (left <= 0 || stopped) {
             kill(pid, SIGKILL);
-            timed_out = 1;
+            timed_out = !stopped;
             break;
         }
         struct pollfd pfd = {.fd = pipefd[0], .events = POLLIN};
         int ms = isinf(left) ? 1000 : (int)fmin(1000.0, ceil(left * 1000));
         int pr = poll(&pfd, 1, ms);
-        if (pr < 0 && errno != EINTR)
+        if (pr < 0 && errno == EINTR)
+            continue; /* a signal: the loop's top sees a stop request */
+        if (pr < 0) {
+            kill(pid, SIGKILL); /* cannot watch it any more: do not wait for it blind */
             break;
-        if (pr <= 0)
+        }
+        if (pr == 0)
             continue;
         if (len + 4096 > cap)
             buf = realloc(buf, cap *= 2);
         ssize_t got = read(pipefd[0], buf + len, cap - len - 1);
         if (got < 0 && errno == EINTR)
             continue;
+        if (got < 0)
+            kill(pid, SIGKILL);
         if (got <= 0)
             break; /* EOF: the child is exiting (or died) */
         len += (size_t)got;
@@ -619,35 +633,68 @@ json_t *point_run(const point_spec *s, const point_limits *lim, const json_t *co
 
     int wstatus = 0;
     struct rusage ru;
+    memset(&ru, 0, sizeof ru);
     while (wait4(pid, &wstatus, 0, &ru) < 0 && errno == EINTR)
         ;
     json_object_set_new(rec, "ru_maxrss_bytes", json_integer((json_int_t)ru.ru_maxrss * 1024));
 
-    json_error_t jerr;
-    json_t *report = len ? json_loads(buf, 0, &jerr) : NULL;
+    /* the messages: the record, then (--accuracy) its error against the exact reference; a
+     * line cut short by the child's death is not a message */
+    json_t *report = NULL;
+    int messages = 0;
+    for (char *line = buf, *nl; (nl = strchr(line, '\n')) != NULL; line = nl + 1) {
+        *nl = '\0';
+        json_error_t jerr;
+        json_t *msg = json_loads(line, 0, &jerr);
+        if (!json_is_object(msg)) {
+            json_decref(msg);
+            break;
+        }
+        if (messages++ == 0)
+            report = msg;
+        else
+            json_object_update(report, msg), json_decref(msg);
+    }
     free(buf);
+    const int measured = report != NULL,
+              complete = measured && messages == (s->accuracy && !s->train ? 2 : 1);
+    if (stopped || (lim->stop && *lim->stop && !complete)) {
+        /* interrupted: what did not finish on its own is not a result; it runs again */
+        json_decref(report);
+        json_decref(rec);
+        return NULL;
+    }
     if (report)
         merge_child(rec, report);
+    json_decref(report);
+    if (complete)
+        return rec;
+
+    /* how the child ended before it finished */
+    int status;
     if (timed_out) {
         snprintf(reason, sizeof reason, "killed after the time limit of %g s", lim->time_limit);
-        set_status(rec, POINT_TIMEOUT, reason);
+        status = POINT_TIMEOUT;
+    } else if (WIFSIGNALED(wstatus) && WTERMSIG(wstatus) == SIGKILL) {
+        snprintf(reason, sizeof reason,
+                 "killed by SIGKILL not sent by attnbench: the kernel's OOM killer sends it when "
+                 "memory runs out (ru_maxrss at death %.2f GiB)", (double)ru.ru_maxrss / 0x1p20);
+        status = POINT_OOM_KILLED;
     } else if (WIFSIGNALED(wstatus)) {
-        int sig = WTERMSIG(wstatus);
-        if (sig == SIGKILL) {
-            snprintf(reason, sizeof reason,
-                     "killed by SIGKILL not sent by attnbench: the kernel's OOM killer sends it "
-                     "when memory runs out (ru_maxrss at death %.2f GiB)",
-                     (double)ru.ru_maxrss / 0x1p20);
-            set_status(rec, POINT_OOM_KILLED, reason);
-        } else {
-            snprintf(reason, sizeof reason, "killed by signal %d (%s)", sig, strsignal(sig));
-            set_status(rec, POINT_CRASHED, reason);
-        }
-    } else if (!report) {
+        snprintf(reason, sizeof reason, "killed by signal %d (%s)", WTERMSIG(wstatus),
+                 strsignal(WTERMSIG(wstatus)));
+        status = POINT_CRASHED;
+    } else {
         snprintf(reason, sizeof reason, "child exited with status %d without a report",
                  WIFEXITED(wstatus) ? WEXITSTATUS(wstatus) : -1);
-        set_status(rec, POINT_CRASHED, reason);
+        status = POINT_CRASHED;
     }
-    json_decref(report);
+    if (measured) { /* only the exact reference of --accuracy was lost */
+        json_t *e = json_object();
+        json_object_set_new(e, "error", json_sprintf("the exact reference did not finish: %s", reason));
+        json_object_set_new(rec, "err_vs_exact", e);
+    } else {
+        set_status(rec, status, reason);
+    }
     return rec;
 }

@@ -7,6 +7,7 @@
 #define BENCH_POINT_H
 
 #include <jansson.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -70,6 +71,7 @@ typedef struct point_limits {
                              address space is capped at mem_limit + POINT_AS_SLACK */
     double time_limit;    /* seconds of child run time before it is killed (0: none) */
     bool no_skip;         /* run points even when the model exceeds mem_limit */
+    volatile sig_atomic_t *stop; /* set by a signal handler: kill the point's child (or NULL) */
 } point_limits;
 
 /* Room in the child's address space beyond the memory limit: shared libraries, thread stacks,
@@ -86,7 +88,8 @@ void point_id(const char *key, char id[17]);
  * the given status and reason. Returns a new reference. */
 json_t *point_record_new(const point_spec *s, const json_t *context, int status,
                          const char *reason);
-/* Runs the point in a forked child and returns its complete record (new reference). */
+/* Runs the point in a forked child and returns its complete record (new reference); or NULL
+ * when *lim->stop was set before the child finished on its own (the point is no result). */
 json_t *point_run(const point_spec *s, const point_limits *lim, const json_t *context);
 /* Whether the point's model exceeds the memory limit (and --no-skip is off): then returns 1
  * with the reason in buf. */

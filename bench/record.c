@@ -140,9 +140,14 @@ void record_print_table(FILE *f, const json_t *rec)
                 num(ru, "minor_faults"), num(ru, "major_faults"), num(ru, "voluntary_switches"),
                 num(ru, "involuntary_switches"));
     const json_t *err = json_object_get(rec, "err_vs_exact");
-    if (json_is_object(err))
-        fprintf(f, "%-14s max %.3g, mean %.3g (%s)\n", "error vs exact", num(err, "max_rel"),
-                num(err, "mean_rel"), json_string_value(json_object_get(err, "metric")));
+    if (json_is_string(json_object_get(err, "error")))
+        fprintf(f, "%-14s not measured: %s\n", "error vs exact",
+                json_string_value(json_object_get(err, "error")));
+    else if (json_is_object(err))
+        fprintf(f, "%-14s max %.3g, mean %.3g (%s; reference %s, %.3g s)\n", "error vs exact",
+                num(err, "max_rel"), num(err, "mean_rel"),
+                json_string_value(json_object_get(err, "metric")),
+                json_string_value(json_object_get(err, "reference")), num(err, "reference_s"));
     const json_t *h = json_object_get(rec, "harness");
     if (json_is_object(h))
         fprintf(f, "%-14s PAPI init %.3g s, inputs %.3g s, warm-up %.3g s, probes %.2g s "

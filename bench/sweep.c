@@ -18,7 +18,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "cli.h"
@@ -26,6 +25,7 @@
 #include "context.h"
 #include "options.h"
 #include "record.h"
+#include "timing.h"
 
 #define MAX_POINTS 100000
 
@@ -274,7 +274,6 @@ static int parse_suite(const char *path, const options *defaults, sweep *sw, cha
 typedef struct series {
     char key[1024];
     double flops, wall; /* last ok point: model FLOPs and median wall time per repetition */
-    double child_s;
     char failed[128];   /* non-empty: the status of a failed smaller n */
 } series;
 
@@ -293,6 +292,19 @@ static series *series_find(series *all, int *count, const point_spec *s)
     return x;
 }
 
+/* What a series learns from one of its records, measured now or found in the file. */
+static void series_learn(series *x, const json_t *rec)
+{
+    const char *st = json_string_value(json_object_get(rec, "status"));
+    const int status = st ? point_status_parse(st) : -1;
+    if (status == POINT_OK) {
+        x->flops = json_number_value(json_object_get(rec, "model_flops"));
+        x->wall = json_number_value(json_object_get(rec, "wall_s"));
+    } else if (status != POINT_SKIPPED && status != POINT_UNSUPPORTED) {
+        snprintf(x->failed, sizeof x->failed, "%s", st ? st : "unknown");
+    }
+}
+
 static void fmt_duration(double s, char *buf, size_t size)
 {
     if (!isfinite(s))
@@ -303,13 +315,6 @@ static void fmt_duration(double s, char *buf, size_t size)
         snprintf(buf, size, "%dm%02ds", (int)s / 60, (int)s % 60);
     else
         snprintf(buf, size, "%dh%02dm", (int)s / 3600, (int)s % 3600 / 60);
-}
-
-static double now_s(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
 }
 
 static int run_points(sweep *sw, const char *out, int resume)
@@ -361,15 +366,8 @@ static int run_points(sweep *sw, const char *out, int resume)
                                                          "point_id")),
                        ids[i]) == 0) {
                 skip[i] = 1;
-                const json_t *rec = json_array_get(rf.records, r);
-                series *x = series_find(all, &nseries, &sw->points[i]);
-                const char *st = json_string_value(json_object_get(rec, "status"));
-                if (st && strcmp(st, "ok") == 0) {
-                    x->flops = json_number_value(json_object_get(rec, "model_flops"));
-                    x->wall = json_number_value(json_object_get(rec, "wall_s"));
-                } else if (st && strcmp(st, "skipped") && strcmp(st, "unsupported")) {
-                    snprintf(x->failed, sizeof x->failed, "%s", st);
-                }
+                series_learn(series_find(all, &nseries, &sw->points[i]),
+                             json_array_get(rf.records, r));
             }
         todo += !skip[i];
     }
@@ -379,19 +377,23 @@ static int run_points(sweep *sw, const char *out, int resume)
     if (resume)
         fprintf(stderr, "attnbench sweep: %s holds %zu records, %d of them points of this sweep; "
                         "running the other %d\n", out, done_count, resumed, todo);
+    /* forked children share the parent's pages: what it holds is in every point's RSS */
+    record_file_free(&rf);
+    free(ids);
 
     struct sigaction sa = {.sa_handler = on_signal};
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
     json_t *ctx = context_collect();
     const int tty = isatty(STDERR_FILENO);
-    const double t_start = now_s();
+    const double t_start = timing_now();
     int ran = 0, rc = 0, counts[POINT_NSTATUS] = {0};
     for (int i = 0; i < sw->npoints && !rc; i++) {
         if (skip[i])
             continue;
         point_spec *s = &sw->points[i];
         point_limits lim = sw->groups[sw->group_of[i]]->limits;
+        lim.stop = &interrupted;
         series *x = series_find(all, &nseries, s);
         point_model pm;
         const char *why;
@@ -414,7 +416,7 @@ static int run_points(sweep *sw, const char *out, int resume)
         }
         if (tty) {
             char eta[32], el[32];
-            double elapsed = now_s() - t_start;
+            double elapsed = timing_now() - t_start;
             fmt_duration(ran ? elapsed / ran * (todo - ran) : NAN, eta, sizeof eta);
             fmt_duration(elapsed, el, sizeof el);
             fprintf(stderr, "\r\033[K[%d/%d] %s n=%lld  elapsed %s  ETA %s", ran + 1, todo,
@@ -422,21 +424,14 @@ static int run_points(sweep *sw, const char *out, int resume)
         }
         rec = reason[0] ? point_record_new(s, ctx, POINT_SKIPPED, reason)
                         : point_run(s, &lim, ctx);
-        if (interrupted) {
-            json_decref(rec);
-            break;
-        }
+        if (!rec)
+            break; /* interrupted while the point ran: it runs again on --resume */
         const char *st = json_string_value(json_object_get(rec, "status"));
         int status = point_status_parse(st);
         counts[status >= 0 ? status : POINT_ERROR]++;
-        if (status == POINT_OK) {
-            x->flops = json_number_value(json_object_get(rec, "model_flops"));
-            x->wall = json_number_value(json_object_get(rec, "wall_s"));
-        } else if (status != POINT_SKIPPED && status != POINT_UNSUPPORTED) {
-            snprintf(x->failed, sizeof x->failed, "%s", st);
-        }
+        series_learn(x, rec);
         if (record_append(fd, rec) != 0) {
-            rc = cli_error("sweep", "%s: write failed: %s", out, strerror(errno));
+            rc = cli_fail("sweep", "%s: write failed: %s", out, strerror(errno));
         } else {
             char peak[32];
             const json_t *reason_j = json_object_get(rec, "reason");
@@ -444,8 +439,8 @@ static int run_points(sweep *sw, const char *out, int resume)
             char what[64];
             snprintf(what, sizeof what, "%s%s", s->label ? s->label : s->params.method->name,
                      s->train && !s->label ? (s->stack == STACK_REVERSIBLE ? "/rev" : "/std") : "");
-            fprintf(stderr, "%s[%d/%d] %-12s n=%-8lld%s%-12s", tty ? "\r\033[K" : "", ran + 1,
-                    todo, what, (long long)s->shape.n, s->train ? "" : "", st);
+            fprintf(stderr, "%s[%d/%d] %-12s n=%-8lld%-12s", tty ? "\r\033[K" : "", ran + 1,
+                    todo, what, (long long)s->shape.n, st);
             if (s->train)
                 fprintf(stderr, " L=%d", s->layers);
             if (status == POINT_OK)
@@ -458,12 +453,12 @@ static int run_points(sweep *sw, const char *out, int resume)
         }
         json_decref(rec);
         ran++;
+        if (interrupted)
+            break; /* the point finished before the signal landed: it is recorded */
     }
     close(fd);
     json_decref(ctx);
-    record_file_free(&rf);
     free(all);
-    free(ids);
     free(skip);
     if (interrupted) {
         fprintf(stderr, "\nattnbench sweep: interrupted; %d points recorded in %s; continue with "
@@ -472,7 +467,7 @@ static int run_points(sweep *sw, const char *out, int resume)
     }
     if (!rc) {
         fprintf(stderr, "attnbench sweep: %d points run in %.0f s into %s:", ran,
-                now_s() - t_start, out);
+                timing_now() - t_start, out);
         for (int k = 0; k < POINT_NSTATUS; k++)
             if (counts[k])
                 fprintf(stderr, " %d %s", counts[k], point_status_name(k));

@@ -132,8 +132,9 @@ static void test_every_failure_status_for_real(void **state)
     assert_true(json_is_null(json_object_get(rec, "wall_s")));
     json_decref(rec);
 
-    /* a real point slower than its time limit */
-    point_spec slow = spec("full", 16384);
+    /* a real kernel killed mid-run: 4 runs of about 30 s each here against a 0.3 s limit, a
+     * margin no machine closes (the "sleep" fault above is the deterministic case) */
+    point_spec slow = spec("full_stream", 131072);
     rec = run(&slow, 0, 0.3, false, NULL);
     assert_string_equal(status(rec), "timeout");
     json_decref(rec);
@@ -142,6 +143,48 @@ static void test_every_failure_status_for_real(void **state)
     rec = run(&huge, 0, 30, false, NULL);
     assert_string_equal(status(rec), "unsupported");
     json_decref(rec);
+}
+
+/* --accuracy: the exact reference runs after the record is sent, so losing it (here: hung
+ * past the time limit) keeps the measurements and says why the error is missing. */
+static void test_lost_reference_keeps_the_measurements(void **state)
+{
+    (void)state;
+    point_spec s = spec("lsh", 1024);
+    s.accuracy = true;
+    json_t *rec = run(&s, 0, 30, false, NULL);
+    assert_string_equal(status(rec), "ok");
+    const json_t *e = json_object_get(rec, "err_vs_exact");
+    assert_true(json_is_number(json_object_get(e, "mean_rel")));
+    assert_true(json_is_string(json_object_get(e, "reference")));
+    json_decref(rec);
+
+    rec = run(&s, 0, 1.0, false, "sleep-reference");
+    assert_string_equal(status(rec), "ok");
+    assert_true(num(rec, "wall_s") > 0);
+    e = json_object_get(rec, "err_vs_exact");
+    assert_non_null(strstr(json_string_value(json_object_get(e, "error")), "time limit"));
+    json_decref(rec);
+}
+
+/* A stop request (a sweep's SIGINT/SIGTERM handler) kills the child; the point is no result. */
+static void test_stop_request_discards_the_point(void **state)
+{
+    (void)state;
+    point_spec s = spec("full_stream", 1024);
+    volatile sig_atomic_t stop = 1;
+    point_limits lim = {.time_limit = 30, .stop = &stop};
+    json_t *ctx = json_object();
+    setenv("ATTNBENCH_FAULT", "sleep", 1);
+    json_t *rec = point_run(&s, &lim, ctx);
+    unsetenv("ATTNBENCH_FAULT");
+    assert_null(rec);
+    stop = 0; /* unset, the same point is measured */
+    rec = point_run(&s, &lim, ctx);
+    assert_non_null(rec);
+    assert_string_equal(status(rec), "ok");
+    json_decref(rec);
+    json_decref(ctx);
 }
 
 static void test_point_id_is_stable_and_specific(void **state)
@@ -244,6 +287,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_ok_record_has_every_field),
         cmocka_unit_test(test_every_failure_status_for_real),
+        cmocka_unit_test(test_lost_reference_keeps_the_measurements),
+        cmocka_unit_test(test_stop_request_discards_the_point),
         cmocka_unit_test(test_point_id_is_stable_and_specific),
         cmocka_unit_test(test_inputs_are_counter_based),
         cmocka_unit_test(test_results_file_reading),
