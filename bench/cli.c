@@ -115,24 +115,28 @@ int cli_parse_real(const char *text, double *out)
     return 0;
 }
 
-int cli_method(const char *cmd, const char *name, attn_params *p)
+int cli_method_error(const char *cmd, const char *name, const char *also)
 {
-    const attn_method *m = name ? attn_find(name) : NULL;
-    if (m) {
-        attn_params_default(m, p);
-        return 0;
-    }
     char list[512] = "";
     int count;
     const attn_method *const *all = attn_methods(&count);
-    for (int i = 0; i < count; i++) {
-        strncat(list, all[i]->name, sizeof list - strlen(list) - 1);
-        if (i + 1 < count)
-            strncat(list, ", ", sizeof list - strlen(list) - 1);
-    }
+    for (int i = 0; i < count; i++)
+        snprintf(list + strlen(list), sizeof list - strlen(list), "%s%s", i ? ", " : "",
+                 all[i]->name);
+    if (also)
+        snprintf(list + strlen(list), sizeof list - strlen(list), ", %s", also);
     if (!name)
         return cli_error(cmd, "--method is required (methods: %s)", list);
     return cli_error(cmd, "unknown method '%s' (methods: %s)", name, list);
+}
+
+int cli_method(const char *cmd, const char *name, attn_params *p)
+{
+    const attn_method *m = name ? attn_find(name) : NULL;
+    if (!m)
+        return cli_method_error(cmd, name, NULL);
+    attn_params_default(m, p);
+    return 0;
 }
 
 int cli_param(const char *cmd, attn_params *p, const char *assignment)

@@ -30,6 +30,9 @@ int cli_parse_real(const char *text, double *out);
 /* Looks up method `name` and fills p with its defaults; on failure prints the known methods
  * and returns CLI_EUSAGE. */
 int cli_method(const char *cmd, const char *name, attn_params *p);
+/* The error for a missing (name NULL) or unknown method: the registry's methods, and `also`
+ * (names a command accepts beyond them) if not NULL. Returns CLI_EUSAGE. */
+int cli_method_error(const char *cmd, const char *name, const char *also);
 /* Applies "key=value" to p; on failure prints the parameter, the problem and the accepted
  * values, and returns CLI_EUSAGE. */
 int cli_param(const char *cmd, attn_params *p, const char *assignment);

@@ -178,14 +178,9 @@ int options_method(const char *cmd, const char *name, attn_params *p, const char
         attn_params_default(attn_find("lsh"), p);
         return 0;
     }
-    if (!name || attn_find(name))
-        return cli_method(cmd, name, p);
-    char list[512] = "";
-    int count;
-    const attn_method *const *all = attn_methods(&count);
-    for (int i = 0; i < count; i++)
-        snprintf(list + strlen(list), sizeof list - strlen(list), "%s, ", all[i]->name);
-    return cli_error(cmd, "unknown method '%s' (methods: %sreversible)", name, list);
+    if (!name || !attn_find(name))
+        return cli_method_error(cmd, name, "reversible");
+    return cli_method(cmd, name, p);
 }
 
 void options_spec(const options *o, const attn_params *p, const char *alias, int64_t n,
