@@ -4,8 +4,8 @@
  * Points are matched by point_id. A gated metric regresses when current > baseline +
  * max(atol, rtol * baseline): only growth is a regression, a drop is reported as such.
  * Exit 0: every gated metric within tolerance; 1: a regression; 2: incomplete (a point missing
- * on either side, a point that failed where the baseline measured it, a schema mismatch) or a
- * usage error. Memory is gated by default (it is nearly deterministic); time only when asked,
+ * on either side, a point that failed where the baseline measured it, a schema mismatch,
+ * nothing compared at all) or a usage error. Memory is gated by default (it is nearly deterministic); time only when asked,
  * since shared machines are noisy. */
 #include <errno.h>
 #include <getopt.h>
@@ -76,6 +76,9 @@ static int parse_metric(const char *spec)
             if (cli_parse_real(num, &x))
                 return cli_error("check", "--metric '%s': rtol '%s' is not a number or a "
                                           "percentage", spec, val);
+            if (!pct && x > 1) /* "rtol=5" is far likelier to mean 5% than 500% */
+                return cli_error("check", "--metric '%s': rtol %s is %g%%; write %s%% or %g", spec,
+                                 val, 100 * x, val, x / 100);
             g->rtol = pct ? x / 100 : x;
         } else if (strcmp(kv, "atol") == 0) {
             uint64_t bytes;
@@ -130,24 +133,22 @@ static void warn_context(json_t *base, json_t *cur)
     }
 }
 
-static int copy_file(const char *from, const char *to)
+/* Writes the records to path as a results file, through a temporary file and a rename so a
+ * failure leaves the old file whole. */
+static int write_records(const char *path, json_t *records)
 {
     char tmp[1100];
-    snprintf(tmp, sizeof tmp, "%s.tmp", to);
-    FILE *in = fopen(from, "rb"), *out = in ? fopen(tmp, "wb") : NULL;
-    if (!in || !out) {
-        if (in)
-            fclose(in);
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    FILE *out = fopen(tmp, "w");
+    if (!out)
         return -1;
-    }
-    char buf[1 << 16];
-    size_t got;
-    int ok = 1;
-    while (ok && (got = fread(buf, 1, sizeof buf, in)) > 0)
-        ok = fwrite(buf, 1, got, out) == got;
-    fclose(in);
-    ok = (fclose(out) == 0) && ok;
-    if (!ok || rename(tmp, to) != 0) {
+    size_t i;
+    json_t *rec;
+    json_array_foreach(records, i, rec)
+        record_print_json(out, rec);
+    int bad = ferror(out);
+    bad |= fclose(out);
+    if (bad || rename(tmp, path) != 0) {
         unlink(tmp);
         return -1;
     }
@@ -198,7 +199,7 @@ int cmd_check(int argc, char **argv)
     if (report_load(1, cfiles, &cur, err, sizeof err))
         return cli_error("check", "%s", err);
     if (update) {
-        if (copy_file(current, baseline) != 0) {
+        if (write_records(baseline, cur) != 0) {
             json_decref(cur);
             return cli_error("check", "--update: cannot write %s: %s", baseline, strerror(errno));
         }
@@ -292,6 +293,11 @@ int cmd_check(int argc, char **argv)
     }
     json_decref(base);
     json_decref(cur);
+    if (!compared && !incomplete) {
+        fprintf(stderr, "attnbench check: incomplete: no gated metric was measured on both sides "
+                        "(points the baseline did not measure, or every gate off)\n");
+        return 2;
+    }
     if (incomplete) {
         fprintf(stderr, "attnbench check: incomplete: %d problem(s) above; %d comparisons, %d "
                         "regressions\n", incomplete, compared, regressions);

@@ -211,10 +211,15 @@ expect_status 2 "check malformed tolerance" -- "$bin" check --baseline "$tmp/bas
 expect_status 2 "check unknown metric" -- "$bin" check --baseline "$tmp/base.jsonl" "$tmp/same.jsonl" --metric speed:rtol=5%
 expect_status 2 "check missing baseline" -- "$bin" check --baseline "$tmp/none.jsonl" "$tmp/same.jsonl"
 expect_status 2 "check foreign baseline" -- "$bin" check --baseline "$tmp/foreign.jsonl" "$tmp/same.jsonl"
-expect_status 0 "check with a looser gate" -- "$bin" check --baseline "$tmp/base.jsonl" "$tmp/worse.jsonl" --metric heap_peak:rtol=15% --metric peak_rss:off
+expect_status 0 "check with a looser gate" -- "$bin" check --baseline "$tmp/base.jsonl" "$tmp/worse.jsonl" --metric peak_rss:rtol=15% --metric heap_peak:off
+expect_status 2 "check with every gate off" -- "$bin" check --baseline "$tmp/base.jsonl" "$tmp/same.jsonl" --metric peak_rss:off --metric heap_peak:off
+grep -q "no gated metric" "$tmp/err" && pass || fail "check with nothing compared did not say so"
+expect_status 2 "check rtol without % above 1" -- "$bin" check --baseline "$tmp/base.jsonl" "$tmp/same.jsonl" --metric peak_rss:rtol=5
 cp "$tmp/base.jsonl" "$tmp/upd.jsonl"
-expect_status 0 "check --update" -- "$bin" check --baseline "$tmp/upd.jsonl" "$tmp/worse.jsonl" --update
-cmp -s "$tmp/upd.jsonl" "$tmp/worse.jsonl" && pass || fail "--update did not rewrite the baseline"
+cp "$tmp/worse.jsonl" "$tmp/torn.jsonl"
+printf '{"schema":"attnbench/1","point_id":"tor' >>"$tmp/torn.jsonl"
+expect_status 0 "check --update" -- "$bin" check --baseline "$tmp/upd.jsonl" "$tmp/torn.jsonl" --update
+cmp -s "$tmp/upd.jsonl" "$tmp/worse.jsonl" && pass || fail "--update did not rewrite the baseline with the whole records alone"
 
 
 # --- training points: a reversible stack (the `reversible` method) and a standard one
