@@ -5,6 +5,7 @@
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -97,6 +98,31 @@ static int write_data(const char *path, const plot_spec *p, char *err, size_t er
     return 0;
 }
 
+/* gnuplot's first complaint in its stderr file: the "line N: ..." message (gnuplot echoes the
+ * offending input and a caret above it), else the first line that is not blank; "" if none. */
+static void first_complaint(const char *path, char *msg, size_t size)
+{
+    char line[512], first[512] = "";
+    msg[0] = '\0';
+    FILE *e = fopen(path, "r");
+    if (!e)
+        return;
+    while (fgets(line, sizeof line, e)) {
+        line[strcspn(line, "\n")] = '\0';
+        const char *text = line + strspn(line, " \t");
+        int at = -1;
+        if (sscanf(text, "line %*d:%n", &at) == 0 && at > 0) {
+            snprintf(msg, size, "%s", text);
+            break;
+        }
+        if (!first[0] && text[strspn(text, " \t^")] != '\0')
+            snprintf(first, sizeof first, "%s", text);
+    }
+    fclose(e);
+    if (!msg[0])
+        snprintf(msg, size, "%s", first);
+}
+
 static long file_size(const char *path)
 {
     struct stat st;
@@ -127,23 +153,22 @@ int plot_draw(const char *dir, const plot_spec *p, char *err, size_t errlen)
     unlink(png);
     unlink(svg);
     snprintf(cmd, sizeof cmd, "cd '%s' && exec gnuplot 2>'%s.err'", dir, p->name);
+    /* a gnuplot that is missing or exits early closes the pipe: that must come back as an
+     * exit status to report, not kill the report with SIGPIPE */
+    struct sigaction ignore = {.sa_handler = SIG_IGN}, old;
+    sigaction(SIGPIPE, &ignore, &old);
     FILE *pipe = popen(cmd, "w");
-    if (!pipe)
+    if (!pipe) {
+        sigaction(SIGPIPE, &old, NULL);
         return fail(err, errlen, "cannot start gnuplot: %s", strerror(errno));
+    }
     write_script(pipe, p);
     fprintf(pipe, "set print '%s.done'\nprint 'ok'\nunset print\n", p->name);
     fflush(pipe);
     int status = pclose(pipe);
-
-    /* gnuplot's first complaint, if any */
-    char msg[512] = "";
-    FILE *e = fopen(errf, "r");
-    if (e) {
-        while (fgets(msg, sizeof msg, e) && strspn(msg, " \t\n^") == strlen(msg))
-            ;
-        msg[strcspn(msg, "\n")] = '\0';
-        fclose(e);
-    }
+    sigaction(SIGPIPE, &old, NULL);
+    char msg[512];
+    first_complaint(errf, msg, sizeof msg);
     if (status == -1 || !WIFEXITED(status) || WEXITSTATUS(status) == 127)
         return fail(err, errlen, "gnuplot could not run (is gnuplot-nox installed?)%s%s",
                     msg[0] ? ": " : "", msg);

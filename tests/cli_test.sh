@@ -188,6 +188,26 @@ rows = list(csv.DictReader(open(d + "/results.csv")))
 assert len(rows) == len(recs) and {"point_id", "n", "peak_rss_bytes", "status"} <= set(rows[0])
 assert any(r["status"] == "skipped" and r["wall_s"] == "" for r in rows)  # empty, not 0
 PY
+# shards merge by point_id: a later record of a point replaces the earlier one
+head -n 1 "$tmp/r.jsonl" | sed 's/"wall_s":[0-9.e-]*/"wall_s":123.5/' >"$tmp/r3.jsonl"
+expect_status 0 "report merging a re-measured point" -- "$bin" report "$tmp/r.jsonl" "$tmp/r3.jsonl" --out "$tmp/repm"
+/usr/bin/python3 - "$tmp/repm/results.csv" "$tmp/r.jsonl" "$tmp/r3.jsonl" <<'PY' && pass || fail "report did not merge by point_id"
+import csv, json, sys
+rows = list(csv.DictReader(open(sys.argv[1])))
+first = json.loads(open(sys.argv[3]).readline())
+assert len(rows) == sum(1 for _ in open(sys.argv[2])), len(rows)
+assert [float(r["wall_s"]) for r in rows if r["point_id"] == first["point_id"]] == [123.5]
+PY
+# gnuplot failing or missing: the report says so, with gnuplot's own message, and exits 1
+mkdir -p "$tmp/fakegnu" "$tmp/nognu"
+printf '#!/bin/sh\ncat >/dev/null\necho "gnuplot> plot x" >&2\necho "         ^" >&2\necho "         line 3: fake failure" >&2\nexit 1\n' >"$tmp/fakegnu/gnuplot"
+chmod +x "$tmp/fakegnu/gnuplot"
+expect_status 1 "report with a failing gnuplot" -- env PATH="$tmp/fakegnu:$PATH" "$bin" report "$tmp/r.jsonl" --out "$tmp/repf"
+grep -q "gnuplot failed on .*memory.gp (exit 1): line 3: fake failure" "$tmp/err" && pass || fail "gnuplot's message not reported: $(head -c 300 "$tmp/err")"
+grep -q "the plot failed: .*fake failure" "$tmp/repf/report.md" && pass || fail "report.md does not say the plot failed"
+ln -sf "$(command -v sh)" "$tmp/nognu/sh"
+expect_status 1 "report without gnuplot" -- env PATH="$tmp/nognu" "$bin" report "$tmp/r.jsonl" --out "$tmp/repn"
+grep -q "gnuplot could not run" "$tmp/err" && pass || fail "a missing gnuplot not reported: $(head -c 300 "$tmp/err")"
 expect_status 2 "report missing file" -- "$bin" report "$tmp/none.jsonl" --out "$tmp/rep3"
 expect_status 2 "report foreign file" -- "$bin" report "$tmp/foreign.jsonl" --out "$tmp/rep3"
 expect_status 2 "report without --out" -- "$bin" report "$tmp/r.jsonl"
