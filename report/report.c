@@ -90,38 +90,67 @@ static void series_key(const json_t *rec, const char *drop, char *buf, size_t si
     }
 }
 
-/* Tokens of key a ("k=v;..." with params split on commas) that differ from key b. */
-static void label_of(const char *method, const char *a, const char *b, char *buf, size_t size)
+/* A key's tokens ("k=v;..." with params split on commas) that a label never shows: the
+ * method is the label's start, and a training point's stack and depth are written out. */
+static int label_hides(const char *token)
 {
-    snprintf(buf, size, "%s", method);
-    char ta[1024], tb[1024];
+    static const char *const hidden[] = {"method=", "train=", "layers=", "label="};
+    for (size_t i = 0; i < sizeof hidden / sizeof hidden[0]; i++)
+        if (strncmp(token, hidden[i], strlen(hidden[i])) == 0)
+            return 1;
+    return 0;
+}
+
+/* Appends to buf the tokens of key a that key b does not have. */
+static void append_differences(const char *a, const char *b, char *buf, size_t size)
+{
+    char ta[1024];
     snprintf(ta, sizeof ta, "%s", a);
-    snprintf(tb, sizeof tb, "%s", b);
     for (char *s1, *t = strtok_r(ta, ";,", &s1); t; t = strtok_r(NULL, ";,", &s1)) {
         if (strncmp(t, "params=", 7) == 0)
             t += 7;
-        char look[256];
-        snprintf(look, sizeof look, "%s", t);
         int found = 0;
-        char copy[1024];
-        snprintf(copy, sizeof copy, "%s", b);
-        for (char *s2, *u = strtok_r(copy, ";,", &s2); u && !found; u = strtok_r(NULL, ";,", &s2)) {
-            if (strncmp(u, "params=", 7) == 0)
-                u += 7;
-            found = strcmp(u, look) == 0;
-        }
-        if (!found && strncmp(look, "method=", 7) != 0) {
+        char tb[1024];
+        snprintf(tb, sizeof tb, "%s", b);
+        for (char *s2, *u = strtok_r(tb, ";,", &s2); u && !found; u = strtok_r(NULL, ";,", &s2))
+            found = strcmp(strncmp(u, "params=", 7) == 0 ? u + 7 : u, t) == 0;
+        if (!found && !label_hides(t)) {
             size_t len = strlen(buf);
-            snprintf(buf + len, size - len, " %s", look);
+            snprintf(buf + len, size - len, " %s", t);
         }
     }
-    (void)tb;
 }
 
-static int cmp_n(const void *a, const void *b)
+/* A series' points in order of xfield (file order among equal x). */
+typedef struct by_x {
+    double x;
+    size_t order;
+    json_t *rec;
+} by_x;
+
+static int cmp_by_x(const void *a, const void *b)
 {
-    double x = report_num(*(json_t *const *)a, "n"), y = report_num(*(json_t *const *)b, "n");
-    return (x > y) - (x < y);
+    const by_x *p = a, *q = b;
+    if (p->x != q->x)
+        return (p->x > q->x) - (p->x < q->x);
+    return (p->order > q->order) - (p->order < q->order);
+}
+
+static void sort_points(report_series_t *s, const char *xfield)
+{
+    size_t np = json_array_size(s->points);
+    by_x *arr = malloc((np + 1) * sizeof *arr);
+    for (size_t j = 0; j < np; j++) {
+        json_t *r = json_array_get(s->points, j);
+        arr[j] = (by_x){.x = report_num(r, xfield), .order = j, .rec = r};
+    }
+    qsort(arr, np, sizeof *arr, cmp_by_x);
+    json_t *sorted = json_array();
+    for (size_t j = 0; j < np; j++)
+        json_array_append(sorted, arr[j].rec);
+    json_decref(s->points);
+    s->points = sorted;
+    free(arr);
 }
 
 int report_series(json_t *records, const char *xfield, report_series_t **out)
@@ -148,37 +177,26 @@ int report_series(json_t *records, const char *xfield, report_series_t **out)
         }
         json_array_append(s[k].points, rec);
     }
-    /* labels: the method, plus whatever sets a series apart from the method's first one */
     for (size_t k = 0; k < ns; k++) {
+        sort_points(&s[k], xfield);
+        /* the label: the method (a training series: its stack, over which attention), what
+         * sets the series apart from the method's first one, and the depth unless it is x */
+        const json_t *r0 = json_array_get(s[k].points, 0);
+        const char *stack = report_str(r0, "stack"), *inner = report_str(r0, "inner");
+        if (!*stack)
+            snprintf(s[k].label, sizeof s[k].label, "%s", s[k].method);
+        else if (strcmp(s[k].method, inner) != 0) /* a named stack: reversible is the Reformer */
+            snprintf(s[k].label, sizeof s[k].label, "%s (%s)", s[k].method, inner);
+        else
+            snprintf(s[k].label, sizeof s[k].label, "%s, %s stack", s[k].method, stack);
         size_t first = 0;
         while (strcmp(s[first].method, s[k].method) != 0)
             first++;
-        label_of(s[k].method, s[k].key, s[first].key, s[k].label, sizeof s[k].label);
-        /* a training series says its stack, and its depth when that is not the x axis */
-        const json_t *r0 = json_array_get(s[k].points, 0);
-        const char *stack = report_str(r0, "stack");
-        if (*stack) {
-            char depth[32] = "";
-            if (strcmp(xfield, "layers") != 0)
-                snprintf(depth, sizeof depth, " L=%.0f", report_num(r0, "layers"));
-            if (strcmp(s[k].method, "reversible") == 0)
-                snprintf(s[k].label, sizeof s[k].label, "reversible (lsh)%s", depth);
-            else
-                snprintf(s[k].label, sizeof s[k].label, "%s, %s stack%s", s[k].method, stack, depth);
+        append_differences(s[k].key, s[first].key, s[k].label, sizeof s[k].label);
+        if (*stack && strcmp(xfield, "layers") != 0) {
+            size_t len = strlen(s[k].label);
+            snprintf(s[k].label + len, sizeof s[k].label - len, " L=%.0f", report_num(r0, "layers"));
         }
-        /* sort the points by n (or layers) */
-        size_t np = json_array_size(s[k].points);
-        json_t **arr = malloc(np * sizeof *arr);
-        for (size_t j = 0; j < np; j++)
-            arr[j] = json_array_get(s[k].points, j);
-        if (strcmp(xfield, "n") == 0)
-            qsort(arr, np, sizeof *arr, cmp_n);
-        json_t *sorted = json_array();
-        for (size_t j = 0; j < np; j++)
-            json_array_append(sorted, arr[j]);
-        json_decref(s[k].points);
-        s[k].points = sorted;
-        free(arr);
     }
     *out = s;
     return (int)ns;
