@@ -3,6 +3,7 @@
  * Reads results files (never attn/), groups the records into series (the same point but for
  * n), fits the scaling exponent of peak RSS, heap peak and time per series, draws the plots
  * through gnuplot, and writes DIR/report.md and DIR/results.csv. */
+#include <dirent.h>
 #include <errno.h>
 #include <getopt.h>
 #include <math.h>
@@ -258,7 +259,6 @@ static double metric_field(const json_t *r, const void *ctx)
 }
 
 static double activation_bytes(const json_t *r, const void *ctx);
-static void fmt_bytes(double v, char *buf, size_t size);
 
 static double metric_counter_per_token(const json_t *r, const void *ctx)
 {
@@ -357,38 +357,29 @@ static void fmt_fit(fit_result f, char *buf, size_t size)
 }
 
 /* peak RSS less the process's own pages before the inputs: the memory the point added */
-static double point_rss(const json_t *r)
+/* Peak RSS less the process's own pages before the inputs existed: what the point added. */
+static double point_rss(const json_t *r, const void *ctx)
 {
+    (void)ctx;
     return report_num(r, "peak_rss_bytes") - report_num(r, "rss_before_inputs_bytes");
 }
 
-static double field_value(const json_t *r, const char *field)
+/* The power law of a metric over a series' ok points. Fixed costs (the process, the allocator)
+ * dominate small n, so it fits the tail n >= n_from, and at least the three largest points. */
+static fit_result fit_series(const report_series_t *s,
+                             double (*metric)(const json_t *, const void *), const void *ctx,
+                             double n_from)
 {
-    return strcmp(field, "point_rss") == 0 ? point_rss(r) : report_num(r, field);
-}
-
-static fit_result fit_series(const report_series_t *s, const char *field, double n_from)
-{
-    size_t np = json_array_size(s->points), k = 0;
-    double *x = malloc((np + 1) * sizeof *x), *y = malloc((np + 1) * sizeof *y);
-    for (size_t j = 0; j < np; j++) {
-        const json_t *r = json_array_get(s->points, j);
-        if (strcmp(report_str(r, "status"), "ok") != 0)
-            continue;
-        x[k] = report_num(r, "n");
-        y[k++] = field_value(r, field);
-    }
-    /* fixed costs (the process, the allocator) dominate small n: fit the large-n tail, and at
-     * least the three largest points */
-    double from = n_from;
+    plot_series ps;
+    if (!series_points(s, "n", metric, ctx, &ps))
+        return fit_power(NULL, NULL, 0, n_from);
     size_t above = 0;
-    for (size_t j = 0; j < k; j++)
-        above += x[j] >= from;
-    if (above < 3 && k >= 2)
-        from = x[k >= 3 ? k - 3 : 0];
-    fit_result f = fit_power(x, y, k, from);
-    free(x);
-    free(y);
+    for (size_t j = 0; j < ps.count; j++)
+        above += ps.x[j] >= n_from;
+    const double from = above < 3 && ps.count >= 2 ? ps.x[ps.count >= 3 ? ps.count - 3 : 0] : n_from;
+    fit_result f = fit_power(ps.x, ps.y, ps.count, from);
+    free(ps.x);
+    free(ps.y);
     return f;
 }
 
@@ -581,10 +572,10 @@ static void write_method_tables(FILE *md, report_series_t *s, int ns, double n_f
             if (strcmp(report_str(r, "status"), "ok") == 0)
                 largest = report_num(r, "n");
         }
-        fit_result fr = fit_series(&s[k], "peak_rss_bytes", n_from);
-        fit_result fp = fit_series(&s[k], "point_rss", n_from);
-        fit_result fh = fit_series(&s[k], "heap_peak_bytes", n_from);
-        fit_result ft = fit_series(&s[k], "wall_s", n_from);
+        fit_result fr = fit_series(&s[k], metric_field, "peak_rss_bytes", n_from);
+        fit_result fp = fit_series(&s[k], point_rss, NULL, n_from);
+        fit_result fh = fit_series(&s[k], metric_field, "heap_peak_bytes", n_from);
+        fit_result ft = fit_series(&s[k], metric_field, "wall_s", n_from);
         char a[96], p[96], b[96], c[96], range[64] = "n/a", big[32] = "none";
         fmt_fit(fr, a, sizeof a);
         fmt_fit(fp, p, sizeof p);
@@ -762,8 +753,8 @@ static void depth_table(FILE *md, report_series_t *s, int ns)
         fmt_bytes(f.b, slope, sizeof slope);
         fmt_bytes(f.se_b, se, sizeof se);
         if (f.ok)
-            fprintf(md, "\nFitted: %s per layer%s%s%s (R² %.3f) over L = %.0f..%.0f.\n\n", slope,
-                    isnan(f.se_b) ? "" : " ± ", isnan(f.se_b) ? "" : se, "", f.r2, f.n_min, f.n_max);
+            fprintf(md, "\nFitted: %s per layer%s%s (R² %.3f) over L = %.0f..%.0f.\n\n", slope,
+                    isnan(f.se_b) ? "" : " ± ", isnan(f.se_b) ? "" : se, f.r2, f.n_min, f.n_max);
         free(x);
         free(y);
     }
@@ -792,6 +783,33 @@ static void plot_layers(const char *dir, FILE *md, json_t *records, int *failure
     draw(dir, &p, ps, k, "L", md, "Peak memory vs layers", failures);
     free(ps);
     report_series_free(s, ns);
+}
+
+/* Removes the plots an earlier report wrote into dir, so none outlives its data: every NAME.gp
+ * that says it was written by `attnbench report`, with its .png, .svg, .dat and .err. */
+static void remove_old_plots(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (!d)
+        return;
+    static const char *const exts[] = {"png", "svg", "dat", "err", "gp"}; /* .gp last */
+    for (struct dirent *e; (e = readdir(d)) != NULL;) {
+        const size_t len = strlen(e->d_name);
+        if (len < 4 || strcmp(e->d_name + len - 3, ".gp") != 0 || len > 200)
+            continue;
+        char path[1200], line[256] = "";
+        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        FILE *f = fopen(path, "r");
+        if (!f)
+            continue;
+        const int ours = fgets(line, sizeof line, f) && strstr(line, "written by `attnbench report`");
+        fclose(f);
+        for (size_t i = 0; ours && i < sizeof exts / sizeof exts[0]; i++) {
+            snprintf(path, sizeof path, "%s/%.*s.%s", dir, (int)(len - 3), e->d_name, exts[i]);
+            unlink(path);
+        }
+    }
+    closedir(d);
 }
 
 int cmd_report(int argc, char **argv)
@@ -836,18 +854,7 @@ int cmd_report(int argc, char **argv)
         return cli_error("report", "--out %s: %s", dir, strerror(errno));
     }
     char path[1024];
-    /* the plots of an earlier report into the same folder, so none outlives its data */
-    static const char *const stems[] = {"memory", "heap", "time", "gflops", "lsh_error", "layers"};
-    static const char *const exts[] = {"png", "svg", "gp", "dat", "err"};
-    for (size_t i = 0; i < sizeof stems / sizeof stems[0] + 16; i++)
-        for (size_t e = 0; e < sizeof exts / sizeof exts[0]; e++) {
-            if (i < sizeof stems / sizeof stems[0])
-                snprintf(path, sizeof path, "%s/%s.%s", dir, stems[i], exts[e]);
-            else
-                snprintf(path, sizeof path, "%s/counter_%zu.%s", dir, i - sizeof stems / sizeof stems[0],
-                         exts[e]);
-            unlink(path);
-        }
+    remove_old_plots(dir);
     snprintf(path, sizeof path, "%s/results.csv", dir);
     if (write_csv(path, records, err, sizeof err)) {
         json_decref(records);
