@@ -33,53 +33,6 @@ void fill_nan(float *x, size_t count)
         x[i] = NAN;
 }
 
-int ref_causal(int64_t i, int64_t j, const void *ctx)
-{
-    (void)ctx;
-    return j <= i;
-}
-
-void ref_attention(int64_t n, int64_t d, const float *q, const float *k, const float *v,
-                   double scale, ref_allowed_fn allowed, const void *ctx, double *out,
-                   double *lse)
-{
-    double *s = malloc((size_t)n * sizeof *s);
-    assert_non_null(s);
-    for (int64_t i = 0; i < n; i++) {
-        double m = -INFINITY;
-        for (int64_t j = 0; j < n; j++) {
-            if (allowed && !allowed(i, j, ctx)) {
-                s[j] = -INFINITY;
-                continue;
-            }
-            double dot = 0;
-            for (int64_t c = 0; c < d; c++)
-                dot += (double)q[i * d + c] * (double)k[j * d + c];
-            s[j] = dot * scale;
-            m = fmax(m, s[j]);
-        }
-        double z = 0;
-        for (int64_t c = 0; c < d; c++)
-            out[i * d + c] = 0;
-        if (m == -INFINITY) {
-            lse[i] = -INFINITY;
-            continue;
-        }
-        for (int64_t j = 0; j < n; j++) {
-            if (s[j] == -INFINITY)
-                continue;
-            double p = exp(s[j] - m);
-            z += p;
-            for (int64_t c = 0; c < d; c++)
-                out[i * d + c] += p * (double)v[j * d + c];
-        }
-        for (int64_t c = 0; c < d; c++)
-            out[i * d + c] /= z;
-        lse[i] = m + log(z);
-    }
-    free(s);
-}
-
 void check_allclose(const float *got, const double *want, size_t count, double atol, double rtol,
                     const char *file, int line)
 {

@@ -16,16 +16,6 @@ void fill_normal(float *x, size_t count, uint64_t seed, float sigma);
 /* Fills x with a quiet NaN, so an element a kernel forgot to write is caught. */
 void fill_nan(float *x, size_t count);
 
-/* Reference softmax attention in double precision for one head: q, k, v are (n, d);
- * allowed(i, j, ctx) says whether query i may attend key j (NULL: all); scores are
- * scale * q.k^T. Writes out (n, d) and lse (n). Rows with no allowed key get 0 and -inf. */
-typedef int (*ref_allowed_fn)(int64_t i, int64_t j, const void *ctx);
-void ref_attention(int64_t n, int64_t d, const float *q, const float *k, const float *v,
-                   double scale, ref_allowed_fn allowed, const void *ctx, double *out,
-                   double *lse);
-/* ref_allowed_fn for causal attention. */
-int ref_causal(int64_t i, int64_t j, const void *ctx);
-
 /* Fails (with the first bad index) unless |got - want| <= atol + rtol * |want| everywhere and
  * got is finite wherever want is. */
 #define assert_allclose(got, want, count, atol, rtol) \
