@@ -235,15 +235,11 @@ static int lsh_forward(const attn_shape *s, const attn_params *p, const attn_ten
             buckets[r] = t->structure + (size_t)((r * s->B + b) * s->H + head) * (size_t)n;
 
         /* the rotations of this head, all rounds side by side: (d, h * rot); the same for
-         * every batch element, as HF draws them per head */
-        const uint64_t base = rng_stream(seed, (uint64_t)head);
-        for (int64_t i = 0; i < (int64_t)d * cols; i += 2) {
-            double x0, x1;
-            rng_normal_pair(base, (uint64_t)i / 2, &x0, &x1);
-            rot[i] = (float)x0;
-            if (i + 1 < (int64_t)d * cols)
-                rot[i + 1] = (float)x1;
-        }
+         * every batch element, as HF draws them per head. Drawn when the head changes, and
+         * not at all when the buckets are given. */
+        if (!t->reuse_structure && (bh == 0 || head != (bh - 1) % s->H))
+            rng_fill_normal(rot, 0, (size_t)d * (size_t)cols, rng_stream(seed, (uint64_t)head),
+                            1.0);
 
 #pragma omp parallel num_threads(nthreads)
         {
@@ -405,16 +401,14 @@ static int lsh_backward(const attn_shape *s, const attn_params *p, const attn_gr
                 }
             }
             /* through the key normalization k = x rho / sqrt(d), rho = (mean(x^2) + 1e-6)^-1/2:
-             * dx = (rho / sqrt(d)) (g - x rho^2 (x . g) / d) */
+             * dx = (rho / sqrt(d)) (g - x rho^2 (x . g) / d), with rho / sqrt(d) = kscale */
             for (int64_t j = 0; j < n; j++) {
                 const float *x = q + j * d;
                 float *gk = dk + j * d;
-                double ss = 0, xg = 0;
-                for (int c = 0; c < d; c++) {
-                    ss += (double)x[c] * x[c];
+                double xg = 0;
+                for (int c = 0; c < d; c++)
                     xg += (double)x[c] * gk[c];
-                }
-                const double rho2 = 1.0 / (ss / d + 1e-6), a1 = sqrt(rho2) / sqrt((double)d);
+                const double a1 = kscale[j], rho2 = a1 * a1 * d;
                 for (int c = 0; c < d; c++) {
                     dq[j * d + c] += (float)(a1 * (gk[c] - x[c] * rho2 * xg / d));
                     gk[c] = 0.0f;

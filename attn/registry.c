@@ -144,9 +144,13 @@ int attn_check(const attn_shape *s, const attn_params *p, const char **why)
         *why = "B, H, n and d must be positive";
         return ATTN_ESHAPE;
     }
-    /* Keep every index of a (B, H, n, d) tensor, and n*n, comfortably inside int64. */
-    if (s->n > (INT64_C(1) << 31) || s->d > 4096 || s->B * s->H > (INT64_C(1) << 20)) {
-        *why = "n <= 2^31, d <= 4096 and B*H <= 2^20";
+    /* Keep every index of a (B, H, n, d) tensor, n*n, and the bytes of the inputs and
+     * outputs inside int64 and size_t; B and H are bounded alone first so B*H cannot
+     * overflow, and then B*H*n (at most 2^51) cannot either. */
+    const int64_t big = INT64_C(1) << 20;
+    if (s->n > (INT64_C(1) << 31) || s->d > 4096 || s->B > big || s->H > big ||
+        s->B * s->H > big || s->B * s->H * s->n > (INT64_C(1) << 56) / s->d) {
+        *why = "n <= 2^31, d <= 4096, B*H <= 2^20 and B*H*n*d <= 2^56";
         return ATTN_ESHAPE;
     }
     return p->method->check(s, p, why);
@@ -173,6 +177,13 @@ size_t attn_io_bytes(const attn_shape *s, const attn_cost *c)
            attn_structure_elems(c) * sizeof(int32_t);
 }
 
+/* A 64-byte aligned workspace of bytes (none for 0). Returns 0 or ATTN_ENOMEM. */
+static int workspace_alloc(size_t bytes, void **work)
+{
+    *work = bytes ? aligned_alloc(64, (bytes + 63) / 64 * 64) : NULL;
+    return bytes && !*work ? ATTN_ENOMEM : 0;
+}
+
 int attn_backward_alloc(const attn_shape *s, const attn_params *p, const attn_grads *g,
                         int nthreads)
 {
@@ -183,9 +194,9 @@ int attn_backward_alloc(const attn_shape *s, const attn_params *p, const attn_gr
         return ATTN_ENOBACKWARD;
     attn_cost c;
     p->method->cost(s, p, nthreads, &c);
-    void *work = NULL;
-    if (c.bwd_workspace_bytes && !(work = aligned_alloc(64, (c.bwd_workspace_bytes + 63) / 64 * 64)))
-        return ATTN_ENOMEM;
+    void *work;
+    if ((rc = workspace_alloc(c.bwd_workspace_bytes, &work)))
+        return rc;
     rc = p->method->backward(s, p, g, work, nthreads);
     free(work);
     return rc;
@@ -207,12 +218,9 @@ int attn_forward_alloc(const attn_shape *s, const attn_params *p, const attn_ten
         return rc;
     attn_cost c;
     p->method->cost(s, p, nthreads, &c);
-    void *work = NULL;
-    if (c.workspace_bytes) {
-        size_t bytes = (c.workspace_bytes + 63) / 64 * 64;
-        if (!(work = aligned_alloc(64, bytes)))
-            return ATTN_ENOMEM;
-    }
+    void *work;
+    if ((rc = workspace_alloc(c.workspace_bytes, &work)))
+        return rc;
     rc = p->method->forward(s, p, t, work, nthreads);
     free(work);
     return rc;

@@ -35,4 +35,19 @@ static inline void rng_normal_pair(uint64_t base, uint64_t i, double *a, double 
     *b = r * sin(t);
 }
 
+/* count normals of a stream base, scaled by sigma, into x, starting at pair first_pair (x[0]
+ * is normal 2 * first_pair): any split of a long fill into even-sized parts gives the same
+ * values as one fill. */
+static inline void rng_fill_normal(float *x, uint64_t first_pair, size_t count, uint64_t base,
+                                   double sigma)
+{
+    for (size_t i = 0; i < count; i += 2) {
+        double a, b;
+        rng_normal_pair(base, first_pair + i / 2, &a, &b);
+        x[i] = (float)(sigma * a);
+        if (i + 1 < count)
+            x[i + 1] = (float)(sigma * b);
+    }
+}
+
 #endif

@@ -77,15 +77,8 @@ void stack_init_weights(const stack_config *c, float *weights, uint64_t seed)
         float *mats[] = {w.wq, w.wk, w.wv, w.wo, w.w1, w.w2};
         const int64_t fan_in[] = {D, D, D, D, D, F}, count[] = {D * D, D * D, D * D, D * D, D * F, F * D};
         for (int m = 0; m < 6; m++) {
-            const uint64_t base = rng_stream(seed, (uint64_t)(l * 16 + m));
-            const double sd = 1.0 / sqrt((double)fan_in[m]);
-            for (int64_t i = 0; i < count[m]; i += 2) {
-                double a, b;
-                rng_normal_pair(base, (uint64_t)i / 2, &a, &b);
-                mats[m][i] = (float)(a * sd);
-                if (i + 1 < count[m])
-                    mats[m][i + 1] = (float)(b * sd);
-            }
+            rng_fill_normal(mats[m], 0, (size_t)count[m], rng_stream(seed, (uint64_t)(l * 16 + m)),
+                            1.0 / sqrt((double)fan_in[m]));
         }
         for (int64_t i = 0; i < D; i++) {
             w.ln1_g[i] = w.ln2_g[i] = 1.0f;
@@ -656,15 +649,7 @@ static void init_step(step *st, const stack_config *c, void *work, int nthreads)
     st->rows = c->shape.B * c->shape.n;
     st->D = dmodel(c);
     st->F = c->d_ff;
-    carve(c, nthreads, work, &st->L);
-    if (c->kind == STACK_REVERSIBLE) { /* the shared F cache sits at the end of the layout */
-        cursor cur = {.base = work, .off = st->L.total};
-        fcache probe;
-        cursor size = {.base = NULL};
-        carve_fcache(&size, c, &probe);
-        cur.off = st->L.total - size.off;
-        carve_fcache(&cur, c, &st->L.rev_fc);
-    }
+    carve(c, nthreads, work, &st->L); /* the reversible stack's shared F cache included */
 }
 
 void stack_cost_of(const stack_config *c, int nthreads, stack_cost *out)

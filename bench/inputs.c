@@ -23,16 +23,13 @@ const char *inputs_name(int kind)
 void inputs_normal(float *x, size_t count, uint64_t seed, uint64_t stream, float sigma,
                    int nthreads)
 {
-    const int64_t pairs = (int64_t)((count + 1) / 2);
+    const size_t part = 1 << 14; /* even: the parts are independent stretches of the stream */
+    const int64_t parts = (int64_t)((count + part - 1) / part);
     const uint64_t base = rng_stream(seed, stream);
 #pragma omp parallel for num_threads(nthreads) schedule(static)
-    for (int64_t p = 0; p < pairs; p++) {
-        double a, b;
-        rng_normal_pair(base, (uint64_t)p, &a, &b);
-        size_t i = 2 * (size_t)p;
-        x[i] = (float)(sigma * a);
-        if (i + 1 < count)
-            x[i + 1] = (float)(sigma * b);
+    for (int64_t p = 0; p < parts; p++) {
+        const size_t i0 = (size_t)p * part;
+        rng_fill_normal(x + i0, i0 / 2, count - i0 < part ? count - i0 : part, base, sigma);
     }
 }
 

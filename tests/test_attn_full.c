@@ -175,6 +175,11 @@ static void test_registry_errors(void **state)
             s = (attn_shape){.B = 1, .H = 1, .n = 8, .d = bad};
             assert_int_equal(attn_check(&s, &p, &why), ATTN_ESHAPE);
         }
+        /* sizes whose products overflow (B*H = 2^80 wraps to 0) or pass 2^63 elements */
+        attn_shape huge = {.B = INT64_C(1) << 40, .H = INT64_C(1) << 40, .n = 8, .d = 16};
+        assert_int_equal(attn_check(&huge, &p, &why), ATTN_ESHAPE);
+        huge = (attn_shape){.B = 1 << 10, .H = 1 << 10, .n = INT64_C(1) << 31, .d = 4096};
+        assert_int_equal(attn_check(&huge, &p, &why), ATTN_ESHAPE);
     }
 }
 
