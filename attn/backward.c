@@ -1,6 +1,7 @@
 /* backward.c: the tile backward pass (see backward.h), with BLAS products on gathered rows. */
 #include "backward.h"
 
+#include <assert.h>
 #include <math.h>
 #include <string.h>
 
@@ -70,6 +71,7 @@ bwd_io bwd_head(const attn_grads *g, int64_t bh, int64_t n, int d, float scale, 
 void bwd_tile_run(bwd_tile *t, const bwd_io *io, const int32_t *qrows, int rows,
                   const int32_t *krows, int cols, bwd_mask_fn mask, const void *ctx)
 {
+    assert(rows >= 1 && rows <= t->max_rows && cols >= 1 && cols <= t->max_cols);
     const int d = io->d;
     /* gather */
     for (int r = 0; r < rows; r++) {

@@ -83,12 +83,6 @@ static int window_blocks(const bs_geom *g, int64_t i, int64_t out[5])
     return count;
 }
 
-static int64_t rand_candidates(const bs_geom *g, int64_t i)
-{
-    int64_t w[5];
-    return g->nb - window_blocks(g, i, w);
-}
-
 static int bs_check(const attn_shape *s, const attn_params *p, const char **why)
 {
     (void)p;
@@ -139,7 +133,7 @@ static void bs_cost(const attn_shape *s, const attn_params *p, int nthreads, att
         double keys = 0;
         for (int a = 0; a < nw; a++)
             keys += (double)block_keys(&g, w[a]);
-        int64_t cand = rand_candidates(&g, i);
+        const int64_t cand = g.nb - nw; /* blocks outside the window and the globals */
         keys += (double)(cand < g.n_rand ? cand : g.n_rand) * g.block;
         pairs += rows * keys;
     }

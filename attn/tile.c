@@ -5,6 +5,7 @@
  * C path with the same arithmetic, used where AVX-512 is missing and by the tests. */
 #include "tile.h"
 
+#include <assert.h>
 #include <math.h>
 #include <string.h>
 
@@ -99,6 +100,7 @@ void tile_begin(kern_tile *t, const float *q, int64_t ldq, const int32_t *qidx, 
                 float scale)
 {
     const int d = t->d, ld = lanes_for(rows);
+    assert(rows >= 1 && rows <= t->max_rows); /* the workspace was sized for max_rows */
     t->rows = rows;
     t->ld = ld;
     t->cols = 0;
@@ -219,6 +221,7 @@ static void scores_avx512(kern_tile *t, const float *k, int64_t ldk, const int32
 
 float *tile_scores(kern_tile *t, const float *k, int64_t ldk, const int32_t *kidx, int cols)
 {
+    assert(cols >= 1 && cols <= t->max_cols);
     t->cols = cols;
 #if TILE_HAVE_AVX512
     if (use_avx512()) {
@@ -423,34 +426,28 @@ void tile_end(kern_tile *t, float *out, int64_t ldo, const int32_t *oidx, float 
 void tile_end_merge(kern_tile *t, float *out, int64_t ldo, const int32_t *oidx, float *m,
                     float *l, bool merge)
 {
-    /* per row: the weights of what the row holds (wa) and of this tile's sum (wb) */
-    float wa[TILE_LANES * 8], wb[TILE_LANES * 8];
-    for (int r0 = 0; r0 < t->rows; r0 += TILE_LANES * 8) {
-        kern_tile part = *t; /* at most 256 rows at a time, for the stack arrays */
-        part.rows = t->rows - r0 < TILE_LANES * 8 ? t->rows - r0 : TILE_LANES * 8;
-        part.ot = t->ot + r0;
-        const int32_t *idx = oidx ? oidx + r0 : NULL;
-        for (int r = 0; r < part.rows; r++) {
-            const int64_t row = idx ? idx[r] : r0 + r;
-            const float lt = t->l[r0 + r], mt = t->m[r0 + r];
-            if (!merge || l[row] == 0.0f) { /* the first set, or nothing seen before */
-                wa[r] = 0.0f;
-                wb[r] = lt > 0.0f ? 1.0f / lt : 0.0f;
-                m[row] = mt;
-                l[row] = lt;
-            } else if (lt == 0.0f) { /* this tile saw nothing: keep what is there */
-                wa[r] = 1.0f;
-                wb[r] = 0.0f;
-            } else { /* one softmax over both sets; ot holds lt * (this tile's output) */
-                const float mx = fmaxf(m[row], mt);
-                const float a = l[row] * expf(m[row] - mx), b = lt * expf(mt - mx);
-                wa[r] = a / (a + b);
-                wb[r] = expf(mt - mx) / (a + b);
-                m[row] = mx;
-                l[row] = a + b;
-            }
+    /* as in tile_end, the tile's m and l arrays become the weights: of what the row holds
+     * (wa) and of this tile's sum (wb); each row reads its lt, mt before writing them */
+    float *wa = t->m, *wb = t->l;
+    for (int r = 0; r < t->rows; r++) {
+        const int64_t row = oidx ? oidx[r] : r;
+        const float lt = t->l[r], mt = t->m[r];
+        if (!merge || l[row] == 0.0f) { /* the first set, or nothing seen before */
+            wa[r] = 0.0f;
+            wb[r] = lt > 0.0f ? 1.0f / lt : 0.0f;
+            m[row] = mt;
+            l[row] = lt;
+        } else if (lt == 0.0f) { /* this tile saw nothing: keep what is there */
+            wa[r] = 1.0f;
+            wb[r] = 0.0f;
+        } else { /* one softmax over both sets; ot holds lt * (this tile's output) */
+            const float mx = fmaxf(m[row], mt);
+            const float a = l[row] * expf(m[row] - mx), b = lt * expf(mt - mx);
+            wa[r] = a / (a + b);
+            wb[r] = expf(mt - mx) / (a + b);
+            m[row] = mx;
+            l[row] = a + b;
         }
-        float *base = idx ? out : out + (size_t)r0 * (size_t)ldo;
-        store_rows_scalar(&part, store_rows(&part, base, ldo, idx, wa, wb), base, ldo, idx, wa, wb);
     }
+    store_rows_scalar(t, store_rows(t, out, ldo, oidx, wa, wb), out, ldo, oidx, wa, wb);
 }
