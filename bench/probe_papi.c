@@ -88,6 +88,16 @@ static void parse_events(probe_papi *p, const char *events)
     }
 }
 
+/* PAPI itself could not start: every event is unavailable, for the reason in init_error. */
+static int every_event_failed(probe_papi *p)
+{
+    for (int i = 0; i < p->nevents; i++) {
+        p->events[i].ok = false;
+        snprintf(p->events[i].reason, sizeof p->events[i].reason, "%s", p->init_error);
+    }
+    return -1;
+}
+
 int probe_papi_init(probe_papi *p, const char *events, int nthreads)
 {
     memset(p, 0, sizeof *p);
@@ -97,20 +107,12 @@ int probe_papi_init(probe_papi *p, const char *events, int nthreads)
     if (rc != PAPI_VER_CURRENT) {
         snprintf(p->init_error, sizeof p->init_error, "PAPI_library_init: %s",
                  rc > 0 ? "version mismatch" : PAPI_strerror(rc));
-        for (int i = 0; i < p->nevents; i++) {
-            p->events[i].ok = false;
-            snprintf(p->events[i].reason, sizeof p->events[i].reason, "%s", p->init_error);
-        }
-        return -1;
+        return every_event_failed(p);
     }
     if ((rc = PAPI_thread_init(thread_id)) != PAPI_OK) {
         snprintf(p->init_error, sizeof p->init_error, "PAPI_thread_init: %s", PAPI_strerror(rc));
-        for (int i = 0; i < p->nevents; i++) {
-            p->events[i].ok = false;
-            snprintf(p->events[i].reason, sizeof p->events[i].reason, "%s", p->init_error);
-        }
         PAPI_shutdown();
-        return -1;
+        return every_event_failed(p);
     }
     p->initialized = true;
     int v = PAPI_get_opt(PAPI_LIB_VERSION, NULL);

@@ -228,7 +228,7 @@ static int split_words(char *line, char **words, int max)
     return count;
 }
 
-static int parse_suite(const char *path, const options *defaults, sweep *sw, char **storage)
+static int parse_suite(const char *path, const options *defaults, sweep *sw)
 {
     FILE *f = fopen(path, "r");
     if (!f)
@@ -244,20 +244,15 @@ static int parse_suite(const char *path, const options *defaults, sweep *sw, cha
             break;
         }
         *strchrnul(line, '#') = '\0';
-        char *copy = strdup(line); /* getopt keeps pointers into the words */
-        storage[groups] = copy;
-        char *words[128];
+        char *words[128]; /* point into line, which the group's points do not keep */
         words[0] = "suite";
-        int nw = split_words(copy, words + 1, 127);
+        int nw = split_words(line, words + 1, 127);
         if (nw < 0) {
             rc = cli_error(cmd, "too many words");
             break;
         }
-        if (nw == 0) {
-            free(copy);
-            storage[groups] = NULL;
+        if (nw == 0)
             continue;
-        }
         groups++;
         rc = parse_group(cmd, nw + 1, words, defaults, sw, NULL, NULL, NULL);
     }
@@ -511,13 +506,12 @@ int cmd_sweep(int argc, char **argv)
     options_default(&defaults);
     const char *out = NULL, *suite = NULL;
     int resume = 0;
-    char *storage[4096] = {0};
     char default_out[1024];
     int rc = parse_group("sweep", argc, argv, &defaults, &sw, &out, &resume, &suite);
     if (!rc && suite) {
         /* the command line's options are every suite line's starting point */
         options cli = *sw.groups[0];
-        rc = parse_suite(suite, &cli, &sw, storage);
+        rc = parse_suite(suite, &cli, &sw);
         if (!out) {
             suite_out(suite, default_out, sizeof default_out);
             out = default_out;
@@ -532,8 +526,6 @@ int cmd_sweep(int argc, char **argv)
         rc = run_points(&sw, out, resume);
     for (int g = 0; g < sw.ngroups; g++)
         free(sw.groups[g]);
-    for (size_t i = 0; i < sizeof storage / sizeof storage[0]; i++)
-        free(storage[i]);
     free(sw.points);
     free(sw.group_of);
     return rc;
