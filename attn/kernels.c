@@ -57,26 +57,45 @@ float kern_max(const float *x, int n)
     return mx;
 }
 
+/* The first NaN of x[0..half), or -1. */
+static int64_t first_nan(const float *x, int64_t half)
+{
+    for (int64_t j = 0; j < half; j++)
+        if (isnan(x[j]))
+            return j;
+    return -1;
+}
+
 int64_t kern_argmax_pm(const float *x, int64_t half)
 {
-    /* pass 1: the largest and smallest x; -min(x) is the largest of -x */
+    /* pass 1: the largest and smallest x; -min(x) is the largest of -x. A NaN anywhere wins,
+     * as it does in torch.argmax and numpy.argmax (and it must not make the search of pass 2
+     * run off the end: NaN equals nothing, not even itself) */
     float mx = x[0], mn = x[0];
+    int unordered = isnan(x[0]);
     int64_t j = 0;
 #if defined(__AVX512F__)
     __m512 vmax = _mm512_set1_ps(x[0]), vmin = vmax;
+    __mmask16 nan_lanes = 0;
     for (; j + 16 <= half; j += 16) {
         const __m512 v = _mm512_loadu_ps(x + j);
+        nan_lanes |= _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
         vmax = _mm512_max_ps(vmax, v);
         vmin = _mm512_min_ps(vmin, v);
     }
+    unordered |= nan_lanes != 0;
     mx = _mm512_reduce_max_ps(vmax);
     mn = _mm512_reduce_min_ps(vmin);
 #endif
     for (; j < half; j++) {
+        unordered |= isnan(x[j]);
         mx = x[j] > mx ? x[j] : mx;
         mn = x[j] < mn ? x[j] : mn;
     }
-    /* pass 2: the first position of the winner; on a tie the x half comes first */
+    if (unordered)
+        return first_nan(x, half);
+    /* pass 2: the first position of the winner; on a tie the x half comes first. The target
+     * is one of the values, so the search stops inside the half. */
     const int positive = mx >= -mn;
     const float target = positive ? mx : mn;
     j = 0;
@@ -88,9 +107,8 @@ int64_t kern_argmax_pm(const float *x, int64_t half)
             return (positive ? 0 : half) + j + __builtin_ctz(hit);
     }
 #endif
-    for (; j < half; j++)
-        if (x[j] == target)
-            break;
+    while (j < half - 1 && x[j] != target)
+        j++;
     return (positive ? 0 : half) + j;
 }
 

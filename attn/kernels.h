@@ -42,8 +42,9 @@ void kern_gemm_nn(int m, int n, int k, float alpha, const float *a, int lda, con
 
 /* Returns max(x[0..n)); -INFINITY for n == 0. */
 float kern_max(const float *x, int n);
-/* The index of the first maximum of the concatenation [x, -x] (2 * half values): angular
- * LSH's bucket. x must be finite. */
+/* The index of the first maximum of the concatenation [x, -x] (2 * half values, half >= 1):
+ * angular LSH's bucket. A NaN counts as the maximum (the first NaN's index, as torch.argmax
+ * picks), so the result is in [0, 2 half) for any input. */
 int64_t kern_argmax_pm(const float *x, int64_t half);
 /* x[j] = exp(x[j] - shift) in place; returns the sum of the new values (fixed summation order). */
 float kern_exp_shift_sum(float *x, int n, float shift);
