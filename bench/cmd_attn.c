@@ -4,6 +4,7 @@
  *   attnbench backward --method M --q .. --k .. --v .. --dout dO.npy --dq .. --dk .. --dv ..
  * They exist so NumPy or PyTorch can check any method from outside. */
 #include <getopt.h>
+#include <math.h>
 #include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -68,6 +69,31 @@ static const char backward_usage[] =
     "Runs the forward, then the backward of the loss whose gradient with respect to the output\n"
     "is dO, and writes dq, dk, dv in the inputs' shape.\n";
 
+/* The first element of x[0..count) that is NaN or infinite, or -1. */
+static int64_t first_nonfinite(const float *x, size_t count)
+{
+    for (size_t i = 0; i < count; i++)
+        if (!isfinite(x[i]))
+            return (int64_t)i;
+    return -1;
+}
+
+/* "5, 0": the multi-index of flat element i of an array of a's shape. */
+static const char *format_index(const npy_array *a, int64_t i, char *buf, size_t size)
+{
+    int64_t idx[NPY_MAX_DIMS], rest = i;
+    for (int dim = a->ndim - 1; dim >= 0; dim--) {
+        idx[dim] = rest % a->shape[dim];
+        rest /= a->shape[dim];
+    }
+    size_t len = 0;
+    buf[0] = '\0';
+    for (int dim = 0; dim < a->ndim && len < size; dim++)
+        len += (size_t)snprintf(buf + len, size - len, "%s%lld", dim ? ", " : "",
+                                (long long)idx[dim]);
+    return buf;
+}
+
 /* Reads one input and checks it against the first one read (ref), if any. */
 static int read_input(const char *cmd, const char *flag, const char *path, npy_array *a,
                       const npy_array *ref)
@@ -83,7 +109,30 @@ static int read_input(const char *cmd, const char *flag, const char *path, npy_a
     if (ref && (a->ndim != ref->ndim || memcmp(a->shape, ref->shape,
                                                (size_t)a->ndim * sizeof a->shape[0]) != 0))
         return cli_error(cmd, "--%s %s: shape differs from --q's", flag, path);
+    /* a NaN or infinity has no attention: say where it is rather than return NaN everywhere */
+    int64_t bad = first_nonfinite(a->data, a->count);
+    if (bad >= 0) {
+        char index[160];
+        const float x = ((const float *)a->data)[bad];
+        return cli_error(cmd, "--%s %s: element (%s) is %s; inputs must be finite", flag, path,
+                         format_index(a, bad, index, sizeof index),
+                         isnan(x) ? "NaN" : x > 0 ? "+inf" : "-inf");
+    }
     return 0;
+}
+
+/* Finite inputs must give finite results; when the magnitudes overflow float32 scores they
+ * do not, and nothing is written. Returns 0 or CLI_EFAIL after one line. */
+static int check_output(const char *cmd, const char *what, const npy_array *shape_of_q,
+                        const float *x)
+{
+    int64_t bad = first_nonfinite(x, shape_of_q->count);
+    if (bad < 0)
+        return 0;
+    char index[160];
+    return cli_fail(cmd, "%s element (%s) is not finite although every input is (scores "
+                    "overflow float32 at such magnitudes); nothing written", what,
+                    format_index(shape_of_q, bad, index, sizeof index));
 }
 
 /* The shape of (n, d) or (B, H, n, d) inputs. */
@@ -212,6 +261,8 @@ static int attn_command(const char *cmd, int argc, char **argv, int backward)
         rc = cli_fail(cmd, "%s: %s", attn_errname(rc), attn_strerror(rc));
         goto done;
     }
+    if ((rc = check_output(cmd, "output", &in[0], out)))
+        goto done;
     char err[512];
     if (backward) {
         attn_grads g = {.q = in[0].data, .k = in[1].data, .v = in[2].data, .out = out,
@@ -221,7 +272,9 @@ static int attn_command(const char *cmd, int argc, char **argv, int backward)
             rc = cli_fail(cmd, "%s: %s", attn_errname(rc), attn_strerror(rc));
             goto done;
         }
-        for (int i = 0; i < 3; i++)
+        for (int i = 0; i < 3 && !rc; i++)
+            rc = check_output(cmd, names[F_DQ - F_FIRST + i], &in[0], grad[i]);
+        for (int i = 0; i < 3 && !rc; i++)
             if (npy_write(path[F_DQ - F_FIRST + i], "<f4", in[0].ndim, in[0].shape, grad[i], sizeof(float),
                           err, sizeof err)) {
                 rc = cli_error(cmd, "%s", err);

@@ -25,19 +25,55 @@ expect_status() {
     fi
 }
 
-# npy FILE DESCR SHAPE [fortran]: writes a small .npy file without NumPy.
+# npy FILE DESCR SHAPE [fortran]: writes a .npy file of standard normal values (finite, so
+# outputs can be compared with a reference), seeded by the file's name.
 npy() {
-    local file=$1 descr=$2 shape=$3 fortran=${4:-False} count=1
-    local dict="{'descr': '$descr', 'fortran_order': $fortran, 'shape': $shape, }"
-    local pad=$(( (64 - (10 + ${#dict} + 1) % 64) % 64 ))
-    local hlen=$(( ${#dict} + pad + 1 ))
-    for dim in $(echo "$shape" | tr -d '(),' ); do count=$((count * dim)); done
-    {
-        printf '\x93NUMPY\x01\x00'
-        printf "\\x$(printf %02x $((hlen & 255)))\\x$(printf %02x $((hlen >> 8)))"
-        printf '%s%*s\n' "$dict" "$pad" ''
-        head -c $((count * 4)) /dev/urandom | tr '\000-\377' '\100-\177\100-\177\100-\177\100-\177'
-    } >"$file"
+    /usr/bin/python3 - "$@" <<'PY'
+import os, sys, zlib
+import numpy as np
+path, descr, shape = sys.argv[1], sys.argv[2], tuple(int(x) for x in sys.argv[3].strip("()").split(",") if x.strip())
+a = np.random.default_rng(zlib.crc32(os.path.basename(path).encode())).standard_normal(shape).astype(descr)
+np.save(path, np.asfortranarray(a) if len(sys.argv) > 4 and sys.argv[4] == "True" else a)
+PY
+}
+
+# allclose OUT Q K V [causal|lsh|lsh-causal]: the forward output OUT against NumPy's float64
+# attention of Q, K, V (tests/forward_numpy.py's reference).
+allclose() {
+    /usr/bin/python3 - "$@" <<'PY'
+import sys
+import numpy as np
+sys.path.insert(0, "tests")
+from forward_numpy import reference, lsh_reference
+out, q, k, v = (np.load(f) for f in sys.argv[1:5])
+mode = sys.argv[5] if len(sys.argv) > 5 else ""
+n = q.shape[0]
+if mode.startswith("lsh"):  # one chunk, one round: shared QK with the self mask
+    ref, _ = lsh_reference(q, v, np.zeros((1, n), np.int32), n, mode == "lsh-causal")
+else:
+    ref, _ = reference(q, k, v, mode == "causal")
+err = np.max(np.abs(out - ref) / (1 + np.abs(ref)))
+sys.exit(0 if out.shape == q.shape and err <= 1e-5 else f"max rel err {err:.2e}")
+PY
+}
+
+# gradclose DQ DK DV Q K V DOUT [causal] [lsh]: gradients against NumPy's analytic float64
+# gradients of the same attention.
+gradclose() {
+    /usr/bin/python3 - "$@" <<'PY'
+import sys
+import numpy as np
+sys.path.insert(0, "tests")
+from forward_numpy import grads_reference, dense_logits, lsh_logits
+dq, dk, dv, q, k, v, do = (np.load(f) for f in sys.argv[1:8])
+causal, lsh = "causal" in sys.argv[8:], "lsh" in sys.argv[8:]
+n, d = q.shape
+mult = np.tril(np.ones((n, n))) if causal else np.ones((n, n))
+fn = lsh_logits(n, d, causal) if lsh else dense_logits(n, d)
+err = max(np.max(np.abs(g - r) / (1 + np.abs(r)))
+          for g, r in zip((dq, dk, dv), grads_reference(q, k, v, do, mult, fn)))
+sys.exit(0 if err <= 1e-4 else f"max rel err {err:.2e}")
+PY
 }
 
 # --- list
@@ -57,7 +93,37 @@ for m in full full_stream; do
     [ "$(stat -c %s "$tmp/o_$m.npy")" = $((128 + 33 * 16 * 4)) ] && pass ||
         fail "forward $m: output size $(stat -c %s "$tmp/o_$m.npy")"
     head -c 80 "$tmp/o_$m.npy" | grep -q "'shape': (33, 16)" && pass || fail "forward $m: output header"
+    msg=$(allclose "$tmp/o_$m.npy" "$tmp/q.npy" "$tmp/k.npy" "$tmp/v.npy" causal 2>&1) && pass ||
+        fail "forward $m: output differs from NumPy's: $msg"
 done
+# the sparse methods where they must equal exact attention: one block, every token global,
+# one LSH chunk (two rounds of one chunk see every key twice: the same softmax)
+for spec in "block_sparse:" "etc:" "lsh:--param chunk_len=33"; do
+    m=${spec%%:*}
+    expect_status 0 "forward $m as exact" -- "$bin" forward --method $m ${spec#*:} --q "$tmp/q.npy" \
+        --k "$tmp/k.npy" --v "$tmp/v.npy" --out "$tmp/o_$m.npy"
+    msg=$(allclose "$tmp/o_$m.npy" "$tmp/q.npy" "$tmp/k.npy" "$tmp/v.npy" $([ $m = lsh ] && echo lsh) 2>&1) &&
+        pass || fail "forward $m: output differs from exact attention: $msg"
+done
+
+# --- forward and backward: a NaN or an infinity in any input is refused with its place
+/usr/bin/python3 -c '
+import numpy as np, sys
+q = np.load(sys.argv[1]); q[5, 3] = np.nan; np.save(sys.argv[2], q)
+q[5, 3] = 0; q[32, 15] = -np.inf; np.save(sys.argv[3], q)
+q = np.load(sys.argv[1]) * 1e20; np.save(sys.argv[4], q)
+' "$tmp/q.npy" "$tmp/nan.npy" "$tmp/inf.npy" "$tmp/huge.npy"
+for m in full full_stream lsh block_sparse etc; do
+    expect_status 2 "forward $m with a NaN" -- "$bin" forward --method $m --q "$tmp/q.npy" --k "$tmp/nan.npy" --v "$tmp/v.npy" --out "$tmp/o.npy"
+    grep -q -- "--k .*nan.npy: element (5, 3) is NaN" "$tmp/err" && pass || fail "forward $m NaN message: $(cat "$tmp/err")"
+done
+expect_status 2 "forward lsh with a NaN query" -- "$bin" forward --method lsh --param n_buckets=256 --param chunk_len=11 --q "$tmp/nan.npy" --k "$tmp/nan.npy" --v "$tmp/v.npy" --out "$tmp/o.npy"
+grep -q -- "--q .*nan.npy: element (5, 3) is NaN; inputs must be finite" "$tmp/err" && pass || fail "NaN message: $(cat "$tmp/err")"
+expect_status 2 "forward with -inf" -- "$bin" forward --method full --q "$tmp/q.npy" --k "$tmp/k.npy" --v "$tmp/inf.npy" --out "$tmp/o.npy"
+grep -q -- "--v .*inf.npy: element (32, 15) is -inf" "$tmp/err" && pass || fail "-inf message: $(cat "$tmp/err")"
+rm -f "$tmp/o.npy"
+expect_status 1 "forward whose scores overflow" -- "$bin" forward --method full --q "$tmp/huge.npy" --k "$tmp/huge.npy" --v "$tmp/v.npy" --out "$tmp/o.npy"
+grep -q "not finite although every input is" "$tmp/err" && [ ! -e "$tmp/o.npy" ] && pass || fail "overflowing scores: $(cat "$tmp/err")"
 
 # --- forward: bad inputs, one clear line and exit 2
 f=(--q "$tmp/q.npy" --k "$tmp/k.npy" --v "$tmp/v.npy" --out "$tmp/o.npy")
@@ -277,13 +343,21 @@ assert len({r["point_id"] for r in recs}) == 6
 # --- backward: three gradient files of the inputs' shape; bad input gets one line
 npy "$tmp/do.npy" '<f4' '(33, 16)'
 b=(--q "$tmp/q.npy" --k "$tmp/k.npy" --v "$tmp/v.npy" --dout "$tmp/do.npy" --dq "$tmp/dq.npy" --dk "$tmp/dk.npy" --dv "$tmp/dv.npy")
+g=("$tmp/dq.npy" "$tmp/dk.npy" "$tmp/dv.npy" "$tmp/q.npy" "$tmp/k.npy" "$tmp/v.npy" "$tmp/do.npy")
 for m in full full_stream block_sparse etc; do
     rm -f "$tmp"/d[qkv].npy
     expect_status 0 "backward $m" -- "$bin" backward --method $m "${b[@]}"
     [ "$(stat -c %s "$tmp/dq.npy")" = $((128 + 33 * 16 * 4)) ] && [ -s "$tmp/dk.npy" ] && [ -s "$tmp/dv.npy" ] &&
         pass || fail "backward $m did not write dq, dk, dv"
+    # n = 33: one block and every token global, so each equals exact attention's gradients
+    msg=$(gradclose "${g[@]}" 2>&1) && pass || fail "backward $m: gradients differ from NumPy's: $msg"
 done
+expect_status 0 "backward full_stream causal" -- "$bin" backward --method full_stream "${b[@]}" --causal
+msg=$(gradclose "${g[@]}" causal 2>&1) && pass || fail "backward full_stream causal: $msg"
 expect_status 0 "backward lsh" -- "$bin" backward --method lsh --param chunk_len=33 "${b[@]}" --causal
+msg=$(gradclose "${g[@]}" causal lsh 2>&1) && pass || fail "backward lsh: gradients differ from NumPy's: $msg"
+expect_status 2 "backward with a NaN in dout" -- "$bin" backward --method full --q "$tmp/q.npy" --k "$tmp/k.npy" --v "$tmp/v.npy" --dout "$tmp/nan.npy" --dq "$tmp/dq.npy" --dk "$tmp/dk.npy" --dv "$tmp/dv.npy"
+grep -q -- "--dout .*element (5, 3) is NaN" "$tmp/err" && pass || fail "backward NaN message: $(cat "$tmp/err")"
 expect_status 2 "backward lsh, n not a multiple of chunk_len" -- "$bin" backward --method lsh "${b[@]}" --param chunk_len=16
 expect_status 2 "backward without --dv" -- "$bin" backward --method full --q "$tmp/q.npy" --k "$tmp/k.npy" --v "$tmp/v.npy" --dout "$tmp/do.npy" --dq "$tmp/dq.npy" --dk "$tmp/dk.npy"
 expect_status 2 "backward dout shape" -- "$bin" backward --method full --q "$tmp/q.npy" --k "$tmp/k.npy" --v "$tmp/v.npy" --dout "$tmp/short.npy" --dq "$tmp/dq.npy" --dk "$tmp/dk.npy" --dv "$tmp/dv.npy"

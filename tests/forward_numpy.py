@@ -124,6 +124,33 @@ def grads_reference(q, k, v, dout, mult, logits_fn):
     return dq + dq_extra, dk, dv
 
 
+def dense_logits(n, d):
+    """logits_fn of grads_reference for scaled dot-product attention."""
+    def logits_fn(qq, kk):
+        s = 1 / np.sqrt(d)
+        return qq @ kk.T * s, kk * s, np.zeros((n, n), bool), lambda gk: (0.0, gk * s)
+    return logits_fn
+
+
+def lsh_logits(n, d, causal):
+    """logits_fn of grads_reference for LSH's shared QK: the keys are the normalized queries,
+    the causal and self masks replace the logit (no gradient), k gets none."""
+    idx = np.arange(n)
+    def logits_fn(qq, kk_unused):
+        rho = 1 / np.sqrt((qq * qq).mean(-1, keepdims=True) + 1e-6)
+        khat = qq * rho / np.sqrt(d)
+        lg = qq @ khat.T
+        masked = (idx[None, :] > idx[:, None]) if causal else np.zeros((n, n), bool)
+        lg = np.where(masked, -1e9, lg)
+        masked = masked | (idx[None, :] == idx[:, None])
+        lg[idx, idx] = -1e5
+        def back(gk):
+            dx = rho / np.sqrt(d) * (gk - qq * rho**2 * (qq * gk).sum(-1, keepdims=True) / d)
+            return dx, np.zeros_like(qq)
+        return lg, khat, masked, back
+    return logits_fn
+
+
 def run_backward_checks(tmp, rng):
     """attnbench backward against the NumPy gradients above."""
     bad = 0
@@ -154,21 +181,9 @@ def run_backward_checks(tmp, rng):
         err = 0.0
         for b in range(B):
             for h in range(H):
-                idx = np.arange(n)
                 if method == "lsh":
                     mult = lsh_multiplicity(st[:, b, h], int(kv["chunk_len"]))
-                    def logits_fn(qq, kk_unused, causal=causal, idx=idx):
-                        rho = 1 / np.sqrt((qq * qq).mean(-1, keepdims=True) + 1e-6)
-                        khat = qq * rho / np.sqrt(d)
-                        lg = qq @ khat.T
-                        masked = (idx[None, :] > idx[:, None]) if causal else np.zeros((n, n), bool)
-                        lg = np.where(masked, -1e9, lg)
-                        masked = masked | (idx[None, :] == idx[:, None])
-                        lg[idx, idx] = -1e5
-                        def back(gk, qq=qq, rho=rho):
-                            dx = rho / np.sqrt(d) * (gk - qq * rho**2 * (qq * gk).sum(-1, keepdims=True) / d)
-                            return dx, np.zeros_like(qq)
-                        return lg, khat, masked, back
+                    logits_fn = lsh_logits(n, d, causal)
                 else:
                     if method == "block_sparse":
                         mult = block_sparse_mult(n, int(kv["block"]), st[b, h])
@@ -176,9 +191,7 @@ def run_backward_checks(tmp, rng):
                         mult = etc_mult(n, st, int(kv["radius"]), n - len(st), "all", "all")
                     else:
                         mult = np.tril(np.ones((n, n))) if causal else np.ones((n, n))
-                    def logits_fn(qq, kk):
-                        s = 1 / np.sqrt(d)
-                        return qq @ kk.T * s, kk * s, np.zeros((n, n), bool), lambda gk: (0.0, gk * s)
+                    logits_fn = dense_logits(n, d)
                 ref = grads_reference(q4[b, h], k4[b, h], v4[b, h], do4[b, h], mult, logits_fn)
                 for g, r in zip(got, ref):
                     g4 = g.reshape(q4.shape)[b, h]
