@@ -72,9 +72,12 @@ typedef struct probe_papi {
  * thread could add it. Returns 0 (even if no event works) or -1 if PAPI itself failed to
  * initialize (p->init_error says why). */
 int probe_papi_init(probe_papi *p, const char *events, int nthreads);
-/* Starts counting in every thread of the team (same team size as init). */
+/* Starts counting in every thread of the team (same team size as init). Returns 0, or -1
+ * when some thread could not start: then nothing counts, and every event that was to be
+ * counted is marked unavailable with the reason (its value must never be read as 0). */
 int probe_papi_start(probe_papi *p);
-/* Stops counting and sums each event over the threads into events[i].value. */
+/* Stops counting and sums each event over the threads into events[i].value. Returns 0, or -1
+ * when some thread could not stop: every event is then unavailable, with the reason. */
 int probe_papi_stop(probe_papi *p);
 /* Releases the event sets and shuts PAPI down. */
 void probe_papi_free(probe_papi *p);

@@ -141,10 +141,16 @@ int probe_papi_init(probe_papi *p, const char *events, int nthreads)
         int t = omp_get_thread_num();
         PAPI_register_thread();
         p->eventset[t] = PAPI_NULL;
-        int crc = PAPI_create_eventset(&p->eventset[t]);
-        for (int i = 0; i < p->nevents; i++) {
-            added[t][i] = crc == PAPI_OK ? PAPI_add_named_event(p->eventset[t], p->events[i].name)
-                                         : crc;
+        /* one thread at a time: PAPI's (libpfm4's) event-name lookup is not thread-safe, and
+         * concurrent adds fail now and then with PAPI_ENOEVNT for events that exist. Each set
+         * is still created and filled in its own thread, which is what perf_event binds to. */
+#pragma omp critical(probe_papi_add)
+        {
+            int crc = PAPI_create_eventset(&p->eventset[t]);
+            for (int i = 0; i < p->nevents; i++)
+                added[t][i] = crc == PAPI_OK
+                                  ? PAPI_add_named_event(p->eventset[t], p->events[i].name)
+                                  : crc;
         }
     }
     for (int i = 0; i < p->nevents; i++)
@@ -170,14 +176,41 @@ static int count_ok(const probe_papi *p)
     return k;
 }
 
+/* Counting failed after the events were added (PAPI_start or PAPI_stop in some thread):
+ * every event that was to be counted is unavailable for this point, with the reason, so the
+ * record shows null and why instead of a partial or zero count. */
+static void counting_failed(probe_papi *p, const char *call, int thread, int rc)
+{
+    for (int i = 0; i < p->nevents; i++) {
+        if (!p->events[i].ok)
+            continue;
+        p->events[i].ok = false;
+        p->events[i].value = 0;
+        snprintf(p->events[i].reason, sizeof p->events[i].reason,
+                 "%s failed in thread %d: %s: %s; nothing counted for this point", call, thread,
+                 papi_errname(rc), PAPI_strerror(rc));
+    }
+}
+
 int probe_papi_start(probe_papi *p)
 {
     if (!p->initialized || count_ok(p) == 0)
         return 0;
-    int failed = 0;
-#pragma omp parallel num_threads(p->nthreads) reduction(+ : failed)
-    failed += PAPI_start(p->eventset[omp_get_thread_num()]) != PAPI_OK;
-    return failed ? -1 : 0;
+    int rc[PROBE_MAX_THREADS];
+#pragma omp parallel num_threads(p->nthreads)
+    rc[omp_get_thread_num()] = PAPI_start(p->eventset[omp_get_thread_num()]);
+    for (int t = 0; t < p->nthreads; t++) {
+        if (rc[t] == PAPI_OK)
+            continue;
+        /* the threads that did start must not keep counting into a set nobody reads */
+        long long discard[PROBE_MAX_EVENTS];
+#pragma omp parallel num_threads(p->nthreads)
+        if (rc[omp_get_thread_num()] == PAPI_OK)
+            PAPI_stop(p->eventset[omp_get_thread_num()], discard);
+        counting_failed(p, "PAPI_start", t, rc[t]);
+        return -1;
+    }
+    return 0;
 }
 
 int probe_papi_stop(probe_papi *p)
@@ -187,12 +220,15 @@ int probe_papi_stop(probe_papi *p)
     if (!p->initialized || count_ok(p) == 0)
         return 0;
     long long values[PROBE_MAX_THREADS][PROBE_MAX_EVENTS];
-    int failed = 0;
-#pragma omp parallel num_threads(p->nthreads) reduction(+ : failed)
-    failed += PAPI_stop(p->eventset[omp_get_thread_num()], values[omp_get_thread_num()]) !=
-              PAPI_OK;
-    if (failed)
-        return -1;
+    int rc[PROBE_MAX_THREADS];
+#pragma omp parallel num_threads(p->nthreads)
+    rc[omp_get_thread_num()] = PAPI_stop(p->eventset[omp_get_thread_num()],
+                                         values[omp_get_thread_num()]);
+    for (int t = 0; t < p->nthreads; t++)
+        if (rc[t] != PAPI_OK) {
+            counting_failed(p, "PAPI_stop", t, rc[t]);
+            return -1;
+        }
     for (int t = 0; t < p->nthreads; t++)
         for (int i = 0, slot = 0; i < p->nevents; i++)
             if (p->events[i].ok)
