@@ -211,7 +211,9 @@ static void child_finish(int fd, json_t *r, int status, const char *reason)
  * the parent's classification of real process deaths can be tested: segv, sigkill, sleep,
  * exit, unwritten (an output element left as the poison, as a buggy kernel would),
  * inflate:PCT (PCT% more memory than the model, written: a memory regression, for `check`),
- * and sleep-reference (hang after the measured record, in --accuracy's exact reference). */
+ * sleep-reference (hang after the measured record, in --accuracy's exact reference), and
+ * papi-busy (the counters' event sets already started by someone else, so the harness's own
+ * PAPI_start fails for real). */
 static int fault_is(const char *name)
 {
     const char *f = getenv("ATTNBENCH_FAULT");
@@ -321,6 +323,23 @@ static json_t *rusage_delta(const struct rusage *a, const struct rusage *b, int 
     return j;
 }
 
+/* Ends the point as an `error` unless the run before wrote every output element (and, for
+ * training, every gradient) as a finite number. The "unwritten" fault plays a kernel that
+ * forgot one element. */
+static void child_verify(int fd, json_t *r, json_t *harness, workload *w, const char *stage)
+{
+    char why[256], reason[400];
+    if (fault_is("unwritten")) {
+        size_t count;
+        workload_output(w, &count)[count / 2] = NAN;
+    }
+    if (workload_verify(w, why, sizeof why) == 0)
+        return;
+    snprintf(reason, sizeof reason, "after %s: %s", stage, why);
+    json_object_set_new(r, "harness", harness);
+    child_finish(fd, r, POINT_ERROR, reason);
+}
+
 static json_t *papi_context(const probe_papi *p)
 {
     json_t *c = json_object();
@@ -396,7 +415,8 @@ static void child_main(const point_spec *s, const point_limits *lim, int fd, pid
 
     const int reps = s->reps;
     double *times = calloc((size_t)reps, sizeof *times);
-    /* warm-up, on poisoned outputs: every element must be written */
+    /* warm-up: untimed runs on poisoned outputs, checked, so a kernel that fails or leaves an
+     * element unwritten is caught before the timed repetitions */
     t0 = timing_now();
     int rc = 0;
     for (int i = 0; i < s->warmup && !rc; i++) {
@@ -410,23 +430,18 @@ static void child_main(const point_spec *s, const point_limits *lim, int fd, pid
         json_object_set_new(r, "harness", harness);
         child_finish(fd, r, rc == ATTN_ENOMEM ? POINT_ALLOC_FAILED : POINT_ERROR, reason);
     }
-    if (s->warmup > 0) {
-        size_t count;
-        if (fault_is("unwritten"))
-            workload_output(&w, &count)[count / 2] = NAN;
-        int64_t bad = workload_unwritten(&w);
-        if (bad >= 0) {
-            snprintf(reason, sizeof reason, "output element %lld not written (or not finite)",
-                     (long long)bad);
-            json_object_set_new(r, "harness", harness);
-            child_finish(fd, r, POINT_ERROR, reason);
-        }
-    }
+    if (s->warmup > 0)
+        child_verify(fd, r, harness, &w, "the warm-up");
+    /* the timed repetitions write into poisoned outputs too (every page was touched when the
+     * buffers were prepared, so poisoning costs no page faults inside the timed region) */
+    workload_poison(&w);
 
     /* the measured region: repetitions, counters around them, nothing else */
     uint64_t alloc_before = 0, alloc_after = 0, heap_peak = 0;
     double probe_s = 0;
     struct rusage ru0, ru1;
+    if (fault_is("papi-busy")) /* someone else's start: the harness's own then fails for real */
+        probe_papi_start(&papi);
     t0 = timing_now();
     getrusage(RUSAGE_SELF, &ru0);
     probe_papi_start(&papi);
@@ -448,6 +463,7 @@ static void child_main(const point_spec *s, const point_limits *lim, int fd, pid
         json_object_set_new(r, "harness", harness);
         child_finish(fd, r, rc == ATTN_ENOMEM ? POINT_ALLOC_FAILED : POINT_ERROR, reason);
     }
+    child_verify(fd, r, harness, &w, "the timed repetitions");
     json_object_set_new(r, "rusage", rusage_delta(&ru0, &ru1, reps));
     heap_ok = heap_ok && probe_jemalloc_peak_read(&heap_peak) == 0;
     rss_ok = rss_ok && probe_rss_read(&rss, &hwm) == 0;

@@ -2,6 +2,7 @@
 #include "workload.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -76,9 +77,13 @@ int workload_prepare(workload *w, const point_spec *s)
         w->dx = alloc_aligned(rows * D * 4);
         w->target = alloc_aligned(rows * (size_t)sc.width * 4);
         w->work = alloc_aligned(sc.workspace_bytes);
+        w->weight_floats = sc.weight_floats;
         if (!w->weights || !w->grads || !w->x || !w->dx || !w->target ||
             (sc.workspace_bytes && !w->work))
             return ATTN_ENOMEM;
+        if (w->work)
+            memset(w->work, 0, sc.workspace_bytes);
+        workload_poison(w);
         stack_init_weights(&w->stack, w->weights, s->seed);
         inputs_normal(w->x, rows * D, s->seed, 11, 1.0f, s->threads);
         inputs_normal(w->target, rows * (size_t)sc.width, s->seed, 12, 1.0f, s->threads);
@@ -98,19 +103,30 @@ int workload_prepare(workload *w, const point_spec *s)
     if (!w->q || !w->k || !w->v || !w->out || !w->lse || (nstruct && !w->structure) ||
         (c.workspace_bytes && !w->work))
         return ATTN_ENOMEM;
+    if (w->work)
+        memset(w->work, 0, c.workspace_bytes);
+    if (w->structure)
+        memset(w->structure, 0, nstruct * 4);
+    workload_poison(w);
     inputs_generate(&s->shape, s->inputs, s->seed, w->q, w->k, w->v, s->threads);
     return 0;
+}
+
+static void fill_nan(float *x, size_t count)
+{
+    for (size_t i = 0; i < count; i++)
+        x[i] = NAN;
 }
 
 void workload_poison(workload *w)
 {
     size_t count;
     float *out = workload_output(w, &count);
-    for (size_t i = 0; i < count; i++)
-        out[i] = NAN;
-    if (!w->spec->train)
-        for (size_t i = 0; i < (size_t)(w->spec->shape.B * w->spec->shape.H * w->spec->shape.n); i++)
-            w->lse[i] = NAN;
+    fill_nan(out, count);
+    if (w->spec->train)
+        fill_nan(w->grads, w->weight_floats);
+    else
+        fill_nan(w->lse, (size_t)(w->spec->shape.B * w->spec->shape.H * w->spec->shape.n));
 }
 
 int workload_run(workload *w)
@@ -138,14 +154,34 @@ static int64_t first_bad(const float *x, size_t count, int allow_neg_inf)
     return -1;
 }
 
-int64_t workload_unwritten(const workload *w)
+int workload_verify(const workload *w, char *why, size_t size)
 {
+    const attn_shape *s = &w->spec->shape;
     size_t count;
     const float *out = workload_output((workload *)w, &count);
-    int64_t bad = first_bad(out, count, 0);
-    if (bad < 0 && !w->spec->train)
-        bad = first_bad(w->lse, (size_t)(w->spec->shape.B * w->spec->shape.H * w->spec->shape.n), 1);
-    return bad;
+    const struct {
+        const char *name;
+        const float *x;
+        size_t count;
+        int allow_neg_inf;
+    } parts[] = {
+        {w->spec->train ? "dx" : "out", out, count, 0},
+        {w->spec->train ? "weight gradient" : "lse", w->spec->train ? w->grads : w->lse,
+         w->spec->train ? w->weight_floats : (size_t)(s->B * s->H * s->n), !w->spec->train},
+    };
+    for (size_t p = 0; p < sizeof parts / sizeof parts[0]; p++) {
+        const int64_t bad = first_bad(parts[p].x, parts[p].count, parts[p].allow_neg_inf);
+        if (bad >= 0) {
+            snprintf(why, size, "%s element %lld is %g: not written, or not finite on finite "
+                     "inputs", parts[p].name, (long long)bad, (double)parts[p].x[bad]);
+            return -1;
+        }
+    }
+    if (w->spec->train && !isfinite(w->loss)) {
+        snprintf(why, size, "the loss is %g: not finite on finite inputs", w->loss);
+        return -1;
+    }
+    return 0;
 }
 
 void workload_report(const workload *w, json_t *r)

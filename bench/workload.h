@@ -20,21 +20,26 @@ typedef struct workload {
     /* training */
     stack_config stack;
     float *weights, *grads, *x, *target, *dx;
+    size_t weight_floats;
     double loss;
     void *work;
 } workload;
 
 /* The model of a point: attention (the method's cost) or training (the stack's). */
 int workload_model(const point_spec *s, point_model *m, const char **why);
-/* Allocates every buffer and generates the inputs (and weights) from the seed. Returns 0, or
- * ATTN_ENOMEM when an allocation failed (nothing to free then but workload_free). */
+/* Allocates every buffer, touches every page of it (so no run, warm-up or timed, pays for
+ * first-touch page faults), and generates the inputs (and weights) from the seed. Returns 0,
+ * or ATTN_ENOMEM when an allocation failed (nothing to free then but workload_free). */
 int workload_prepare(workload *w, const point_spec *s);
-/* Fills the outputs with NaN, so the next run must write every element. */
+/* Fills everything a run must write with NaN (attention: out and lse; training: dx and every
+ * weight gradient), so a run that skips an element is caught by workload_verify. */
 void workload_poison(workload *w);
 /* One measured run. Returns 0 or an attn error. */
 int workload_run(workload *w);
-/* The first output element that is not a finite number (lse may be -inf), or -1. */
-int64_t workload_unwritten(const workload *w);
+/* After a run on poisoned outputs: 0 when every element it must write is a finite number (lse
+ * may be -inf, a row that saw no key) and a training loss is finite; otherwise -1 with the
+ * first offender in why ("out element 17 is NaN: not written, or not finite"). */
+int workload_verify(const workload *w, char *why, size_t size);
 /* The main output (attention: out; training: dx) and its element count. */
 float *workload_output(workload *w, size_t *count);
 /* Adds the workload's own fields to the child's report (training: the loss). */

@@ -8,8 +8,10 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "../attn/stack.h"
 #include "../bench/inputs.h"
 #include "../bench/point.h"
+#include "../bench/probe.h"
 #include "../bench/record.h"
 
 static point_spec spec(const char *method, int64_t n)
@@ -48,6 +50,25 @@ static double num(const json_t *rec, const char *key)
     return json_number_value(json_object_get(rec, key));
 }
 
+/* A measured field of an ok point: a number (not null, which would read as 0) in [lo, hi]. */
+#define assert_measured(rec, key, lo, hi) check_measured((rec), (key), (lo), (hi), __LINE__)
+static void check_measured(const json_t *rec, const char *key, double lo, double hi, int line)
+{
+    const json_t *v = json_object_get(rec, key);
+    if (!json_is_number(v))
+        fail_msg("line %d: %s is %s, not a number", line, key, v ? "null" : "missing");
+    const double x = json_number_value(v);
+    if (!(x >= lo && x <= hi))
+        fail_msg("line %d: %s = %g is outside [%g, %g]", line, key, x, lo, hi);
+}
+
+/* The fields every record has, measured or not. */
+static const char *const measured_fields[] = {
+    "wall_s", "wall_s_min", "wall_s_max", "wall_s_reps", "gflops", "peak_rss_bytes",
+    "rss_before_inputs_bytes", "rss_before_kernel_bytes", "ru_maxrss_bytes", "heap_peak_bytes",
+    "heap_kernel_alloc_bytes", "jemalloc", "counters", "counters_unavailable", "rusage",
+};
+
 static void test_ok_record_has_every_field(void **state)
 {
     (void)state;
@@ -55,27 +76,48 @@ static void test_ok_record_has_every_field(void **state)
     json_t *rec = run(&s, UINT64_C(8) << 30, 60, false, NULL);
     assert_string_equal(status(rec), "ok");
     static const char *const keys[] = {
-        "method", "n", "d", "heads", "batch", "causal", "params", "status", "wall_s", "wall_s_min",
-        "wall_s_max", "peak_rss_bytes", "heap_peak_bytes", "model_bytes", "model_flops", "gflops",
-        "counters", "counters_unavailable", "context", "point_id", "rusage", "ru_maxrss_bytes",
+        "method", "n", "d", "heads", "batch", "causal", "params", "status", "model_bytes",
+        "model_flops", "counters", "counters_unavailable", "context", "point_id", "rusage",
+        "harness",
     };
     for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
         assert_non_null(json_object_get(rec, keys[i]));
-    assert_true(num(rec, "wall_s_min") <= num(rec, "wall_s") &&
-                num(rec, "wall_s") <= num(rec, "wall_s_max"));
-    assert_int_equal(json_array_size(json_object_get(rec, "wall_s_reps")), 3);
-    /* the point's buffers are its model: the heap peak sees them, plus jemalloc's size-class
-     * rounding (at most 25% for these small buffers) and the child's small JSON objects */
-    double model = num(rec, "model_bytes"), heap = num(rec, "heap_peak_bytes");
-    if (json_is_number(json_object_get(rec, "heap_peak_bytes"))) {
-        print_message("model %.0f B, heap peak %.0f B\n", model, heap);
-        assert_true(heap >= model && heap <= 1.25 * model + 64 * 1024);
-    }
-    /* the harness's own footprint before the inputs stays small (ASan's shadow pages aside) */
+    /* every measured field of an ok point is a number in its range: a null reads as 0 in a
+     * careless reader, so a missing measurement must fail here */
+    const double model = num(rec, "model_bytes"), GiB = 0x1p30;
+    assert_measured(rec, "model_flops", 1, 1e12);
+    assert_measured(rec, "wall_s", 1e-7, 60);
+    assert_measured(rec, "wall_s_min", 1e-7, num(rec, "wall_s"));
+    assert_measured(rec, "wall_s_max", num(rec, "wall_s"), 60);
+    assert_measured(rec, "gflops", 1e-3, 1e5);
+    assert_measured(rec, "rss_before_inputs_bytes", 1 << 20, 64 * GiB);
+    assert_measured(rec, "rss_before_kernel_bytes", num(rec, "rss_before_inputs_bytes"), 64 * GiB);
+    /* the buffers are touched before the kernel runs: the peak holds the whole model */
+    assert_measured(rec, "peak_rss_bytes", num(rec, "rss_before_inputs_bytes") + 0.9 * model,
+                    64 * GiB);
+    assert_measured(rec, "ru_maxrss_bytes", 0.9 * num(rec, "peak_rss_bytes"), 64 * GiB);
+    const json_t *reps = json_object_get(rec, "wall_s_reps");
+    assert_int_equal(json_array_size(reps), 3);
+    for (size_t i = 0; i < 3; i++)
+        assert_true(json_number_value(json_array_get(reps, i)) > 0);
+    const json_t *ru = json_object_get(rec, "rusage");
+    assert_measured(ru, "cpu_s", 1e-7, 60);
+    assert_measured(ru, "minor_faults", 0, 1e9);
+    assert_measured(json_object_get(rec, "harness"), "probe_fraction", 0, 1);
 #if !defined(__SANITIZE_ADDRESS__)
+    /* the harness's own footprint before the inputs stays small (ASan's shadow pages aside) */
     assert_true(num(rec, "rss_before_inputs_bytes") < 8 << 20);
 #endif
-    assert_true(num(rec, "peak_rss_bytes") >= num(rec, "rss_before_kernel_bytes"));
+    if (probe_jemalloc_available()) {
+        /* the point's buffers are its model: the heap peak sees them, plus jemalloc's
+         * size-class rounding (at most 25% for these small buffers) and small JSON objects */
+        assert_measured(rec, "heap_peak_bytes", model, 1.25 * model + 64 * 1024);
+        assert_measured(rec, "heap_kernel_alloc_bytes", 0, 64 * 1024);
+        assert_true(json_is_object(json_object_get(rec, "jemalloc")));
+    } else { /* sanitizer builds: no jemalloc, and the record says nothing rather than 0 */
+        assert_true(json_is_null(json_object_get(rec, "heap_peak_bytes")));
+        assert_true(json_is_null(json_object_get(rec, "jemalloc")));
+    }
     /* a counter is either a number or null with a reason, never a silent zero */
     const json_t *counters = json_object_get(rec, "counters");
     const json_t *why = json_object_get(rec, "counters_unavailable");
@@ -86,9 +128,91 @@ static void test_ok_record_has_every_field(void **state)
         if (json_is_null(value))
             assert_true(json_is_string(json_object_get(why, key)));
         else
-            assert_true(json_is_number(value));
+            assert_true(json_is_number(value) && json_number_value(value) >= 0);
     }
     assert_int_equal(json_object_size(counters), 2);
+    json_decref(rec);
+}
+
+/* The null path: a point that was not measured has every measured field null (never 0), and
+ * one that failed before its repetitions has no timings. */
+static void test_unmeasured_records_are_null(void **state)
+{
+    (void)state;
+    point_spec big = spec("full", 65536);
+    json_t *rec = run(&big, UINT64_C(1) << 30, 60, false, NULL);
+    assert_string_equal(status(rec), "skipped");
+    for (size_t i = 0; i < sizeof measured_fields / sizeof measured_fields[0]; i++) {
+        const json_t *v = json_object_get(rec, measured_fields[i]);
+        assert_non_null(v); /* every record has every key */
+        assert_true(json_is_null(v));
+    }
+    assert_measured(rec, "model_bytes", 16.0 * (1 << 30), 1e12); /* the model is known */
+    json_decref(rec);
+
+    point_spec s = spec("full", 512);
+    rec = run(&s, 0, 30, false, "unwritten");
+    assert_string_equal(status(rec), "error");
+    assert_true(json_is_null(json_object_get(rec, "wall_s")));
+    assert_true(json_is_null(json_object_get(rec, "gflops")));
+    json_decref(rec);
+}
+
+/* Counters whose start fails for real (the event sets already running) are null with the
+ * reason in the record, not zeros. Where no event counts, there is nothing to start. */
+static void test_failed_counter_start_is_null_with_reason(void **state)
+{
+    (void)state;
+    point_spec s = spec("full_stream", 512);
+    s.counters = "perf::TASK-CLOCK,perf::PAGE-FAULTS";
+    json_t *rec = run(&s, 0, 30, false, NULL);
+    assert_string_equal(status(rec), "ok");
+    const int counting = json_is_number(json_object_get(json_object_get(rec, "counters"),
+                                                        "perf::TASK-CLOCK"));
+    json_decref(rec);
+    if (!counting) {
+        print_message("perf::TASK-CLOCK does not count here: no start to fail\n");
+        return;
+    }
+    rec = run(&s, 0, 30, false, "papi-busy");
+    assert_string_equal(status(rec), "ok");
+    const json_t *counters = json_object_get(rec, "counters");
+    const json_t *why = json_object_get(rec, "counters_unavailable");
+    for (int i = 0; i < 2; i++) {
+        const char *name = i ? "perf::PAGE-FAULTS" : "perf::TASK-CLOCK";
+        assert_true(json_is_null(json_object_get(counters, name)));
+        assert_non_null(strstr(json_string_value(json_object_get(why, name)), "PAPI_start failed"));
+    }
+    assert_true(num(rec, "wall_s") > 0); /* the rest of the point is measured */
+    json_decref(rec);
+}
+
+/* A training point without warm-up: its one timed step still writes into poisoned outputs
+ * and gradients, and is checked; the buffers were touched before it, so the step pays for no
+ * first-touch page faults. */
+static void test_training_step_without_warmup_is_verified(void **state)
+{
+    (void)state;
+    point_spec s = spec("lsh", 2048);
+    s.train = true;
+    s.stack = STACK_REVERSIBLE;
+    s.layers = 2;
+    s.ff_chunk = 64;
+    s.warmup = 0;
+    s.reps = 1;
+    json_t *rec = run(&s, 0, 60, false, NULL);
+    assert_string_equal(status(rec), "ok");
+    assert_measured(rec, "loss", 1e-6, 1e6);
+    /* the step's own page faults: the pages were touched when the buffers were prepared */
+    const double faults = json_number_value(json_object_get(json_object_get(rec, "rusage"),
+                                                            "minor_faults"));
+    print_message("minor faults in the timed step: %.0f (model %.0f pages)\n", faults,
+                  num(rec, "model_bytes") / 4096);
+    assert_true(faults < 0.1 * num(rec, "model_bytes") / 4096);
+    json_decref(rec);
+    rec = run(&s, 0, 60, false, "unwritten");
+    assert_string_equal(status(rec), "error");
+    assert_non_null(strstr(json_string_value(json_object_get(rec, "reason")), "timed repetitions"));
     json_decref(rec);
 }
 
@@ -286,6 +410,9 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_ok_record_has_every_field),
+        cmocka_unit_test(test_unmeasured_records_are_null),
+        cmocka_unit_test(test_failed_counter_start_is_null_with_reason),
+        cmocka_unit_test(test_training_step_without_warmup_is_verified),
         cmocka_unit_test(test_every_failure_status_for_real),
         cmocka_unit_test(test_lost_reference_keeps_the_measurements),
         cmocka_unit_test(test_stop_request_discards_the_point),
