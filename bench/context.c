@@ -12,6 +12,7 @@
 #include <papi.h>
 
 #include "blas_env.h"
+#include "cgroup.h"
 #include "buildinfo.h"
 #include "probe.h"
 
@@ -50,23 +51,17 @@ static int proc_field(const char *path, const char *key, char *buf, size_t size)
     return found;
 }
 
-uint64_t context_mem_total(void)
-{
-    char buf[64];
-    unsigned long long kib;
-    if (proc_field("/proc/meminfo", "MemTotal", buf, sizeof buf) == 0 &&
-        sscanf(buf, "%llu", &kib) == 1)
-        return (uint64_t)kib * 1024;
-    return 0;
-}
-
 static const char *cgroup_version(void)
 {
-    if (access("/sys/fs/cgroup/cgroup.controllers", F_OK) == 0)
-        return "v2";
-    if (access("/sys/fs/cgroup/memory", F_OK) == 0)
-        return "v1";
-    return "none";
+    cgroup_memory cg;
+    if (cgroup_find("/proc/self/cgroup", "/sys/fs/cgroup", &cg) != 0)
+        return "none";
+    return cg.version == 2 ? "v2" : "v1";
+}
+
+static json_t *bytes_or_null(uint64_t v)
+{
+    return v ? json_integer((json_int_t)v) : json_null();
 }
 
 json_t *context_collect(void)
@@ -85,7 +80,17 @@ json_t *context_collect(void)
                                             : json_null());
     json_object_set_new(c, "cores", json_integer(sysconf(_SC_NPROCESSORS_ONLN)));
     json_object_set_new(c, "omp_max_threads", json_integer(omp_get_max_threads()));
-    json_object_set_new(c, "mem_total_bytes", json_integer((json_int_t)context_mem_total()));
+    memory_bound mb;
+    cgroup_memory_bound(&mb);
+    json_object_set_new(c, "mem_total_bytes", json_integer((json_int_t)mb.mem_total));
+    json_t *bound = json_object();
+    json_object_set_new(bound, "cgroup_limit_bytes", bytes_or_null(mb.cgroup_limit));
+    json_object_set_new(bound, "cgroup_limit_file",
+                        mb.cgroup_limit ? json_string(mb.cgroup_file) : json_null());
+    json_object_set_new(bound, "rlimit_as_bytes", bytes_or_null(mb.rlimit_as));
+    json_object_set_new(bound, "smallest", json_string(mb.source));
+    json_object_set_new(bound, "bytes", json_integer((json_int_t)mb.bytes));
+    json_object_set_new(c, "memory_bound", bound);
     json_object_set_new(c, "compiler", json_string("gcc-compatible " __VERSION__));
     json_object_set_new(c, "cflags", json_string(BUILD_CFLAGS));
     json_object_set_new(c, "git_commit", json_string(BUILD_GIT_COMMIT));

@@ -12,7 +12,5 @@
  * flags, git commit and dirty flag, library versions, overcommit, THP, cgroup version, date).
  * Cheap; called once per command in the parent. Returns a new reference. */
 json_t *context_collect(void);
-/* Physical memory in bytes (MemTotal), or 0 if unknown. */
-uint64_t context_mem_total(void);
 
 #endif

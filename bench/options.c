@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "cgroup.h"
 #include "cli.h"
 #include "context.h"
 #include "inputs.h"
@@ -26,7 +27,17 @@ void options_default(options *o)
     o->inputs = INPUTS_RANDOM;
     snprintf(o->counters, sizeof o->counters, "%s,%s", probe_papi_default_hw,
              probe_papi_default_sw);
-    o->limits.mem_limit = context_mem_total() / 5 * 4;
+    /* 80% of what this process may really use: a container's or a Slurm allocation's
+     * cgroup limit, or RLIMIT_AS, when either is below physical memory */
+    memory_bound b;
+    cgroup_memory_bound(&b);
+    o->limits.mem_limit = b.bytes / 5 * 4;
+    if (strcmp(b.source, "cgroup") == 0)
+        snprintf(o->limits.mem_limit_source, sizeof o->limits.mem_limit_source,
+                 "80%% of the cgroup limit in %.280s", b.cgroup_file);
+    else
+        snprintf(o->limits.mem_limit_source, sizeof o->limits.mem_limit_source, "80%% of %s",
+                 b.source);
     o->limits.time_limit = 600;
 }
 
@@ -92,6 +103,7 @@ int options_apply(const char *cmd, int opt, const char *arg, options *o)
         if (cli_parse_size(arg, &bytes) || bytes == 0)
             return cli_error(cmd, "--mem-limit '%s' is not a size such as 3G or 512M", arg);
         o->limits.mem_limit = bytes;
+        snprintf(o->limits.mem_limit_source, sizeof o->limits.mem_limit_source, "--mem-limit");
         return 0;
     case OPT_TIME_LIMIT:
         if (cli_parse_real(arg, &secs) || secs <= 0)

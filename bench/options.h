@@ -40,7 +40,8 @@ enum {
     "  --accuracy       also run exact attention after the measured region, record the error\n" \
     "  --counters LIST  PAPI events, comma-separated, or default|hw|sw|none (default: hw,sw)\n" \
     "  --mem-limit SIZE skip points whose model exceeds SIZE (K/M/G suffixes; default 80%% of\n" \
-    "                   physical memory); the child's address space is capped at SIZE + 2G\n"   \
+    "                   the smallest of physical memory, the cgroup limit and RLIMIT_AS); the\n" \
+    "                   child's address space is capped at SIZE + 2G\n"                        \
     "  --time-limit S   kill a point after S seconds (default 600)\n"                           \
     "  --no-skip        run points even when their model exceeds the memory limit\n"          \
     "  --train          measure a training step of a layer stack over the method instead of\n" \
@@ -64,7 +65,7 @@ typedef struct options {
 } options;
 
 /* Defaults: d 64, one head, batch 1, 5 reps, seed 1, all cores, default counters, memory
- * limit 80% of MemTotal, time limit 600 s. */
+ * limit 80% of the smallest of MemTotal, the cgroup limit and RLIMIT_AS, time limit 600 s. */
 void options_default(options *o);
 /* Applies a common flag. Returns 0 when handled, CLI_EUSAGE after printing an error, or -1
  * when `opt` is not a common flag. */

@@ -20,6 +20,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "cgroup.h"
 #include "context.h"
 #include "inputs.h"
 #include "probe.h"
@@ -559,6 +560,52 @@ static void set_status(json_t *rec, int status, const char *reason)
     json_object_set_new(rec, "reason", reason ? json_string(reason) : json_null());
 }
 
+/* The OOM-kill counters the kernel keeps for this process's memory cgroup and for the whole
+ * system, read before a child runs and after it died of a SIGKILL attnbench did not send. */
+typedef struct oom_watch {
+    cgroup_memory cg;
+    char file[600];
+    int64_t cgroup_before, vmstat_before;
+} oom_watch;
+
+static void oom_watch_begin(oom_watch *w)
+{
+    memset(w, 0, sizeof *w);
+    w->cgroup_before = -1;
+    if (cgroup_find("/proc/self/cgroup", "/sys/fs/cgroup", &w->cg) == 0)
+        w->cgroup_before = cgroup_oom_kills(&w->cg, w->file, sizeof w->file);
+    w->vmstat_before = cgroup_vmstat_oom_kills();
+}
+
+/* Whether the kernel recorded an OOM kill since oom_watch_begin; `evidence` says what was
+ * read either way, so a `killed` record says why its cause is unknown. */
+static bool oom_watch_end(const oom_watch *w, char *evidence, size_t size)
+{
+    char file[600];
+    const int64_t cg = w->cgroup_before >= 0 ? cgroup_oom_kills(&w->cg, file, sizeof file) : -1;
+    const int64_t vm = w->vmstat_before >= 0 ? cgroup_vmstat_oom_kills() : -1;
+    if (cg > w->cgroup_before && w->cgroup_before >= 0) {
+        snprintf(evidence, size, "killed by the OOM killer: oom_kill in %.250s rose from %lld to %lld "
+                 "while the point ran", w->file, (long long)w->cgroup_before, (long long)cg);
+        return true;
+    }
+    if (vm > w->vmstat_before && w->vmstat_before >= 0) {
+        snprintf(evidence, size, "killed by the OOM killer: the system's oom_kill count "
+                 "(/proc/vmstat) rose from %lld to %lld while the point ran",
+                 (long long)w->vmstat_before, (long long)vm);
+        return true;
+    }
+    if (w->cgroup_before < 0 && w->vmstat_before < 0)
+        snprintf(evidence, size, "killed by signal 9 (SIGKILL), not sent by attnbench; cause "
+                 "unknown: the kernel keeps no OOM-kill count readable here");
+    else
+        snprintf(evidence, size, "killed by signal 9 (SIGKILL), not sent by attnbench; cause "
+                 "unknown: the kernel recorded no OOM kill meanwhile (oom_kill unchanged in "
+                 "%.250s%s/proc/vmstat)", w->cgroup_before >= 0 ? w->file : "",
+                 w->cgroup_before >= 0 ? " and " : "");
+    return false;
+}
+
 int point_over_memory(const point_spec *s, const point_limits *lim, char *buf, size_t size)
 {
     point_model m;
@@ -568,8 +615,10 @@ int point_over_memory(const point_spec *s, const point_limits *lim, char *buf, s
     const uint64_t model = m.bytes;
     if (model <= lim->mem_limit)
         return 0;
-    snprintf(buf, size, "model needs %llu bytes (%.2f GiB), more than the memory limit of %.2f GiB",
-             (unsigned long long)model, (double)model / 0x1p30, (double)lim->mem_limit / 0x1p30);
+    snprintf(buf, size, "model needs %llu bytes (%.2f GiB), more than the memory limit of %.2f GiB%s%s%s",
+             (unsigned long long)model, (double)model / 0x1p30, (double)lim->mem_limit / 0x1p30,
+             lim->mem_limit_source[0] ? " (" : "", lim->mem_limit_source,
+             lim->mem_limit_source[0] ? ")" : "");
     return 1;
 }
 
@@ -577,7 +626,7 @@ json_t *point_run(const point_spec *s, const point_limits *lim, const json_t *co
 {
     point_model m;
     const char *why;
-    char reason[512];
+    char reason[768];
     int rc = point_model_of(s, &m, &why);
     if (rc) {
         snprintf(reason, sizeof reason, "%s: %s", attn_errname(rc), why);
@@ -588,6 +637,10 @@ json_t *point_run(const point_spec *s, const point_limits *lim, const json_t *co
         return point_record_new(s, context, POINT_SKIPPED, reason);
 
     json_t *rec = point_record_new(s, context, POINT_ERROR, NULL);
+    /* the kernel's OOM-kill counts before the child exists: a SIGKILL is an OOM kill only if
+     * one of them rises while it runs */
+    oom_watch oom;
+    oom_watch_begin(&oom);
     int pipefd[2];
     if (pipe2(pipefd, O_CLOEXEC) != 0) {
         set_status(rec, POINT_ERROR, "pipe() failed");
@@ -692,10 +745,10 @@ json_t *point_run(const point_spec *s, const point_limits *lim, const json_t *co
         snprintf(reason, sizeof reason, "killed after the time limit of %g s", lim->time_limit);
         status = POINT_TIMEOUT;
     } else if (WIFSIGNALED(wstatus) && WTERMSIG(wstatus) == SIGKILL) {
-        snprintf(reason, sizeof reason,
-                 "killed by SIGKILL not sent by attnbench: the kernel's OOM killer sends it when "
-                 "memory runs out (ru_maxrss at death %.2f GiB)", (double)ru.ru_maxrss / 0x1p20);
-        status = POINT_OOM_KILLED;
+        char evidence[440];
+        status = oom_watch_end(&oom, evidence, sizeof evidence) ? POINT_OOM_KILLED : POINT_KILLED;
+        snprintf(reason, sizeof reason, "%s (ru_maxrss at death %.2f GiB)", evidence,
+                 (double)ru.ru_maxrss / 0x1p20);
     } else if (WIFSIGNALED(wstatus)) {
         snprintf(reason, sizeof reason, "killed by signal %d (%s)", WTERMSIG(wstatus),
                  strsignal(WTERMSIG(wstatus)));

@@ -19,6 +19,7 @@
     X(POINT_UNSUPPORTED, "unsupported")                                                          \
     X(POINT_ALLOC_FAILED, "alloc_failed")                                                        \
     X(POINT_OOM_KILLED, "oom_killed")                                                            \
+    X(POINT_KILLED, "killed")                                                                    \
     X(POINT_CRASHED, "crashed")                                                                  \
     X(POINT_TIMEOUT, "timeout")                                                                  \
     X(POINT_ERROR, "error")
@@ -69,6 +70,8 @@ typedef struct point_model {
 typedef struct point_limits {
     uint64_t mem_limit;   /* bytes: points whose model exceeds it are skipped, and the child's
                              address space is capped at mem_limit + POINT_AS_SLACK */
+    char mem_limit_source[320]; /* where it came from: "--mem-limit", "80% of the cgroup
+                                   limit (FILE)", "80% of MemTotal", ... */
     double time_limit;    /* seconds of child run time before it is killed (0: none) */
     bool no_skip;         /* run points even when the model exceeds mem_limit */
     volatile sig_atomic_t *stop; /* set by a signal handler: kill the point's child (or NULL) */

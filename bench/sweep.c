@@ -392,7 +392,7 @@ static int run_points(sweep *sw, const char *out, int resume)
         series *x = series_find(all, &nseries, s);
         point_model pm;
         const char *why;
-        char reason[512] = "";
+        char reason[768] = "";
         json_t *rec = NULL;
         if (point_over_memory(s, &lim, reason, sizeof reason)) {
             /* the reason is in place; memory comes first, it is the harder limit */
