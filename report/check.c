@@ -105,6 +105,35 @@ static const json_t *find_point(json_t *records, const char *id)
     return NULL;
 }
 
+/* The point key without its "threads=N;" part. */
+static void key_without_threads(const char *key, char *buf, size_t size)
+{
+    const char *t = strstr(key, ";threads=");
+    if (!t) {
+        snprintf(buf, size, "%s", key);
+        return;
+    }
+    const char *rest = strchr(t + 1, ';');
+    snprintf(buf, size, "%.*s%s", (int)(t - key), key, rest ? rest : "");
+}
+
+/* A record of `records` that is the same point as rec but for its thread count, or NULL: a
+ * baseline made on a machine with another core count, when suites leave threads to default. */
+static const json_t *find_with_other_threads(json_t *records, const json_t *rec)
+{
+    char want[1200], key[1200];
+    key_without_threads(report_str(rec, "point_key"), want, sizeof want);
+    size_t i;
+    json_t *r;
+    json_array_foreach(records, i, r)
+    {
+        key_without_threads(report_str(r, "point_key"), key, sizeof key);
+        if (strcmp(key, want) == 0)
+            return r;
+    }
+    return NULL;
+}
+
 static void fmt(double v, int bytes, char *buf, size_t size)
 {
     if (bytes)
@@ -230,8 +259,18 @@ int cmd_check(int argc, char **argv)
     json_array_foreach(cur, i, rec)
     {
         if (!find_point(base, report_str(rec, "point_id"))) {
-            fprintf(stderr, "attnbench check: %s n=%.0f (%s) is not in the baseline\n",
-                    report_str(rec, "method"), report_num(rec, "n"), report_str(rec, "point_id"));
+            const json_t *other = find_with_other_threads(base, rec);
+            if (other)
+                fprintf(stderr, "attnbench check: %s n=%.0f (%s) is not in the baseline: the "
+                        "baseline measured it with threads=%.0f, this run with threads=%.0f "
+                        "(threads are part of a point's identity; set --threads in the suite)\n",
+                        report_str(rec, "method"), report_num(rec, "n"),
+                        report_str(rec, "point_id"), report_num(other, "threads"),
+                        report_num(rec, "threads"));
+            else
+                fprintf(stderr, "attnbench check: %s n=%.0f (%s) is not in the baseline\n",
+                        report_str(rec, "method"), report_num(rec, "n"),
+                        report_str(rec, "point_id"));
             incomplete++;
         }
     }

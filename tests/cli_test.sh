@@ -307,6 +307,16 @@ expect_status 0 "check with a looser gate" -- "$bin" check --baseline "$tmp/base
 expect_status 2 "check with every gate off" -- "$bin" check --baseline "$tmp/base.jsonl" "$tmp/same.jsonl" --metric peak_rss:off --metric heap_peak:off
 grep -q "no gated metric" "$tmp/err" && pass || fail "check with nothing compared did not say so"
 expect_status 2 "check rtol without % above 1" -- "$bin" check --baseline "$tmp/base.jsonl" "$tmp/same.jsonl" --metric peak_rss:rtol=5
+"$bin" sweep "${cp_[@]}" --threads 1 --out "$tmp/threads1.jsonl" 2>/dev/null
+"$bin" check --baseline "$tmp/base.jsonl" "$tmp/threads1.jsonl" >/dev/null 2>"$tmp/err"
+st=$?
+[ $st = 2 ] && { [ "$(nproc)" = 1 ] || grep -q "the baseline measured it with threads=$(nproc), this run with threads=1" "$tmp/err"; } &&
+    pass || fail "check against a baseline of other threads: exit $st, $(head -c 300 "$tmp/err")"
+# every suite pins the thread count, part of every point's identity: a suite run on a machine
+# with another core count must still match its baseline
+for suite in scripts/suites/*.suite; do
+    grep -v '^#' "$suite" | grep -e '--methods' | grep -qv -e '--threads' && fail "$suite has a group without --threads" || pass
+done
 cp "$tmp/base.jsonl" "$tmp/upd.jsonl"
 cp "$tmp/worse.jsonl" "$tmp/torn.jsonl"
 printf '{"schema":"attnbench/1","point_id":"tor' >>"$tmp/torn.jsonl"
