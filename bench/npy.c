@@ -12,7 +12,7 @@
 
 static const char NPY_MAGIC[6] = {'\x93', 'N', 'U', 'M', 'P', 'Y'};
 
-static int fail(char *err, size_t errlen, const char *fmt, ...)
+__attribute__((format(printf, 3, 4))) static int fail(char *err, size_t errlen, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -82,6 +82,10 @@ static int parse_header(const char *hdr, npy_array *a, int *fortran, char *err, 
         if (errno || dim > (1LL << 40))
             return fail(err, errlen, "header has an out-of-range dimension");
         a->shape[a->ndim++] = dim;
+        /* the product must not wrap: a shape whose element count overflows would be read as
+         * a small array and then indexed as a huge one */
+        if (dim > 0 && a->count > (UINT64_C(1) << 40) / (uint64_t)dim)
+            return fail(err, errlen, "shape holds more than 2^40 elements");
         a->count *= (size_t)dim;
         v = next;
     }
@@ -94,6 +98,15 @@ int npy_read(const char *path, const char *descr, npy_array *a, char *err, size_
     FILE *f = fopen(path, "rb");
     if (!f)
         return fail(err, errlen, "%s: %s", path, strerror(errno));
+    int rc = npy_read_stream(f, path, descr, a, err, errlen);
+    fclose(f);
+    return rc;
+}
+
+int npy_read_stream(FILE *f, const char *path, const char *descr, npy_array *a, char *err,
+                    size_t errlen)
+{
+    memset(a, 0, sizeof *a);
     int rc = -1;
     char *hdr = NULL;
     unsigned char pre[12];
@@ -138,6 +151,23 @@ int npy_read(const char *path, const char *descr, npy_array *a, char *err, size_
         goto done;
     }
     size_t elem = (size_t)atoi(descr + 2), want = a->count * elem;
+    /* a header may promise more than the file holds: compare with what is left before
+     * allocating it (a 150-byte file asking for 22 GB is a truncated file, not an OOM) */
+    const long here = ftell(f);
+    if (here >= 0 && fseek(f, 0, SEEK_END) == 0) {
+        const long end = ftell(f);
+        if (fseek(f, here, SEEK_SET) != 0 || end < here) {
+            fail(err, errlen, "%s: cannot seek", path);
+            goto done;
+        }
+        if ((size_t)(end - here) != want) {
+            fail(err, errlen, (size_t)(end - here) < want
+                                  ? "%s: truncated: %zu bytes of data, shape needs %zu"
+                                  : "%s: %zu bytes of data, longer than the %zu its shape says",
+                 path, (size_t)(end - here), want);
+            goto done;
+        }
+    }
     if (!(a->data = malloc(want ? want : 1))) {
         fail(err, errlen, "%s: cannot allocate %zu bytes", path, want);
         goto done;
@@ -157,7 +187,6 @@ truncated:
     fail(err, errlen, "%s: truncated header", path);
 done:
     free(hdr);
-    fclose(f);
     if (rc)
         npy_free(a);
     return rc;

@@ -4,6 +4,7 @@
 #define BENCH_NPY_H
 
 #include <stddef.h>
+#include <stdio.h>
 #include <stdint.h>
 
 #define NPY_MAX_DIMS 8
@@ -19,6 +20,9 @@ typedef struct npy_array {
 /* Reads `path`, which must hold a C-order array of dtype `descr` (e.g. "<f4", "<i4").
  * Returns 0, or -1 with one line explaining why in err (no newline). */
 int npy_read(const char *path, const char *descr, npy_array *a, char *err, size_t errlen);
+/* The same from an open stream, named `path` in messages (the fuzzer reads from memory). */
+int npy_read_stream(FILE *f, const char *path, const char *descr, npy_array *a, char *err,
+                    size_t errlen);
 /* Writes an array of `elem`-byte elements with dtype `descr`. Returns 0 or -1 with err. */
 int npy_write(const char *path, const char *descr, int ndim, const int64_t *shape,
               const void *data, size_t elem, char *err, size_t errlen);
