@@ -166,16 +166,26 @@ static int is_record(const json_t *r)
 int record_file_read(const char *path, bool missing_ok, record_file *rf, char *err,
                      size_t errlen)
 {
-    memset(rf, 0, sizeof *rf);
-    rf->records = json_array();
     FILE *f = fopen(path, "r");
     if (!f) {
-        if (missing_ok && errno == ENOENT)
+        memset(rf, 0, sizeof *rf);
+        if (missing_ok && errno == ENOENT) {
+            rf->records = json_array();
             return 0;
+        }
         snprintf(err, errlen, "%s: %s", path, strerror(errno));
-        record_file_free(rf);
         return -1;
     }
+    int rc = record_file_read_stream(f, path, rf, err, errlen);
+    fclose(f);
+    return rc;
+}
+
+int record_file_read_stream(FILE *f, const char *path, record_file *rf, char *err,
+                            size_t errlen)
+{
+    memset(rf, 0, sizeof *rf);
+    rf->records = json_array();
     char *line = NULL;
     size_t cap = 0;
     ssize_t len;
@@ -210,7 +220,6 @@ int record_file_read(const char *path, bool missing_ok, record_file *rf, char *e
         break;
     }
     free(line);
-    fclose(f);
     if (rc)
         record_file_free(rf);
     return rc;

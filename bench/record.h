@@ -28,6 +28,9 @@ typedef struct record_file {
  * missing_ok. Returns 0, or -1 with one line in err (file not ours, corrupt middle line). */
 int record_file_read(const char *path, bool missing_ok, record_file *rf, char *err,
                      size_t errlen);
+/* The same from an open stream, named `path` in messages (the fuzzer reads from memory). */
+int record_file_read_stream(FILE *f, const char *path, record_file *rf, char *err,
+                            size_t errlen);
 void record_file_free(record_file *rf);
 
 /* Appends one record as a line with a single write() and fsyncs it, so a killed sweep loses

@@ -25,6 +25,7 @@
 #include "context.h"
 #include "options.h"
 #include "record.h"
+#include "sweep.h"
 #include "timing.h"
 
 #define MAX_POINTS 100000
@@ -45,14 +46,6 @@ static const char sweep_usage[] =
     OPTIONS_COMMON_HELP;
 
 /* ---- building the list of points ------------------------------------------------------- */
-
-typedef struct sweep {
-    options *groups[256]; /* per group options (owned); points point into them */
-    int ngroups;
-    point_spec *points;
-    int *group_of;        /* the group of each point, for its limits */
-    int npoints;
-} sweep;
 
 static volatile sig_atomic_t interrupted;
 
@@ -100,6 +93,22 @@ static int expand_params(const char *cmd, const char *name, const attn_params *b
         count = k;
     }
     return count;
+}
+
+/* Doubles the room for points. Returns 0 or -1. */
+static int grow(sweep *sw)
+{
+    const int cap = sw->capacity ? 2 * sw->capacity : 64;
+    point_spec *points = realloc(sw->points, (size_t)cap * sizeof *points);
+    if (points)
+        sw->points = points;
+    int *group_of = realloc(sw->group_of, (size_t)cap * sizeof *group_of);
+    if (group_of)
+        sw->group_of = group_of;
+    if (!points || !group_of)
+        return -1;
+    sw->capacity = cap;
+    return 0;
 }
 
 /* Parses one group of sweep flags (a command line or a suite line) and appends its points.
@@ -152,7 +161,11 @@ static int parse_group(const char *cmd, int argc, char **argv, const options *de
             else
                 *suite = optarg;
             break;
-        case OPT_HELP: fputs(sweep_usage, stdout); exit(0);
+        case OPT_HELP:
+            if (!out) /* a suite line asks for no help: it would end the sweep */
+                return cli_error(cmd, "--help belongs on the command line");
+            fputs(sweep_usage, stdout);
+            exit(0);
         default: return cli_getopt_error(cmd, optopt, argv, optind);
         }
     }
@@ -207,6 +220,8 @@ static int parse_group(const char *cmd, int argc, char **argv, const options *de
                 for (int j = 0; j < nn; j++) {
                     if (sw->npoints == MAX_POINTS)
                         return cli_error(cmd, "more than %d points", MAX_POINTS);
+                    if (sw->npoints == sw->capacity && grow(sw) != 0)
+                        return cli_fail(cmd, "out of memory for %d points", sw->npoints);
                     sw->group_of[sw->npoints] = sw->ngroups - 1;
                     options_spec(o, &sets[i], alias, ns[j], (int)o->layers[l],
                                  &sw->points[sw->npoints++]);
@@ -233,6 +248,29 @@ static int parse_suite(const char *path, const options *defaults, sweep *sw)
     FILE *f = fopen(path, "r");
     if (!f)
         return cli_error("sweep", "--suite %s: %s", path, strerror(errno));
+    int rc = sweep_add_suite(sw, f, path, defaults);
+    fclose(f);
+    return rc;
+}
+
+sweep *sweep_new(void)
+{
+    return calloc(1, sizeof(sweep));
+}
+
+void sweep_free(sweep *sw)
+{
+    if (!sw)
+        return;
+    for (int g = 0; g < sw->ngroups; g++)
+        free(sw->groups[g]);
+    free(sw->points);
+    free(sw->group_of);
+    free(sw);
+}
+
+int sweep_add_suite(sweep *sw, FILE *f, const char *path, const options *defaults)
+{
     char line[4096];
     int lineno = 0, rc = 0, groups = 0;
     while (!rc && fgets(line, sizeof line, f)) {
@@ -256,7 +294,6 @@ static int parse_suite(const char *path, const options *defaults, sweep *sw)
         groups++;
         rc = parse_group(cmd, nw + 1, words, defaults, sw, NULL, NULL, NULL);
     }
-    fclose(f);
     if (!rc && groups == 0)
         rc = cli_error("sweep", "--suite %s: no point groups in the file", path);
     return rc;
@@ -499,19 +536,19 @@ static int ensure_parent_dir(const char *path)
 
 int cmd_sweep(int argc, char **argv)
 {
-    sweep sw = {0};
-    sw.points = malloc(MAX_POINTS * sizeof *sw.points);
-    sw.group_of = malloc(MAX_POINTS * sizeof *sw.group_of);
+    sweep *sw = sweep_new();
+    if (!sw)
+        return cli_fail("sweep", "out of memory");
     options defaults;
     options_default(&defaults);
     const char *out = NULL, *suite = NULL;
     int resume = 0;
     char default_out[1024];
-    int rc = parse_group("sweep", argc, argv, &defaults, &sw, &out, &resume, &suite);
+    int rc = parse_group("sweep", argc, argv, &defaults, sw, &out, &resume, &suite);
     if (!rc && suite) {
         /* the command line's options are every suite line's starting point */
-        options cli = *sw.groups[0];
-        rc = parse_suite(suite, &cli, &sw);
+        options cli = *sw->groups[0];
+        rc = parse_suite(suite, &cli, sw);
         if (!out) {
             suite_out(suite, default_out, sizeof default_out);
             out = default_out;
@@ -523,10 +560,7 @@ int cmd_sweep(int argc, char **argv)
     if (!rc && !out)
         rc = cli_error("sweep", "--out FILE.jsonl is required");
     if (!rc)
-        rc = run_points(&sw, out, resume);
-    for (int g = 0; g < sw.ngroups; g++)
-        free(sw.groups[g]);
-    free(sw.points);
-    free(sw.group_of);
+        rc = run_points(sw, out, resume);
+    sweep_free(sw);
     return rc;
 }

@@ -38,7 +38,7 @@ static gate gates[] = {
 #define NGATES (sizeof gates / sizeof gates[0])
 
 /* Parses "NAME:rtol=5%,atol=1MiB" or "NAME:off" into the gate table. */
-static int parse_metric(const char *spec)
+int check_parse_metric(const char *spec)
 {
     const char *colon = strchr(spec, ':');
     size_t len = colon ? (size_t)(colon - spec) : strlen(spec);
@@ -184,63 +184,8 @@ static int write_records(const char *path, json_t *records)
     return 0;
 }
 
-int cmd_check(int argc, char **argv)
+int check_compare(json_t *base, json_t *cur, const char *baseline, const char *current)
 {
-    enum { OPT_BASELINE = 1, OPT_METRIC, OPT_UPDATE, OPT_HELP };
-    static const struct option opts[] = {
-        {"baseline", required_argument, 0, OPT_BASELINE}, {"metric", required_argument, 0, OPT_METRIC},
-        {"update", no_argument, 0, OPT_UPDATE},           {"help", no_argument, 0, OPT_HELP},
-        {0, 0, 0, 0},
-    };
-    const char *baseline = NULL;
-    int update = 0;
-    opterr = 0;
-    for (int c; (c = getopt_long(argc, argv, "", opts, NULL)) != -1;) {
-        switch (c) {
-        case OPT_BASELINE: baseline = optarg; break;
-        case OPT_METRIC: {
-            int rc = parse_metric(optarg);
-            if (rc)
-                return rc;
-            break;
-        }
-        case OPT_UPDATE: update = 1; break;
-        case OPT_HELP:
-            puts("usage: attnbench check --baseline BASE.jsonl CURRENT.jsonl\n"
-                 "                       [--metric NAME:rtol=5%,atol=1MiB | NAME:off]... [--update]\n"
-                 "Gates memory against a baseline: exit 0 within tolerance, 1 regression,\n"
-                 "2 incomplete (missing or failed points, schema mismatch) or usage error.\n"
-                 "Defaults: heap_peak rtol 2% atol 256KiB, peak_rss rtol 5% atol 4MiB; time and\n"
-                 "ru_maxrss only when named. --update rewrites the baseline from CURRENT.");
-            return 0;
-        default: return cli_getopt_error("check", optopt, argv, optind);
-        }
-    }
-    if (!baseline)
-        return cli_error("check", "--baseline BASE.jsonl is required");
-    if (optind + 1 != argc)
-        return cli_error("check", "give exactly one CURRENT results file");
-    const char *current = argv[optind];
-
-    json_t *base = NULL, *cur = NULL;
-    char err[1024];
-    char *bfiles[] = {(char *)baseline}, *cfiles[] = {(char *)current};
-    if (report_load(1, cfiles, &cur, err, sizeof err))
-        return cli_error("check", "%s", err);
-    if (update) {
-        if (write_records(baseline, cur) != 0) {
-            json_decref(cur);
-            return cli_error("check", "--update: cannot write %s: %s", baseline, strerror(errno));
-        }
-        fprintf(stderr, "attnbench check: baseline %s updated from %s (%zu points)\n", baseline,
-                current, json_array_size(cur));
-        json_decref(cur);
-        return 0;
-    }
-    if (report_load(1, bfiles, &base, err, sizeof err)) {
-        json_decref(cur);
-        return cli_error("check", "--baseline %s", err);
-    }
     int incomplete = 0, regressions = 0, compared = 0;
     size_t i;
     json_t *rec;
@@ -248,12 +193,9 @@ int cmd_check(int argc, char **argv)
         json_array_foreach(side ? cur : base, i, rec)
         {
             if (strcmp(report_str(rec, "schema"), RECORD_SCHEMA) != 0) {
-                int rc = cli_error("check", "%s: records of schema %s; this build reads %s",
-                                   side ? current : baseline, report_str(rec, "schema"),
-                                   RECORD_SCHEMA);
-                json_decref(base);
-                json_decref(cur);
-                return rc;
+                return cli_error("check", "%s: records of schema %s; this build reads %s",
+                                 side ? current : baseline, report_str(rec, "schema"),
+                                 RECORD_SCHEMA);
             }
         }
     json_array_foreach(cur, i, rec)
@@ -330,8 +272,6 @@ int cmd_check(int argc, char **argv)
                                             : "ok");
         }
     }
-    json_decref(base);
-    json_decref(cur);
     if (!compared && !incomplete) {
         fprintf(stderr, "attnbench check: incomplete: no gated metric was measured on both sides "
                         "(points the baseline did not measure, or every gate off)\n");
@@ -349,4 +289,67 @@ int cmd_check(int argc, char **argv)
     }
     fprintf(stderr, "attnbench check: %d comparisons within tolerance\n", compared);
     return 0;
+}
+
+int cmd_check(int argc, char **argv)
+{
+    enum { OPT_BASELINE = 1, OPT_METRIC, OPT_UPDATE, OPT_HELP };
+    static const struct option opts[] = {
+        {"baseline", required_argument, 0, OPT_BASELINE}, {"metric", required_argument, 0, OPT_METRIC},
+        {"update", no_argument, 0, OPT_UPDATE},           {"help", no_argument, 0, OPT_HELP},
+        {0, 0, 0, 0},
+    };
+    const char *baseline = NULL;
+    int update = 0;
+    opterr = 0;
+    for (int c; (c = getopt_long(argc, argv, "", opts, NULL)) != -1;) {
+        switch (c) {
+        case OPT_BASELINE: baseline = optarg; break;
+        case OPT_METRIC: {
+            int rc = check_parse_metric(optarg);
+            if (rc)
+                return rc;
+            break;
+        }
+        case OPT_UPDATE: update = 1; break;
+        case OPT_HELP:
+            puts("usage: attnbench check --baseline BASE.jsonl CURRENT.jsonl\n"
+                 "                       [--metric NAME:rtol=5%,atol=1MiB | NAME:off]... [--update]\n"
+                 "Gates memory against a baseline: exit 0 within tolerance, 1 regression,\n"
+                 "2 incomplete (missing or failed points, schema mismatch) or usage error.\n"
+                 "Defaults: heap_peak rtol 2% atol 256KiB, peak_rss rtol 5% atol 4MiB; time and\n"
+                 "ru_maxrss only when named. --update rewrites the baseline from CURRENT.");
+            return 0;
+        default: return cli_getopt_error("check", optopt, argv, optind);
+        }
+    }
+    if (!baseline)
+        return cli_error("check", "--baseline BASE.jsonl is required");
+    if (optind + 1 != argc)
+        return cli_error("check", "give exactly one CURRENT results file");
+    const char *current = argv[optind];
+
+    json_t *base = NULL, *cur = NULL;
+    char err[1024];
+    char *bfiles[] = {(char *)baseline}, *cfiles[] = {(char *)current};
+    if (report_load(1, cfiles, &cur, err, sizeof err))
+        return cli_error("check", "%s", err);
+    if (update) {
+        if (write_records(baseline, cur) != 0) {
+            json_decref(cur);
+            return cli_error("check", "--update: cannot write %s: %s", baseline, strerror(errno));
+        }
+        fprintf(stderr, "attnbench check: baseline %s updated from %s (%zu points)\n", baseline,
+                current, json_array_size(cur));
+        json_decref(cur);
+        return 0;
+    }
+    if (report_load(1, bfiles, &base, err, sizeof err)) {
+        json_decref(cur);
+        return cli_error("check", "--baseline %s", err);
+    }
+    int rc = check_compare(base, cur, baseline, current);
+    json_decref(base);
+    json_decref(cur);
+    return rc;
 }

@@ -486,7 +486,7 @@ static json_t *counter_names(json_t *records, int counted_only)
     return names;
 }
 
-static int write_csv(const char *path, json_t *records, char *err, size_t errlen)
+int report_write_csv(const char *path, json_t *records, char *err, size_t errlen)
 {
     FILE *f = fopen(path, "w");
     if (!f) {
@@ -856,7 +856,7 @@ int cmd_report(int argc, char **argv)
     char path[1024];
     remove_old_plots(dir);
     snprintf(path, sizeof path, "%s/results.csv", dir);
-    if (write_csv(path, records, err, sizeof err)) {
+    if (report_write_csv(path, records, err, sizeof err)) {
         json_decref(records);
         return cli_error("report", "%s", err);
     }

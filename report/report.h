@@ -25,4 +25,16 @@ typedef struct report_series_t {
 int report_series(json_t *records, const char *xfield, report_series_t **out);
 void report_series_free(report_series_t *s, int count);
 
+/* Writes results.csv: one row per record, fixed columns, empty cells where a value is
+ * missing. Returns 0 or -1 with err. */
+int report_write_csv(const char *path, json_t *records, char *err, size_t errlen);
+
+/* check: parses one --metric "NAME:rtol=5%,atol=1MiB" or "NAME:off" into the gates. Returns 0
+ * or CLI_EUSAGE after one line. */
+int check_parse_metric(const char *spec);
+/* check: compares current records with the baseline's point by point (table on stdout,
+ * problems on stderr). Returns the exit status: 0 within tolerance, 1 a regression, 2
+ * incomplete. The file names are for messages. */
+int check_compare(json_t *base, json_t *cur, const char *baseline, const char *current);
+
 #endif
