@@ -4,6 +4,8 @@
 #   make            build/attnbench
 #   make test       every cmocka test plus the shell-level CLI tests; fails if any fails
 #   make asan       the same tests under AddressSanitizer + UndefinedBehaviorSanitizer
+#   make test-targets  the same tests built for x86-64-v3 (AVX2) and x86-64 (SSE2)
+#   make fuzz       libFuzzer on every parser of outside data (clang), FUZZ_SECONDS each
 #   make sweep      the default sweep suite and its report under results/default/
 #                   (RESUME=1 continues an interrupted one)
 #   make regression the CI suite, gated with `attnbench check` against results/baseline/
@@ -39,8 +41,12 @@ MAIN_OBJ := $(BUILD)/bench/main.o
 TEST_SRC := $(wildcard tests/test_*.c)
 TEST_BIN := $(patsubst tests/%.c,$(BUILD)/tests/%,$(TEST_SRC))
 TEST_HELPER_OBJ := $(BUILD)/tests/helpers.o $(BUILD)/tests/reference.o
+# Fuzz targets (tests/fuzz/fuzz_NAME.c): libFuzzer drives them under `make fuzz`; replay.c
+# runs each over its corpus (seeds and every crash found) in every `make test`.
+FUZZ_TARGETS := npy results suite values
+REPLAY_BIN := $(patsubst %,$(BUILD)/tests/replay_%,$(FUZZ_TARGETS))
 
-.PHONY: all test asan sweep regression clean FORCE
+.PHONY: all test asan test-targets fuzz fuzz-run sweep regression clean FORCE
 .SECONDARY:
 all: $(BUILD)/attnbench
 
@@ -67,15 +73,58 @@ FORCE:
 $(BUILD)/tests/%: $(BUILD)/tests/%.o $(TEST_HELPER_OBJ) $(LIB_OBJ)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
+$(BUILD)/tests/replay_%: $(BUILD)/tests/fuzz/replay.o $(BUILD)/tests/fuzz/fuzz_%.o $(LIB_OBJ)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
 # Each test binary runs on its own; the CLI tests drive build/attnbench from the shell.
-test: $(BUILD)/attnbench $(TEST_BIN)
+test: $(BUILD)/attnbench $(TEST_BIN) $(REPLAY_BIN)
 	@set -e; for t in $(TEST_BIN); do echo "== $$t"; $$t; done
+	@set -e; for t in $(FUZZ_TARGETS); do echo "== fuzz corpus $$t"; $(BUILD)/tests/replay_$$t tests/fuzz/corpus/$$t; done
 	@ATTNBENCH=$(BUILD)/attnbench bash tests/cli_test.sh
 	@ATTNBENCH=$(BUILD)/attnbench /usr/bin/python3 tests/forward_numpy.py
 
+# float-cast-overflow is not part of gcc's "undefined": a NaN or huge float turned into an
+# index is exactly what hostile inputs do.
 asan:
 	$(MAKE) BUILD=build/asan HAVE_JEMALLOC=0 OPT="-O1 -march=native" \
-	    SANITIZE="-fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer" test
+	    SANITIZE="-fsanitize=address,undefined,float-cast-overflow -fno-sanitize-recover=all -fno-omit-frame-pointer" test
+
+# Coverage-guided fuzzing of every parser of outside data, with clang's libFuzzer under
+# AddressSanitizer and UndefinedBehaviorSanitizer, FUZZ_SECONDS per target. New inputs go to
+# build/fuzz/work/NAME (the committed seeds stay as they are); a crash is written to
+# build/fuzz/crash-NAME-* and fails the target: copy it into tests/fuzz/corpus/NAME/ with the
+# fix, and every `make test` replays it from then on.
+FUZZ_CC ?= clang-14
+FUZZ_SECONDS ?= 20
+FUZZ_SAN := -fsanitize=address,undefined,float-cast-overflow -fno-sanitize-recover=all \
+            -fno-omit-frame-pointer
+fuzz:
+	$(MAKE) BUILD=build/fuzz CC=$(FUZZ_CC) HAVE_JEMALLOC=0 OPT="-O1 -march=native" \
+	    SANITIZE="$(FUZZ_SAN) -fsanitize=fuzzer-no-link" fuzz-run
+
+fuzz-run: $(patsubst %,$(BUILD)/fuzz_%,$(FUZZ_TARGETS))
+	@set -e; for t in $(FUZZ_TARGETS); do \
+	    mkdir -p $(BUILD)/work/$$t; \
+	    echo "== fuzzing $$t for $(FUZZ_SECONDS) s"; \
+	    ASAN_OPTIONS=allocator_may_return_null=1 $(BUILD)/fuzz_$$t -max_total_time=$(FUZZ_SECONDS) \
+	        -rss_limit_mb=4096 -print_final_stats=1 -artifact_prefix=$(BUILD)/crash-$$t- \
+	        $(BUILD)/work/$$t tests/fuzz/corpus/$$t 2>$(BUILD)/fuzz_$$t.log || \
+	        { tail -n 60 $(BUILD)/fuzz_$$t.log; exit 1; }; \
+	    grep -E "stat::number_of_executed_units|stat::peak_rss_mb" $(BUILD)/fuzz_$$t.log; \
+	done
+
+$(BUILD)/fuzz_%: $(BUILD)/tests/fuzz/fuzz_%.o $(LIB_OBJ)
+	$(CC) $(LDFLAGS) -fsanitize=fuzzer -o $@ $^ $(LDLIBS)
+
+# The same tests built for other instruction sets. -march=native compiles out the AVX2 and
+# scalar paths on an AVX-512 machine (and AVX-512 elsewhere), so each build runs code the
+# native one never does: x86-64-v3 is AVX2 with FMA, x86-64 is SSE2 alone.
+TARGETS ?= x86-64-v3 x86-64
+test-targets:
+	@set -e; for t in $(TARGETS); do \
+	    echo "== tests built with -march=$$t"; \
+	    $(MAKE) --no-print-directory BUILD=build/$$t OPT="-O3 -march=$$t" test; \
+	done
 
 # The main job: the default suite into results/default/, then its report. A fresh measurement
 # replaces the results there (the committed ones are a sample from another machine);

@@ -1,0 +1,59 @@
+/* fuzz_results.c: results files as attnbench reads them: the JSON Lines reader (torn lines,
+ * foreign files), then what report and check do with the records, whatever types their fields
+ * hold: series, the CSV, and the regression gate. The input is split at the first form feed
+ * into a baseline and a current file. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../../bench/record.h"
+#include "../../report/report.h"
+#include "fuzz.h"
+
+static json_t *read_records(const uint8_t *data, size_t size)
+{
+    FILE *f = fuzz_stream(data, size);
+    if (!f)
+        return json_array();
+    record_file rf;
+    char err[512];
+    json_t *records = NULL;
+    if (record_file_read_stream(f, "fuzz.jsonl", &rf, err, sizeof err) == 0)
+        records = json_incref(rf.records), record_file_free(&rf);
+    fclose(f);
+    return records;
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    const uint8_t *ff = memchr(data, '\f', size);
+    const size_t first = ff ? (size_t)(ff - data) : size;
+    json_t *base = read_records(data, first);
+    json_t *cur = ff ? read_records(ff + 1, size - first - 1) : NULL;
+    static FILE *devnull;
+    if (!devnull)
+        devnull = fopen("/dev/null", "w");
+    if (base) {
+        for (int x = 0; x < 2; x++) {
+            report_series_t *s = NULL;
+            int ns = report_series(base, x ? "layers" : "n", &s);
+            report_series_free(s, ns);
+        }
+        char err[512];
+        report_write_csv("/dev/null", base, err, sizeof err);
+    }
+    if (base && cur) {
+        /* the table goes to stdout and the verdicts to stderr: keep both quiet */
+        fflush(stdout);
+        fflush(stderr);
+        FILE *out = stdout, *errf = stderr;
+        stdout = devnull;
+        stderr = devnull;
+        check_compare(base, cur, "base.jsonl", "current.jsonl");
+        stdout = out;
+        stderr = errf;
+    }
+    json_decref(base);
+    json_decref(cur);
+    return 0;
+}
