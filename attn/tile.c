@@ -26,10 +26,12 @@ void tile_force_portable(bool on)
     portable_forced = on;
 }
 
+#if TILE_HAVE_AVX512
 static inline bool use_avx512(void)
 {
-    return TILE_HAVE_AVX512 && !portable_forced;
+    return !portable_forced;
 }
+#endif
 
 static inline int lanes_for(int rows)
 {

@@ -14,7 +14,7 @@
 
 static int file_exists(const char *dir, const char *name)
 {
-    char path[1024];
+    char path[1100];
     snprintf(path, sizeof path, "%s/%s", dir, name);
     return access(path, R_OK) == 0;
 }
@@ -99,7 +99,7 @@ int cgroup_find(const char *proc_cgroup, const char *mounts, cgroup_memory *cg)
 /* The first line of dir/name as a byte count: 0 for "max" or v1's unlimited, -1 if absent. */
 static int64_t read_limit(const char *dir, const char *name)
 {
-    char path[1024], text[64] = "";
+    char path[1100], text[64] = "";
     snprintf(path, sizeof path, "%s/%s", dir, name);
     FILE *f = fopen(path, "r");
     if (!f)
@@ -124,7 +124,7 @@ uint64_t cgroup_memory_limit(const cgroup_memory *cg, char *file, size_t size)
     if (!cg->version)
         return 0;
     const char *name = cg->version == 2 ? "memory.max" : "memory.limit_in_bytes";
-    char dir[512];
+    char dir[800];
     snprintf(dir, sizeof dir, "%s", cg->dir);
     uint64_t best = 0;
     const size_t rootlen = strlen(cg->root);

@@ -14,7 +14,7 @@
 
 typedef struct cgroup_memory {
     int version;        /* 1 or 2; 0 when no memory cgroup was found */
-    char dir[512];      /* this process's memory cgroup folder */
+    char dir[800];      /* this process's memory cgroup folder */
     char root[256];     /* the hierarchy's mount point */
 } cgroup_memory;
 
@@ -38,7 +38,7 @@ int64_t cgroup_vmstat_oom_kills(void);
  * the cgroup limit and RLIMIT_AS, and which one that is. */
 typedef struct memory_bound {
     uint64_t mem_total, cgroup_limit, rlimit_as; /* 0: none or unknown */
-    char cgroup_file[600];
+    char cgroup_file[900];
     uint64_t bytes;     /* the smallest of those that exist */
     const char *source; /* "MemTotal", "cgroup" or "RLIMIT_AS" */
 } memory_bound;

@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-static void print_line(const char *cmd, const char *fmt, va_list ap)
+__attribute__((format(printf, 2, 0))) static void print_line(const char *cmd, const char *fmt, va_list ap)
 {
     fprintf(stderr, "attnbench %s: ", cmd);
     vfprintf(stderr, fmt, ap);

@@ -192,7 +192,7 @@ static void child_send(int fd, json_t *msg)
 /* Sends the point's record with its status: the child's first message. */
 static void child_report(int fd, json_t *r, int status, const char *reason)
 {
-    uint64_t rss, hwm;
+    uint64_t rss = 0, hwm = 0;
     if (!json_object_get(r, "peak_rss_bytes") && probe_rss_read(&rss, &hwm) == 0)
         json_object_set_new(r, "peak_rss_bytes", json_integer((json_int_t)hwm));
     json_object_set_new(r, "status", json_string(point_status_name(status)));
@@ -380,7 +380,7 @@ static void child_main(const point_spec *s, const point_limits *lim, int fd, pid
         setrlimit(RLIMIT_AS, &rl);
     }
 #endif
-    uint64_t rss, hwm;
+    uint64_t rss = 0, hwm = 0;
     int rss_ok = probe_rss_reset_peak() == 0;
 
     /* counters first: PAPI's own memory belongs to the baseline, not to the point */
@@ -564,7 +564,7 @@ static void set_status(json_t *rec, int status, const char *reason)
  * system, read before a child runs and after it died of a SIGKILL attnbench did not send. */
 typedef struct oom_watch {
     cgroup_memory cg;
-    char file[600];
+    char file[900];
     int64_t cgroup_before, vmstat_before;
 } oom_watch;
 
@@ -581,7 +581,7 @@ static void oom_watch_begin(oom_watch *w)
  * read either way, so a `killed` record says why its cause is unknown. */
 static bool oom_watch_end(const oom_watch *w, char *evidence, size_t size)
 {
-    char file[600];
+    char file[900];
     const int64_t cg = w->cgroup_before >= 0 ? cgroup_oom_kills(&w->cg, file, sizeof file) : -1;
     const int64_t vm = w->vmstat_before >= 0 ? cgroup_vmstat_oom_kills() : -1;
     if (cg > w->cgroup_before && w->cgroup_before >= 0) {

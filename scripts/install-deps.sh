@@ -2,6 +2,7 @@
 # install-deps.sh: installs every Debian package attnbench needs. Idempotent: when all are
 # present it changes nothing; otherwise it runs apt-get update, then apt-get install.
 #   scripts/install-deps.sh          build, test, sweep and report
+#   scripts/install-deps.sh --fuzz   also clang with libFuzzer and libomp, for `make fuzz` (CI)
 #   scripts/install-deps.sh --peer   also PyTorch, for scripts/peer-torch.py (large; not in CI)
 set -euo pipefail
 
@@ -16,9 +17,13 @@ packages=(
     gnuplot-nox fonts-dejavu-core   # plots (pngcairo, svg)
     python3-numpy            # outside checks of `attnbench forward`
 )
-if [ "${1:-}" = "--peer" ]; then
-    packages+=(python3-torch)
-fi
+for opt in "$@"; do
+    case "$opt" in
+    --fuzz) packages+=(clang-14 libclang-rt-14-dev libomp-14-dev) ;;
+    --peer) packages+=(python3-torch) ;;
+    *) echo "install-deps: unknown option '$opt' (options: --fuzz, --peer)" >&2; exit 2 ;;
+    esac
+done
 
 missing=()
 for p in "${packages[@]}"; do
