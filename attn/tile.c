@@ -1,8 +1,10 @@
 /* tile.c: the fused online-softmax tile kernel (see tile.h for the layout and why).
  *
- * Two implementations of the two products and the softmax update: AVX-512 micro-kernels
- * (8 keys or 8 value columns by 32 query lanes, 16 accumulators in registers) and a portable
- * C path with the same arithmetic, used where AVX-512 is missing and by the tests. */
+ * Three implementations of the two products and the softmax update, chosen at build time by
+ * the instruction set: AVX-512 micro-kernels (8 keys or 8 value columns by 32 query lanes, 16
+ * zmm accumulators), AVX2 with FMA (6 keys or 6 value columns by 16 query lanes, 12 ymm
+ * accumulators: AMD Zen 2/3 and older Intel), and a portable C path with the same arithmetic,
+ * for any other x86-64 and for the tests, which run it beside the vector one. */
 #include "tile.h"
 
 #include <assert.h>
@@ -15,8 +17,15 @@
 #include <immintrin.h>
 #include <sleef.h>
 #define TILE_HAVE_AVX512 1
+#define TILE_HAVE_AVX2 0
+#elif defined(__AVX2__) && defined(__FMA__)
+#include <immintrin.h>
+#include <sleef.h>
+#define TILE_HAVE_AVX512 0
+#define TILE_HAVE_AVX2 1
 #else
 #define TILE_HAVE_AVX512 0
+#define TILE_HAVE_AVX2 0
 #endif
 
 static bool portable_forced;
@@ -28,6 +37,12 @@ void tile_force_portable(bool on)
 
 #if TILE_HAVE_AVX512
 static inline bool use_avx512(void)
+{
+    return !portable_forced;
+}
+#endif
+#if TILE_HAVE_AVX2
+static inline bool use_avx2(void)
 {
     return !portable_forced;
 }
@@ -221,6 +236,64 @@ static void scores_avx512(kern_tile *t, const float *k, int64_t ldk, const int32
 }
 #endif
 
+#if TILE_HAVE_AVX2
+/* The AVX2 micro-kernels hold nv x nb accumulators (8 query lanes each) in registers: nv lane
+ * vectors by nb keys (scores) or value columns (PV), both compile-time constants once inlined;
+ * each step loads nv vectors and broadcasts nb scalars for nv nb FMAs. */
+#define AVX2_NV 2
+#define AVX2_NB 6
+
+static inline __attribute__((always_inline)) void scores_block_avx2(const float *qt, int ld,
+                                                                     int d, const float *const *kr,
+                                                                     int nk, float *s)
+{
+    __m256 a[AVX2_NB][AVX2_NV];
+    for (int i = 0; i < nk; i++)
+        for (int u = 0; u < AVX2_NV; u++)
+            a[i][u] = _mm256_setzero_ps();
+    for (int c = 0; c < d; c++) {
+        __m256 x[AVX2_NV];
+        for (int u = 0; u < AVX2_NV; u++)
+            x[u] = _mm256_load_ps(qt + (size_t)c * ld + 8 * u);
+        for (int i = 0; i < nk; i++) {
+            const __m256 b = _mm256_broadcast_ss(kr[i] + c);
+            for (int u = 0; u < AVX2_NV; u++)
+                a[i][u] = _mm256_fmadd_ps(b, x[u], a[i][u]);
+        }
+    }
+    for (int i = 0; i < nk; i++)
+        for (int u = 0; u < AVX2_NV; u++)
+            _mm256_store_ps(s + (size_t)i * ld + 8 * u, a[i][u]);
+}
+
+static void scores_avx2(kern_tile *t, const float *k, int64_t ldk, const int32_t *kidx)
+{
+    const int d = t->d, ld = t->ld, cols = t->cols;
+    for (int q0 = 0; q0 < ld; q0 += 8 * AVX2_NV) {
+        const float *qt = t->qt + q0;
+        int j = 0;
+        for (; j + AVX2_NB <= cols; j += AVX2_NB) {
+            const float *kr[AVX2_NB];
+            for (int i = 0; i < AVX2_NB; i++)
+                kr[i] = row_of(k, ldk, kidx, j + i);
+            scores_block_avx2(qt, ld, d, kr, AVX2_NB, t->st + (size_t)j * ld + q0);
+        }
+        const float *kr[AVX2_NB];
+        for (int i = 0; j + i < cols; i++)
+            kr[i] = row_of(k, ldk, kidx, j + i);
+        float *st = t->st + (size_t)j * ld + q0;
+        switch (cols - j) { /* the last keys: a block of their own width, unrolled as well */
+        case 5: scores_block_avx2(qt, ld, d, kr, 5, st); break;
+        case 4: scores_block_avx2(qt, ld, d, kr, 4, st); break;
+        case 3: scores_block_avx2(qt, ld, d, kr, 3, st); break;
+        case 2: scores_block_avx2(qt, ld, d, kr, 2, st); break;
+        case 1: scores_block_avx2(qt, ld, d, kr, 1, st); break;
+        default: break;
+        }
+    }
+}
+#endif
+
 float *tile_scores(kern_tile *t, const float *k, int64_t ldk, const int32_t *kidx, int cols)
 {
     assert(cols >= 1 && cols <= t->max_cols);
@@ -228,6 +301,12 @@ float *tile_scores(kern_tile *t, const float *k, int64_t ldk, const int32_t *kid
 #if TILE_HAVE_AVX512
     if (use_avx512()) {
         scores_avx512(t, k, ldk, kidx);
+        return t->st;
+    }
+#endif
+#if TILE_HAVE_AVX2
+    if (use_avx2()) {
+        scores_avx2(t, k, ldk, kidx);
         return t->st;
     }
 #endif
@@ -351,12 +430,108 @@ static void pv_avx512(kern_tile *t, const float *v, int64_t ldv, const int32_t *
 }
 #endif
 
+#if TILE_HAVE_AVX2
+static void softmax_avx2(kern_tile *t)
+{
+    const int ld = t->ld, cols = t->cols, d = t->d;
+    const __m256 neg_inf = _mm256_set1_ps(-INFINITY), one = _mm256_set1_ps(1.0f);
+    for (int r = 0; r < ld; r += 8) {
+        const __m256 mold = _mm256_load_ps(t->m + r);
+        __m256 mx = mold;
+        for (int j = 0; j < cols; j++)
+            mx = _mm256_max_ps(mx, _mm256_load_ps(t->st + (size_t)j * ld + r));
+        /* all masked so far: shift by 0, so p = exp(-inf) = 0 */
+        const __m256 none = _mm256_cmp_ps(mx, neg_inf, _CMP_EQ_OQ);
+        const __m256 shift = _mm256_blendv_ps(mx, _mm256_setzero_ps(), none);
+        const __m256 alpha = Sleef_expf8_u10(_mm256_sub_ps(mold, shift));
+        __m256 sum = _mm256_setzero_ps();
+        for (int j = 0; j < cols; j++) {
+            float *s = t->st + (size_t)j * ld + r;
+            const __m256 e = Sleef_expf8_u10(_mm256_sub_ps(_mm256_load_ps(s), shift));
+            _mm256_store_ps(s, e);
+            sum = _mm256_add_ps(sum, e);
+        }
+        _mm256_store_ps(t->l + r, _mm256_fmadd_ps(alpha, _mm256_load_ps(t->l + r), sum));
+        _mm256_store_ps(t->m + r, mx);
+        /* rescale the accumulator only where the max moved (alpha != 1) */
+        if (_mm256_movemask_ps(_mm256_cmp_ps(alpha, one, _CMP_NEQ_UQ)))
+            for (int c = 0; c < d; c++) {
+                float *o = t->ot + (size_t)c * ld + r;
+                _mm256_store_ps(o, _mm256_mul_ps(_mm256_load_ps(o), alpha));
+            }
+    }
+}
+
+/* O^T[c0 .. c0 + nc) += V^T P^T over keys [j0, j1) for 8 AVX2_NV query lanes, the
+ * accumulators held in registers. The key loop walks plain pointers (a gathered row costs
+ * one index load). */
+static inline __attribute__((always_inline)) void pv_block_avx2(kern_tile *t, const float *v,
+                                                                 int64_t ldv,
+                                                                 const int32_t *vidx, int j0,
+                                                                 int j1, int q0, int c0, int nc)
+{
+    const int ld = t->ld;
+    __m256 o[AVX2_NB][AVX2_NV];
+    for (int i = 0; i < nc; i++)
+        for (int u = 0; u < AVX2_NV; u++)
+            o[i][u] = _mm256_load_ps(t->ot + (size_t)(c0 + i) * ld + q0 + 8 * u);
+    const float *p = t->st + (size_t)j0 * ld + q0, *vr = v + j0 * ldv + c0;
+    for (int j = j0; j < j1; j++, p += ld, vr += ldv) {
+        const float *row = vidx ? v + (int64_t)vidx[j] * ldv + c0 : vr;
+        __m256 x[AVX2_NV];
+        for (int u = 0; u < AVX2_NV; u++)
+            x[u] = _mm256_load_ps(p + 8 * u);
+        for (int i = 0; i < nc; i++) {
+            const __m256 b = _mm256_broadcast_ss(row + i);
+            for (int u = 0; u < AVX2_NV; u++)
+                o[i][u] = _mm256_fmadd_ps(b, x[u], o[i][u]);
+        }
+    }
+    for (int i = 0; i < nc; i++)
+        for (int u = 0; u < AVX2_NV; u++)
+            _mm256_store_ps(t->ot + (size_t)(c0 + i) * ld + q0 + 8 * u, o[i][u]);
+}
+
+/* Keys in blocks of PV_KEYS, so a block's V rows and P^T rows stay in L1 while every lane
+ * and column block uses them (the whole V tile does not fit: it came from L2 once per
+ * column block). */
+enum { PV_KEYS = 32 };
+
+static void pv_avx2(kern_tile *t, const float *v, int64_t ldv, const int32_t *vidx)
+{
+    const int ld = t->ld, d = t->d, cols = t->cols;
+    for (int j0 = 0; j0 < cols; j0 += PV_KEYS) {
+        const int j1 = cols - j0 < PV_KEYS ? cols : j0 + PV_KEYS;
+        for (int q0 = 0; q0 < ld; q0 += 8 * AVX2_NV) {
+            int c0 = 0;
+            for (; c0 + AVX2_NB <= d; c0 += AVX2_NB)
+                pv_block_avx2(t, v, ldv, vidx, j0, j1, q0, c0, AVX2_NB);
+            switch (d - c0) { /* the last columns: a block of their own width, unrolled */
+            case 5: pv_block_avx2(t, v, ldv, vidx, j0, j1, q0, c0, 5); break;
+            case 4: pv_block_avx2(t, v, ldv, vidx, j0, j1, q0, c0, 4); break;
+            case 3: pv_block_avx2(t, v, ldv, vidx, j0, j1, q0, c0, 3); break;
+            case 2: pv_block_avx2(t, v, ldv, vidx, j0, j1, q0, c0, 2); break;
+            case 1: pv_block_avx2(t, v, ldv, vidx, j0, j1, q0, c0, 1); break;
+            default: break;
+            }
+        }
+    }
+}
+#endif
+
 void tile_accumulate(kern_tile *t, const float *v, int64_t ldv, const int32_t *vidx)
 {
 #if TILE_HAVE_AVX512
     if (use_avx512()) {
         softmax_avx512(t);
         pv_avx512(t, v, ldv, vidx);
+        return;
+    }
+#endif
+#if TILE_HAVE_AVX2
+    if (use_avx2()) {
+        softmax_avx2(t);
+        pv_avx2(t, v, ldv, vidx);
         return;
     }
 #endif
