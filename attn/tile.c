@@ -431,6 +431,35 @@ static void pv_avx512(kern_tile *t, const float *v, int64_t ldv, const int32_t *
 #endif
 
 #if TILE_HAVE_AVX2
+/* exp(x) for 8 floats, within 2 ulp of expf: Cody-Waite reduction x = k ln2 + r, |r| <= ln2/2,
+ * Cephes's degree-6 polynomial for exp(r), and 2^k through the exponent bits. Inlined, it
+ * costs a fraction of a SLEEF call, which mattered: one exponential per score against 32
+ * FMAs of products. Below -87.3 (and -inf, a masked score) it is 0, above 88.37 +inf (the
+ * last 0.35 of float's range, which softmax never reaches: its arguments are <= 0); NaN stays
+ * NaN. */
+static inline __m256 exp8(__m256 x)
+{
+    const __m256 lo = _mm256_set1_ps(-87.3365447505531f), hi = _mm256_set1_ps(88.3762626647949f);
+    const __m256 xc = _mm256_min_ps(_mm256_max_ps(x, lo), hi);
+    const __m256 k = _mm256_round_ps(_mm256_mul_ps(xc, _mm256_set1_ps(1.44269504088896341f)),
+                                     _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256 r = _mm256_fnmadd_ps(k, _mm256_set1_ps(0.693359375f), xc);
+    r = _mm256_fnmadd_ps(k, _mm256_set1_ps(-2.12194440e-4f), r);
+    __m256 y = _mm256_set1_ps(1.9875691500E-4f);
+    y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(1.3981999507E-3f));
+    y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(8.3334519073E-3f));
+    y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(4.1665795894E-2f));
+    y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(1.6666665459E-1f));
+    y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(5.0000001201E-1f));
+    y = _mm256_fmadd_ps(y, _mm256_mul_ps(r, r), _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
+    const __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(k),
+                                                         _mm256_set1_epi32(127)), 23);
+    y = _mm256_mul_ps(y, _mm256_castsi256_ps(e));
+    y = _mm256_andnot_ps(_mm256_cmp_ps(x, lo, _CMP_LT_OQ), y);      /* underflow and -inf: 0 */
+    y = _mm256_blendv_ps(y, _mm256_set1_ps(INFINITY), _mm256_cmp_ps(x, hi, _CMP_GT_OQ));
+    return _mm256_blendv_ps(y, x, _mm256_cmp_ps(x, x, _CMP_UNORD_Q)); /* NaN: NaN */
+}
+
 static void softmax_avx2(kern_tile *t)
 {
     const int ld = t->ld, cols = t->cols, d = t->d;
@@ -443,11 +472,11 @@ static void softmax_avx2(kern_tile *t)
         /* all masked so far: shift by 0, so p = exp(-inf) = 0 */
         const __m256 none = _mm256_cmp_ps(mx, neg_inf, _CMP_EQ_OQ);
         const __m256 shift = _mm256_blendv_ps(mx, _mm256_setzero_ps(), none);
-        const __m256 alpha = Sleef_expf8_u10(_mm256_sub_ps(mold, shift));
+        const __m256 alpha = exp8(_mm256_sub_ps(mold, shift));
         __m256 sum = _mm256_setzero_ps();
         for (int j = 0; j < cols; j++) {
             float *s = t->st + (size_t)j * ld + r;
-            const __m256 e = Sleef_expf8_u10(_mm256_sub_ps(_mm256_load_ps(s), shift));
+            const __m256 e = exp8(_mm256_sub_ps(_mm256_load_ps(s), shift));
             _mm256_store_ps(s, e);
             sum = _mm256_add_ps(sum, e);
         }
@@ -495,7 +524,7 @@ static inline __attribute__((always_inline)) void pv_block_avx2(kern_tile *t, co
 /* Keys in blocks of PV_KEYS, so a block's V rows and P^T rows stay in L1 while every lane
  * and column block uses them (the whole V tile does not fit: it came from L2 once per
  * column block). */
-enum { PV_KEYS = 32 };
+enum { PV_KEYS = 64 };
 
 static void pv_avx2(kern_tile *t, const float *v, int64_t ldv, const int32_t *vidx)
 {
