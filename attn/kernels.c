@@ -86,6 +86,22 @@ int64_t kern_argmax_pm(const float *x, int64_t half)
     unordered |= nan_lanes != 0;
     mx = _mm512_reduce_max_ps(vmax);
     mn = _mm512_reduce_min_ps(vmin);
+#elif defined(__AVX2__)
+    __m256 vmax = _mm256_set1_ps(x[0]), vmin = vmax, nan_lanes = _mm256_setzero_ps();
+    for (; j + 8 <= half; j += 8) {
+        const __m256 v = _mm256_loadu_ps(x + j);
+        nan_lanes = _mm256_or_ps(nan_lanes, _mm256_cmp_ps(v, v, _CMP_UNORD_Q));
+        vmax = _mm256_max_ps(vmax, v);
+        vmin = _mm256_min_ps(vmin, v);
+    }
+    unordered |= _mm256_movemask_ps(nan_lanes) != 0;
+    float lanes_max[8], lanes_min[8];
+    _mm256_storeu_ps(lanes_max, vmax);
+    _mm256_storeu_ps(lanes_min, vmin);
+    for (int i = 0; i < 8; i++) {
+        mx = lanes_max[i] > mx ? lanes_max[i] : mx;
+        mn = lanes_min[i] < mn ? lanes_min[i] : mn;
+    }
 #endif
     for (; j < half; j++) {
         unordered |= isnan(x[j]);
@@ -105,6 +121,13 @@ int64_t kern_argmax_pm(const float *x, int64_t half)
         const __mmask16 hit = _mm512_cmp_ps_mask(_mm512_loadu_ps(x + j), vt, _CMP_EQ_OQ);
         if (hit)
             return (positive ? 0 : half) + j + __builtin_ctz(hit);
+    }
+#elif defined(__AVX2__)
+    const __m256 vt = _mm256_set1_ps(target);
+    for (; j + 8 <= half; j += 8) {
+        const int hit = _mm256_movemask_ps(_mm256_cmp_ps(_mm256_loadu_ps(x + j), vt, _CMP_EQ_OQ));
+        if (hit)
+            return (positive ? 0 : half) + j + __builtin_ctz((unsigned)hit);
     }
 #endif
     while (j < half - 1 && x[j] != target)

@@ -194,18 +194,27 @@ static void sort_round(const lsh_geom *g, const int32_t *buckets, int32_t *cnt, 
         sorted[cnt[buckets[j]]++] = (int32_t)j;
 }
 
-/* Masks one score tile: key scale, causal -1e9, self -1e5 (both replace the logit). */
-static void mask_tile(kern_tile *t, const int32_t *qpos, const int32_t *kpos, int cols,
+/* Masks one score tile: key scale, causal -1e9, self -1e5 (both replace the logit). The key
+ * scales are gathered first, all at once: they sit at random positions of an n-float array,
+ * and loads issued together overlap their cache misses (one per column between row loops did
+ * not). The row loop is branch-free, so the compiler vectorizes it. */
+static void mask_tile(kern_tile *t, const int32_t *restrict qpos, const int32_t *kpos, int cols,
                       const float *kscale, bool causal)
 {
+    float w[LSH_TILE_K];
+    for (int j = 0; j < cols; j++)
+        w[j] = kscale[kpos[j]];
+    const int rows = t->rows;
     for (int j = 0; j < cols; j++) {
-        float *s = t->st + (size_t)j * t->ld;
+        float *restrict s = t->st + (size_t)j * t->ld;
         const int32_t kp = kpos[j];
-        const float w = kscale[kp];
-        for (int r = 0; r < t->rows; r++) {
-            const int32_t qp = qpos[r];
-            s[r] = causal && kp > qp ? LSH_CAUSAL_MASK : kp == qp ? LSH_SELF_MASK : s[r] * w;
-        }
+        const float wj = w[j];
+        if (causal)
+            for (int r = 0; r < rows; r++)
+                s[r] = kp > qpos[r] ? LSH_CAUSAL_MASK : kp == qpos[r] ? LSH_SELF_MASK : s[r] * wj;
+        else
+            for (int r = 0; r < rows; r++)
+                s[r] = kp == qpos[r] ? LSH_SELF_MASK : s[r] * wj;
     }
 }
 
@@ -271,6 +280,8 @@ static int lsh_forward(const attn_shape *s, const attn_params *p, const attn_ten
                         const int rows = (int)(g.c - q0 < g.tq ? g.c - q0 : g.tq);
                         const int32_t *qpos = sorted + a * g.c + q0;
                         tile_begin(&tile, q, d, qpos, rows, 1.0f);
+                        if (r > 0) /* the rows the merge will read back */
+                            tile_prefetch_rows(out, d, qpos, rows, d);
                         for (int side = 0; side < 2; side++) {
                             const int64_t kc = side == 0 ? prev : a;
                             if (side == 0 && prev == a)
@@ -278,6 +289,7 @@ static int lsh_forward(const attn_shape *s, const attn_params *p, const attn_ten
                             for (int64_t k0 = 0; k0 < g.c; k0 += g.tk) {
                                 const int kcols = (int)(g.c - k0 < g.tk ? g.c - k0 : g.tk);
                                 const int32_t *kpos = sorted + kc * g.c + k0;
+                                tile_prefetch_rows(v, d, kpos, kcols, d); /* for the PV */
                                 tile_scores(&tile, q, d, kpos, kcols); /* shared QK */
                                 mask_tile(&tile, qpos, kpos, kcols, kscale, s->causal);
                                 tile_accumulate(&tile, v, d, kpos);

@@ -58,6 +58,17 @@ static inline const float *row_of(const float *base, int64_t ld, const int32_t *
     return base + (idx ? (int64_t)idx[r] : (int64_t)r) * ld;
 }
 
+void tile_prefetch_rows(const float *base, int64_t ld, const int32_t *idx, int count, int d)
+{
+    if (!idx)
+        return;
+    for (int j = 0; j < count; j++) {
+        const char *row = (const char *)(base + (int64_t)idx[j] * ld);
+        for (int off = 0; off < d * (int)sizeof(float); off += 64)
+            __builtin_prefetch(row + off);
+    }
+}
+
 size_t tile_bytes(int max_rows, int max_cols, int d)
 {
     size_t ld = (size_t)lanes_for(max_rows);
@@ -113,6 +124,30 @@ static inline void transpose16(__m512 r[16])
 }
 #endif
 
+#if TILE_HAVE_AVX2
+/* Transposes an 8 x 8 block held as 8 vectors (in place): r[i] element j -> r[j] element i. */
+static inline void transpose8(__m256 r[8])
+{
+    __m256 t[8];
+    for (int i = 0; i < 8; i += 2) {
+        t[i] = _mm256_unpacklo_ps(r[i], r[i + 1]);
+        t[i + 1] = _mm256_unpackhi_ps(r[i], r[i + 1]);
+    }
+    for (int i = 0; i < 8; i += 4) {
+        r[i] = _mm256_shuffle_ps(t[i], t[i + 2], 0x44);
+        r[i + 1] = _mm256_shuffle_ps(t[i], t[i + 2], 0xEE);
+        r[i + 2] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0x44);
+        r[i + 3] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0xEE);
+    }
+    for (int i = 0; i < 4; i++) {
+        t[i] = _mm256_permute2f128_ps(r[i], r[i + 4], 0x20);
+        t[i + 4] = _mm256_permute2f128_ps(r[i], r[i + 4], 0x31);
+    }
+    for (int i = 0; i < 8; i++)
+        r[i] = t[i];
+}
+#endif
+
 void tile_begin(kern_tile *t, const float *q, int64_t ldq, const int32_t *qidx, int rows,
                 float scale)
 {
@@ -121,17 +156,17 @@ void tile_begin(kern_tile *t, const float *q, int64_t ldq, const int32_t *qidx, 
     t->rows = rows;
     t->ld = ld;
     t->cols = 0;
-    int c16 = 0; /* columns done by the vector path, for every row */
+    int cvec = 0; /* columns done by the vector path, for every row */
 #if TILE_HAVE_AVX512
     if (use_avx512()) { /* 16 query rows x 16 columns at a time, transposed in registers */
         const __m512 vscale = _mm512_set1_ps(scale);
-        c16 = d / 16 * 16;
+        cvec = d / 16 * 16;
         for (int r0 = 0; r0 < rows; r0 += 16) {
             const int count = rows - r0 < 16 ? rows - r0 : 16;
             const float *qr[16];
             for (int i = 0; i < 16; i++)
                 qr[i] = i < count ? row_of(q, ldq, qidx, r0 + i) : NULL;
-            for (int c0 = 0; c0 < c16; c0 += 16) {
+            for (int c0 = 0; c0 < cvec; c0 += 16) {
                 __m512 blk[16];
                 for (int i = 0; i < 16; i++)
                     blk[i] = i < count ? _mm512_mul_ps(_mm512_loadu_ps(qr[i] + c0), vscale)
@@ -143,9 +178,30 @@ void tile_begin(kern_tile *t, const float *q, int64_t ldq, const int32_t *qidx, 
         }
     }
 #endif
+#if TILE_HAVE_AVX2
+    if (use_avx2()) { /* 8 query rows x 8 columns at a time, transposed in registers */
+        const __m256 vscale = _mm256_set1_ps(scale);
+        cvec = d / 8 * 8;
+        for (int r0 = 0; r0 < rows; r0 += 8) {
+            const int count = rows - r0 < 8 ? rows - r0 : 8;
+            const float *qr[8];
+            for (int i = 0; i < 8; i++)
+                qr[i] = i < count ? row_of(q, ldq, qidx, r0 + i) : NULL;
+            for (int c0 = 0; c0 < cvec; c0 += 8) {
+                __m256 blk[8];
+                for (int i = 0; i < 8; i++)
+                    blk[i] = i < count ? _mm256_mul_ps(_mm256_loadu_ps(qr[i] + c0), vscale)
+                                       : _mm256_setzero_ps();
+                transpose8(blk);
+                for (int i = 0; i < 8; i++)
+                    _mm256_store_ps(t->qt + (size_t)(c0 + i) * ld + r0, blk[i]);
+            }
+        }
+    }
+#endif
     for (int r = 0; r < rows; r++) {
         const float *qr = row_of(q, ldq, qidx, r);
-        for (int c = c16; c < d; c++)
+        for (int c = cvec; c < d; c++)
             t->qt[(size_t)c * ld + r] = qr[c] * scale;
     }
     for (int c = 0; c < d; c++)
@@ -298,6 +354,7 @@ float *tile_scores(kern_tile *t, const float *k, int64_t ldk, const int32_t *kid
 {
     assert(cols >= 1 && cols <= t->max_cols);
     t->cols = cols;
+    tile_prefetch_rows(k, ldk, kidx, cols, t->d);
 #if TILE_HAVE_AVX512
     if (use_avx512()) {
         scores_avx512(t, k, ldk, kidx);
@@ -550,6 +607,7 @@ static void pv_avx2(kern_tile *t, const float *v, int64_t ldv, const int32_t *vi
 
 void tile_accumulate(kern_tile *t, const float *v, int64_t ldv, const int32_t *vidx)
 {
+    tile_prefetch_rows(v, ldv, vidx, t->cols, t->d);
 #if TILE_HAVE_AVX512
     if (use_avx512()) {
         softmax_avx512(t);
@@ -568,8 +626,8 @@ void tile_accumulate(kern_tile *t, const float *v, int64_t ldv, const int32_t *v
     pv_portable(t, v, ldv, vidx);
 }
 
-/* out row r = wa[r] * out row + wb[r] * (column r of ot), for the columns [0, d16) that the
- * vector path covers (16 rows x 16 columns at a time, transposed in registers); wa[r] = 0
+/* out row r = wa[r] * out row + wb[r] * (column r of ot), for the columns that the vector
+ * path covers (16 or 8 rows by as many columns at a time, transposed in registers); wa[r] = 0
  * writes without reading. Returns the columns done, the rest being the scalar path's. */
 static int store_rows(kern_tile *t, float *out, int64_t ldo, const int32_t *oidx, const float *wa,
                       const float *wb)
@@ -596,6 +654,28 @@ static int store_rows(kern_tile *t, float *out, int64_t ldo, const int32_t *oidx
         }
     }
     return d16;
+#elif TILE_HAVE_AVX2
+    if (!use_avx2())
+        return 0;
+    const int d = t->d, ld = t->ld, d8 = d / 8 * 8;
+    for (int r0 = 0; r0 < t->rows; r0 += 8) {
+        const int count = t->rows - r0 < 8 ? t->rows - r0 : 8;
+        for (int c0 = 0; c0 < d8; c0 += 8) {
+            __m256 blk[8];
+            for (int i = 0; i < 8; i++)
+                blk[i] = _mm256_load_ps(t->ot + (size_t)(c0 + i) * ld + r0);
+            transpose8(blk);
+            for (int i = 0; i < count; i++) {
+                const int r = r0 + i;
+                float *o = out + (oidx ? oidx[r] : r) * ldo + c0;
+                __m256 x = _mm256_mul_ps(blk[i], _mm256_set1_ps(wb[r]));
+                if (wa[r] != 0.0f)
+                    x = _mm256_fmadd_ps(_mm256_set1_ps(wa[r]), _mm256_loadu_ps(o), x);
+                _mm256_storeu_ps(o, x);
+            }
+        }
+    }
+    return d8;
 #else
     (void)t, (void)out, (void)ldo, (void)oidx, (void)wa, (void)wb;
     return 0;

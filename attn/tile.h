@@ -59,6 +59,13 @@ void tile_end(kern_tile *t, float *out, int64_t ldo, const int32_t *oidx, float 
 void tile_end_merge(kern_tile *t, float *out, int64_t ldo, const int32_t *oidx, float *m,
                     float *l, bool merge);
 
+/* Gathered rows (lsh's buckets, block_sparse's random blocks) sit anywhere in memory, where
+ * the hardware prefetcher cannot guess them: asks for every line of rows idx[0..count) at
+ * once, so their cache misses overlap. tile_scores and tile_accumulate do it for their own
+ * rows; a caller that knows its next rows earlier (the values while the scores run) calls it
+ * sooner. Does nothing when idx is NULL (contiguous rows prefetch themselves). */
+void tile_prefetch_rows(const float *base, int64_t ld, const int32_t *idx, int count, int d);
+
 /* Tests only: run the portable C path instead of the AVX-512 one. */
 void tile_force_portable(bool on);
 
