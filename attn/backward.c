@@ -3,6 +3,8 @@
 
 #include <assert.h>
 #include <math.h>
+#include <omp.h>
+#include <sched.h>
 #include <string.h>
 
 #include "attn.h"
@@ -11,11 +13,15 @@
 size_t bwd_tile_bytes(int max_rows, int max_cols, int d)
 {
     const size_t r = (size_t)max_rows, c = (size_t)max_cols, dd = (size_t)d;
-    return 3 * kern_slice_bytes(r * dd, sizeof(float)) +   /* q, dout, part_q */
-           4 * kern_slice_bytes(c * dd, sizeof(float)) +   /* k, v, part_k, part_v */
+    const size_t slot = kern_slice_bytes(r * dd, sizeof(float)) +    /* part_q */
+                        2 * kern_slice_bytes(c * dd, sizeof(float)) + /* part_k, part_v */
+                        kern_slice_bytes(r, sizeof(int32_t)) + kern_slice_bytes(c, sizeof(int32_t));
+    return 2 * kern_slice_bytes(r * dd, sizeof(float)) +   /* q, dout */
+           2 * kern_slice_bytes(c * dd, sizeof(float)) +   /* k, v */
            2 * kern_slice_bytes(r * c, sizeof(float)) +    /* s, dp */
            2 * kern_slice_bytes(r, sizeof(float)) +        /* lse, dd */
-           kern_slice_bytes(r, sizeof(int32_t)) + kern_slice_bytes(c, sizeof(int32_t));
+           kern_slice_bytes(r, sizeof(int32_t)) + kern_slice_bytes(c, sizeof(int32_t)) +
+           BWD_SLOTS * slot;
 }
 
 void bwd_tile_init(bwd_tile *t, char **cursor, int max_rows, int max_cols, int d)
@@ -26,11 +32,20 @@ void bwd_tile_init(bwd_tile *t, char **cursor, int max_rows, int max_cols, int d
     t->d = d;
     t->q = kern_take(cursor, r * dd, sizeof(float));
     t->dout = kern_take(cursor, r * dd, sizeof(float));
-    t->part_q = kern_take(cursor, r * dd, sizeof(float));
     t->k = kern_take(cursor, c * dd, sizeof(float));
     t->v = kern_take(cursor, c * dd, sizeof(float));
-    t->part_k = kern_take(cursor, c * dd, sizeof(float));
-    t->part_v = kern_take(cursor, c * dd, sizeof(float));
+    for (int i = 0; i < BWD_SLOTS; i++) {
+        bwd_slot *sl = &t->slots[i];
+        sl->part_q = kern_take(cursor, r * dd, sizeof(float));
+        sl->part_k = kern_take(cursor, c * dd, sizeof(float));
+        sl->part_v = kern_take(cursor, c * dd, sizeof(float));
+        sl->qrows = kern_take(cursor, r, sizeof(int32_t));
+        sl->krows = kern_take(cursor, c, sizeof(int32_t));
+        atomic_store_explicit(&sl->busy, 0, memory_order_relaxed);
+    }
+    t->part_q = t->slots[0].part_q;
+    t->part_k = t->slots[0].part_k;
+    t->part_v = t->slots[0].part_v;
     t->s = kern_take(cursor, r * c, sizeof(float));
     t->dp = kern_take(cursor, r * c, sizeof(float));
     t->lse = kern_take(cursor, r, sizeof(float));
@@ -56,20 +71,31 @@ void bwd_rowdot(const float *dout, const float *out, int64_t n, int d, float *D)
     }
 }
 
-bwd_io bwd_head(const attn_grads *g, int64_t bh, int64_t n, int d, float scale, float *D)
+bwd_io bwd_head_io(const attn_grads *g, int64_t bh, int64_t n, int d, float scale, const float *D)
 {
-    const size_t off = (size_t)bh * (size_t)n * (size_t)d, bytes = (size_t)n * d * sizeof(float);
-    memset(g->dq + off, 0, bytes);
-    memset(g->dk + off, 0, bytes);
-    memset(g->dv + off, 0, bytes);
-    bwd_rowdot(g->dout + off, g->out + off, n, d, D);
+    const size_t off = (size_t)bh * (size_t)n * (size_t)d;
     return (bwd_io){.q = g->q + off, .k = g->k + off, .v = g->v + off, .dout = g->dout + off,
                     .lse = g->lse + (size_t)bh * (size_t)n, .D = D, .dq = g->dq + off,
                     .dk = g->dk + off, .dv = g->dv + off, .d = d, .scale = scale};
 }
 
-void bwd_tile_run(bwd_tile *t, const bwd_io *io, const int32_t *qrows, int rows,
-                  const int32_t *krows, int cols, bwd_mask_fn mask, const void *ctx)
+void bwd_head_prepare(const attn_grads *g, int64_t bh, int64_t n, int d, float *D)
+{
+    const size_t off = (size_t)bh * (size_t)n * (size_t)d;
+#pragma omp for schedule(static)
+    for (int64_t i0 = 0; i0 < n; i0 += 1024) {
+        const int64_t rows = n - i0 < 1024 ? n - i0 : 1024;
+        const size_t at = off + (size_t)i0 * (size_t)d;
+        const size_t bytes = (size_t)rows * (size_t)d * sizeof(float);
+        memset(g->dq + at, 0, bytes);
+        memset(g->dk + at, 0, bytes);
+        memset(g->dv + at, 0, bytes);
+        bwd_rowdot(g->dout + at, g->out + at, rows, d, D + i0);
+    }
+}
+
+void bwd_tile_compute(bwd_tile *t, const bwd_io *io, const int32_t *qrows, int rows,
+                      const int32_t *krows, int cols, bwd_mask_fn mask, const void *ctx)
 {
     assert(rows >= 1 && rows <= t->max_rows && cols >= 1 && cols <= t->max_cols);
     const int d = io->d;
@@ -116,7 +142,12 @@ void bwd_tile_run(bwd_tile *t, const bwd_io *io, const int32_t *qrows, int rows,
     /* dQ += scale dS K; dK += dS^T (scale Q) */
     kern_gemm_nn(rows, d, cols, io->scale, t->dp, cols, t->k, d, 0.0f, t->part_q, d);
     kern_gemm_tn(cols, d, rows, 1.0f, t->dp, cols, t->q, d, 0.0f, t->part_k, d);
-    /* scatter-add */
+}
+
+void bwd_tile_scatter(const bwd_tile *t, const bwd_io *io, const int32_t *qrows, int rows,
+                      const int32_t *krows, int cols)
+{
+    const int d = io->d;
     for (int r = 0; r < rows; r++) {
         float *dst = io->dq + (int64_t)qrows[r] * d;
         for (int c = 0; c < d; c++)
@@ -128,5 +159,109 @@ void bwd_tile_run(bwd_tile *t, const bwd_io *io, const int32_t *qrows, int rows,
             dk[c] += t->part_k[(size_t)j * d + c];
             dv[c] += t->part_v[(size_t)j * d + c];
         }
+    }
+}
+
+void bwd_order_init(bwd_order *o)
+{
+    o->claimed = 0;
+    atomic_store_explicit(&o->turn, 0, memory_order_relaxed);
+    for (int i = 0; i < BWD_RING; i++)
+        atomic_store_explicit(&o->ready[i], NULL, memory_order_relaxed);
+    atomic_flag_clear(&o->adding);
+}
+
+static inline void prefetch_row(const float *row, int d)
+{
+    for (int off = 0; off < d; off += 16)
+        __builtin_prefetch(row + off, 1);
+}
+
+/* Adds every published unit from the turn on, in order, if no other thread is adding; then
+ * looks again, in case a unit was published just before the flag was released. */
+static void add_ready(bwd_order *o, const bwd_io *io)
+{
+    for (;;) {
+        if (atomic_flag_test_and_set_explicit(&o->adding, memory_order_acquire))
+            return; /* another thread adds, and will look again after it lets go */
+        int64_t u = atomic_load_explicit(&o->turn, memory_order_relaxed);
+        for (bwd_slot *sl; (sl = atomic_load_explicit(&o->ready[u % BWD_RING],
+                                                      memory_order_acquire)) != NULL;
+             u++) {
+            atomic_store_explicit(&o->ready[u % BWD_RING], NULL, memory_order_relaxed);
+            /* the adds are the serial part: start on the next unit's rows while these go in */
+            const bwd_slot *nx = atomic_load_explicit(&o->ready[(u + 1) % BWD_RING],
+                                                      memory_order_acquire);
+            for (int r = 0; nx && r < nx->rows; r++)
+                prefetch_row(io->dq + (int64_t)nx->qrows[r] * io->d, io->d);
+            for (int j = 0; nx && j < nx->cols; j++) {
+                prefetch_row(io->dk + (int64_t)nx->krows[j] * io->d, io->d);
+                prefetch_row(io->dv + (int64_t)nx->krows[j] * io->d, io->d);
+            }
+            bwd_tile tmp = {.part_q = sl->part_q, .part_k = sl->part_k, .part_v = sl->part_v};
+            bwd_tile_scatter(&tmp, io, sl->qrows, sl->rows, sl->krows, sl->cols);
+            atomic_store_explicit(&sl->busy, 0, memory_order_release);
+            atomic_store_explicit(&o->turn, u + 1, memory_order_release);
+        }
+        atomic_flag_clear_explicit(&o->adding, memory_order_release);
+        if (!atomic_load_explicit(&o->ready[u % BWD_RING], memory_order_acquire))
+            return;
+    }
+}
+
+static void pause_or_yield(int *spins)
+{
+    if (++*spins < 4096)
+        __builtin_ia32_pause();
+    else
+        sched_yield(); /* more threads than cores: let the one we wait for run */
+}
+
+void bwd_run_units(bwd_tile *t, const bwd_io *io, bwd_next_fn next, void *state, bwd_order *order)
+{
+    /* units in flight hold a slot each, so the ring never wraps onto one not yet added */
+    assert(omp_get_num_threads() * BWD_SLOTS <= BWD_RING);
+    for (;;) {
+        /* a free slot: wait for (and help) the adds when all hold units in line */
+        bwd_slot *sl = NULL;
+        for (int spins = 0; !sl;) {
+            for (int i = 0; i < BWD_SLOTS && !sl; i++)
+                if (!atomic_load_explicit(&t->slots[i].busy, memory_order_acquire))
+                    sl = &t->slots[i];
+            if (!sl) {
+                add_ready(order, io);
+                pause_or_yield(&spins);
+            }
+        }
+        bwd_unit u;
+        bool more;
+        int64_t ticket = -1;
+#pragma omp critical(attn_bwd_claim)
+        {
+            if ((more = next(state, t, &u)))
+                ticket = order->claimed++;
+        }
+        if (!more)
+            break;
+        atomic_store_explicit(&sl->busy, 1, memory_order_relaxed);
+        memcpy(sl->qrows, u.qrows, (size_t)u.rows * sizeof *u.qrows);
+        memcpy(sl->krows, u.krows, (size_t)u.cols * sizeof *u.krows);
+        sl->rows = u.rows;
+        sl->cols = u.cols;
+        t->part_q = sl->part_q;
+        t->part_k = sl->part_k;
+        t->part_v = sl->part_v;
+        bwd_tile_compute(t, io, sl->qrows, u.rows, sl->krows, u.cols, u.mask, u.ctx);
+        atomic_store_explicit(&order->ready[ticket % BWD_RING], sl, memory_order_release);
+        add_ready(order, io);
+    }
+    /* this thread is done when its units were added; the head, when every thread is */
+    for (int i = 0, spins = 0; i < BWD_SLOTS;) {
+        if (!atomic_load_explicit(&t->slots[i].busy, memory_order_acquire)) {
+            i++;
+            continue;
+        }
+        add_ready(order, io);
+        pause_or_yield(&spins);
     }
 }

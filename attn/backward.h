@@ -9,20 +9,33 @@
  * Rows come from anywhere by index (a head-relative row list for queries and keys) and the
  * results are added back to their rows, so a method only says which keys each query tile saw.
  * Duplicate key rows in one tile (LSH's rounds) are added once per copy, as the forward counted
- * them. Not thread-safe on shared outputs: callers give each head to one thread. */
+ * them. */
 #ifndef ATTN_BACKWARD_H
 #define ATTN_BACKWARD_H
 
+#include <stdatomic.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+
+/* One computed unit's partials, kept until they are added in order (see bwd_run_units). */
+typedef struct bwd_slot {
+    float *part_q, *part_k, *part_v; /* partial dq (max_rows, d), dk and dv (max_cols, d) */
+    int32_t *qrows, *krows;          /* the unit's row lists, copied */
+    int rows, cols;
+    _Atomic int busy;                /* from the claim until the partials were added */
+} bwd_slot;
+
+#define BWD_SLOTS 4 /* units a thread may have computed ahead of the adds */
 
 typedef struct bwd_tile {
     int max_rows, max_cols, d;
     float *q, *k, *v, *dout;   /* gathered rows */
     float *s, *dp;             /* (max_rows, max_cols): scores then P; dP then dS */
-    float *part_q, *part_k, *part_v; /* partial dq (max_rows, d), dk and dv (max_cols, d) */
+    float *part_q, *part_k, *part_v; /* where the next compute writes: a slot's */
     float *lse, *dd;           /* (max_rows) gathered lse and D */
     int32_t *qrows, *krows;    /* row lists for callers that stream contiguous ranges */
+    bwd_slot slots[BWD_SLOTS];
 } bwd_tile;
 
 typedef struct bwd_io {
@@ -43,17 +56,57 @@ typedef void (*bwd_mask_fn)(const void *ctx, float *s, int lds, int rows, int co
 
 size_t bwd_tile_bytes(int max_rows, int max_cols, int d);
 void bwd_tile_init(bwd_tile *t, char **cursor, int max_rows, int max_cols, int d);
-/* One query tile against one key tile; mask may be NULL. */
-void bwd_tile_run(bwd_tile *t, const bwd_io *io, const int32_t *qrows, int rows,
-                  const int32_t *krows, int cols, bwd_mask_fn mask, const void *ctx);
+/* One query tile against one key tile, into the tile's partial dq, dk, dv; mask may be NULL. */
+void bwd_tile_compute(bwd_tile *t, const bwd_io *io, const int32_t *qrows, int rows,
+                      const int32_t *krows, int cols, bwd_mask_fn mask, const void *ctx);
+/* Adds the partials of the last compute to the head's dq, dk, dv rows. */
+void bwd_tile_scatter(const bwd_tile *t, const bwd_io *io, const int32_t *qrows, int rows,
+                      const int32_t *krows, int cols);
 /* Fills a row list with first, first + 1, ... (count rows); returns it. */
 int32_t *bwd_range(int32_t *rows, int64_t first, int count);
 /* D[i] = dot(dout[i], out[i]) for the n rows of one head. */
 void bwd_rowdot(const float *dout, const float *out, int64_t n, int d, float *D);
 
 struct attn_grads;
-/* Starts head bh of a backward call: zeroes its dq, dk, dv, computes its D into D (n floats)
- * and returns the head as a bwd_io with the given softmax scale. */
-bwd_io bwd_head(const struct attn_grads *g, int64_t bh, int64_t n, int d, float scale, float *D);
+/* Head bh of a backward call as a bwd_io with the given softmax scale and its D (n floats). */
+bwd_io bwd_head_io(const struct attn_grads *g, int64_t bh, int64_t n, int d, float scale,
+                   const float *D);
+/* Starts head bh: zeroes its dq, dk, dv and computes its D, the rows split over the team
+ * (an `omp for`: call from every thread of a parallel region). */
+void bwd_head_prepare(const struct attn_grads *g, int64_t bh, int64_t n, int d, float *D);
+
+/* Parallel and deterministic: a method lists one head's tile pairs (units) in a fixed order
+ * through a generator; the team computes units in parallel and adds their partials to dq, dk
+ * and dv in that order, one unit at a time, so every gradient element is summed in the same
+ * order whatever the thread count (bitwise equal), and one head uses every thread. The adds
+ * are O((rows + cols) d) against the compute's O(rows cols d). */
+typedef struct bwd_unit {
+    const int32_t *qrows, *krows; /* may point into the claiming thread's t->qrows, t->krows */
+    int rows, cols;
+    bwd_mask_fn mask;             /* or NULL */
+    const void *ctx;
+} bwd_unit;
+/* Fills *u with the next unit, or returns false when the head has none left. Called under a
+ * lock, in unit order, with the claiming thread's tile (for row lists to fill). */
+typedef bool (*bwd_next_fn)(void *state, bwd_tile *t, bwd_unit *u);
+
+#define BWD_RING 4096 /* units computed and not yet added, at most: threads x BWD_SLOTS, so
+                         a team of at most 1024 threads */
+
+typedef struct bwd_order {
+    int64_t claimed;                     /* units handed out (under the claim lock) */
+    _Atomic int64_t turn;                /* the unit whose partials are added next */
+    bwd_slot *_Atomic ready[BWD_RING];   /* unit u's slot once computed, at u % BWD_RING */
+    atomic_flag adding;                  /* held by the one thread adding partials */
+} bwd_order;
+
+/* Resets the order for a new head (one thread, then a barrier). */
+void bwd_order_init(bwd_order *o);
+/* Runs every unit `next` yields; call from every thread of the team, each with its own tile.
+ * A thread computes into one of its BWD_SLOTS partial buffers and publishes it; whichever
+ * thread finds the next unit in line published adds it (and those after it), so a thread
+ * waits only when all its slots hold units not yet added: units of unequal cost (ETC's, a
+ * global row's) do not stall the team. Returns when the head's every unit was added. */
+void bwd_run_units(bwd_tile *t, const bwd_io *io, bwd_next_fn next, void *state, bwd_order *o);
 
 #endif

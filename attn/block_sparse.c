@@ -138,8 +138,8 @@ static void bs_cost(const attn_shape *s, const attn_params *p, int nthreads, att
         pairs += rows * keys;
     }
     c->flops = 4.0 * (double)(s->B * s->H) * pairs * (double)s->d;
-    c->bwd_workspace_bytes = (size_t)nthreads * (bwd_tile_bytes(g.block, max_cols(&g), (int)s->d) +
-                                                 kern_slice_bytes((size_t)s->n, sizeof(float)));
+    c->bwd_workspace_bytes = kern_slice_bytes((size_t)s->n, sizeof(float)) +
+                             (size_t)nthreads * bwd_tile_bytes(g.block, max_cols(&g), (int)s->d);
     c->bwd_flops = 2.5 * c->flops;
 }
 
@@ -252,6 +252,7 @@ static int bs_forward(const attn_shape *s, const attn_params *p, const attn_tens
                 const int32_t *rnd =
                     g.n_rand ? t->structure + (size_t)(bh * nb + i) * (size_t)g.n_rand : NULL;
                 const int cols = row_keys(&g, i, rnd, keys);
+                tile_prefetch_rows(v, d, keys, cols, d); /* for the PV, while the scores run */
                 tile_scores(&tile, kk, d, keys, cols);
                 tile_accumulate(&tile, v, d, keys);
             }
@@ -262,41 +263,70 @@ static int bs_forward(const attn_shape *s, const attn_params *p, const attn_tens
     return ATTN_OK;
 }
 
-/* The backward: every block row against the keys the forward gave it, one head per thread
- * (a key block gathers contributions from many rows). */
+/* The units of one head's backward: each block row against the keys the forward gave it (a
+ * global row in tiles of BS_GLOBAL_TILE keys), in block order. */
+typedef struct bs_units {
+    const bs_geom *g;
+    const int32_t *table; /* the head's random blocks, or NULL */
+    int64_t n, i, k0;     /* the next unit */
+} bs_units;
+
+static bool bs_next(void *state, bwd_tile *t, bwd_unit *u)
+{
+    bs_units *c = state;
+    const bs_geom *g = c->g;
+    if (c->i >= g->nb)
+        return false;
+    const int rows = (int)block_keys(g, c->i);
+    *u = (bwd_unit){.qrows = bwd_range(t->qrows, c->i * g->block, rows), .rows = rows,
+                    .krows = t->krows};
+    if (is_global(g, c->i)) {
+        u->cols = (int)(c->n - c->k0 < BS_GLOBAL_TILE ? c->n - c->k0 : BS_GLOBAL_TILE);
+        bwd_range(t->krows, c->k0, u->cols);
+        if ((c->k0 += BS_GLOBAL_TILE) >= c->n) {
+            c->k0 = 0;
+            c->i++;
+        }
+    } else {
+        u->cols = row_keys(g, c->i, c->table ? c->table + c->i * g->n_rand : NULL, t->krows);
+        c->i++;
+    }
+    return true;
+}
+
+/* The backward: head by head, its units spread over the team with their partials added in a
+ * fixed order (backward.h), so one head uses every thread and the result does not depend on
+ * the thread count. */
 static int bs_backward(const attn_shape *s, const attn_params *p, const attn_grads *gr,
                        void *work, int nthreads)
 {
     const bs_geom g = geom(s, p);
     const int d = (int)s->d, mc = max_cols(&g);
     const int64_t n = s->n, nb = g.nb;
-    const size_t per_thread = bwd_tile_bytes(g.block, mc, d) + kern_slice_bytes((size_t)n, sizeof(float));
+    float *D = work;
+    char *tiles = (char *)work + kern_slice_bytes((size_t)n, sizeof(float));
+    const size_t per_thread = bwd_tile_bytes(g.block, mc, d);
+    bwd_order order;
+    bs_units units;
 #pragma omp parallel num_threads(nthreads)
     {
         kern_blas_serial();
-        char *cursor = (char *)work + (size_t)omp_get_thread_num() * per_thread;
+        char *cursor = tiles + (size_t)omp_get_thread_num() * per_thread;
         bwd_tile tile;
         bwd_tile_init(&tile, &cursor, g.block, mc, d);
-        float *D = kern_take(&cursor, (size_t)n, sizeof(float));
-#pragma omp for schedule(dynamic)
         for (int64_t bh = 0; bh < s->B * s->H; bh++) {
-            const bwd_io io = bwd_head(gr, bh, n, d, 1.0f / sqrtf((float)d), D);
-            for (int64_t i = 0; i < nb; i++) {
-                const int rows = (int)block_keys(&g, i);
-                bwd_range(tile.qrows, i * g.block, rows);
-                if (is_global(&g, i)) {
-                    for (int64_t k0 = 0; k0 < n; k0 += BS_GLOBAL_TILE) {
-                        const int cols = (int)(n - k0 < BS_GLOBAL_TILE ? n - k0 : BS_GLOBAL_TILE);
-                        bwd_tile_run(&tile, &io, tile.qrows, rows, bwd_range(tile.krows, k0, cols),
-                                     cols, NULL, NULL);
-                    }
-                } else {
-                    const int32_t *rnd =
-                        g.n_rand ? gr->structure + (size_t)(bh * nb + i) * (size_t)g.n_rand : NULL;
-                    const int cols = row_keys(&g, i, rnd, tile.krows);
-                    bwd_tile_run(&tile, &io, tile.qrows, rows, tile.krows, cols, NULL, NULL);
-                }
+            bwd_head_prepare(gr, bh, n, d, D);
+#pragma omp single
+            {
+                bwd_order_init(&order);
+                units = (bs_units){.g = &g, .n = n,
+                                   .table = g.n_rand ? gr->structure +
+                                                           (size_t)(bh * nb) * (size_t)g.n_rand
+                                                     : NULL};
             }
+            const bwd_io io = bwd_head_io(gr, bh, n, d, 1.0f / sqrtf((float)d), D);
+            bwd_run_units(&tile, &io, bs_next, &units, &order);
+#pragma omp barrier
         }
     }
     return ATTN_OK;

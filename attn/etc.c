@@ -130,8 +130,8 @@ static void etc_cost(const attn_shape *s, const attn_params *p, int nthreads, at
     pairs += nl * (e.l2g_segment ? (e.g > 0) : g);                 /* l2g */
     pairs += g * g + (e.g2l_segment ? nl : g * nl);                /* g2g, g2l */
     c->flops = 4.0 * (double)(s->B * s->H) * pairs * (double)s->d;
-    c->bwd_workspace_bytes = (size_t)nthreads * (bwd_tile_bytes(ETC_TILE_Q, ETC_TILE_K, (int)s->d) +
-                                                 kern_slice_bytes((size_t)s->n, sizeof(float)));
+    c->bwd_workspace_bytes = kern_slice_bytes((size_t)s->n, sizeof(float)) +
+                             (size_t)nthreads * bwd_tile_bytes(ETC_TILE_Q, ETC_TILE_K, (int)s->d);
     c->bwd_flops = 2.5 * c->flops;
 }
 
@@ -251,38 +251,70 @@ static void bwd_mask(const void *ctx, float *s, int lds, int rows, int cols, con
                 s[(size_t)r * lds + j] = -INFINITY;
 }
 
-/* The backward: the forward's tiles and key ranges, one head per thread. */
+/* The units of one head's backward: the forward's query tiles, each against its key ranges
+ * in tiles of ETC_TILE_K keys, in the forward's order. */
+typedef struct etc_units {
+    const etc_geom *e;
+    int64_t item, j0; /* the next unit: query tile, and the key tile within its ranges */
+    int range;
+} etc_units;
+
+static bool etc_next(void *state, bwd_tile *t, bwd_unit *u)
+{
+    etc_units *c = state;
+    const etc_geom *e = c->e;
+    for (; c->item < items_per_head(e); c->item++, c->range = 0, c->j0 = -1) {
+        int rows;
+        const int64_t row0 = item_rows(e, c->item, &rows);
+        key_range ranges[3];
+        const int nr = key_ranges(e, row0, rows, ranges);
+        for (; c->range < nr; c->range++, c->j0 = -1) {
+            const key_range *kr = &ranges[c->range];
+            if (c->j0 < 0)
+                c->j0 = kr->k0;
+            if (c->j0 >= kr->k1)
+                continue;
+            const int cols = (int)(kr->k1 - c->j0 < ETC_TILE_K ? kr->k1 - c->j0 : ETC_TILE_K);
+            *u = (bwd_unit){.qrows = bwd_range(t->qrows, row0, rows), .rows = rows,
+                            .krows = bwd_range(t->krows, c->j0, cols), .cols = cols,
+                            .mask = kr->masked ? bwd_mask : NULL, .ctx = e};
+            c->j0 += ETC_TILE_K;
+            return true;
+        }
+    }
+    return false;
+}
+
+/* The backward: head by head, its units spread over the team with their partials added in a
+ * fixed order (backward.h), so one head uses every thread and the result does not depend on
+ * the thread count. */
 static int etc_backward(const attn_shape *s, const attn_params *p, const attn_grads *gr,
                         void *work, int nthreads)
 {
     const etc_geom e = geom(s, p);
     const int d = (int)s->d;
-    const int64_t n = s->n, per_head = items_per_head(&e);
-    const size_t per_thread = bwd_tile_bytes(ETC_TILE_Q, ETC_TILE_K, d) +
-                              kern_slice_bytes((size_t)n, sizeof(float));
+    const int64_t n = s->n;
+    float *D = work;
+    char *tiles = (char *)work + kern_slice_bytes((size_t)n, sizeof(float));
+    const size_t per_thread = bwd_tile_bytes(ETC_TILE_Q, ETC_TILE_K, d);
+    bwd_order order;
+    etc_units units;
 #pragma omp parallel num_threads(nthreads)
     {
         kern_blas_serial();
-        char *cursor = (char *)work + (size_t)omp_get_thread_num() * per_thread;
+        char *cursor = tiles + (size_t)omp_get_thread_num() * per_thread;
         bwd_tile tile;
         bwd_tile_init(&tile, &cursor, ETC_TILE_Q, ETC_TILE_K, d);
-        float *D = kern_take(&cursor, (size_t)n, sizeof(float));
-#pragma omp for schedule(dynamic)
         for (int64_t bh = 0; bh < s->B * s->H; bh++) {
-            const bwd_io io = bwd_head(gr, bh, n, d, 1.0f / sqrtf((float)d), D);
-            for (int64_t k = 0; k < per_head; k++) {
-                int rows;
-                const int64_t row0 = item_rows(&e, k, &rows);
-                key_range ranges[3];
-                const int nr = key_ranges(&e, row0, rows, ranges);
-                bwd_range(tile.qrows, row0, rows);
-                for (int r = 0; r < nr; r++)
-                    for (int64_t j0 = ranges[r].k0; j0 < ranges[r].k1; j0 += ETC_TILE_K) {
-                        const int cols = (int)(ranges[r].k1 - j0 < ETC_TILE_K ? ranges[r].k1 - j0 : ETC_TILE_K);
-                        bwd_tile_run(&tile, &io, tile.qrows, rows, bwd_range(tile.krows, j0, cols),
-                                     cols, ranges[r].masked ? bwd_mask : NULL, &e);
-                    }
+            bwd_head_prepare(gr, bh, n, d, D);
+#pragma omp single
+            {
+                bwd_order_init(&order);
+                units = (etc_units){.e = &e, .j0 = -1};
             }
+            const bwd_io io = bwd_head_io(gr, bh, n, d, 1.0f / sqrtf((float)d), D);
+            bwd_run_units(&tile, &io, etc_next, &units, &order);
+#pragma omp barrier
         }
     }
     return ATTN_OK;

@@ -48,9 +48,9 @@ static void fs_cost(const attn_shape *s, const attn_params *p, int nthreads, att
     /* causal: the lower triangle with its diagonal, as FlashAttention counts it (about half) */
     double pairs = s->causal ? n * (n + 1) / 2 : n * n;
     c->flops = 4.0 * (double)(s->B * s->H) * pairs * (double)s->d;
-    /* backward: the tile pass per thread, and D for the head it works on */
-    c->bwd_workspace_bytes = (size_t)nthreads * (bwd_tile_bytes(tq, tk, (int)s->d) +
-                                                 kern_slice_bytes((size_t)s->n, sizeof(float)));
+    /* backward: D of the head being worked on, and a tile pass per thread */
+    c->bwd_workspace_bytes = kern_slice_bytes((size_t)s->n, sizeof(float)) +
+                             (size_t)nthreads * bwd_tile_bytes(tq, tk, (int)s->d);
     c->bwd_flops = 2.5 * c->flops; /* S, dP, dV, dQ, dK: five products to the forward's two */
 }
 
@@ -109,36 +109,61 @@ static void causal_mask(const void *ctx, float *s, int lds, int rows, int cols,
                 s[(size_t)r * lds + j] = -INFINITY;
 }
 
-/* FlashAttention's backward from the saved lse, one head per thread (heads are independent,
- * and a head's dK and dV gather contributions from every query tile). */
+/* The units of one head's backward: every query tile against each key tile it saw. */
+typedef struct fs_units {
+    int n, tq, tk;
+    bool causal;
+    int q0, k0; /* the next unit */
+} fs_units;
+
+static bool fs_next(void *state, bwd_tile *t, bwd_unit *u)
+{
+    fs_units *c = state;
+    if (c->q0 >= c->n)
+        return false;
+    const int rows = c->n - c->q0 < c->tq ? c->n - c->q0 : c->tq;
+    const int kend = c->causal ? c->q0 + rows : c->n;
+    const int cols = kend - c->k0 < c->tk ? kend - c->k0 : c->tk;
+    *u = (bwd_unit){.qrows = bwd_range(t->qrows, c->q0, rows), .rows = rows,
+                    .krows = bwd_range(t->krows, c->k0, cols), .cols = cols,
+                    .mask = c->causal && c->k0 + cols > c->q0 + 1 ? causal_mask : NULL};
+    if ((c->k0 += c->tk) >= kend) {
+        c->k0 = 0;
+        c->q0 += c->tq;
+    }
+    return true;
+}
+
+/* FlashAttention's backward from the saved lse, head by head, each head's tile pairs spread
+ * over the team with their partials added in a fixed order (backward.h): bitwise the same for
+ * any thread count, and a single head uses every thread. */
 static int fs_backward(const attn_shape *s, const attn_params *p, const attn_grads *g, void *work,
                        int nthreads)
 {
     const int n = (int)s->n, d = (int)s->d;
     int tq, tk;
     fs_tiles(s, p, &tq, &tk);
-    const size_t per_thread = bwd_tile_bytes(tq, tk, d) + kern_slice_bytes((size_t)n, sizeof(float));
+    float *D = work;
+    char *tiles = (char *)work + kern_slice_bytes((size_t)n, sizeof(float));
+    const size_t per_thread = bwd_tile_bytes(tq, tk, d);
+    bwd_order order;
+    fs_units units;
 #pragma omp parallel num_threads(nthreads)
     {
         kern_blas_serial();
-        char *cursor = (char *)work + (size_t)omp_get_thread_num() * per_thread;
+        char *cursor = tiles + (size_t)omp_get_thread_num() * per_thread;
         bwd_tile tile;
         bwd_tile_init(&tile, &cursor, tq, tk, d);
-        float *D = kern_take(&cursor, (size_t)n, sizeof(float));
-#pragma omp for schedule(dynamic)
         for (int64_t bh = 0; bh < s->B * s->H; bh++) {
-            const bwd_io io = bwd_head(g, bh, n, d, 1.0f / sqrtf((float)d), D);
-            for (int q0 = 0; q0 < n; q0 += tq) {
-                const int rows = n - q0 < tq ? n - q0 : tq;
-                const int kend = s->causal ? q0 + rows : n;
-                bwd_range(tile.qrows, q0, rows);
-                for (int k0 = 0; k0 < kend; k0 += tk) {
-                    const int cols = kend - k0 < tk ? kend - k0 : tk;
-                    const int crosses = s->causal && k0 + cols > q0 + 1;
-                    bwd_tile_run(&tile, &io, tile.qrows, rows, bwd_range(tile.krows, k0, cols),
-                                 cols, crosses ? causal_mask : NULL, NULL);
-                }
+            bwd_head_prepare(g, bh, n, d, D);
+#pragma omp single
+            {
+                bwd_order_init(&order);
+                units = (fs_units){.n = n, .tq = tq, .tk = tk, .causal = s->causal};
             }
+            const bwd_io io = bwd_head_io(g, bh, n, d, 1.0f / sqrtf((float)d), D);
+            bwd_run_units(&tile, &io, fs_next, &units, &order);
+#pragma omp barrier
         }
     }
     return ATTN_OK;

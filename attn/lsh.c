@@ -119,12 +119,18 @@ static size_t thread_bytes(const lsh_geom *g, int d)
            tile_bytes(g->tq, g->tk, d);
 }
 
-static size_t bwd_thread_bytes(const lsh_geom *g, int d)
+/* The backward's workspace: one head's state, shared by the team, and a tile pass and sort
+ * counters per thread. */
+static size_t bwd_shared_bytes(const lsh_geom *g)
 {
     return 2 * kern_slice_bytes((size_t)g->n, sizeof(float)) +                  /* kscale, D */
            2 * kern_slice_bytes((size_t)g->n, sizeof(int32_t)) +                /* selfs, stamp */
-           kern_slice_bytes((size_t)g->h * (size_t)g->n, sizeof(int32_t)) +     /* sorted */
-           kern_slice_bytes((size_t)(g->nb + 1), sizeof(int32_t)) +             /* counts */
+           kern_slice_bytes((size_t)g->h * (size_t)g->n, sizeof(int32_t));      /* sorted */
+}
+
+static size_t bwd_thread_bytes(const lsh_geom *g, int d)
+{
+    return kern_slice_bytes((size_t)(g->nb + 1), sizeof(int32_t)) +             /* counts */
            bwd_tile_bytes(g->tq, g->tk, d);
 }
 
@@ -142,7 +148,7 @@ static void lsh_cost(const attn_shape *s, const attn_params *p, int nthreads, at
     const double keys = (double)(g.h * g.chunks > 1 ? 2 * g.c : g.c); /* one chunk: itself once */
     c->flops = (double)(s->B * s->H) *
                (2.0 * n * d * (double)(g.h * g.rot) + 4.0 * g.h * n * keys * d);
-    c->bwd_workspace_bytes = (size_t)nthreads * bwd_thread_bytes(&g, (int)s->d);
+    c->bwd_workspace_bytes = bwd_shared_bytes(&g) + (size_t)nthreads * bwd_thread_bytes(&g, (int)s->d);
     c->bwd_flops = (double)(s->B * s->H) * 10.0 * g.h * n * keys * d; /* no hashing */
 }
 
@@ -357,63 +363,104 @@ static void count_selfs(const lsh_geom *g, const int32_t *sorted, int32_t *selfs
     }
 }
 
+/* The units of one head's backward: each (round, chunk)'s query tiles against its own chunk
+ * and the one before it (cyclically), in the forward's order. */
+typedef struct lsh_units {
+    const lsh_geom *g;
+    const int32_t *sorted;
+    const bwd_ctx *ctx;
+    int64_t a, q0, k0; /* the next unit */
+    int side;
+} lsh_units;
+
+static bool lsh_next(void *state, bwd_tile *t, bwd_unit *u)
+{
+    (void)t;
+    lsh_units *c = state;
+    const lsh_geom *g = c->g;
+    const int64_t total = g->h * g->chunks;
+    for (; c->a < total; c->a++, c->q0 = 0) {
+        const int64_t prev = (c->a + total - 1) % total;
+        for (; c->q0 < g->c; c->q0 += g->tq, c->side = 0) {
+            for (; c->side < 2; c->side++, c->k0 = 0) {
+                if (c->side == 0 && prev == c->a)
+                    continue; /* a single chunk: look at it once */
+                if (c->k0 >= g->c)
+                    continue;
+                const int64_t kc = c->side == 0 ? prev : c->a;
+                const int rows = (int)(g->c - c->q0 < g->tq ? g->c - c->q0 : g->tq);
+                const int cols = (int)(g->c - c->k0 < g->tk ? g->c - c->k0 : g->tk);
+                *u = (bwd_unit){.qrows = c->sorted + c->a * g->c + c->q0, .rows = rows,
+                                .krows = c->sorted + kc * g->c + c->k0, .cols = cols,
+                                .mask = bwd_mask, .ctx = c->ctx};
+                c->k0 += g->tk;
+                return true;
+            }
+        }
+    }
+    return false;
+}
+
 /* The backward from the saved buckets (never hashed again) and the combined lse: each
  * query's candidates are one softmax (the multiset over rounds), so every (chunk, key tile)
  * is a tile backward with P = exp(s - lse). The keys' gradient first collects in dk as the
  * gradient of the normalized keys, then flows through the normalization into dq (the keys
- * are the queries); k has no gradient. One head per thread. */
+ * are the queries); k has no gradient. Head by head: the team sorts the saved buckets, runs
+ * the head's units with their partials added in a fixed order (backward.h), then applies the
+ * normalization, so one head uses every thread and the result does not depend on the thread
+ * count. */
 static int lsh_backward(const attn_shape *s, const attn_params *p, const attn_grads *gr,
                         void *work, int nthreads)
 {
     const lsh_geom g = geom(s, p);
     const int d = (int)s->d;
-    const int64_t n = s->n, total_chunks = g.h * g.chunks;
+    const int64_t n = s->n;
+    char *cursor = work;
+    float *kscale = kern_take(&cursor, (size_t)n, sizeof(float));
+    float *D = kern_take(&cursor, (size_t)n, sizeof(float));
+    int32_t *selfs = kern_take(&cursor, (size_t)n, sizeof(int32_t));
+    int32_t *stamp = kern_take(&cursor, (size_t)n, sizeof(int32_t));
+    int32_t *sorted = kern_take(&cursor, (size_t)g.h * (size_t)n, sizeof(int32_t));
+    char *threads_base = cursor;
     const size_t per_thread = bwd_thread_bytes(&g, d);
+    bwd_order order;
+    lsh_units units;
+    bwd_ctx ctx;
 #pragma omp parallel num_threads(nthreads)
     {
         kern_blas_serial();
-        char *cursor = (char *)work + (size_t)omp_get_thread_num() * per_thread;
-        float *kscale = kern_take(&cursor, (size_t)n, sizeof(float));
-        float *D = kern_take(&cursor, (size_t)n, sizeof(float));
-        int32_t *selfs = kern_take(&cursor, (size_t)n, sizeof(int32_t));
-        int32_t *stamp = kern_take(&cursor, (size_t)n, sizeof(int32_t));
-        int32_t *sorted = kern_take(&cursor, (size_t)g.h * (size_t)n, sizeof(int32_t));
-        int32_t *cnt = kern_take(&cursor, (size_t)(g.nb + 1), sizeof(int32_t));
+        char *mine = threads_base + (size_t)omp_get_thread_num() * per_thread;
+        int32_t *cnt = kern_take(&mine, (size_t)(g.nb + 1), sizeof(int32_t));
         bwd_tile tile;
-        bwd_tile_init(&tile, &cursor, g.tq, g.tk, d);
-#pragma omp for schedule(dynamic)
+        bwd_tile_init(&tile, &mine, g.tq, g.tk, d);
         for (int64_t bh = 0; bh < s->B * s->H; bh++) {
             const int64_t b = bh / s->H, head = bh % s->H;
             /* the keys are the queries, scaled: no 1/sqrt(d), and k itself is not used */
-            bwd_io io = bwd_head(gr, bh, n, d, 1.0f, D);
+            bwd_io io = bwd_head_io(gr, bh, n, d, 1.0f, D);
             const float *q = io.q;
-            float *dq = io.dq, *dk = io.dk;
             io.k = q;
             io.kscale = kscale;
-            key_scales(q, d, 0, n, kscale);
+            bwd_head_prepare(gr, bh, n, d, D);
+#pragma omp for schedule(static)
+            for (int64_t j0 = 0; j0 < n; j0 += 1024)
+                key_scales(q, d, j0, j0 + 1024 < n ? j0 + 1024 : n, kscale);
+#pragma omp for schedule(static)
             for (int r = 0; r < g.h; r++)
                 sort_round(&g, gr->structure + (size_t)((r * s->B + b) * s->H + head) * (size_t)n,
                            cnt, sorted + (size_t)r * (size_t)n);
-            count_selfs(&g, sorted, selfs, stamp);
-            const bwd_ctx ctx = {.causal = s->causal, .lse = io.lse, .selfs = selfs};
-            for (int64_t a = 0; a < total_chunks; a++) {
-                const int64_t prev = (a + total_chunks - 1) % total_chunks;
-                for (int64_t q0 = 0; q0 < g.c; q0 += g.tq) {
-                    const int rows = (int)(g.c - q0 < g.tq ? g.c - q0 : g.tq);
-                    for (int side = 0; side < 2; side++) {
-                        const int64_t kc = side == 0 ? prev : a;
-                        if (side == 0 && prev == a)
-                            continue;
-                        for (int64_t k0 = 0; k0 < g.c; k0 += g.tk) {
-                            const int kcols = (int)(g.c - k0 < g.tk ? g.c - k0 : g.tk);
-                            bwd_tile_run(&tile, &io, sorted + a * g.c + q0, rows,
-                                         sorted + kc * g.c + k0, kcols, bwd_mask, &ctx);
-                        }
-                    }
-                }
+#pragma omp single
+            {
+                count_selfs(&g, sorted, selfs, stamp);
+                ctx = (bwd_ctx){.causal = s->causal, .lse = io.lse, .selfs = selfs};
+                units = (lsh_units){.g = &g, .sorted = sorted, .ctx = &ctx};
+                bwd_order_init(&order);
             }
+            bwd_run_units(&tile, &io, lsh_next, &units, &order);
+#pragma omp barrier
             /* through the key normalization k = x rho / sqrt(d), rho = (mean(x^2) + 1e-6)^-1/2:
              * dx = (rho / sqrt(d)) (g - x rho^2 (x . g) / d), with rho / sqrt(d) = kscale */
+            float *dq = io.dq, *dk = io.dk;
+#pragma omp for schedule(static)
             for (int64_t j = 0; j < n; j++) {
                 const float *x = q + j * d;
                 float *gk = dk + j * d;

@@ -84,6 +84,7 @@ int options_apply(const char *cmd, int opt, const char *arg, options *o)
             return cli_error(cmd, "--inputs '%s' is not one of: random, clustered", arg);
         return 0;
     case OPT_ACCURACY: o->accuracy = true; return 0;
+    case OPT_BACKWARD: o->backward = true; return 0;
     case OPT_COUNTERS:
         if (strcmp(arg, "none") == 0)
             o->counters[0] = '\0';
@@ -214,5 +215,6 @@ void options_spec(const options *o, const attn_params *p, const char *alias, int
     s->seed = o->seed;
     s->inputs = o->inputs;
     s->accuracy = o->accuracy;
+    s->backward = o->backward && !s->train; /* a training step has its own backward */
     s->counters = o->counters;
 }

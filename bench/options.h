@@ -12,7 +12,7 @@
 enum {
     OPT_D = 1000, OPT_HEADS, OPT_BATCH, OPT_CAUSAL, OPT_REPS, OPT_SEED, OPT_THREADS, OPT_INPUTS,
     OPT_ACCURACY, OPT_COUNTERS, OPT_MEM_LIMIT, OPT_TIME_LIMIT, OPT_NO_SKIP, OPT_WARMUP, OPT_TRAIN,
-    OPT_STACK, OPT_LAYERS, OPT_D_FF, OPT_FF_CHUNK,
+    OPT_STACK, OPT_LAYERS, OPT_D_FF, OPT_FF_CHUNK, OPT_BACKWARD,
 };
 
 #define OPTIONS_COMMON_LONG                                                                      \
@@ -28,7 +28,8 @@ enum {
         {"no-skip", no_argument, 0, OPT_NO_SKIP}, {"warmup", required_argument, 0, OPT_WARMUP},  \
         {"train", no_argument, 0, OPT_TRAIN}, {"stack", required_argument, 0, OPT_STACK},        \
         {"layers", required_argument, 0, OPT_LAYERS}, {"d-ff", required_argument, 0, OPT_D_FF}, \
-        {"ff-chunk", required_argument, 0, OPT_FF_CHUNK}
+        {"ff-chunk", required_argument, 0, OPT_FF_CHUNK},                                       \
+        {"backward", no_argument, 0, OPT_BACKWARD}
 
 #define OPTIONS_COMMON_HELP                                                                      \
     "  --d D            head dimension (default 64)\n"                                           \
@@ -38,6 +39,7 @@ enum {
     "  --seed S         input seed (default 1) --threads T (default: all cores)\n"               \
     "  --inputs KIND    random (default), or clustered: q and k near n/32 centres per head\n"  \
     "  --accuracy       also run exact attention after the measured region, record the error\n" \
+    "  --backward       each run is the forward and the backward (to q, k, v) of the method\n" \
     "  --counters LIST  PAPI events, comma-separated, or default|hw|sw|none (default: hw,sw)\n" \
     "  --mem-limit SIZE skip points whose model exceeds SIZE (K/M/G suffixes; default 80%% of\n" \
     "                   the smallest of physical memory, the cgroup limit and RLIMIT_AS); the\n" \
@@ -59,7 +61,7 @@ typedef struct options {
     int nlayers;
     int64_t d_ff, ff_chunk;
     unsigned long long seed;
-    bool accuracy;
+    bool accuracy, backward;
     char counters[512];
     point_limits limits;
 } options;

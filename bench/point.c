@@ -60,6 +60,8 @@ void point_key(const point_spec *s, char *buf, size_t size)
         len += snprintf(buf + len, size - (size_t)len, "%s%s=%s", i ? "," : "",
                         m->params[i].name, attn_param_format(&s->params, i, val, sizeof val));
     }
+    if (s->backward && len > 0 && (size_t)len < size) /* so do forward-only points */
+        len += snprintf(buf + len, size - (size_t)len, ";backward=1");
     /* a training point adds its stack (attention points keep the keys they always had) */
     if (s->train && len > 0 && (size_t)len < size)
         snprintf(buf + len, size - (size_t)len, ";train=%s;layers=%d;d_ff=%lld;ff_chunk=%lld%s%s",
@@ -124,6 +126,7 @@ json_t *point_record_new(const point_spec *s, const json_t *context, int status,
     json_object_set_new(r, "warmup", json_integer(s->warmup));
     json_object_set_new(r, "seed", json_integer((json_int_t)s->seed));
     json_object_set_new(r, "inputs", json_string(inputs_name(s->inputs)));
+    json_object_set_new(r, "backward", json_boolean(s->backward));
     json_object_set_new(r, "status", json_string(point_status_name(status)));
     json_object_set_new(r, "reason", reason ? json_string(reason) : json_null());
 
@@ -426,7 +429,8 @@ static void child_main(const point_spec *s, const point_limits *lim, int fd, pid
     }
     json_object_set_new(harness, "warmup_s", json_real(timing_now() - t0));
     if (rc) {
-        snprintf(reason, sizeof reason, "%s failed: %s (%s)", s->train ? "training step" : "forward",
+        snprintf(reason, sizeof reason, "%s failed: %s (%s)",
+                 s->train ? "training step" : s->backward ? "forward and backward" : "forward",
                  attn_errname(rc), attn_strerror(rc));
         json_object_set_new(r, "harness", harness);
         child_finish(fd, r, rc == ATTN_ENOMEM ? POINT_ALLOC_FAILED : POINT_ERROR, reason);

@@ -44,6 +44,9 @@ typedef struct point_spec {
     uint64_t seed;
     int inputs;           /* enum inputs_kind */
     bool accuracy;        /* also run the exact counterpart after the measured region */
+    bool backward;        /* attention: each run is the forward and then the backward of a
+                             loss whose output gradient is random (the training cost of the
+                             attention alone) */
     const char *counters; /* PAPI events, comma-separated ("" for none) */
     /* a training step of a layer stack instead of one attention forward */
     bool train;

@@ -50,11 +50,21 @@ int workload_model(const point_spec *s, point_model *m, const char **why)
     int rc = attn_check(&s->shape, &s->params, why);
     if (rc)
         return rc;
+    if (s->backward && !s->params.method->backward) {
+        *why = "the method has no backward pass";
+        return ATTN_ENOBACKWARD;
+    }
     attn_cost c;
     s->params.method->cost(&s->shape, &s->params, s->threads, &c);
     m->flops = c.flops;
     m->io_bytes = attn_io_bytes(&s->shape, &c);
     m->workspace_bytes = c.workspace_bytes;
+    if (s->backward) { /* dout, dq, dk, dv; one workspace serves both passes in turn */
+        m->flops += c.bwd_flops;
+        m->io_bytes += 4 * attn_tensor_elems(&s->shape) * sizeof(float);
+        if (c.bwd_workspace_bytes > m->workspace_bytes)
+            m->workspace_bytes = c.bwd_workspace_bytes;
+    }
     m->bytes = m->io_bytes + m->workspace_bytes;
     return 0;
 }
@@ -99,12 +109,21 @@ int workload_prepare(workload *w, const point_spec *s)
     w->out = alloc_aligned(elems * 4);
     w->lse = alloc_aligned(rows * 4);
     w->structure = alloc_aligned(nstruct * 4);
-    w->work = alloc_aligned(c.workspace_bytes);
+    w->work = alloc_aligned(w->model.workspace_bytes);
+    if (s->backward) {
+        w->dout = alloc_aligned(elems * 4);
+        w->dq = alloc_aligned(elems * 4);
+        w->dk = alloc_aligned(elems * 4);
+        w->dv = alloc_aligned(elems * 4);
+        if (!w->dout || !w->dq || !w->dk || !w->dv)
+            return ATTN_ENOMEM;
+        inputs_normal(w->dout, elems, s->seed, 13, 1.0f, s->threads);
+    }
     if (!w->q || !w->k || !w->v || !w->out || !w->lse || (nstruct && !w->structure) ||
-        (c.workspace_bytes && !w->work))
+        (w->model.workspace_bytes && !w->work))
         return ATTN_ENOMEM;
     if (w->work)
-        memset(w->work, 0, c.workspace_bytes);
+        memset(w->work, 0, w->model.workspace_bytes);
     if (w->structure)
         memset(w->structure, 0, nstruct * 4);
     workload_poison(w);
@@ -127,6 +146,11 @@ void workload_poison(workload *w)
         fill_nan(w->grads, w->weight_floats);
     else
         fill_nan(w->lse, (size_t)(w->spec->shape.B * w->spec->shape.H * w->spec->shape.n));
+    if (w->spec->backward) {
+        fill_nan(w->dq, count);
+        fill_nan(w->dk, count);
+        fill_nan(w->dv, count);
+    }
 }
 
 int workload_run(workload *w)
@@ -137,7 +161,13 @@ int workload_run(workload *w)
                                 w->work, s->threads);
     attn_tensors t = {.q = w->q, .k = w->k, .v = w->v, .out = w->out, .lse = w->lse,
                       .structure = w->structure};
-    return s->params.method->forward(&s->shape, &s->params, &t, w->work, s->threads);
+    int rc = s->params.method->forward(&s->shape, &s->params, &t, w->work, s->threads);
+    if (rc || !s->backward)
+        return rc;
+    attn_grads g = {.q = w->q, .k = w->k, .v = w->v, .out = w->out, .lse = w->lse,
+                    .dout = w->dout, .structure = w->structure, .dq = w->dq, .dk = w->dk,
+                    .dv = w->dv};
+    return s->params.method->backward(&s->shape, &s->params, &g, w->work, s->threads);
 }
 
 float *workload_output(workload *w, size_t *count)
@@ -168,6 +198,9 @@ int workload_verify(const workload *w, char *why, size_t size)
         {w->spec->train ? "dx" : "out", out, count, 0},
         {w->spec->train ? "weight gradient" : "lse", w->spec->train ? w->grads : w->lse,
          w->spec->train ? w->weight_floats : (size_t)(s->B * s->H * s->n), !w->spec->train},
+        {"dq", w->dq, w->dq ? count : 0, 0},
+        {"dk", w->dk, w->dk ? count : 0, 0},
+        {"dv", w->dv, w->dv ? count : 0, 0},
     };
     for (size_t p = 0; p < sizeof parts / sizeof parts[0]; p++) {
         const int64_t bad = first_bad(parts[p].x, parts[p].count, parts[p].allow_neg_inf);
@@ -194,5 +227,6 @@ void workload_free(workload *w)
 {
     free(w->q), free(w->k), free(w->v), free(w->out), free(w->lse), free(w->structure);
     free(w->weights), free(w->grads), free(w->x), free(w->target), free(w->dx), free(w->work);
+    free(w->dout), free(w->dq), free(w->dk), free(w->dv);
     memset(w, 0, sizeof *w);
 }

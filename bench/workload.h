@@ -14,8 +14,8 @@
 typedef struct workload {
     const point_spec *spec;
     point_model model;
-    /* attention */
-    float *q, *k, *v, *out, *lse;
+    /* attention; with --backward also dout and the gradients */
+    float *q, *k, *v, *out, *lse, *dout, *dq, *dk, *dv;
     int32_t *structure;
     /* training */
     stack_config stack;

@@ -351,6 +351,20 @@ assert len({r["point_id"] for r in recs}) == 6
 ' "$tmp/layers.jsonl" && pass || fail "sweep over layers records"
 
 
+# --- run --backward: one method's forward and backward, measured as one point
+expect_status 0 "run --backward" -- "$bin" run --method block_sparse --n 700 --backward --reps 1 --json --counters none
+"$bin" run --method block_sparse --n 700 --reps 1 --json --counters none >"$tmp/fwd_only.json" 2>/dev/null
+/usr/bin/python3 -c '
+import json, sys
+r, f = json.load(open(sys.argv[1])), json.load(open(sys.argv[2]))
+assert r["status"] == "ok" and r["backward"] is True and f["backward"] is False
+assert r["point_id"] != f["point_id"] and "backward=1" in r["point_key"]
+assert r["model_flops"] > 3 * f["model_flops"]  # the backward is 2.5 forwards
+assert r["model_io_bytes"] > f["model_io_bytes"]  # dout, dq, dk, dv
+' "$tmp/out" "$tmp/fwd_only.json" && pass || fail "run --backward record: $(head -c 300 "$tmp/out")"
+expect_status 1 "run --backward, a gradient left unwritten" -- env ATTNBENCH_FAULT=unwritten "$bin" run --method lsh --n 256 --backward --reps 1 --counters none
+grep -q "status *error" "$tmp/out" && pass || fail "an unwritten output with --backward is not an error"
+
 # --- backward: three gradient files of the inputs' shape; bad input gets one line
 npy "$tmp/do.npy" '<f4' '(33, 16)'
 b=(--q "$tmp/q.npy" --k "$tmp/k.npy" --v "$tmp/v.npy" --dout "$tmp/do.npy" --dq "$tmp/dq.npy" --dk "$tmp/dk.npy" --dv "$tmp/dv.npy")

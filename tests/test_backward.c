@@ -217,9 +217,73 @@ static void test_full_stream_backward_equals_full(void **state)
     }
 }
 
+/* The backward spreads one head's tiles over the team and adds their partials in a fixed
+ * order: the gradients are bitwise the same for any thread count, with one head (B = H = 1,
+ * where all the parallelism is inside the head) and with several. */
+static void test_backward_bitwise_for_any_thread_count(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *method;
+        const char *params[4];
+        int causal;
+    } cases[] = {
+        {"full_stream", {"tile_q=32", "tile_k=48", NULL}, 0},
+        {"full_stream", {"tile_q=32", "tile_k=48", NULL}, 1},
+        {"lsh", {"chunk_len=16", "n_hashes=3", NULL}, 1},
+        {"block_sparse", {"block=16", "n_rand=2", NULL}, 0},
+        {"etc", {"radius=9", "globals=7", NULL}, 0},
+    };
+    static const int heads[] = {1, 3};
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++)
+        for (int hh = 0; hh < 2; hh++) {
+            attn_shape s = shape(1, heads[hh], 400, 16, cases[c].causal);
+            const size_t e = attn_tensor_elems(&s);
+            float *q = malloc(e * 4), *k = malloc(e * 4), *v = malloc(e * 4), *dout = malloc(e * 4);
+            fill_normal(q, e, 50, 1.0f), fill_normal(k, e, 51, 1.0f), fill_normal(v, e, 52, 1.0f);
+            fill_normal(dout, e, 53, 1.0f);
+            float *out, *lse;
+            int32_t *st;
+            assert_int_equal(run_method(cases[c].method, cases[c].params, &s, q, k, v, 2, &out,
+                                        &lse, &st), 0);
+            attn_params p;
+            attn_params_default(attn_find(cases[c].method), &p);
+            for (int i = 0; cases[c].params[i]; i++)
+                assert_int_equal(attn_params_parse(&p, cases[c].params[i]), 0);
+            float *first[3] = {NULL, NULL, NULL};
+            static const int team[] = {1, 2, 3, 5};
+            for (int tt = 0; tt < 4; tt++) {
+                float *gr[3];
+                for (int x = 0; x < 3; x++) {
+                    gr[x] = malloc(e * 4);
+                    fill_nan(gr[x], e);
+                }
+                attn_grads g = {.q = q, .k = k, .v = v, .out = out, .lse = lse, .dout = dout,
+                                .structure = st, .dq = gr[0], .dk = gr[1], .dv = gr[2]};
+                assert_int_equal(attn_backward_alloc(&s, &p, &g, team[tt]), 0);
+                for (int x = 0; x < 3; x++) {
+                    if (tt == 0) {
+                        first[x] = gr[x];
+                        for (size_t i = 0; i < e; i++)
+                            assert_true(isfinite(gr[x][i]));
+                        continue;
+                    }
+                    if (memcmp(first[x], gr[x], e * 4) != 0)
+                        fail_msg("%s causal=%d H=%d: d%c with %d threads differs from 1 thread",
+                                 cases[c].method, cases[c].causal, heads[hh], "qkv"[x], team[tt]);
+                    free(gr[x]);
+                }
+            }
+            for (int x = 0; x < 3; x++)
+                free(first[x]);
+            free(q), free(k), free(v), free(dout), free(out), free(lse), free(st);
+        }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_backward_bitwise_for_any_thread_count),
         cmocka_unit_test(test_exact_methods_vs_finite_differences),
         cmocka_unit_test(test_lsh_vs_finite_differences),
         cmocka_unit_test(test_sparse_vs_finite_differences),
