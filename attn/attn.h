@@ -89,6 +89,11 @@ typedef struct attn_tensors {
     int32_t *structure;     /* attn_cost.structure_dims, written; NULL iff structure_ndim == 0 */
     bool reuse_structure;   /* structure holds a previous call's: use it, do not draw it again
                                (a reversible stack's recompute must see the same LSH buckets) */
+    int64_t head_offset;    /* the index of this call's first head among the caller's heads:
+                               methods that draw per-head randomness (LSH's rotations, BigBird's
+                               random blocks) draw head h's as head head_offset + h, so a caller
+                               running one head at a time gets what one call over every head
+                               would draw */
 } attn_tensors;
 
 /* Buffers of one backward call: the forward's inputs and saved outputs (out, lse, structure:
@@ -105,6 +110,9 @@ struct attn_method {
     const char *summary;
     const attn_param_spec *params;
     int n_params;
+    /* The keys are computed from the queries (Reformer's shared QK): the k input is ignored
+     * and gets a zero gradient, so a layer needs no key projection. */
+    bool shared_qk;
     /* Returns 0 if the method runs this shape with these (already range-checked) parameters,
      * ATTN_EUNSUPPORTED or ATTN_EPARAM_RANGE otherwise, pointing *why at a static sentence
      * naming the constraint. */

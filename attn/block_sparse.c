@@ -220,7 +220,7 @@ static int bs_forward(const attn_shape *s, const attn_params *p, const attn_tens
 #pragma omp parallel for num_threads(nthreads) schedule(static)
     for (int64_t hi = 0; hi < (g.n_rand && !t->reuse_structure ? H * nb : 0); hi++) {
         int32_t *row = t->structure + (size_t)hi * (size_t)g.n_rand;
-        draw_row(&g, seed, hi / nb, hi % nb, row);
+        draw_row(&g, seed, t->head_offset + hi / nb, hi % nb, row);
         for (int64_t b = 1; b < s->B; b++)
             for (int a = 0; a < g.n_rand; a++)
                 row[(size_t)(b * H * nb) * (size_t)g.n_rand + (size_t)a] = row[a];

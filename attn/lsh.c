@@ -253,7 +253,8 @@ static int lsh_forward(const attn_shape *s, const attn_params *p, const attn_ten
          * every batch element, as HF draws them per head. Drawn when the head changes, and
          * not at all when the buckets are given. */
         if (!t->reuse_structure && (bh == 0 || head != (bh - 1) % s->H))
-            rng_fill_normal(rot, 0, (size_t)d * (size_t)cols, rng_stream(seed, (uint64_t)head),
+            rng_fill_normal(rot, 0, (size_t)d * (size_t)cols,
+                            rng_stream(seed, (uint64_t)(t->head_offset + head)),
                             1.0);
 
 #pragma omp parallel num_threads(nthreads)
@@ -497,4 +498,5 @@ const attn_method attn_lsh = {
     .forward = lsh_forward,
     .backward = lsh_backward,
     .exact = lsh_exact,
+    .shared_qk = true,
 };

@@ -3,7 +3,13 @@
  * Every product is an OpenBLAS sgemm on fixed blocks of rows (or of weight rows, for weight
  * gradients), each block computed by one thread, so results do not depend on the thread
  * count. The workspace is laid out once by carve(), which both stack_cost_of() (to size it)
- * and the step (to use it) call, so the two cannot disagree. */
+ * and the step (to use it) call, so the two cannot disagree.
+ *
+ * F runs head by head: each head's Q, K, V come from its columns of the projections and its
+ * output goes through its rows of Wo straight into the residual stream, so one head's
+ * projections and gradients exist at a time (a reversible stack at 2^20 tokens kept a whole
+ * layer's Q, K, V, outputs and their gradients, 7 GiB at d_model 256). Shared-QK methods
+ * (lsh) have no key projection at all, as in the Reformer. */
 #include "stack.h"
 
 #include <math.h>
@@ -13,7 +19,11 @@
 #include "kernels.h"
 #include "rng.h"
 
-enum { ROW_BLOCK = 64 };
+/* Products run on fixed blocks of rows, each one sgemm on one thread (results do not depend
+ * on the thread count): ROW_BLOCK rows of activations, so OpenBLAS packs the weights once per
+ * sizeable block (64-row blocks spent a sixth of the step packing); WEIGHT_BLOCK rows of a
+ * weight gradient, small, so there are enough blocks for every thread. */
+enum { ROW_BLOCK = 512, WEIGHT_BLOCK = 64 };
 
 /* ---- weights ----------------------------------------------------------------------------- */
 
@@ -26,21 +36,30 @@ static int64_t dmodel(const stack_config *c)
     return c->shape.H * c->shape.d;
 }
 
-static size_t layer_floats(int64_t D, int64_t F)
+/* Q, K, V and output projections: three when the method derives its keys from the queries. */
+static int projections(const stack_config *c)
 {
-    return (size_t)(4 * D + 4 * D * D + D * F + F + F * D + D);
+    return c->attn.method->shared_qk ? 3 : 4;
 }
 
-/* The weights (or gradients) of layer l inside a flat array. */
+static size_t layer_floats(const stack_config *c)
+{
+    const int64_t D = dmodel(c), F = c->d_ff;
+    return (size_t)(4 * D + projections(c) * D * D + D * F + F + F * D + D);
+}
+
+/* The weights (or gradients) of layer l inside a flat array; wk is NULL for shared QK. */
 static layer_w layer_at(float *base, const stack_config *c, int l)
 {
     const int64_t D = dmodel(c), F = c->d_ff;
-    float *p = base + (size_t)l * layer_floats(D, F);
+    float *p = base + (size_t)l * layer_floats(c);
     layer_w w;
     w.ln1_g = p, p += D;
     w.ln1_b = p, p += D;
     w.wq = p, p += D * D;
-    w.wk = p, p += D * D;
+    w.wk = NULL;
+    if (!c->attn.method->shared_qk)
+        w.wk = p, p += D * D;
     w.wv = p, p += D * D;
     w.wo = p, p += D * D;
     w.ln2_g = p, p += D;
@@ -62,7 +81,7 @@ float *stack_param(const stack_config *c, float *weights, int l, const char *nam
         {"w1", w.w1, D * F},   {"b1", w.b1, F},       {"w2", w.w2, F * D},  {"b2", w.b2, D},
     };
     for (size_t i = 0; i < sizeof table / sizeof table[0]; i++)
-        if (strcmp(table[i].name, name) == 0) {
+        if (table[i].p && strcmp(table[i].name, name) == 0) {
             *count = (size_t)table[i].count;
             return table[i].p;
         }
@@ -76,10 +95,10 @@ void stack_init_weights(const stack_config *c, float *weights, uint64_t seed)
         layer_w w = layer_at(weights, c, l);
         float *mats[] = {w.wq, w.wk, w.wv, w.wo, w.w1, w.w2};
         const int64_t fan_in[] = {D, D, D, D, D, F}, count[] = {D * D, D * D, D * D, D * D, D * F, F * D};
-        for (int m = 0; m < 6; m++) {
-            rng_fill_normal(mats[m], 0, (size_t)count[m], rng_stream(seed, (uint64_t)(l * 16 + m)),
-                            1.0 / sqrt((double)fan_in[m]));
-        }
+        for (int m = 0; m < 6; m++) /* each matrix its own stream, with or without wk */
+            if (mats[m])
+                rng_fill_normal(mats[m], 0, (size_t)count[m],
+                                rng_stream(seed, (uint64_t)(l * 16 + m)), 1.0 / sqrt((double)fan_in[m]));
         for (int64_t i = 0; i < D; i++) {
             w.ln1_g[i] = w.ln2_g[i] = 1.0f;
             w.ln1_b[i] = w.ln2_b[i] = w.b2[i] = 0.0f;
@@ -91,9 +110,10 @@ void stack_init_weights(const stack_config *c, float *weights, uint64_t seed)
 
 /* ---- products, LayerNorm, layouts ---------------------------------------------------------- */
 
-/* Y (rows, m) = X (rows, k) W (k, m) + beta Y, by blocks of rows. */
-static void mm_xw(int nthreads, int64_t rows, int k, int m, const float *X, const float *W,
-                  float beta, float *Y)
+/* Y (rows, m) = alpha X (rows, k) W (k, m) + beta Y, by blocks of rows; leading dimensions
+ * ldx, ldw, ldy (a head's columns of a projection, or its rows of Wo). */
+static void mm_xw(int nthreads, int64_t rows, int k, int m, const float *X, int ldx,
+                  const float *W, int ldw, float alpha, float beta, float *Y, int ldy)
 {
     const int64_t nblocks = (rows + ROW_BLOCK - 1) / ROW_BLOCK;
 #pragma omp parallel num_threads(nthreads)
@@ -103,14 +123,14 @@ static void mm_xw(int nthreads, int64_t rows, int k, int m, const float *X, cons
         for (int64_t b = 0; b < nblocks; b++) {
             const int64_t r0 = b * ROW_BLOCK;
             const int r = (int)(rows - r0 < ROW_BLOCK ? rows - r0 : ROW_BLOCK);
-            kern_gemm_nn(r, m, k, 1.0f, X + r0 * k, k, W, m, beta, Y + r0 * m, m);
+            kern_gemm_nn(r, m, k, alpha, X + r0 * ldx, ldx, W, ldw, beta, Y + r0 * ldy, ldy);
         }
     }
 }
 
-/* dX (rows, k) = dY (rows, m) W^T + beta dX, by blocks of rows. */
-static void mm_dywt(int nthreads, int64_t rows, int k, int m, const float *dY, const float *W,
-                    float beta, float *dX)
+/* dX (rows, k) = dY (rows, m) W^T + beta dX, with W (k, m) of leading dimension ldw. */
+static void mm_dywt(int nthreads, int64_t rows, int k, int m, const float *dY, int ldy,
+                    const float *W, int ldw, float beta, float *dX, int ldx)
 {
     const int64_t nblocks = (rows + ROW_BLOCK - 1) / ROW_BLOCK;
 #pragma omp parallel num_threads(nthreads)
@@ -120,23 +140,24 @@ static void mm_dywt(int nthreads, int64_t rows, int k, int m, const float *dY, c
         for (int64_t b = 0; b < nblocks; b++) {
             const int64_t r0 = b * ROW_BLOCK;
             const int r = (int)(rows - r0 < ROW_BLOCK ? rows - r0 : ROW_BLOCK);
-            kern_gemm_nt(r, k, m, 1.0f, dY + r0 * m, m, W, m, beta, dX + r0 * k, k);
+            kern_gemm_nt(r, k, m, 1.0f, dY + r0 * ldy, ldy, W, ldw, beta, dX + r0 * ldx, ldx);
         }
     }
 }
 
 /* dW (k, m) += X (rows, k)^T dY (rows, m), by blocks of dW's rows (whole sums per block). */
-static void mm_xtdy(int nthreads, int64_t rows, int k, int m, const float *X, const float *dY,
-                    float *dW)
+static void mm_xtdy(int nthreads, int64_t rows, int k, int m, const float *X, int ldx,
+                    const float *dY, int ldy, float *dW, int ldw)
 {
-    const int nblocks = (k + ROW_BLOCK - 1) / ROW_BLOCK;
+    const int nblocks = (k + WEIGHT_BLOCK - 1) / WEIGHT_BLOCK;
 #pragma omp parallel num_threads(nthreads)
     {
         kern_blas_serial();
 #pragma omp for schedule(static)
         for (int b = 0; b < nblocks; b++) {
-            const int k0 = b * ROW_BLOCK, kk = k - k0 < ROW_BLOCK ? k - k0 : ROW_BLOCK;
-            kern_gemm_tn(kk, m, (int)rows, 1.0f, X + k0, k, dY, m, 1.0f, dW + (size_t)k0 * m, m);
+            const int k0 = b * WEIGHT_BLOCK, kk = k - k0 < WEIGHT_BLOCK ? k - k0 : WEIGHT_BLOCK;
+            kern_gemm_tn(kk, m, (int)rows, 1.0f, X + k0, ldx, dY, ldy, 1.0f,
+                         dW + (size_t)k0 * ldw, ldw);
         }
     }
 }
@@ -208,29 +229,6 @@ static void ln_backward(int nthreads, int64_t rows, int64_t D, const float *x, c
     }
 }
 
-/* (B, n, H, d) tokens <-> (B, H, n, d) heads */
-static void to_heads(int nthreads, const attn_shape *s, const float *t, float *h)
-{
-    const int64_t n = s->n, H = s->H, d = s->d;
-#pragma omp parallel for num_threads(nthreads) schedule(static)
-    for (int64_t bi = 0; bi < s->B * n; bi++) {
-        const int64_t b = bi / n, i = bi % n;
-        for (int64_t hh = 0; hh < H; hh++)
-            memcpy(h + ((b * H + hh) * n + i) * d, t + (bi * H + hh) * d, (size_t)d * sizeof(float));
-    }
-}
-
-static void to_tokens(int nthreads, const attn_shape *s, const float *h, float *t)
-{
-    const int64_t n = s->n, H = s->H, d = s->d;
-#pragma omp parallel for num_threads(nthreads) schedule(static)
-    for (int64_t bi = 0; bi < s->B * n; bi++) {
-        const int64_t b = bi / n, i = bi % n;
-        for (int64_t hh = 0; hh < H; hh++)
-            memcpy(t + (bi * H + hh) * d, h + ((b * H + hh) * n + i) * d, (size_t)d * sizeof(float));
-    }
-}
-
 static void add_into(int nthreads, size_t count, const float *a, float *y)
 {
 #pragma omp parallel for num_threads(nthreads) schedule(static)
@@ -240,9 +238,16 @@ static void add_into(int nthreads, size_t count, const float *a, float *y)
 
 /* ---- the workspace ------------------------------------------------------------------------- */
 
-/* What F keeps for its backward (per layer for standard; one, reused, for reversible). */
+/* F's state for one layer: its LayerNorm, and per head Q, K (none for shared QK), V, the
+ * attention output and lse. A standard stack keeps one per layer, every head (its backward
+ * needs them all); a reversible one has a single one, whose q, k, v hold one head at a time
+ * (recomputed in the backward: cheap products against keeping every head's) and whose out
+ * and lse hold every head from the recompute of a layer's forward to its backward. */
 typedef struct fcache {
-    float *xn, *mean, *rstd, *q, *k, *v, *out, *lse;
+    float *xn, *mean, *rstd;
+    float *q, *k, *v;    /* (B, n, d) per head; head h at h * head_stride */
+    float *out, *lse;    /* every head: (H, B, n, d) and (H, B, n) */
+    size_t head_stride;  /* B n d, or 0 when q, k, v hold one head */
 } fcache;
 
 /* What G keeps: normalized inputs, statistics and the hidden layer, for `rows` rows. */
@@ -253,12 +258,12 @@ typedef struct gcache {
 typedef struct layout {
     size_t total, activations;
     float *y1, *y2, *dy1, *dy2;   /* the streams and their gradients (standard: y1, dy1) */
-    float *f;                     /* F's output; in F's backward, dxn */
-    float *dh, *dq, *dk, *dv;     /* F's backward scratch; dq doubles as the forward's token
-                                     buffer, dh as the backward's once the attention is done */
+    float *dxn;                   /* F's backward: the gradient of its LayerNorm's output */
+    float *dout, *dq, *dk, *dv;   /* F's backward: one head's (B, n, d) each */
     float *g_out, *g_dh, *g_dxn;  /* G's chunk scratch */
     gcache gscratch;              /* G's chunk intermediates (reversible) */
-    fcache rev_fc;                /* reversible: one F cache, reused by every layer's recompute */
+    fcache rev_fc;                /* reversible: one F cache, reused by every layer */
+    float *loss_rows;             /* per row block: its share of the loss */
     void *attn_fwd, *attn_bwd;
     /* per layer: structure; standard: inputs, F cache, mid, G cache; reversible: kept inputs */
     char *layers_base;
@@ -278,25 +283,39 @@ static void *take(cursor *c, size_t count, size_t elem)
 }
 
 typedef struct layer_state {
-    int32_t *structure;
+    int32_t *structure;  /* per head, contiguous: head h at h * structure_per_head() */
     float *xin, *xmid;   /* standard */
     fcache fc;           /* standard */
     gcache gc;           /* standard: all rows */
     float *kept1, *kept2; /* reversible with keep_inputs */
 } layer_state;
 
-static void carve_fcache(cursor *c, const stack_config *s, fcache *f)
+/* One head as the attention methods see it: (B, 1, n, d). */
+static attn_shape head_shape(const stack_config *s)
+{
+    attn_shape h = s->shape;
+    h.H = 1;
+    return h;
+}
+
+static size_t head_elems(const stack_config *s)
+{
+    return (size_t)(s->shape.B * s->shape.n * s->shape.d);
+}
+
+static void carve_fcache(cursor *c, const stack_config *s, bool all_heads, fcache *f)
 {
     const size_t rows = (size_t)(s->shape.B * s->shape.n), D = (size_t)dmodel(s);
-    const size_t heads = rows * D, lse = (size_t)(s->shape.B * s->shape.H * s->shape.n);
+    const size_t H = (size_t)s->shape.H, he = head_elems(s), qkv = all_heads ? H * he : he;
     f->xn = take(c, rows * D, 4);
     f->mean = take(c, rows, 4);
     f->rstd = take(c, rows, 4);
-    f->q = take(c, heads, 4);
-    f->k = take(c, heads, 4);
-    f->v = take(c, heads, 4);
-    f->out = take(c, heads, 4);
-    f->lse = take(c, lse, 4);
+    f->q = take(c, qkv, 4);
+    f->k = s->attn.method->shared_qk ? NULL : take(c, qkv, 4);
+    f->v = take(c, qkv, 4);
+    f->out = take(c, H * he, 4);
+    f->lse = take(c, H * (size_t)(s->shape.B * s->shape.n), 4);
+    f->head_stride = all_heads ? he : 0;
 }
 
 static void carve_gcache(cursor *c, const stack_config *s, size_t rows, gcache *g)
@@ -308,10 +327,12 @@ static void carve_gcache(cursor *c, const stack_config *s, size_t rows, gcache *
     g->h = take(c, rows * F, 4);
 }
 
-static size_t structure_elems(const stack_config *s)
+/* The structure elements (LSH buckets, ...) of one head. */
+static size_t structure_per_head(const stack_config *s)
 {
     attn_cost ac;
-    s->attn.method->cost(&s->shape, &s->attn, 1, &ac);
+    const attn_shape h = head_shape(s);
+    s->attn.method->cost(&h, &s->attn, 1, &ac);
     return attn_structure_elems(&ac);
 }
 
@@ -321,11 +342,11 @@ static size_t carve_layer(const stack_config *s, char *base, layer_state *ls)
     cursor c = {.base = base};
     const size_t rows = (size_t)(s->shape.B * s->shape.n), D = (size_t)dmodel(s);
     memset(ls, 0, sizeof *ls);
-    ls->structure = take(&c, structure_elems(s), 4);
+    ls->structure = take(&c, structure_per_head(s) * (size_t)s->shape.H, 4);
     if (s->kind == STACK_STANDARD) {
         ls->xin = take(&c, rows * D, 4);
         ls->xmid = take(&c, rows * D, 4);
-        carve_fcache(&c, s, &ls->fc);
+        carve_fcache(&c, s, true, &ls->fc);
         carve_gcache(&c, s, rows, &ls->gc);
     } else if (s->keep_inputs) {
         ls->kept1 = take(&c, rows * D, 4);
@@ -352,7 +373,7 @@ static void carve(const stack_config *s, int nthreads, char *base, layout *L)
 {
     cursor c = {.base = base};
     const size_t rows = (size_t)(s->shape.B * s->shape.n), D = (size_t)dmodel(s);
-    const size_t F = (size_t)s->d_ff, P = chunk_rows(s);
+    const size_t F = (size_t)s->d_ff, P = chunk_rows(s), he = head_elems(s);
     memset(L, 0, sizeof *L);
     /* what the backward keeps from the forward */
     L->y1 = take(&c, rows * D, 4);
@@ -364,22 +385,24 @@ static void carve(const stack_config *s, int nthreads, char *base, layout *L)
     /* scratch */
     L->dy1 = take(&c, rows * D, 4);
     L->dy2 = s->kind == STACK_REVERSIBLE ? take(&c, rows * D, 4) : NULL;
-    L->f = take(&c, rows * D, 4);
-    L->dh = take(&c, rows * D, 4);
-    L->dq = take(&c, rows * D, 4);
-    L->dk = take(&c, rows * D, 4);
-    L->dv = take(&c, rows * D, 4);
+    L->dxn = take(&c, rows * D, 4);
+    L->dout = take(&c, he, 4);
+    L->dq = take(&c, he, 4);
+    L->dk = take(&c, he, 4);
+    L->dv = take(&c, he, 4);
     L->g_out = take(&c, P * D, 4);
     L->g_dh = take(&c, P * F, 4);
     L->g_dxn = take(&c, P * D, 4);
-    if (s->kind == STACK_REVERSIBLE)
+    L->loss_rows = take(&c, (rows + ROW_BLOCK - 1) / ROW_BLOCK, 8);
+    if (s->kind == STACK_REVERSIBLE) {
         carve_gcache(&c, s, P, &L->gscratch);
+        carve_fcache(&c, s, false, &L->rev_fc);
+    }
     attn_cost ac;
-    s->attn.method->cost(&s->shape, &s->attn, nthreads, &ac);
+    const attn_shape h = head_shape(s);
+    s->attn.method->cost(&h, &s->attn, nthreads, &ac);
     L->attn_fwd = take(&c, ac.workspace_bytes, 1);
     L->attn_bwd = take(&c, ac.bwd_workspace_bytes, 1);
-    if (s->kind == STACK_REVERSIBLE)
-        carve_fcache(&c, s, &L->rev_fc);
     L->total = c.off;
 }
 
@@ -392,59 +415,91 @@ typedef struct step {
     int64_t rows, D, F;
 } step;
 
-/* f = F(x), keeping fc; the structure is drawn, or reused when `reuse`. */
+/* Head h's Q, K and V in fc (its own slot, or the one-head room), projected from fc->xn. */
+static void project_head(step *st, const layer_w *w, fcache *fc, int64_t h, float **q,
+                         float **k, float **v)
+{
+    const int nt = st->nthreads, D = (int)st->D, d = (int)st->c->shape.d;
+    const size_t at = (size_t)h * fc->head_stride;
+    *q = fc->q + at;
+    *v = fc->v + at;
+    *k = fc->k ? fc->k + at : *q; /* shared QK: the method reads its keys off the queries */
+    mm_xw(nt, st->rows, D, d, fc->xn, D, w->wq + h * d, D, 1.0f, 0.0f, *q, d);
+    if (fc->k)
+        mm_xw(nt, st->rows, D, d, fc->xn, D, w->wk + h * d, D, 1.0f, 0.0f, *k, d);
+    mm_xw(nt, st->rows, D, d, fc->xn, D, w->wv + h * d, D, 1.0f, 0.0f, *v, d);
+}
+
+/* y += sign F(x), head by head, keeping in fc what F's backward needs; the structure is drawn,
+ * or reused when `reuse`. y may be x: the LayerNorm reads x before any head writes y. */
 static int f_forward(step *st, const layer_w *w, const float *x, fcache *fc, int32_t *structure,
-                     bool reuse, float *f)
+                     bool reuse, float sign, float *y)
 {
     const stack_config *c = st->c;
-    const int nt = st->nthreads, D = (int)st->D;
-    float *tok = st->L.dq; /* the backward's dq is free during a forward */
+    const int nt = st->nthreads, D = (int)st->D, d = (int)c->shape.d;
+    const attn_shape hs = head_shape(c);
+    const size_t he = head_elems(c), per_head = structure_per_head(c);
     ln_forward(nt, st->rows, D, x, w->ln1_g, w->ln1_b, fc->xn, fc->mean, fc->rstd);
-    float *dst[] = {fc->q, fc->k, fc->v};
-    const float *mats[] = {w->wq, w->wk, w->wv};
-    for (int m = 0; m < 3; m++) {
-        mm_xw(nt, st->rows, D, D, fc->xn, mats[m], 0.0f, tok);
-        to_heads(nt, &c->shape, tok, dst[m]);
+    for (int64_t h = 0; h < c->shape.H; h++) {
+        float *q, *k, *v;
+        project_head(st, w, fc, h, &q, &k, &v);
+        float *out = fc->out + (size_t)h * he;
+        attn_tensors t = {.q = q, .k = k, .v = v, .out = out,
+                          .lse = fc->lse + (size_t)h * (size_t)(c->shape.B * c->shape.n),
+                          .structure = per_head ? structure + (size_t)h * per_head : NULL,
+                          .reuse_structure = reuse, .head_offset = h};
+        int rc = c->attn.method->forward(&hs, &c->attn, &t, st->L.attn_fwd, nt);
+        if (rc)
+            return rc;
+        mm_xw(nt, st->rows, d, D, out, d, w->wo + h * d * D, D, sign, 1.0f, y, D);
     }
-    attn_tensors t = {.q = fc->q, .k = fc->k, .v = fc->v, .out = fc->out, .lse = fc->lse,
-                      .structure = structure, .reuse_structure = reuse};
-    int rc = c->attn.method->forward(&c->shape, &c->attn, &t, st->L.attn_fwd, nt);
-    if (rc)
-        return rc;
-    to_tokens(nt, &c->shape, fc->out, tok);
-    mm_xw(nt, st->rows, D, D, tok, w->wo, 0.0f, f);
     return 0;
 }
 
-/* dx += F'(x)^T df, weight gradients into g. */
-static int f_backward(step *st, const layer_w *w, layer_w *g, const float *x, const fcache *fc,
+/* dx += F'(x)^T df, weight gradients into g, head by head from fc (its LayerNorm, every head's
+ * output and lse, and Q, K, V per head when kept, else projected again). dx may be df: df is
+ * read for every head before the LayerNorm's backward writes dx. */
+static int f_backward(step *st, const layer_w *w, layer_w *g, const float *x, fcache *fc,
                       const int32_t *structure, const float *df, float *dx)
 {
     const stack_config *c = st->c;
-    const int nt = st->nthreads, D = (int)st->D;
+    const int nt = st->nthreads, D = (int)st->D, d = (int)c->shape.d;
+    const attn_shape hs = head_shape(c);
+    const size_t he = head_elems(c), per_head = structure_per_head(c);
     layout *L = &st->L;
-    /* scratch by phase: tokens in dq until the attention backward writes it, then in dh; dxn
-     * in f, whose forward value is not needed any more */
-    float *tok = L->dq, *dxn = L->f;
-    to_tokens(nt, &c->shape, fc->out, tok);
-    mm_xtdy(nt, st->rows, D, D, tok, df, g->wo);
-    mm_dywt(nt, st->rows, D, D, df, w->wo, 0.0f, tok);
-    to_heads(nt, &c->shape, tok, L->dh);
-    attn_grads ag = {.q = fc->q, .k = fc->k, .v = fc->v, .out = fc->out, .lse = fc->lse,
-                     .dout = L->dh, .structure = structure, .dq = L->dq, .dk = L->dk, .dv = L->dv};
-    int rc = c->attn.method->backward(&c->shape, &c->attn, &ag, L->attn_bwd, nt);
-    if (rc)
-        return rc;
-    const float *grads[] = {L->dq, L->dk, L->dv};
-    float *dmats[] = {g->wq, g->wk, g->wv};
-    const float *mats[] = {w->wq, w->wk, w->wv};
-    tok = L->dh;
-    for (int m = 0; m < 3; m++) {
-        to_tokens(nt, &c->shape, grads[m], tok);
-        mm_xtdy(nt, st->rows, D, D, fc->xn, tok, dmats[m]);
-        mm_dywt(nt, st->rows, D, D, tok, mats[m], m ? 1.0f : 0.0f, dxn);
+    for (int64_t h = 0; h < c->shape.H; h++) {
+        float *q, *k, *v;
+        if (fc->head_stride) {
+            const size_t at = (size_t)h * fc->head_stride;
+            q = fc->q + at, v = fc->v + at, k = fc->k ? fc->k + at : q;
+        } else {
+            project_head(st, w, fc, h, &q, &k, &v);
+        }
+        const float *out = fc->out + (size_t)h * he;
+        /* the output projection: dWo_h += out_h^T df, dout_h = df Wo_h^T */
+        mm_xtdy(nt, st->rows, d, D, out, d, df, D, g->wo + h * d * D, D);
+        mm_dywt(nt, st->rows, d, D, df, D, w->wo + h * d * D, D, 0.0f, L->dout, d);
+        attn_grads ag = {.q = q, .k = k, .v = v, .out = out,
+                         .lse = fc->lse + (size_t)h * (size_t)(c->shape.B * c->shape.n),
+                         .dout = L->dout,
+                         .structure = per_head ? structure + (size_t)h * per_head : NULL,
+                         .dq = L->dq, .dk = L->dk, .dv = L->dv};
+        int rc = c->attn.method->backward(&hs, &c->attn, &ag, L->attn_bwd, nt);
+        if (rc)
+            return rc;
+        /* the projections: dW_h += xn^T d_h, dxn += d_h W_h^T (shared QK: no key's) */
+        const float *grads[] = {L->dq, L->dk, L->dv};
+        float *dmats[] = {g->wq, g->wk, g->wv};
+        const float *mats[] = {w->wq, w->wk, w->wv};
+        for (int m = 0; m < 3; m++) {
+            if (!mats[m])
+                continue;
+            mm_xtdy(nt, st->rows, D, d, fc->xn, D, grads[m], d, dmats[m] + h * d, D);
+            mm_dywt(nt, st->rows, D, d, grads[m], d, mats[m] + h * d, D, h || m ? 1.0f : 0.0f,
+                    L->dxn, D);
+        }
     }
-    ln_backward(nt, st->rows, D, x, w->ln1_g, fc->mean, fc->rstd, dxn, dx, g->ln1_g, g->ln1_b);
+    ln_backward(nt, st->rows, D, x, w->ln1_g, fc->mean, fc->rstd, L->dxn, dx, g->ln1_g, g->ln1_b);
     return 0;
 }
 
@@ -454,14 +509,14 @@ static void g_forward(step *st, const layer_w *w, int64_t rows, const float *x, 
 {
     const int nt = st->nthreads, D = (int)st->D, F = (int)st->F;
     ln_forward(nt, rows, D, x, w->ln2_g, w->ln2_b, gc->xn, gc->mean, gc->rstd);
-    mm_xw(nt, rows, D, F, gc->xn, w->w1, 0.0f, gc->h);
+    mm_xw(nt, rows, D, F, gc->xn, D, w->w1, F, 1.0f, 0.0f, gc->h, F);
 #pragma omp parallel for num_threads(nt) schedule(static)
     for (int64_t i = 0; i < rows; i++)
         for (int j = 0; j < F; j++) {
             const float z = gc->h[i * F + j] + w->b1[j];
             gc->h[i * F + j] = z > 0.0f ? z : 0.0f;
         }
-    mm_xw(nt, rows, F, D, gc->h, w->w2, 0.0f, out);
+    mm_xw(nt, rows, F, D, gc->h, F, w->w2, D, 1.0f, 0.0f, out, D);
 #pragma omp parallel for num_threads(nt) schedule(static)
     for (int64_t i = 0; i < rows; i++)
         for (int j = 0; j < D; j++)
@@ -475,16 +530,16 @@ static void g_backward(step *st, const layer_w *w, layer_w *g, int64_t rows, con
 {
     const int nt = st->nthreads, D = (int)st->D, F = (int)st->F;
     layout *L = &st->L;
-    mm_xtdy(nt, rows, F, D, gc->h, dg, g->w2);
+    mm_xtdy(nt, rows, F, D, gc->h, F, dg, D, g->w2, D);
     colsum(nt, rows, D, dg, g->b2);
-    mm_dywt(nt, rows, F, D, dg, w->w2, 0.0f, L->g_dh);
+    mm_dywt(nt, rows, F, D, dg, D, w->w2, D, 0.0f, L->g_dh, F);
 #pragma omp parallel for num_threads(nt) schedule(static)
     for (int64_t i = 0; i < rows * F; i++)
         if (gc->h[i] <= 0.0f)
             L->g_dh[i] = 0.0f;
-    mm_xtdy(nt, rows, D, F, gc->xn, L->g_dh, g->w1);
+    mm_xtdy(nt, rows, D, F, gc->xn, D, L->g_dh, F, g->w1, F);
     colsum(nt, rows, F, L->g_dh, g->b1);
-    mm_dywt(nt, rows, D, F, L->g_dh, w->w1, 0.0f, L->g_dxn);
+    mm_dywt(nt, rows, D, F, L->g_dh, F, w->w1, F, 0.0f, L->g_dxn, D);
     ln_backward(nt, rows, D, x, w->ln2_g, gc->mean, gc->rstd, L->g_dxn, dx, g->ln2_g, g->ln2_b);
 }
 
@@ -501,10 +556,9 @@ static int forward_standard(step *st, const float *weights, const float *x)
         layer_w w = layer_at((float *)weights, c, l);
         layer_state ls = layer_state_at(c, &st->L, l);
         memcpy(ls.xin, cur, count * sizeof(float));
-        int rc = f_forward(st, &w, cur, &ls.fc, ls.structure, false, st->L.f);
+        int rc = f_forward(st, &w, cur, &ls.fc, ls.structure, false, 1.0f, cur); /* x += F(x) */
         if (rc)
             return rc;
-        add_into(st->nthreads, count, st->L.f, cur);
         memcpy(ls.xmid, cur, count * sizeof(float));
         for (int64_t r0 = 0; r0 < st->rows; r0 += P) { /* G keeps all rows: standard keeps all */
             const int64_t rows = st->rows - r0 < P ? st->rows - r0 : P;
@@ -555,10 +609,10 @@ static int forward_reversible(step *st, const float *weights, const float *x)
             memcpy(ls.kept1, y1, count * sizeof(float));
             memcpy(ls.kept2, y2, count * sizeof(float));
         }
-        int rc = f_forward(st, &w, y2, &st->L.rev_fc, ls.structure, false, st->L.f); /* F(X2) */
+        /* Y1 = X1 + F(X2), head by head into Y1 */
+        int rc = f_forward(st, &w, y2, &st->L.rev_fc, ls.structure, false, 1.0f, y1);
         if (rc)
             return rc;
-        add_into(st->nthreads, count, st->L.f, y1); /* Y1 = X1 + F(X2) */
         for (int64_t r0 = 0; r0 < st->rows; r0 += P) { /* Y2 = X2 + G(Y1), chunk by chunk */
             const int64_t rows = st->rows - r0 < P ? st->rows - r0 : P;
             g_forward(st, &w, rows, y1 + r0 * st->D, &st->L.gscratch, st->L.g_out);
@@ -598,15 +652,13 @@ static int backward_reversible(step *st, const float *weights, float *grads, flo
                     y2r[i] -= st->L.g_out[i];
             g_backward(st, &w, &g, rows, y1r, &st->L.gscratch, dy2 + r0 * st->D, dy1 + r0 * st->D);
         }
-        /* F: recompute from X2 with the saved structure; X1 = Y1 - F(X2); dX2 = dY2 + F'^T dY1 */
-        int rc = f_forward(st, &w, y2, &st->L.rev_fc, ls.structure, true, st->L.f);
+        /* F: recompute from X2 with the saved structure, head by head out of Y1: X1 = Y1 -
+         * F(X2) (or the kept X1, for the oracle); then dX2 = dY2 + F'^T dY1 */
+        int rc = f_forward(st, &w, y2, &st->L.rev_fc, ls.structure, true, -1.0f, y1);
         if (rc)
             return rc;
         if (use_kept)
             memcpy(y1, ls.kept1, count * sizeof(float));
-        else
-            for (size_t i = 0; i < count; i++)
-                y1[i] -= st->L.f[i];
         if (c->inverse_error && c->keep_inputs)
             c->inverse_error[l] = fmax(max_abs_diff(y1, ls.kept1, count),
                                        max_abs_diff(y2, ls.kept2, count));
@@ -638,6 +690,10 @@ int stack_check(const stack_config *c, const char **why)
         *why = "d_model * d_ff and B * n must fit a BLAS int";
         return ATTN_EUNSUPPORTED;
     }
+    if (dmodel(c) > 4096) {
+        *why = "d_model above 4096 (the loss's row of generated targets)";
+        return ATTN_EUNSUPPORTED;
+    }
     return attn_check(&c->shape, &c->attn, why);
 }
 
@@ -657,36 +713,62 @@ void stack_cost_of(const stack_config *c, int nthreads, stack_cost *out)
     layout L;
     carve(c, nthreads, NULL, &L);
     const int64_t D = dmodel(c);
-    out->weight_floats = layer_floats(D, c->d_ff) * (size_t)c->layers;
+    out->weight_floats = layer_floats(c) * (size_t)c->layers;
     out->workspace_bytes = L.total;
     out->activation_bytes = L.activations;
     out->width = c->kind == STACK_REVERSIBLE ? 2 * D : D;
     attn_cost ac;
     c->attn.method->cost(&c->shape, &c->attn, nthreads, &ac);
-    const double rows = (double)(c->shape.B * c->shape.n);
-    const double dense = 2.0 * rows * (4.0 * (double)D * (double)D + 2.0 * (double)D * (double)c->d_ff);
-    /* forward: dense + attention; backward: twice the dense products + attention backward;
-     * reversible recomputes every layer's forward once more */
-    const double per_layer = dense + ac.flops + 2 * dense + ac.bwd_flops +
-                             (c->kind == STACK_REVERSIBLE ? dense + ac.flops : 0.0);
-    out->flops = per_layer * c->layers;
+    const double rows = (double)(c->shape.B * c->shape.n), DD = (double)D * (double)D;
+    const double proj = 2.0 * rows * projections(c) * DD, ff = 2.0 * rows * 2.0 * (double)D * (double)c->d_ff;
+    /* the model: forward (products and attention), backward (twice the products, and the
+     * attention's backward) */
+    out->flops = (proj + ff + ac.flops + 2 * (proj + ff) + ac.bwd_flops) * c->layers;
+    /* work done again, not part of the model: the reversible backward recomputes each layer's
+     * forward, then projects Q, K, V once more, head by head, for the attention's backward */
+    out->recompute_flops = c->kind == STACK_REVERSIBLE
+                               ? (proj + ff + ac.flops + 2.0 * rows * (projections(c) - 1) * DD) *
+                                     c->layers
+                               : 0.0;
 }
 
+/* 0.5 mean((y - target)^2) and its gradient into dy1 (and dy2). The target is the given one,
+ * or, when NULL, N(0, 1) values of the stream c->target_base, generated row by row (the same
+ * values inputs_normal would write), so no (rows, width) target needs to exist. Row blocks in
+ * parallel, their sums added in block order. */
 static double loss_and_grad(step *st, const float *target, float *dy1, float *dy2)
 {
     const int64_t D = st->D, rows = st->rows, width = dy2 ? 2 * D : D;
     const double scale = 1.0 / (double)(rows * width);
-    double loss = 0;
-    for (int64_t i = 0; i < rows; i++)
-        for (int64_t j = 0; j < width; j++) {
-            const float y = j < D ? st->L.y1[i * D + j] : st->L.y2[i * D + j - D];
-            const double diff = (double)y - target[i * width + j];
-            loss += 0.5 * diff * diff * scale;
-            if (j < D)
-                dy1[i * D + j] = (float)(diff * scale);
-            else
-                dy2[i * D + j - D] = (float)(diff * scale);
+    const int64_t nblocks = (rows + ROW_BLOCK - 1) / ROW_BLOCK;
+    double *part = (double *)st->L.loss_rows;
+#pragma omp parallel num_threads(st->nthreads)
+    {
+        float tg_row[2 * 4096];
+#pragma omp for schedule(static)
+        for (int64_t b = 0; b < nblocks; b++) {
+            double loss = 0;
+            for (int64_t i = b * ROW_BLOCK; i < rows && i < (b + 1) * ROW_BLOCK; i++) {
+                const float *tg = target ? target + i * width : tg_row;
+                if (!target) /* width is even, so row i starts on a whole pair */
+                    rng_fill_normal(tg_row, (uint64_t)(i * width / 2), (size_t)width,
+                                    st->c->target_base, 1.0);
+                for (int64_t j = 0; j < width; j++) {
+                    const float y = j < D ? st->L.y1[i * D + j] : st->L.y2[i * D + j - D];
+                    const double diff = (double)y - tg[j];
+                    loss += 0.5 * diff * diff * scale;
+                    if (j < D)
+                        dy1[i * D + j] = (float)(diff * scale);
+                    else
+                        dy2[i * D + j - D] = (float)(diff * scale);
+                }
+            }
+            part[b] = loss;
         }
+    }
+    double loss = 0;
+    for (int64_t b = 0; b < nblocks; b++)
+        loss += part[b];
     return loss;
 }
 
@@ -713,7 +795,7 @@ int stack_train_step(const stack_config *c, const float *weights, float *grads, 
 {
     step st;
     init_step(&st, c, work, nthreads);
-    memset(grads, 0, layer_floats(st.D, st.F) * (size_t)c->layers * sizeof(float));
+    memset(grads, 0, layer_floats(c) * (size_t)c->layers * sizeof(float));
     if (c->kind == STACK_REVERSIBLE) {
         int rc = forward_reversible(&st, weights, x);
         if (rc)

@@ -14,6 +14,9 @@
  *               runs G's forward and backward chunk by chunk, so no d_ff-wide activation ever
  *               exists for all positions. Activation memory does not grow with depth.
  *
+ * F runs head by head (one head's Q, K, V and gradients exist at a time); a method with
+ * shared QK (lsh) gets no key projection, as in the Reformer, so its layers have no wk.
+ *
  * Shapes: the input is (B, n, D) with D = d_model = H d; the output (B, n, D) for standard
  * and (B, n, 2D) = [Y1 | Y2] for reversible. The loss is 0.5 * mean((y - target)^2).
  * Like every attn/ kernel, nothing here allocates: stack_cost says how much workspace a step
@@ -36,6 +39,8 @@ typedef struct stack_config {
     attn_params attn;  /* the inner attention method */
     int64_t d_ff;      /* feed-forward width */
     int64_t ff_chunk;  /* positions per feed-forward chunk */
+    uint64_t target_base; /* the loss's target when none is given: N(0, 1) values of this
+                             rng stream base (rng_stream(seed, stream)) */
     /* Tests only, reversible stacks: keep_inputs stores each layer's inputs in the forward;
      * the backward then uses them instead of reconstructing (ordinary backpropagation of the
      * same two-stream architecture, the oracle of the gradient test), unless inverse_error is
@@ -50,7 +55,10 @@ typedef struct stack_cost {
     size_t workspace_bytes;    /* everything else one training step needs */
     size_t activation_bytes;   /* the part of it kept for the backward (grows with layers for
                                   standard, flat for reversible but for the structures) */
-    double flops;              /* matrix products of forward, backward and recomputation */
+    double flops;              /* the model's: matrix products and attention of the forward and
+                                  the backward */
+    double recompute_flops;    /* done again on top of those: the reversible backward's
+                                  recomputed forward and re-projected Q, K, V (0: standard) */
     int64_t width;             /* columns of the output and the target: D or 2D */
 } stack_cost;
 
@@ -62,10 +70,11 @@ void stack_cost_of(const stack_config *c, int nthreads, stack_cost *out);
 void stack_init_weights(const stack_config *c, float *weights, uint64_t seed);
 /* The weights named `name` of layer l ("ln1_g", "ln1_b", "wq", "wk", "wv", "wo", "ln2_g",
  * "ln2_b", "w1", "b1", "w2", "b2") inside a weight or gradient array, and their count; NULL
- * for an unknown name. */
+ * for an unknown name, and for "wk" of a shared-QK method. */
 float *stack_param(const stack_config *c, float *weights, int l, const char *name, size_t *count);
-/* One training step. x (B, n, D) and target (B, n, width) are read; grads (weight_floats)
- * and dx (B, n, D) are overwritten; *loss is set. work holds cost.workspace_bytes. */
+/* One training step. x (B, n, D) and target (B, n, width) are read (target NULL: generated
+ * from c->target_base as it is needed, so it takes no memory); grads (weight_floats) and dx
+ * (B, n, D) are overwritten; *loss is set. work holds cost.workspace_bytes. */
 int stack_train_step(const stack_config *c, const float *weights, float *grads, const float *x,
                      const float *target, float *dx, double *loss, void *work, int nthreads);
 /* Tests: the forward only; writes the output (B, n, width) to y. */

@@ -148,6 +148,8 @@ json_t *point_record_new(const point_spec *s, const json_t *context, int status,
     json_object_set_new(r, "model_activation_bytes",
                         s->train && ok ? json_integer((json_int_t)pm.activation_bytes) : json_null());
     json_object_set_new(r, "model_flops", ok ? json_real(pm.flops) : json_null());
+    json_object_set_new(r, "model_recompute_flops",
+                        s->train && ok ? json_real(pm.recompute_flops) : json_null());
     json_object_set_new(r, "model_bytes", ok ? json_integer((json_int_t)pm.bytes) : json_null());
     json_object_set_new(r, "model_io_bytes", ok ? json_integer((json_int_t)pm.io_bytes) : json_null());
     json_object_set_new(r, "model_workspace_bytes",

@@ -60,10 +60,12 @@ typedef struct point_spec {
 
 /* What the point's model says it costs, before anything runs. */
 typedef struct point_model {
-    double flops;
+    double flops;              /* the useful work of one run */
+    double recompute_flops;    /* training: work done again on top (the reversible backward's
+                                  recomputation); not in flops, so GFLOP/s is not inflated */
     uint64_t bytes;            /* everything the child allocates for the point */
     uint64_t io_bytes;         /* inputs and outputs (attention: q, k, v, out, lse, structure;
-                                  training: x, target, dx) */
+                                  training: x, dx; the loss's target is generated) */
     uint64_t workspace_bytes;
     uint64_t param_bytes;      /* training: weights and their gradients; 0 otherwise */
     uint64_t activation_bytes; /* training: what the stack keeps for its backward; 0 otherwise */

@@ -19,7 +19,7 @@ typedef struct workload {
     int32_t *structure;
     /* training */
     stack_config stack;
-    float *weights, *grads, *x, *target, *dx;
+    float *weights, *grads, *x, *dx;
     size_t weight_floats;
     double loss;
     void *work;

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../attn/rng.h"
 #include "../attn/stack.h"
 
 typedef struct net {
@@ -207,6 +208,104 @@ static void test_chunked_feed_forward_equals_unchunked(void **state)
     }
 }
 
+/* Before F ran head by head it projected every head at once, converted between token and
+ * head layouts and kept a layer's whole Q, K, V and their gradients; these are the loss, each
+ * weight gradient's norm (layers 0 and 1: ln1_g, ln1_b, wq, wk, wv, wo, ln2_g, ln2_b, w1, b1,
+ * w2, b2) and dx's norm that layout computed (commit 8f3297e's stack, this recipe), so the
+ * head-by-head step must give them again to fp32 rounding. LSH had a key projection then,
+ * unused (its gradient 0); it has none now. */
+static const struct {
+    double loss, grad_norm[24], dx_norm;
+} all_heads_layout[] = {
+        /* reversible lsh */ {1.38283645, {0.0401907504, 0.0942444045, 0.0694812327, 0, 0.0752827309, 0.0877745041, 0.0889733409, 0.0631352462, 0.13739821, 0.0807424266, 0.286292227, 0.125415723, 0.0634418411, 0.115156777, 0.0512024185, 0, 0.125821532, 0.125718651, 0.0684900441, 0.0568260642, 0.143400802, 0.0669483253, 0.196875276, 0.0824830545, }, 0.0441113045},
+        /* standard lsh */ {1.6677078, {0.0729249549, 0.19230422, 0.135536123, 0, 0.194662732, 0.217652724, 0.175230644, 0.0949813863, 0.299528386, 0.162841941, 0.58337588, 0.235644742, 0.134180249, 0.181249486, 0.119586828, 0, 0.336335751, 0.383889918, 0.140054921, 0.111056704, 0.339319105, 0.11653858, 0.459455164, 0.163932505, }, 0.076975824},
+        /* reversible full_stream */ {1.2904971, {0.0316091847, 0.0597931868, 0.0530074931, 0.0521279278, 0.0760716017, 0.0835123641, 0.0460054863, 0.0576899934, 0.116486409, 0.0516257689, 0.164841257, 0.0799949667, 0.0383338427, 0.0788295087, 0.0495148906, 0.0506658237, 0.107067418, 0.090504002, 0.0502184429, 0.0479347111, 0.129340691, 0.0442779893, 0.130914436, 0.0492835185, }, 0.043398352},
+        /* standard full_stream */ {1.54790532, {0.0741594695, 0.319969685, 0.140558935, 0.142774441, 0.243002416, 0.231096073, 0.099898969, 0.138020007, 0.284203278, 0.131586673, 0.449322702, 0.227863187, 0.0922692477, 0.224359674, 0.130909067, 0.130574138, 0.277912309, 0.244755921, 0.103067056, 0.0976387064, 0.277731933, 0.0895669048, 0.290617381, 0.109380148, }, 0.0939866512},
+};
+
+static void test_head_by_head_matches_the_all_heads_layout(void **state)
+{
+    (void)state;
+    static const char *const lsh[] = {"chunk_len=16", "n_hashes=2", NULL};
+    static const struct {
+        enum stack_kind kind;
+        const char *method;
+        const char *const *params;
+        int64_t H, d, n;
+    } cases[] = {
+        {STACK_REVERSIBLE, "lsh", lsh, 2, 8, 64},
+        {STACK_STANDARD, "lsh", lsh, 2, 8, 64},
+        {STACK_REVERSIBLE, "full_stream", NULL, 3, 8, 40},
+        {STACK_STANDARD, "full_stream", NULL, 3, 8, 40},
+    };
+    static const char *const names[] = {"ln1_g", "ln1_b", "wq", "wk", "wv", "wo",
+                                        "ln2_g", "ln2_b", "w1", "b1", "w2", "b2"};
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        stack_config c = {.kind = cases[k].kind, .layers = 2, .d_ff = 24, .ff_chunk = 16};
+        c.shape = (attn_shape){.B = 2, .H = cases[k].H, .n = cases[k].n, .d = cases[k].d};
+        attn_params_default(attn_find(cases[k].method), &c.attn);
+        for (int i = 0; cases[k].params && cases[k].params[i]; i++)
+            assert_int_equal(attn_params_parse(&c.attn, cases[k].params[i]), 0);
+        stack_cost sc;
+        stack_cost_of(&c, 2, &sc);
+        const size_t rows = (size_t)(2 * c.shape.n), D = (size_t)(c.shape.H * c.shape.d);
+        float *w = malloc(sc.weight_floats * 4), *g = malloc(sc.weight_floats * 4);
+        float *x = malloc(rows * D * 4), *dx = malloc(rows * D * 4);
+        float *target = malloc(rows * (size_t)sc.width * 4);
+        void *work = aligned_alloc(64, (sc.workspace_bytes + 63) / 64 * 64);
+        stack_init_weights(&c, w, 7);
+        rng_fill_normal(x, 0, rows * D, rng_stream(7, 11), 1.0);
+        rng_fill_normal(target, 0, rows * (size_t)sc.width, rng_stream(7, 12), 1.0);
+        double loss;
+        assert_int_equal(stack_train_step(&c, w, g, x, target, dx, &loss, work, 2), 0);
+        assert_float_equal(loss, all_heads_layout[k].loss, 1e-6 * loss);
+        for (int l = 0; l < 2; l++)
+            for (int m = 0; m < 12; m++) {
+                size_t count = 0;
+                const float *p = stack_param(&c, g, l, names[m], &count);
+                double ss = 0;
+                for (size_t i = 0; p && i < count; i++)
+                    ss += (double)p[i] * p[i];
+                const double want = all_heads_layout[k].grad_norm[l * 12 + m];
+                if (fabs(sqrt(ss) - want) > 2e-5 * want)
+                    fail_msg("%s %s layer %d: |grad %s| = %.9g, the all-heads layout %.9g",
+                             c.kind == STACK_REVERSIBLE ? "reversible" : "standard",
+                             cases[k].method, l, names[m], sqrt(ss), want);
+            }
+        double ss = 0;
+        for (size_t i = 0; i < rows * D; i++)
+            ss += (double)dx[i] * dx[i];
+        assert_float_equal(sqrt(ss), all_heads_layout[k].dx_norm, 2e-5 * sqrt(ss));
+        /* the same target generated from its stream instead of given: the same step */
+        c.target_base = rng_stream(7, 12);
+        double loss2;
+        float *g2 = malloc(sc.weight_floats * 4);
+        assert_int_equal(stack_train_step(&c, w, g2, x, NULL, dx, &loss2, work, 2), 0);
+        assert_float_equal(loss2, loss, 1e-12 * loss);
+        assert_memory_equal(g2, g, sc.weight_floats * 4);
+        free(w), free(g), free(g2), free(x), free(dx), free(target), free(work);
+    }
+}
+
+/* The Reformer's layers have no key projection: a shared-QK method's stack has no wk, and its
+ * model counts three projections, not four. */
+static void test_shared_qk_has_no_key_projection(void **state)
+{
+    (void)state;
+    net lsh = make_net(STACK_REVERSIBLE, "lsh", NULL, 2, 128, 2, 16, 64, 64, 0);
+    net fs = make_net(STACK_REVERSIBLE, "full_stream", NULL, 2, 128, 2, 16, 64, 64, 0);
+    size_t count;
+    assert_null(stack_param(&lsh.c, lsh.w, 0, "wk", &count));
+    assert_non_null(stack_param(&fs.c, fs.w, 0, "wk", &count));
+    const size_t D = 32;
+    assert_int_equal(fs.cost.weight_floats - lsh.cost.weight_floats, 2 * D * D);
+    /* and the recomputation is reported apart from the model's work */
+    assert_true(lsh.cost.recompute_flops > 0 && lsh.cost.recompute_flops < lsh.cost.flops);
+    net std = make_net(STACK_STANDARD, "lsh", NULL, 2, 128, 2, 16, 64, 64, 0);
+    assert_true(std.cost.recompute_flops == 0);
+    free_net(&lsh), free_net(&fs), free_net(&std);
+}
+
 /* Activation memory: flat in depth for reversible, linear for standard (the model). */
 static void test_activation_model(void **state)
 {
@@ -251,6 +350,8 @@ int main(void)
         cmocka_unit_test(test_inverse_reconstructs_inputs),
         cmocka_unit_test(test_chunked_feed_forward_equals_unchunked),
         cmocka_unit_test(test_activation_model),
+        cmocka_unit_test(test_head_by_head_matches_the_all_heads_layout),
+        cmocka_unit_test(test_shared_qk_has_no_key_projection),
         cmocka_unit_test(test_rejects_bad_stacks),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
