@@ -54,6 +54,12 @@ void bwd_tile_init(bwd_tile *t, char **cursor, int max_rows, int max_cols, int d
     t->krows = kern_take(cursor, c, sizeof(int32_t));
 }
 
+static inline void prefetch_row(const float *row, int d)
+{
+    for (int off = 0; off < d; off += 16)
+        __builtin_prefetch(row + off, 1);
+}
+
 int32_t *bwd_range(int32_t *rows, int64_t first, int count)
 {
     for (int i = 0; i < count; i++)
@@ -99,7 +105,15 @@ void bwd_tile_compute(bwd_tile *t, const bwd_io *io, const int32_t *qrows, int r
 {
     assert(rows >= 1 && rows <= t->max_rows && cols >= 1 && cols <= t->max_cols);
     const int d = io->d;
-    /* gather */
+    /* gather, asking for every row first so their cache misses overlap */
+    for (int r = 0; r < rows; r++) {
+        prefetch_row(io->q + (int64_t)qrows[r] * d, d);
+        prefetch_row(io->dout + (int64_t)qrows[r] * d, d);
+    }
+    for (int j = 0; j < cols; j++) {
+        prefetch_row(io->k + (int64_t)krows[j] * d, d);
+        prefetch_row(io->v + (int64_t)krows[j] * d, d);
+    }
     for (int r = 0; r < rows; r++) {
         const int64_t i = qrows[r];
         for (int c = 0; c < d; c++) {
@@ -169,12 +183,6 @@ void bwd_order_init(bwd_order *o)
     for (int i = 0; i < BWD_RING; i++)
         atomic_store_explicit(&o->ready[i], NULL, memory_order_relaxed);
     atomic_flag_clear(&o->adding);
-}
-
-static inline void prefetch_row(const float *row, int d)
-{
-    for (int off = 0; off < d; off += 16)
-        __builtin_prefetch(row + off, 1);
 }
 
 /* Adds every published unit from the turn on, in order, if no other thread is adding; then
@@ -252,6 +260,14 @@ void bwd_run_units(bwd_tile *t, const bwd_io *io, bwd_next_fn next, void *state,
         t->part_k = sl->part_k;
         t->part_v = sl->part_v;
         bwd_tile_compute(t, io, sl->qrows, u.rows, sl->krows, u.cols, u.mask, u.ctx);
+        /* the rows these partials go to are gathered ones (lsh, block_sparse): have them on
+         * their way before the unit's turn comes */
+        for (int r = 0; r < u.rows; r++)
+            prefetch_row(io->dq + (int64_t)sl->qrows[r] * io->d, io->d);
+        for (int j = 0; j < u.cols; j++) {
+            prefetch_row(io->dk + (int64_t)sl->krows[j] * io->d, io->d);
+            prefetch_row(io->dv + (int64_t)sl->krows[j] * io->d, io->d);
+        }
         atomic_store_explicit(&order->ready[ticket % BWD_RING], sl, memory_order_release);
         add_ready(order, io);
     }
