@@ -8,6 +8,7 @@
 #   make fuzz       libFuzzer on every parser of outside data (clang), FUZZ_SECONDS each
 #   make sweep      the default sweep suite and its report under results/default/
 #                   (RESUME=1 continues an interrupted one)
+#   make peers      ours beside PyTorch and Hugging Face (scripts/peers/), results/peers/
 #   make regression the CI suite, gated with `attnbench check` against results/baseline/
 #   make clean
 
@@ -46,7 +47,7 @@ TEST_HELPER_OBJ := $(BUILD)/tests/helpers.o $(BUILD)/tests/reference.o
 FUZZ_TARGETS := npy results suite values
 REPLAY_BIN := $(patsubst %,$(BUILD)/tests/replay_%,$(FUZZ_TARGETS))
 
-.PHONY: all test asan test-targets fuzz fuzz-run sweep regression clean FORCE
+.PHONY: all test asan test-targets fuzz fuzz-run sweep peers regression clean FORCE
 .SECONDARY:
 all: $(BUILD)/attnbench
 
@@ -82,6 +83,8 @@ test: $(BUILD)/attnbench $(TEST_BIN) $(REPLAY_BIN)
 	@set -e; for t in $(FUZZ_TARGETS); do echo "== fuzz corpus $$t"; $(BUILD)/tests/replay_$$t tests/fuzz/corpus/$$t; done
 	@ATTNBENCH=$(BUILD)/attnbench bash tests/cli_test.sh
 	@ATTNBENCH=$(BUILD)/attnbench /usr/bin/python3 tests/forward_numpy.py
+	@if [ -x .venv-peers/bin/python ]; then ATTNBENCH=$(BUILD)/attnbench .venv-peers/bin/python tests/peers_test.py; \
+	 else echo "peers_test: skipped: no .venv-peers (scripts/install-deps.sh --peers makes it)"; fi
 
 # float-cast-overflow is not part of gcc's "undefined": a NaN or huge float turned into an
 # index is exactly what hostile inputs do.
@@ -138,6 +141,14 @@ else
 	$(BUILD)/attnbench sweep --suite scripts/suites/default.suite
 endif
 	$(BUILD)/attnbench report results/default/results.jsonl --out results/default
+
+# Ours beside the peers (scripts/peers/: PyTorch 2 SDPA, Hugging Face Reformer and BigBird):
+# the peers suite into results/peers/ and its report. Needs `scripts/install-deps.sh --peers`.
+peers: $(BUILD)/attnbench
+	@[ -x .venv-peers/bin/python ] || { echo "make peers: no .venv-peers; run scripts/install-deps.sh --peers first" >&2; exit 2; }
+	rm -f results/peers/results.jsonl
+	$(BUILD)/attnbench sweep --suite scripts/suites/peers.suite
+	$(BUILD)/attnbench report results/peers/results.jsonl --out results/peers
 
 # The memory-regression gate CI runs: the CI suite against the committed baseline. Heap peak
 # is deterministic and gated at the default 2%; peak RSS gets 8 MiB of absolute slack for the

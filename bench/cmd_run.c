@@ -65,8 +65,8 @@ int cmd_run(int argc, char **argv)
     if (optind < argc)
         return cli_error("run", "unexpected argument '%s'", argv[optind]);
     attn_params p;
-    const char *alias;
-    int rc = options_method("run", method, &p, &alias);
+    method_ref ref;
+    int rc = options_method("run", method, &p, &ref);
     for (int i = 0; !rc && i < nparams; i++)
         rc = cli_param("run", &p, params[i]);
     if (rc)
@@ -77,7 +77,7 @@ int cmd_run(int argc, char **argv)
         return cli_error("run", "--layers takes one number of layers here (a sweep takes more)");
 
     point_spec s;
-    options_spec(&o, &p, alias, n, (int)o.layers[0], &s);
+    options_spec(&o, &p, &ref, n, (int)o.layers[0], &s);
     const char *why;
     point_model model;
     if ((rc = point_model_of(&s, &model, &why)) && rc != ATTN_EUNSUPPORTED)

@@ -9,6 +9,7 @@
 #include "cgroup.h"
 #include "cli.h"
 #include "context.h"
+#include "external.h"
 #include "inputs.h"
 #include "probe.h"
 
@@ -183,20 +184,31 @@ int options_parse_range(const char *text, int64_t *vals, int max, int64_t limit)
     return count;
 }
 
-int options_method(const char *cmd, const char *name, attn_params *p, const char **alias)
+int options_method(const char *cmd, const char *name, attn_params *p, method_ref *ref)
 {
-    *alias = NULL;
+    memset(ref, 0, sizeof *ref);
     if (name && strcmp(name, "reversible") == 0) {
-        *alias = "reversible";
+        ref->label = "reversible";
+        ref->reversible = true;
         attn_params_default(attn_find("lsh"), p);
         return 0;
     }
+    if (name && strncmp(name, "ext:", 4) == 0) {
+        char why[1024];
+        const external_peer *peer = external_resolve(name, why, sizeof why);
+        if (!peer)
+            return cli_error(cmd, "%s", why);
+        ref->label = peer->name;
+        ref->external = peer;
+        attn_params_default(attn_find(peer->implements), p);
+        return 0;
+    }
     if (!name || !attn_find(name))
-        return cli_method_error(cmd, name, "reversible");
+        return cli_method_error(cmd, name, "reversible, ext:NAME");
     return cli_method(cmd, name, p);
 }
 
-void options_spec(const options *o, const attn_params *p, const char *alias, int64_t n,
+void options_spec(const options *o, const attn_params *p, const method_ref *ref, int64_t n,
                   int layers, point_spec *s)
 {
     memset(s, 0, sizeof *s);
@@ -206,15 +218,20 @@ void options_spec(const options *o, const attn_params *p, const char *alias, int
     s->threads = o->threads;
     s->reps = o->reps;
     s->warmup = o->warmup;
-    s->train = o->train || alias;
-    s->stack = alias ? STACK_REVERSIBLE : o->stack;
+    s->external = ref->external;
+    /* a program is what it says it is: a training step of its stack, or one forward */
+    s->train = ref->external ? ref->external->train[0] != '\0' : o->train || ref->reversible;
+    s->stack = ref->reversible ? STACK_REVERSIBLE : o->stack;
+    if (ref->external && s->train)
+        s->stack = strcmp(ref->external->train, "reversible") == 0 ? STACK_REVERSIBLE
+                                                                   : STACK_STANDARD;
     s->layers = s->train ? layers : 0;
     s->d_ff = s->train ? o->d_ff : 0;
     s->ff_chunk = s->train ? o->ff_chunk : 0;
-    s->label = alias;
+    s->label = ref->label;
     s->seed = o->seed;
     s->inputs = o->inputs;
     s->accuracy = o->accuracy;
-    s->backward = o->backward && !s->train; /* a training step has its own backward */
+    s->backward = o->backward && !s->train && !s->external; /* a step has its own backward */
     s->counters = o->counters;
 }

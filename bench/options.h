@@ -72,12 +72,22 @@ void options_default(options *o);
 /* Applies a common flag. Returns 0 when handled, CLI_EUSAGE after printing an error, or -1
  * when `opt` is not a common flag. */
 int options_apply(const char *cmd, int opt, const char *arg, options *o);
-/* Looks up a method by name, with `reversible` meaning the Reformer: a training step of a
- * reversible stack over lsh. Fills p with defaults and *alias with "reversible" or NULL;
- * prints the known methods and returns CLI_EUSAGE for an unknown name. */
-int options_method(const char *cmd, const char *name, attn_params *p, const char **alias);
-/* Fills a point spec from the options for one method/params, alias, length and depth. */
-void options_spec(const options *o, const attn_params *p, const char *alias, int64_t n,
+/* What a method name stands for beyond an attention method of the registry. */
+typedef struct method_ref {
+    const char *label;      /* the record's method name when not the attention's own
+                               ("reversible", "ext:NAME"), or NULL */
+    bool reversible;        /* `reversible`: the Reformer, a reversible stack's training step
+                               over lsh */
+    const struct external_peer *external; /* ext:NAME: someone else's program */
+} method_ref;
+
+/* Looks up a method by name: a method of the registry, `reversible`, or `ext:NAME` (an
+ * external program, asked what it implements). Fills p with the defaults of the attention
+ * method (the implemented one for ext:) and *ref; prints the known methods, or why the
+ * program cannot be used, and returns CLI_EUSAGE for a name that does not resolve. */
+int options_method(const char *cmd, const char *name, attn_params *p, method_ref *ref);
+/* Fills a point spec from the options for one method/params, reference, length and depth. */
+void options_spec(const options *o, const attn_params *p, const method_ref *ref, int64_t n,
                   int layers, point_spec *s);
 /* Parses "MIN:MAX[:FACTOR]" or "a,b,c" (K/M suffixes count 1024s) into at most max values in
  * [1, limit]. Returns the count or -1. */

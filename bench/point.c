@@ -22,6 +22,7 @@
 
 #include "cgroup.h"
 #include "context.h"
+#include "external.h"
 #include "inputs.h"
 #include "probe.h"
 #include "timing.h"
@@ -51,7 +52,7 @@ void point_key(const point_spec *s, char *buf, size_t size)
     int len = snprintf(buf, size,
                        "method=%s;n=%lld;d=%lld;heads=%lld;batch=%lld;causal=%d;threads=%d;"
                        "seed=%llu;inputs=%s;accuracy=%d;params=",
-                       m->name, (long long)s->shape.n, (long long)s->shape.d,
+                       s->external ? s->label : m->name, (long long)s->shape.n, (long long)s->shape.d,
                        (long long)s->shape.H, (long long)s->shape.B, s->shape.causal,
                        s->threads, (unsigned long long)s->seed, inputs_name(s->inputs),
                        s->accuracy);
@@ -89,7 +90,7 @@ static const char *const measured_keys[] = {
     "rss_before_inputs_bytes", "rss_before_kernel_bytes", "ru_maxrss_bytes", "heap_peak_bytes",
     "heap_kernel_alloc_bytes", "jemalloc", "counters", "counters_unavailable", "rusage",
     "err_vs_exact", "loss",
-    "harness",
+    "harness", "unavailable", "peer",
 };
 
 json_t *point_record_new(const point_spec *s, const json_t *context, int status,
@@ -104,6 +105,8 @@ json_t *point_record_new(const point_spec *s, const json_t *context, int status,
     json_object_set_new(r, "point_id", json_string(id));
     json_object_set_new(r, "point_key", json_string(key));
     json_object_set_new(r, "method", json_string(s->label ? s->label : m->name));
+    /* an external program: the attnbench method whose parameters and model it carries */
+    json_object_set_new(r, "implements", s->external ? json_string(m->name) : json_null());
     for (int i = 0; i < m->n_params; i++) {
         const attn_param_spec *spec = &m->params[i];
         char val[64];
@@ -264,7 +267,8 @@ static void relative_error(json_t *e, const float *out, const float *ref, int64_
 
 /* The point's output against its exact counterpart's on the same inputs: the error, the
  * reference's configuration and its time; or {"error": why} when the reference could not run. */
-static json_t *exact_error(const point_spec *s, const workload *w)
+json_t *point_exact_error(const point_spec *s, const float *q, const float *k, const float *v,
+                          const float *out)
 {
     attn_params exact;
     attn_exact_params(&s->shape, &s->params, &exact);
@@ -278,7 +282,7 @@ static json_t *exact_error(const point_spec *s, const workload *w)
     const double t0 = timing_now();
     int rc = ATTN_ENOMEM;
     if (ref && lse && (structure || !nstruct)) {
-        attn_tensors t = {.q = w->q, .k = w->k, .v = w->v, .out = ref, .lse = lse,
+        attn_tensors t = {.q = q, .k = k, .v = v, .out = ref, .lse = lse,
                           .structure = structure};
         rc = attn_forward_alloc(&s->shape, &exact, &t, s->threads);
     }
@@ -288,7 +292,7 @@ static json_t *exact_error(const point_spec *s, const workload *w)
                  attn_errname(rc), attn_strerror(rc));
         json_object_set_new(e, "error", json_string(why));
     } else {
-        relative_error(e, w->out, ref, (int64_t)rows, s->shape.d);
+        relative_error(e, out, ref, (int64_t)rows, s->shape.d);
         char text[512];
         int len = snprintf(text, sizeof text, "%s", exact.method->name);
         for (int i = 0; i < exact.method->n_params && len < (int)sizeof text; i++) {
@@ -375,6 +379,14 @@ static void child_main(const point_spec *s, const point_limits *lim, int fd, pid
     char reason[512];
     /* stray prints must not corrupt `run --json` on stdout */
     dup2(STDERR_FILENO, STDOUT_FILENO);
+    if (s->external) { /* someone else's program, measured from outside (no address-space cap:
+                          an interpreter's reservations are not its memory) */
+        reason[0] = '\0';
+        const int status = external_measure(s, r, reason, sizeof reason);
+        json_object_set_new(harness, "child_s", json_real(timing_now() - t_start));
+        json_object_set_new(r, "harness", harness);
+        child_finish(fd, r, status, status == POINT_OK ? NULL : reason);
+    }
     /* AddressSanitizer reserves terabytes of shadow address space: no cap in such builds */
 #if defined(__SANITIZE_ADDRESS__)
     (void)lim;
@@ -534,7 +546,7 @@ static void child_main(const point_spec *s, const point_limits *lim, int fd, pid
         for (;;)
             pause();
     json_t *msg = json_object();
-    json_object_set_new(msg, "err_vs_exact", exact_error(s, &w));
+    json_object_set_new(msg, "err_vs_exact", point_exact_error(s, w.q, w.k, w.v, w.out));
     child_send(fd, msg);
     close(fd);
     _exit(0);
@@ -732,7 +744,8 @@ json_t *point_run(const point_spec *s, const point_limits *lim, const json_t *co
     }
     free(buf);
     const int measured = report != NULL,
-              complete = measured && messages == (s->accuracy && !s->train ? 2 : 1);
+              complete = measured &&
+                         messages == (s->accuracy && !s->train && !s->external ? 2 : 1);
     if (stopped || (lim->stop && *lim->stop && !complete)) {
         /* interrupted: what did not finish on its own is not a result; it runs again */
         json_decref(report);

@@ -55,7 +55,11 @@ typedef struct point_spec {
     int64_t d_ff;         /* 0: 4 d_model */
     int64_t ff_chunk;
     const char *label;    /* the record's method name when it is not the attention's own
-                             ("reversible": the Reformer, a reversible stack over lsh); or NULL */
+                             ("reversible": the Reformer, a reversible stack over lsh; "ext:NAME"),
+                             or NULL */
+    const struct external_peer *external; /* ext:NAME: the program run and measured instead of
+                                             an attnbench method, which is the one it
+                                             implements (params, model); or NULL */
 } point_spec;
 
 /* What the point's model says it costs, before anything runs. */
@@ -102,6 +106,10 @@ json_t *point_run(const point_spec *s, const point_limits *lim, const json_t *co
 /* Whether the point's model exceeds the memory limit (and --no-skip is off): then returns 1
  * with the reason in buf. */
 int point_over_memory(const point_spec *s, const point_limits *lim, char *buf, size_t size);
+/* A method's output against its exact counterpart's on the same inputs: {max_rel, mean_rel,
+ * metric, reference, reference_s}, or {"error": why} when the reference could not run. */
+json_t *point_exact_error(const point_spec *s, const float *q, const float *k, const float *v,
+                          const float *out);
 /* The point's model. Returns 0, or the attn error of a configuration that cannot run
  * (*why says why). */
 int point_model_of(const point_spec *s, point_model *m, const char **why);

@@ -8,6 +8,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 /* ---- RSS ---------------------------------------------------------------------------- */
 
@@ -15,6 +16,10 @@
 int probe_rss_read(uint64_t *rss, uint64_t *hwm);
 /* Resets VmHWM to the current RSS (writes 5 to /proc/self/clear_refs). Returns 0 or -1. */
 int probe_rss_reset_peak(void);
+/* The same for another process (an external workload), measured from outside; pid 0 is this
+ * one. */
+int probe_rss_read_pid(pid_t pid, uint64_t *rss, uint64_t *hwm);
+int probe_rss_reset_peak_pid(pid_t pid);
 
 /* ---- jemalloc ----------------------------------------------------------------------- */
 

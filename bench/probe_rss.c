@@ -9,7 +9,17 @@
 
 int probe_rss_read(uint64_t *rss, uint64_t *hwm)
 {
-    FILE *f = fopen("/proc/self/status", "r");
+    return probe_rss_read_pid(0, rss, hwm);
+}
+
+int probe_rss_read_pid(pid_t pid, uint64_t *rss, uint64_t *hwm)
+{
+    char path[64];
+    if (pid)
+        snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
+    else
+        snprintf(path, sizeof path, "/proc/self/status");
+    FILE *f = fopen(path, "r");
     if (!f)
         return -1;
     char line[256];
@@ -30,7 +40,17 @@ int probe_rss_read(uint64_t *rss, uint64_t *hwm)
 
 int probe_rss_reset_peak(void)
 {
-    int fd = open("/proc/self/clear_refs", O_WRONLY | O_CLOEXEC);
+    return probe_rss_reset_peak_pid(0);
+}
+
+int probe_rss_reset_peak_pid(pid_t pid)
+{
+    char path[64];
+    if (pid)
+        snprintf(path, sizeof path, "/proc/%d/clear_refs", (int)pid);
+    else
+        snprintf(path, sizeof path, "/proc/self/clear_refs");
+    int fd = open(path, O_WRONLY | O_CLOEXEC);
     if (fd < 0)
         return -1;
     int ok = write(fd, "5", 1) == 1;

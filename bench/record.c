@@ -94,9 +94,14 @@ void record_print_table(FILE *f, const json_t *rec)
             bytes_of(rec, "model_bytes", a, sizeof a), bytes_of(rec, "model_io_bytes", b, sizeof b),
             bytes_of(rec, "model_workspace_bytes", c, sizeof c));
     const json_t *je = json_object_get(rec, "jemalloc");
-    fprintf(f, "%-14s %s (jemalloc thread.peak; allocated inside the repetitions: %s)\n",
-            "heap peak", bytes_of(rec, "heap_peak_bytes", a, sizeof a),
-            bytes_of(rec, "heap_kernel_alloc_bytes", b, sizeof b));
+    const char *no_heap = json_string_value(
+        json_object_get(json_object_get(rec, "unavailable"), "heap_peak_bytes"));
+    if (no_heap)
+        fprintf(f, "%-14s n/a: %s\n", "heap peak", no_heap);
+    else
+        fprintf(f, "%-14s %s (jemalloc thread.peak; allocated inside the repetitions: %s)\n",
+                "heap peak", bytes_of(rec, "heap_peak_bytes", a, sizeof a),
+                bytes_of(rec, "heap_kernel_alloc_bytes", b, sizeof b));
     if (json_is_object(je))
         fprintf(f, "%-14s allocated %s, active %s, resident %s, mapped %s, retained %s\n",
                 "jemalloc", bytes_of(je, "allocated", a, sizeof a),
@@ -133,12 +138,16 @@ void record_print_table(FILE *f, const json_t *rec)
     }
     json_decref(done);
     const json_t *ru = json_object_get(rec, "rusage");
-    if (json_is_object(ru))
-        fprintf(f, "%-14s cpu %.4g s (user %.4g, system %.4g), faults %.6g minor / %.6g major, "
-                   "context switches %.6g / %.6g involuntary, per repetition (getrusage)\n",
+    if (json_is_object(ru)) {
+        fprintf(f, "%-14s cpu %.4g s (user %.4g, system %.4g), faults %.6g minor / %.6g major",
                 "rusage", num(ru, "cpu_s"), num(ru, "user_s"), num(ru, "system_s"),
-                num(ru, "minor_faults"), num(ru, "major_faults"), num(ru, "voluntary_switches"),
-                num(ru, "involuntary_switches"));
+                num(ru, "minor_faults"), num(ru, "major_faults"));
+        if (!isnan(num(ru, "voluntary_switches")))
+            fprintf(f, ", context switches %.6g / %.6g involuntary", num(ru, "voluntary_switches"),
+                    num(ru, "involuntary_switches"));
+        const char *source = json_string_value(json_object_get(ru, "source"));
+        fprintf(f, ", per repetition (%s)\n", source ? source : "getrusage");
+    }
     const json_t *err = json_object_get(rec, "err_vs_exact");
     if (json_is_string(json_object_get(err, "error")))
         fprintf(f, "%-14s not measured: %s\n", "error vs exact",
@@ -148,8 +157,17 @@ void record_print_table(FILE *f, const json_t *rec)
                 num(err, "max_rel"), num(err, "mean_rel"),
                 json_string_value(json_object_get(err, "metric")),
                 json_string_value(json_object_get(err, "reference")), num(err, "reference_s"));
+    const json_t *peer = json_object_get(rec, "peer");
+    if (json_is_object(peer)) {
+        char *ctx = json_dumps(json_object_get(peer, "context"), JSON_COMPACT | JSON_ENCODE_ANY);
+        fprintf(f, "%-14s %s, implements %s; %s\n%-14s %s\n", "program",
+                json_string_value(json_object_get(peer, "program")),
+                json_string_value(json_object_get(peer, "implements")),
+                json_string_value(json_object_get(peer, "measured")), "", ctx ? ctx : "");
+        free(ctx);
+    }
     const json_t *h = json_object_get(rec, "harness");
-    if (json_is_object(h))
+    if (json_is_object(h) && json_object_get(h, "probe_s"))
         fprintf(f, "%-14s PAPI init %.3g s, inputs %.3g s, warm-up %.3g s, probes %.2g s "
                    "(%.2g%% of the timed repetitions)\n",
                 "harness", num(h, "papi_init_s"), num(h, "inputs_s"), num(h, "warmup_s"),

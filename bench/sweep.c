@@ -23,6 +23,7 @@
 #include "cli.h"
 #include "commands.h"
 #include "context.h"
+#include "external.h"
 #include "options.h"
 #include "record.h"
 #include "sweep.h"
@@ -54,6 +55,18 @@ static void on_signal(int sig)
     interrupted = sig;
 }
 
+/* The dot between M and key in "M.key=value": the last one before '=', since M may hold dots
+ * of its own (ext:./mine.py). NULL when there is none. */
+static const char *param_dot(const char *assign)
+{
+    const char *eq = strchr(assign, '=');
+    const char *dot = NULL;
+    for (const char *p = assign; *p && (!eq || p < eq); p++)
+        if (*p == '.')
+            dot = p;
+    return dot;
+}
+
 /* Expands `--param M.k=v1,v2` assignments of one method into the Cartesian product of its
  * values, appending each parameter set to out. Returns the count or CLI_EUSAGE (negated). */
 static int expand_params(const char *cmd, const char *name, const attn_params *base,
@@ -62,7 +75,7 @@ static int expand_params(const char *cmd, const char *name, const attn_params *b
     int count = 1;
     out[0] = *base;
     for (int a = 0; a < nassign; a++) {
-        const char *dot = strchr(assign[a], '.');
+        const char *dot = param_dot(assign[a]);
         if ((size_t)(dot - assign[a]) != strlen(name) || strncmp(assign[a], name, strlen(name)) != 0)
             continue;
         const char *kv = dot + 1, *eq = strchr(kv, '=');
@@ -189,7 +202,7 @@ static int parse_group(const char *cmd, int argc, char **argv, const options *de
 
     /* every --param must name a method of this group */
     for (int a = 0; a < nassign; a++) {
-        const char *dot = strchr(assign[a], '.');
+        const char *dot = param_dot(assign[a]);
         int found = 0;
         char list[512];
         snprintf(list, sizeof list, "%s", methods);
@@ -205,8 +218,8 @@ static int parse_group(const char *cmd, int argc, char **argv, const options *de
     snprintf(list, sizeof list, "%s", methods);
     for (char *s, *name = strtok_r(list, ",", &s); name; name = strtok_r(NULL, ",", &s)) {
         attn_params p;
-        const char *alias;
-        int rc = options_method(cmd, name, &p, &alias);
+        method_ref ref;
+        int rc = options_method(cmd, name, &p, &ref);
         if (rc)
             return rc;
         attn_params sets[256];
@@ -214,7 +227,8 @@ static int parse_group(const char *cmd, int argc, char **argv, const options *de
         if (nsets < 0)
             return -nsets;
         /* depth matters only to training points: one pass otherwise */
-        const int nl = o->train || alias ? o->nlayers : 1;
+        const int trains = ref.external ? ref.external->train[0] != '\0' : o->train || ref.reversible;
+        const int nl = trains ? o->nlayers : 1;
         for (int i = 0; i < nsets; i++)
             for (int l = 0; l < nl; l++)
                 for (int j = 0; j < nn; j++) {
@@ -223,7 +237,7 @@ static int parse_group(const char *cmd, int argc, char **argv, const options *de
                     if (sw->npoints == sw->capacity && grow(sw) != 0)
                         return cli_fail(cmd, "out of memory for %d points", sw->npoints);
                     sw->group_of[sw->npoints] = sw->ngroups - 1;
-                    options_spec(o, &sets[i], alias, ns[j], (int)o->layers[l],
+                    options_spec(o, &sets[i], &ref, ns[j], (int)o->layers[l],
                                  &sw->points[sw->npoints++]);
                 }
     }

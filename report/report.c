@@ -610,6 +610,124 @@ static void write_method_tables(FILE *md, report_series_t *s, int ns, double n_f
     }
 }
 
+/* ---- peers: ours beside external programs ---------------------------------------------------- */
+
+/* The mechanism a series measures, so a peer meets the methods it competes with: exact
+ * attention (full, full_stream and the programs implementing them), lsh, block_sparse, etc,
+ * and training steps. */
+static const char *mechanism(const report_series_t *s)
+{
+    const json_t *r = json_array_get(s->points, 0);
+    if (json_is_string(json_object_get(r, "stack")))
+        return "training step";
+    const char *m = json_is_string(json_object_get(r, "implements")) ? report_str(r, "implements")
+                                                                      : report_str(r, "method");
+    return strcmp(m, "full") == 0 || strcmp(m, "full_stream") == 0 ? "exact attention" : m;
+}
+
+static int is_peer(const report_series_t *s)
+{
+    return strncmp(s->method, "ext:", 4) == 0;
+}
+
+/* What a side ran on: ours (OpenBLAS kernels, threads) or a peer's own report. */
+static void describe_side(FILE *md, const report_series_t *s)
+{
+    const json_t *r = NULL;
+    for (size_t j = 0; j < json_array_size(s->points) && !r; j++)
+        if (strcmp(report_str(json_array_get(s->points, j), "status"), "ok") == 0)
+            r = json_array_get(s->points, j);
+    if (!r)
+        return;
+    if (is_peer(s)) {
+        char *ctx = json_dumps(json_object_get(json_object_get(r, "peer"), "context"),
+                               JSON_COMPACT | JSON_ENCODE_ANY);
+        fprintf(md, "- **%s** (%s): %s. Times: each repetition as the program timed it, after "
+                    "its imports and input loading; memory: its whole process (interpreter and "
+                    "libraries included), from outside.\n",
+                s->label, report_str(json_object_get(r, "peer"), "program"), ctx ? ctx : "?");
+        free(ctx);
+    } else {
+        const json_t *c = json_object_get(r, "context");
+        fprintf(md, "- **%s**: attnbench, %.0f threads, OpenBLAS `%s` kernels (%s), float32. "
+                    "Times: each repetition of the kernel call; memory: its child process.\n",
+                s->label, report_num(r, "threads"), report_str(c, "openblas_core"),
+                report_str(c, "openblas_core_source"));
+    }
+}
+
+/* For each mechanism that has a peer: its memory and time plots with ours and the peers'
+ * curves, and at every n the ratios ours / theirs. */
+static void write_peers(const char *dir, FILE *md, report_series_t *s, int ns, int *failures)
+{
+    int any = 0;
+    for (int i = 0; i < ns; i++)
+        any |= is_peer(&s[i]);
+    if (!any)
+        return;
+    fprintf(md, "\n## Beside the peers\n\nEach mechanism with the external programs that "
+                "implement it (`--method ext:NAME`), measured by the same harness, same inputs, "
+                "threads and shapes. Ratios are ours / theirs: below 1, ours is faster or "
+                "smaller.\n");
+    const char *done[64];
+    int ndone = 0;
+    for (int i = 0; i < ns && ndone < 64; i++) {
+        const char *mech = mechanism(&s[i]);
+        int seen = 0;
+        for (int j = 0; j < ndone; j++)
+            seen |= strcmp(done[j], mech) == 0;
+        int has_peer = 0;
+        for (int j = 0; j < ns; j++)
+            has_peer |= is_peer(&s[j]) && strcmp(mechanism(&s[j]), mech) == 0;
+        if (seen || !has_peer)
+            continue;
+        done[ndone++] = mech;
+        report_series_t group[64];
+        int ng = 0;
+        for (int j = 0; j < ns && ng < 64; j++)
+            if (strcmp(mechanism(&s[j]), mech) == 0)
+                group[ng++] = s[j];
+        fprintf(md, "\n### %s\n\nWhat each side ran:\n\n", mech);
+        for (int j = 0; j < ng; j++)
+            describe_side(md, &group[j]);
+        char name[96], title[160];
+        snprintf(name, sizeof name, "peers_%d_memory", ndone);
+        snprintf(title, sizeof title, "%s: peak memory (RSS), ours and the peers", mech);
+        plot_metric(dir, md, group, ng, name, title, "peak RSS", "peak_rss_bytes", 1, 1, 2, NULL,
+                    0, failures);
+        snprintf(name, sizeof name, "peers_%d_time", ndone);
+        snprintf(title, sizeof title, "%s: time per run, ours and the peers", mech);
+        plot_metric(dir, md, group, ng, name, title, "wall time (median)", "wall_s", 0, 1, 10,
+                    "%.0s %cs", 0, failures);
+        fprintf(md, "\n| ours | peer | n | time ours (s) | time theirs (s) | time ratio | peak RSS "
+                    "ours | peak RSS theirs | RSS ratio |\n|---|---|---|---|---|---|---|---|---|\n");
+        for (int a = 0; a < ng; a++)
+            for (int b = 0; b < ng; b++) {
+                if (is_peer(&group[a]) || !is_peer(&group[b]))
+                    continue;
+                for (size_t x = 0; x < json_array_size(group[a].points); x++) {
+                    const json_t *ra = json_array_get(group[a].points, x);
+                    const json_t *rb = NULL;
+                    for (size_t y = 0; y < json_array_size(group[b].points); y++)
+                        if (report_num(json_array_get(group[b].points, y), "n") ==
+                            report_num(ra, "n"))
+                            rb = json_array_get(group[b].points, y);
+                    if (!rb || strcmp(report_str(ra, "status"), "ok") != 0 ||
+                        strcmp(report_str(rb, "status"), "ok") != 0)
+                        continue;
+                    char ma[32], mb[32];
+                    fmt_bytes(report_num(ra, "peak_rss_bytes"), ma, sizeof ma);
+                    fmt_bytes(report_num(rb, "peak_rss_bytes"), mb, sizeof mb);
+                    fprintf(md, "| %s | %s | %.0f | %.4g | %.4g | %.3g | %s | %s | %.3g |\n",
+                            group[a].label, group[b].label, report_num(ra, "n"),
+                            report_num(ra, "wall_s"), report_num(rb, "wall_s"),
+                            report_num(ra, "wall_s") / report_num(rb, "wall_s"), ma, mb,
+                            report_num(ra, "peak_rss_bytes") / report_num(rb, "peak_rss_bytes"));
+                }
+            }
+    }
+}
+
 static void write_not_ok(FILE *md, json_t *records)
 {
     fprintf(md, "\n## Points not measured, and why\n\n");
@@ -888,6 +1006,7 @@ int cmd_report(int argc, char **argv)
     plot_counters(dir, md, s, ns, records, &failures);
     plot_lsh_hashes(dir, md, records, &failures);
     plot_layers(dir, md, records, &failures);
+    write_peers(dir, md, s, ns, &failures);
     write_method_tables(md, s, ns, (double)fit_from);
     write_not_ok(md, records);
     report_series_free(s, ns);

@@ -3,7 +3,9 @@
 # present it changes nothing; otherwise it runs apt-get update, then apt-get install.
 #   scripts/install-deps.sh          build, test, sweep and report
 #   scripts/install-deps.sh --fuzz   also clang with libFuzzer and libomp, for `make fuzz` (CI)
-#   scripts/install-deps.sh --peer   also PyTorch, for scripts/peer-torch.py (large; not in CI)
+#   scripts/install-deps.sh --peers  also the peers' virtual environment, .venv-peers: PyTorch 2
+#                                    and Hugging Face transformers from PyPI, pinned (several
+#                                    GB with torch's CUDA libraries; not in CI)
 set -euo pipefail
 
 packages=(
@@ -20,22 +22,39 @@ packages=(
 for opt in "$@"; do
     case "$opt" in
     --fuzz) packages+=(clang-14 libclang-rt-14-dev libomp-14-dev) ;;
-    --peer) packages+=(python3-torch) ;;
-    *) echo "install-deps: unknown option '$opt' (options: --fuzz, --peer)" >&2; exit 2 ;;
+    --peers) packages+=(python3-venv python3-pip); peers=1 ;;
+    *) echo "install-deps: unknown option '$opt' (options: --fuzz, --peers)" >&2; exit 2 ;;
     esac
 done
 
+peers=${peers:-0}
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
 if [ ${#missing[@]} -eq 0 ]; then
     echo "install-deps: all ${#packages[@]} packages present"
-    exit 0
+else
+    sudo=()
+    [ "$(id -u)" = 0 ] || sudo=(sudo)
+    echo "install-deps: installing ${missing[*]}"
+    "${sudo[@]}" apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 
-sudo=()
-[ "$(id -u)" = 0 ] || sudo=(sudo)
-echo "install-deps: installing ${missing[*]}"
-"${sudo[@]}" apt-get update -qq
-DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"
+# The peers (scripts/peers/): versions that still ship ReformerModel, LSHSelfAttention and
+# BigBird's block-sparse attention, with PyTorch 2's fused CPU attention. Pinned, so a rerun
+# measures the same code; the environment is this tree's own, never the system's.
+if [ "$peers" = 1 ]; then
+    venv="$(cd "$(dirname "$0")/.." && pwd)/.venv-peers"
+    pins=(torch==2.5.1 transformers==4.46.3 numpy==1.26.4)
+    if [ -x "$venv/bin/python" ] && "$venv/bin/python" -m pip freeze 2>/dev/null |
+        grep -qx "transformers==4.46.3"; then
+        echo "install-deps: $venv present"
+    else
+        /usr/bin/python3 -m venv "$venv"
+        "$venv/bin/python" -m pip install -q --upgrade pip
+        "$venv/bin/python" -m pip install -q "${pins[@]}"
+        echo "install-deps: $venv made with ${pins[*]}"
+    fi
+fi

@@ -365,6 +365,43 @@ assert r["model_io_bytes"] > f["model_io_bytes"]  # dout, dq, dk, dv
 expect_status 1 "run --backward, a gradient left unwritten" -- env ATTNBENCH_FAULT=unwritten "$bin" run --method lsh --n 256 --backward --reps 1 --counters none
 grep -q "status *error" "$tmp/out" && pass || fail "an unwritten output with --backward is not an error"
 
+# --- external workloads: someone else's program under the same harness
+expect_status 0 "run ext:numpy_textbook" -- "$bin" run --method ext:numpy_textbook --n 512 --reps 2 --accuracy --json --counters sw
+/usr/bin/python3 -c '
+import json, sys
+r = json.load(open(sys.argv[1]))
+assert r["status"] == "ok" and r["method"] == "ext:numpy_textbook" and r["implements"] == "full"
+assert "method=ext:numpy_textbook;" in r["point_key"]
+assert len(r["wall_s_reps"]) == 2 and r["wall_s"] > 0 and r["gflops"] > 0
+assert r["peak_rss_bytes"] > r["rss_before_kernel_bytes"] > r["rss_before_inputs_bytes"] > 0
+assert r["model_bytes"] > 0 and r["model_flops"] == 4 * 512 * 512 * 64  # the full model
+assert r["heap_peak_bytes"] is None and "jemalloc" in r["unavailable"]["heap_peak_bytes"]
+assert all(v is None for v in r["counters"].values()) and len(r["counters_unavailable"]) == 4
+assert r["rusage"]["cpu_s"] > 0 and r["peer"]["context"]["numpy"]
+assert r["err_vs_exact"]["max_rel"] < 1e-5, r["err_vs_exact"]
+' "$tmp/out" && pass || fail "ext:numpy_textbook record: $(head -c 400 "$tmp/out")"
+peer=tests/peers/misbehaving
+expect_status 0 "run ext:PATH" -- "$bin" run --method "ext:./$peer" --n 256 --reps 3 --json --counters none
+grep -q '"method":"ext:./tests/peers/misbehaving"' "$tmp/out" && pass || fail "ext:PATH record"
+MISBEHAVE=hog "$bin" run --method "ext:./$peer" --n 256 --reps 3 --json --counters none >"$tmp/hog.json" 2>/dev/null
+/usr/bin/python3 -c '
+import json, sys
+r = json.load(open(sys.argv[1]))
+assert r["status"] == "ok" and r["peak_rss_bytes"] - r["rss_before_kernel_bytes"] >= 60 * 2**20, r
+' "$tmp/hog.json" && pass || fail "the peak of an external program misses memory it touched"
+for mode in crash:crashed exit:crashed garbage:error fewer:crashed; do
+    expect_status 1 "ext program that does $mode" -- env MISBEHAVE=${mode%%:*} "$bin" run --method "ext:./$peer" --n 256 --reps 3 --counters none
+    grep -q "^status *${mode#*:}" "$tmp/out" && pass || fail "ext $mode: $(grep status "$tmp/out")"
+done
+expect_status 2 "run ext:unknown" -- "$bin" run --method ext:no_such_peer --n 256
+grep -q "no executable program at .*no_such_peer" "$tmp/err" && pass || fail "ext unknown message: $(cat "$tmp/err")"
+expect_status 2 "run ext: a program that cannot describe itself" -- "$bin" run --method ext:/bin/true --n 256
+grep -q "did not print" "$tmp/err" && pass || fail "ext describe message: $(cat "$tmp/err")"
+expect_status 0 "sweep ours beside ext" -- "$bin" sweep --methods full_stream,ext:numpy_textbook --n 256:512 --reps 1 --counters none --out "$tmp/ext.jsonl"
+expect_status 0 "report with a peer" -- "$bin" report "$tmp/ext.jsonl" --out "$tmp/extrep"
+grep -q "## Beside the peers" "$tmp/extrep/report.md" && grep -q "| full_stream | ext:numpy_textbook | 512 |" "$tmp/extrep/report.md" && pass ||
+    fail "the report has no peers section or ratio table"
+
 # --- backward: three gradient files of the inputs' shape; bad input gets one line
 npy "$tmp/do.npy" '<f4' '(33, 16)'
 b=(--q "$tmp/q.npy" --k "$tmp/k.npy" --v "$tmp/v.npy" --dout "$tmp/do.npy" --dq "$tmp/dq.npy" --dk "$tmp/dk.npy" --dv "$tmp/dv.npy")
