@@ -31,7 +31,8 @@ WARN := -Wall -Wextra -Wpedantic -Wshadow -Wstrict-prototypes -Wmissing-prototyp
 OPT ?= -O3 -march=native
 CFLAGS := -std=c11 $(OPT) -g -fopenmp $(WARN) -D_GNU_SOURCE -DHAVE_JEMALLOC=$(HAVE_JEMALLOC) \
           -MMD -MP $(shell $(PKG_CONFIG) --cflags $(PKGS)) $(SANITIZE) $(EXTRA_CFLAGS)
-LDLIBS := $(shell $(PKG_CONFIG) --libs $(PKGS)) -lm
+# libsde: the PAPI software-defined events the attention library's counters are read through
+LDLIBS := $(shell $(PKG_CONFIG) --libs $(PKGS)) -lsde -lm
 LDFLAGS := -fopenmp $(SANITIZE)
 
 ATTN_SRC := $(wildcard attn/*.c)

@@ -41,6 +41,45 @@ const char *attn_strerror(int err);
 /* Returns the symbolic name of an error code ("ATTN_EPARAM_RANGE"); never NULL. */
 const char *attn_errname(int err);
 
+/* Work counters: what a call really did, counted by the kernels as they go (plain integers,
+ * per thread, added up when the call ends), so the harness can put measured work beside the
+ * analytical model (and expose it as PAPI software-defined events). One list makes the enum,
+ * the names and the descriptions. */
+#define ATTN_STATS(X)                                                                                \
+    X(ATTN_STAT_SCORES, "SCORES", "query-key scores computed (dot products)")                   \
+    X(ATTN_STAT_SCORES_MASKED, "SCORES_MASKED",                                                  \
+      "computed scores masked out (causal, segments): they weigh nothing")                       \
+    X(ATTN_STAT_EXPS, "EXPS", "exponentials evaluated in the softmax")                          \
+    X(ATTN_STAT_TILES, "TILES", "query tile x key tile products")                               \
+    X(ATTN_STAT_ROWS_GATHERED, "ROWS_GATHERED", "rows of Q, K or V read by index")              \
+    X(ATTN_STAT_BYTES_GATHERED, "BYTES_GATHERED", "bytes of the rows read by index")            \
+    X(ATTN_STAT_LSH_BUCKETS, "LSH_BUCKETS", "LSH: non-empty buckets, summed over rounds")       \
+    X(ATTN_STAT_LSH_BUCKET_MAX, "LSH_BUCKET_MAX", "LSH: the largest bucket, summed over rounds")\
+    X(ATTN_STAT_RANDOM_BLOCKS, "RANDOM_BLOCKS", "block_sparse: random blocks drawn")            \
+    X(ATTN_STAT_GLOBAL_SCORES, "GLOBAL_SCORES", "etc: scores of or against global tokens")      \
+    X(ATTN_STAT_LOCAL_SCORES, "LOCAL_SCORES", "etc: scores between long tokens")                \
+    X(ATTN_STAT_BWD_SCORES, "BWD_SCORES", "scores recomputed by backward passes")               \
+    X(ATTN_STAT_LAYERS_RECOMPUTED, "LAYERS_RECOMPUTED",                                          \
+      "stacks: layers whose forward the reversible backward recomputed")                         \
+    X(ATTN_STAT_FF_CHUNKS, "FF_CHUNKS", "stacks: feed-forward chunks run")
+
+enum attn_stat {
+#define ATTN_STAT_ENUM(name, text, help) name,
+    ATTN_STATS(ATTN_STAT_ENUM)
+#undef ATTN_STAT_ENUM
+    ATTN_NSTATS
+};
+
+typedef struct attn_stats {
+    uint64_t v[ATTN_NSTATS];
+} attn_stats;
+
+/* The name ("SCORES") and the description of a counter. */
+const char *attn_stat_name(int i);
+const char *attn_stat_help(int i);
+/* total += part, atomically per counter: each thread adds its own counts once, at the end. */
+void attn_stats_add(attn_stats *total, const attn_stats *part);
+
 typedef struct attn_shape {
     int64_t B, H, n, d;
     bool causal; /* query i sees keys j <= i only */
@@ -75,6 +114,9 @@ typedef struct attn_params {
 typedef struct attn_cost {
     size_t workspace_bytes;   /* scratch the caller must pass to forward() */
     double flops;             /* useful floating-point operations of the forward pass */
+    double scores;            /* the query-key scores those flops are charged for (4 d flops
+                                 each: one product for the score, one for its share of PV);
+                                 what the kernels count (ATTN_STAT_SCORES) is compared with it */
     size_t bwd_workspace_bytes; /* scratch the caller must pass to backward() */
     double bwd_flops;         /* floating-point operations of the backward pass */
     int structure_ndim;       /* 0 when the method has no discrete structure */
@@ -89,6 +131,7 @@ typedef struct attn_tensors {
     int32_t *structure;     /* attn_cost.structure_dims, written; NULL iff structure_ndim == 0 */
     bool reuse_structure;   /* structure holds a previous call's: use it, do not draw it again
                                (a reversible stack's recompute must see the same LSH buckets) */
+    attn_stats *stats;      /* the call adds what it did here, or NULL: not counted */
     int64_t head_offset;    /* the index of this call's first head among the caller's heads:
                                methods that draw per-head randomness (LSH's rotations, BigBird's
                                random blocks) draw head h's as head head_offset + h, so a caller
@@ -103,6 +146,7 @@ typedef struct attn_grads {
     const float *q, *k, *v, *out, *lse, *dout;
     const int32_t *structure;
     float *dq, *dk, *dv;    /* every element written */
+    attn_stats *stats;      /* the call adds what it did here, or NULL */
 } attn_grads;
 
 struct attn_method {
@@ -132,6 +176,13 @@ struct attn_method {
      * attention this configuration approximates (lsh: full shared-QK attention). NULL means
      * standard attention, full_stream. */
     void (*exact)(const attn_shape *s, const attn_params *p, attn_params *exact);
+    /* Optional: the (query, key) candidates that a forward with this structure output scored
+     * more than once (LSH: a key in a query's chunks in two rounds, or twice in one through
+     * the wrap-around), summed over queries and heads. Not a work counter: counting it inside
+     * the forward would cost time there, so a caller runs this outside the timed calls, on the
+     * structure a forward wrote; it allocates its own scratch. Returns 0 or ATTN_ENOMEM. */
+    int (*duplicates)(const attn_shape *s, const attn_params *p, const int32_t *structure,
+                      uint64_t *count, int nthreads);
 };
 
 /* The registry. attn_methods() returns the methods in methods.def order and sets *count. */

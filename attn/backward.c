@@ -52,6 +52,7 @@ void bwd_tile_init(bwd_tile *t, char **cursor, int max_rows, int max_cols, int d
     t->dd = kern_take(cursor, r, sizeof(float));
     t->qrows = kern_take(cursor, r, sizeof(int32_t));
     t->krows = kern_take(cursor, c, sizeof(int32_t));
+    t->stats = NULL;
 }
 
 static inline void prefetch_row(const float *row, int d)
@@ -131,6 +132,8 @@ void bwd_tile_compute(bwd_tile *t, const bwd_io *io, const int32_t *qrows, int r
             t->v[(size_t)j * d + c] = io->v[k * d + c];
         }
     }
+    if (t->stats)
+        t->stats->v[ATTN_STAT_BWD_SCORES] += (uint64_t)rows * (uint64_t)cols;
     /* P = exp(scale Q K^T - lse), with the forward's masks */
     kern_gemm_nt(rows, cols, d, 1.0f, t->q, d, t->k, d, 0.0f, t->s, cols);
     if (mask)

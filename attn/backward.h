@@ -18,6 +18,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "attn.h"
+
 /* One computed unit's partials, kept until they are added in order (see bwd_run_units). */
 typedef struct bwd_slot {
     float *part_q, *part_k, *part_v; /* partial dq (max_rows, d), dk and dv (max_cols, d) */
@@ -36,6 +38,7 @@ typedef struct bwd_tile {
     float *lse, *dd;           /* (max_rows) gathered lse and D */
     int32_t *qrows, *krows;    /* row lists for callers that stream contiguous ranges */
     bwd_slot slots[BWD_SLOTS];
+    attn_stats *stats;         /* the thread's own counters (bwd_tile_init sets NULL), or NULL */
 } bwd_tile;
 
 typedef struct bwd_io {

@@ -137,7 +137,8 @@ static void bs_cost(const attn_shape *s, const attn_params *p, int nthreads, att
         keys += (double)(cand < g.n_rand ? cand : g.n_rand) * g.block;
         pairs += rows * keys;
     }
-    c->flops = 4.0 * (double)(s->B * s->H) * pairs * (double)s->d;
+    c->scores = (double)(s->B * s->H) * pairs;
+    c->flops = 4.0 * c->scores * (double)s->d;
     c->bwd_workspace_bytes = kern_slice_bytes((size_t)s->n, sizeof(float)) +
                              (size_t)nthreads * bwd_tile_bytes(g.block, max_cols(&g), (int)s->d);
     c->bwd_flops = 2.5 * c->flops;
@@ -233,6 +234,8 @@ static int bs_forward(const attn_shape *s, const attn_params *p, const attn_tens
         kern_tile tile;
         tile_init(&tile, &cursor, g.block, mc, d);
         int32_t *keys = kern_take(&cursor, (size_t)mc, sizeof(int32_t));
+        attn_stats mine = {{0}};
+        tile.stats = t->stats ? &mine : NULL;
 #pragma omp for schedule(dynamic)
         for (int64_t item = 0; item < heads * nb; item++) {
             const int64_t bh = item / nb, k = item % nb;
@@ -259,6 +262,16 @@ static int bs_forward(const attn_shape *s, const attn_params *p, const attn_tens
             tile_end(&tile, t->out + off + (size_t)i * g.block * d, d, NULL,
                      t->lse + (size_t)bh * (size_t)n + (size_t)i * g.block);
         }
+        attn_stats_add(t->stats, &mine);
+    }
+    /* the random blocks the table holds (drawn now or given), every head and batch element */
+    if (t->stats && g.n_rand) {
+        uint64_t drawn = 0;
+        for (size_t i = 0; i < (size_t)(heads * nb) * (size_t)g.n_rand; i++)
+            drawn += t->structure[i] >= 0;
+        attn_stats part = {{0}};
+        part.v[ATTN_STAT_RANDOM_BLOCKS] = drawn;
+        attn_stats_add(t->stats, &part);
     }
     return ATTN_OK;
 }
@@ -314,6 +327,8 @@ static int bs_backward(const attn_shape *s, const attn_params *p, const attn_gra
         char *cursor = tiles + (size_t)omp_get_thread_num() * per_thread;
         bwd_tile tile;
         bwd_tile_init(&tile, &cursor, g.block, mc, d);
+        attn_stats counted = {{0}};
+        tile.stats = gr->stats ? &counted : NULL;
         for (int64_t bh = 0; bh < s->B * s->H; bh++) {
             bwd_head_prepare(gr, bh, n, d, D);
 #pragma omp single
@@ -328,6 +343,7 @@ static int bs_backward(const attn_shape *s, const attn_params *p, const attn_gra
             bwd_run_units(&tile, &io, bs_next, &units, &order);
 #pragma omp barrier
         }
+        attn_stats_add(gr->stats, &counted);
     }
     return ATTN_OK;
 }

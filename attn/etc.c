@@ -129,7 +129,8 @@ static void etc_cost(const attn_shape *s, const attn_params *p, int nthreads, at
     double pairs = window_pairs(nl, (double)e.r);                  /* l2l */
     pairs += nl * (e.l2g_segment ? (e.g > 0) : g);                 /* l2g */
     pairs += g * g + (e.g2l_segment ? nl : g * nl);                /* g2g, g2l */
-    c->flops = 4.0 * (double)(s->B * s->H) * pairs * (double)s->d;
+    c->scores = (double)(s->B * s->H) * pairs;
+    c->flops = 4.0 * c->scores * (double)s->d;
     c->bwd_workspace_bytes = kern_slice_bytes((size_t)s->n, sizeof(float)) +
                              (size_t)nthreads * bwd_tile_bytes(ETC_TILE_Q, ETC_TILE_K, (int)s->d);
     c->bwd_flops = 2.5 * c->flops;
@@ -212,6 +213,8 @@ static int etc_forward(const attn_shape *s, const attn_params *p, const attn_ten
         char *cursor = (char *)work + (size_t)omp_get_thread_num() * per_thread;
         kern_tile tile;
         tile_init(&tile, &cursor, ETC_TILE_Q, ETC_TILE_K, d);
+        attn_stats mine = {{0}};
+        tile.stats = t->stats ? &mine : NULL;
 #pragma omp for schedule(dynamic)
         for (int64_t item = 0; item < heads * per_head; item++) {
             const int64_t bh = item / per_head;
@@ -228,13 +231,20 @@ static int etc_forward(const attn_shape *s, const attn_params *p, const attn_ten
                     float *sc = tile_scores(&tile, kk + (size_t)j0 * d, d, NULL, cols);
                     for (int j = 0; ranges[r].masked && j < cols; j++)
                         for (int q = 0; q < rows; q++)
-                            if (!sees(&e, row0 + q, j0 + j))
+                            if (!sees(&e, row0 + q, j0 + j)) {
                                 sc[(size_t)j * tile.ld + q] = -INFINITY;
+                                mine.v[ATTN_STAT_SCORES_MASKED]++;
+                            }
+                    /* a tile's rows are all global or all long, and so are its keys */
+                    mine.v[row0 < e.g || j0 < e.g ? ATTN_STAT_GLOBAL_SCORES
+                                                  : ATTN_STAT_LOCAL_SCORES] +=
+                        (uint64_t)rows * (uint64_t)cols;
                     tile_accumulate(&tile, v + (size_t)j0 * d, d, NULL);
                 }
             tile_end(&tile, t->out + off + (size_t)row0 * d, d, NULL,
                      t->lse + (size_t)bh * (size_t)n + row0);
         }
+        attn_stats_add(t->stats, &mine);
     }
     return ATTN_OK;
 }
@@ -305,6 +315,8 @@ static int etc_backward(const attn_shape *s, const attn_params *p, const attn_gr
         char *cursor = tiles + (size_t)omp_get_thread_num() * per_thread;
         bwd_tile tile;
         bwd_tile_init(&tile, &cursor, ETC_TILE_Q, ETC_TILE_K, d);
+        attn_stats counted = {{0}};
+        tile.stats = gr->stats ? &counted : NULL;
         for (int64_t bh = 0; bh < s->B * s->H; bh++) {
             bwd_head_prepare(gr, bh, n, d, D);
 #pragma omp single
@@ -316,6 +328,7 @@ static int etc_backward(const attn_shape *s, const attn_params *p, const attn_gr
             bwd_run_units(&tile, &io, etc_next, &units, &order);
 #pragma omp barrier
         }
+        attn_stats_add(gr->stats, &counted);
     }
     return ATTN_OK;
 }

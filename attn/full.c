@@ -29,7 +29,8 @@ static void full_cost(const attn_shape *s, const attn_params *p, int nthreads, a
     *c = (attn_cost){0};
     c->workspace_bytes = kern_slice_bytes((size_t)s->n * (size_t)s->n, sizeof(float));
     /* QK^T and PV on the whole matrix (the textbook kernel masks after computing). */
-    c->flops = 4.0 * (double)(s->B * s->H) * n * n * (double)s->d;
+    c->scores = (double)(s->B * s->H) * n * n;
+    c->flops = 4.0 * c->scores * (double)s->d;
     /* backward: P and dS, both n x n, and D */
     c->bwd_workspace_bytes = 2 * c->workspace_bytes + kern_slice_bytes((size_t)s->n, sizeof(float));
     c->bwd_flops = 2.5 * c->flops;
@@ -51,20 +52,27 @@ static int full_forward(const attn_shape *s, const attn_params *p, const attn_te
 #pragma omp parallel num_threads(nthreads)
         {
             kern_blas_serial();
+            attn_stats mine = {{0}};
 #pragma omp for schedule(dynamic)
             for (int blk = 0; blk < nblocks; blk++) {
                 const int r0 = blk * FULL_ROW_BLOCK;
                 const int rows = n - r0 < FULL_ROW_BLOCK ? n - r0 : FULL_ROW_BLOCK;
                 float *srows = scores + (size_t)r0 * (size_t)n;
+                /* every score of the rows is computed and exponentiated, the masked ones too */
+                mine.v[ATTN_STAT_TILES]++;
+                mine.v[ATTN_STAT_SCORES] += (uint64_t)rows * (uint64_t)n;
+                mine.v[ATTN_STAT_EXPS] += (uint64_t)rows * (uint64_t)n;
                 /* pass 1: S = scale * Q K^T for these rows */
                 kern_gemm_nt(rows, n, d, scale, q + (size_t)r0 * d, d, k, d, 0.0f, srows, n);
                 /* pass 2: mask, softmax in place, save the row logsumexp */
                 for (int r = 0; r < rows; r++) {
                     const int i = r0 + r;
                     float *row = srows + (size_t)r * (size_t)n;
-                    if (s->causal)
+                    if (s->causal) {
                         for (int j = i + 1; j < n; j++)
                             row[j] = -INFINITY;
+                        mine.v[ATTN_STAT_SCORES_MASKED] += (uint64_t)(n - 1 - i);
+                    }
                     float m = kern_max(row, n);
                     float sum = kern_exp_shift_sum(row, n, m);
                     lse[i] = m + logf(sum);
@@ -75,6 +83,7 @@ static int full_forward(const attn_shape *s, const attn_params *p, const attn_te
                 /* pass 3: O = P V */
                 kern_gemm_nn(rows, d, n, 1.0f, srows, n, v, d, 0.0f, out + (size_t)r0 * d, d);
             }
+            attn_stats_add(t->stats, &mine);
         }
     }
     return ATTN_OK;
@@ -101,6 +110,11 @@ static int full_backward(const attn_shape *s, const attn_params *p, const attn_g
         const float *lse = g->lse + (size_t)bh * (size_t)n;
         float *dq = g->dq + off, *dk = g->dk + off, *dv = g->dv + off;
         bwd_rowdot(dout, g->out + off, n, d, D);
+        if (g->stats) {
+            attn_stats part = {{0}};
+            part.v[ATTN_STAT_BWD_SCORES] = (uint64_t)n * (uint64_t)n; /* all of S, recomputed */
+            attn_stats_add(g->stats, &part);
+        }
 #pragma omp parallel num_threads(nthreads)
         {
             kern_blas_serial();

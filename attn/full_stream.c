@@ -47,7 +47,8 @@ static void fs_cost(const attn_shape *s, const attn_params *p, int nthreads, att
     double n = (double)s->n;
     /* causal: the lower triangle with its diagonal, as FlashAttention counts it (about half) */
     double pairs = s->causal ? n * (n + 1) / 2 : n * n;
-    c->flops = 4.0 * (double)(s->B * s->H) * pairs * (double)s->d;
+    c->scores = (double)(s->B * s->H) * pairs;
+    c->flops = 4.0 * c->scores * (double)s->d;
     /* backward: D of the head being worked on, and a tile pass per thread */
     c->bwd_workspace_bytes = kern_slice_bytes((size_t)s->n, sizeof(float)) +
                              (size_t)nthreads * bwd_tile_bytes(tq, tk, (int)s->d);
@@ -69,6 +70,8 @@ static int fs_forward(const attn_shape *s, const attn_params *p, const attn_tens
         char *cursor = (char *)work + (size_t)omp_get_thread_num() * per_thread;
         kern_tile tile;
         tile_init(&tile, &cursor, tq, tk, d);
+        attn_stats mine = {{0}};
+        tile.stats = t->stats ? &mine : NULL;
 #pragma omp for schedule(dynamic)
         for (int64_t item = 0; item < items; item++) {
             const int64_t bh = item / qtiles;
@@ -84,13 +87,16 @@ static int fs_forward(const attn_shape *s, const attn_params *p, const attn_tens
                 float *sc = tile_scores(&tile, t->k + off + (size_t)k0 * d, d, NULL, cols);
                 if (s->causal && k0 + cols > q0 + 1) /* the tile crosses the diagonal */
                     for (int j = 0; j < cols; j++) /* key k0 + j is hidden from queries < it */
-                        for (int r = 0; r < rows && q0 + r < k0 + j; r++)
+                        for (int r = 0; r < rows && q0 + r < k0 + j; r++) {
                             sc[(size_t)j * tile.ld + r] = -INFINITY;
+                            mine.v[ATTN_STAT_SCORES_MASKED]++;
+                        }
                 tile_accumulate(&tile, t->v + off + (size_t)k0 * d, d, NULL);
             }
             tile_end(&tile, t->out + off + (size_t)q0 * d, d, NULL,
                      t->lse + (size_t)bh * (size_t)n + q0);
         }
+        attn_stats_add(t->stats, &mine);
     }
     return ATTN_OK;
 }
@@ -154,6 +160,8 @@ static int fs_backward(const attn_shape *s, const attn_params *p, const attn_gra
         char *cursor = tiles + (size_t)omp_get_thread_num() * per_thread;
         bwd_tile tile;
         bwd_tile_init(&tile, &cursor, tq, tk, d);
+        attn_stats counted = {{0}};
+        tile.stats = g->stats ? &counted : NULL;
         for (int64_t bh = 0; bh < s->B * s->H; bh++) {
             bwd_head_prepare(g, bh, n, d, D);
 #pragma omp single
@@ -165,6 +173,7 @@ static int fs_backward(const attn_shape *s, const attn_params *p, const attn_gra
             bwd_run_units(&tile, &io, fs_next, &units, &order);
 #pragma omp barrier
         }
+        attn_stats_add(g->stats, &counted);
     }
     return ATTN_OK;
 }

@@ -146,8 +146,9 @@ static void lsh_cost(const attn_shape *s, const attn_params *p, int nthreads, at
     c->structure_dims[3] = s->n;
     const double n = (double)s->n, d = (double)s->d;
     const double keys = (double)(g.h * g.chunks > 1 ? 2 * g.c : g.c); /* one chunk: itself once */
-    c->flops = (double)(s->B * s->H) *
-               (2.0 * n * d * (double)(g.h * g.rot) + 4.0 * g.h * n * keys * d);
+    /* every candidate of every round is scored, the causally masked ones too */
+    c->scores = (double)(s->B * s->H) * g.h * n * keys;
+    c->flops = (double)(s->B * s->H) * 2.0 * n * d * (double)(g.h * g.rot) + 4.0 * c->scores * d;
     c->bwd_workspace_bytes = bwd_shared_bytes(&g) + (size_t)nthreads * bwd_thread_bytes(&g, (int)s->d);
     c->bwd_flops = (double)(s->B * s->H) * 10.0 * g.h * n * keys * d; /* no hashing */
 }
@@ -188,19 +189,30 @@ static void key_scales(const float *q, int d, int64_t j0, int64_t j1, float *ksc
 }
 
 /* One round's stable counting sort of positions by bucket (positions ascending within a
- * bucket); cnt holds nb + 1 counters. */
-static void sort_round(const lsh_geom *g, const int32_t *buckets, int32_t *cnt, int32_t *sorted)
+ * bucket); cnt holds nb + 1 counters. Counts the round's non-empty buckets and its largest
+ * into stats, when given (O(nb): the counts are there). */
+static void sort_round(const lsh_geom *g, const int32_t *buckets, int32_t *cnt, int32_t *sorted,
+                       attn_stats *stats)
 {
     memset(cnt, 0, (size_t)(g->nb + 1) * sizeof *cnt);
     for (int64_t j = 0; j < g->n; j++)
         cnt[buckets[j] + 1]++;
+    if (stats) {
+        int32_t largest = 0;
+        for (int64_t k = 1; k <= g->nb; k++) {
+            stats->v[ATTN_STAT_LSH_BUCKETS] += cnt[k] > 0;
+            largest = cnt[k] > largest ? cnt[k] : largest;
+        }
+        stats->v[ATTN_STAT_LSH_BUCKET_MAX] += (uint64_t)largest;
+    }
     for (int64_t k = 0; k < g->nb; k++)
         cnt[k + 1] += cnt[k];
     for (int64_t j = 0; j < g->n; j++)
         sorted[cnt[buckets[j]]++] = (int32_t)j;
 }
 
-/* Masks one score tile: key scale, causal -1e9, self -1e5 (both replace the logit). The key
+/* Masks one score tile: key scale, causal -1e9, self -1e5 (both replace the logit); counts
+ * the causal ones as masked (the self mask is a penalty: a token's only candidate keeps it). The key
  * scales are gathered first, all at once: they sit at random positions of an n-float array,
  * and loads issued together overlap their cache misses (one per column between row loops did
  * not). The row loop is branch-free, so the compiler vectorizes it. */
@@ -215,10 +227,13 @@ static void mask_tile(kern_tile *t, const int32_t *restrict qpos, const int32_t 
         float *restrict s = t->st + (size_t)j * t->ld;
         const int32_t kp = kpos[j];
         const float wj = w[j];
-        if (causal)
+        if (causal) {
             for (int r = 0; r < rows; r++)
                 s[r] = kp > qpos[r] ? LSH_CAUSAL_MASK : kp == qpos[r] ? LSH_SELF_MASK : s[r] * wj;
-        else
+            if (t->stats)
+                for (int r = 0; r < rows; r++)
+                    t->stats->v[ATTN_STAT_SCORES_MASKED] += kp > qpos[r];
+        } else
             for (int r = 0; r < rows; r++)
                 s[r] = kp == qpos[r] ? LSH_SELF_MASK : s[r] * wj;
     }
@@ -264,6 +279,8 @@ static int lsh_forward(const attn_shape *s, const attn_params *p, const attn_ten
             float *y = kern_take(&mine, (size_t)LSH_HASH_ROWS * (size_t)cols, sizeof(float));
             kern_tile tile;
             tile_init(&tile, &mine, g.tq, g.tk, d);
+            attn_stats work_done = {{0}};
+            tile.stats = t->stats ? &work_done : NULL;
 
             /* pass 1: key scales and bucket ids (kept as given when reusing the structure) */
 #pragma omp for schedule(static)
@@ -277,7 +294,7 @@ static int lsh_forward(const attn_shape *s, const attn_params *p, const attn_ten
 #pragma omp for schedule(static)
             for (int r = 0; r < g.h; r++)
                 sort_round(&g, buckets[r], counts + (size_t)r * (size_t)(g.nb + 1),
-                           sorted + (size_t)r * (size_t)n);
+                           sorted + (size_t)r * (size_t)n, tile.stats);
             /* pass 3: the chunks, round by round (a round's chunks write distinct rows) */
             for (int r = 0; r < g.h; r++) {
 #pragma omp for schedule(dynamic)
@@ -310,6 +327,7 @@ static int lsh_forward(const attn_shape *s, const attn_params *p, const attn_ten
 #pragma omp for schedule(static)
             for (int64_t j = 0; j < n; j++)
                 lse[j] = lse[j] > 0.0f ? runmax[j] + logf(lse[j]) : -INFINITY;
+            attn_stats_add(t->stats, &work_done);
         }
     }
     return ATTN_OK;
@@ -434,6 +452,8 @@ static int lsh_backward(const attn_shape *s, const attn_params *p, const attn_gr
         int32_t *cnt = kern_take(&mine, (size_t)(g.nb + 1), sizeof(int32_t));
         bwd_tile tile;
         bwd_tile_init(&tile, &mine, g.tq, 2 * g.tk, d);
+        attn_stats counted = {{0}};
+        tile.stats = gr->stats ? &counted : NULL;
         for (int64_t bh = 0; bh < s->B * s->H; bh++) {
             const int64_t b = bh / s->H, head = bh % s->H;
             /* the keys are the queries, scaled: no 1/sqrt(d), and k itself is not used */
@@ -448,7 +468,7 @@ static int lsh_backward(const attn_shape *s, const attn_params *p, const attn_gr
 #pragma omp for schedule(static)
             for (int r = 0; r < g.h; r++)
                 sort_round(&g, gr->structure + (size_t)((r * s->B + b) * s->H + head) * (size_t)n,
-                           cnt, sorted + (size_t)r * (size_t)n);
+                           cnt, sorted + (size_t)r * (size_t)n, NULL);
 #pragma omp single
             {
                 count_selfs(&g, sorted, selfs, stamp);
@@ -475,6 +495,7 @@ static int lsh_backward(const attn_shape *s, const attn_params *p, const attn_gr
                 }
             }
         }
+        attn_stats_add(gr->stats, &counted);
     }
     return ATTN_OK;
 }
@@ -488,6 +509,52 @@ static void lsh_exact(const attn_shape *s, const attn_params *p, attn_params *ex
     exact->v[LSH_N_HASHES] = 1;
 }
 
+/* Duplicates: for each query, its candidates over every round (its chunk and the one before,
+ * cyclically) that repeat a (query, key) pair already seen, found with a per-thread stamp per
+ * key. O(n_hashes n 2 chunk_len) per head, the forward's score count without the d: too dear
+ * to count inside the forward, so it runs on the buckets the forward wrote. */
+static int lsh_duplicates(const attn_shape *s, const attn_params *p, const int32_t *structure,
+                          uint64_t *count, int nthreads)
+{
+    const lsh_geom g = geom(s, p);
+    const int64_t n = s->n, total = g.h * g.chunks;
+    int32_t *sorted = malloc((size_t)(g.h * n) * sizeof *sorted);
+    int32_t *where = malloc((size_t)(g.h * n) * sizeof *where); /* entry of (round, position) */
+    int32_t *cnt = malloc((size_t)(g.nb + 1) * sizeof *cnt);
+    int32_t *stamps = malloc((size_t)nthreads * (size_t)n * sizeof *stamps);
+    int rc = sorted && where && cnt && stamps ? ATTN_OK : ATTN_ENOMEM;
+    uint64_t dup = 0;
+    for (int64_t bh = 0; bh < s->B * s->H && rc == ATTN_OK; bh++) {
+        const int64_t b = bh / s->H, head = bh % s->H;
+        for (int r = 0; r < g.h; r++) {
+            sort_round(&g, structure + (size_t)((r * s->B + b) * s->H + head) * (size_t)n, cnt,
+                       sorted + (size_t)r * (size_t)n, NULL);
+            for (int64_t e = 0; e < n; e++)
+                where[r * n + sorted[r * n + e]] = (int32_t)(r * n + e);
+        }
+#pragma omp parallel num_threads(nthreads) reduction(+ : dup)
+        {
+            int32_t *stamp = stamps + (size_t)omp_get_thread_num() * (size_t)n;
+            for (int64_t j = 0; j < n; j++)
+                stamp[j] = -1;
+#pragma omp for schedule(static)
+            for (int64_t i = 0; i < n; i++)
+                for (int r = 0; r < g.h; r++) {
+                    const int64_t a = where[r * n + i] / g.c, prev = (a + total - 1) % total;
+                    for (int side = prev == a; side < 2; side++)
+                        for (int64_t e = (side ? a : prev) * g.c, end = e + g.c; e < end; e++) {
+                            const int32_t key = sorted[e];
+                            dup += stamp[key] == (int32_t)i;
+                            stamp[key] = (int32_t)i;
+                        }
+                }
+        }
+    }
+    *count = rc == ATTN_OK ? dup : 0;
+    free(sorted), free(where), free(cnt), free(stamps);
+    return rc;
+}
+
 const attn_method attn_lsh = {
     .name = "lsh",
     .summary = "Reformer LSH attention: shared QK, n_hashes rounds of angular LSH, sorted chunks",
@@ -498,5 +565,6 @@ const attn_method attn_lsh = {
     .forward = lsh_forward,
     .backward = lsh_backward,
     .exact = lsh_exact,
+    .duplicates = lsh_duplicates,
     .shared_qk = true,
 };

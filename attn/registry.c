@@ -48,6 +48,37 @@ const char *attn_errname(int err)
     return err >= 0 && err < ATTN_NERRORS ? names[err] : "ATTN_E?";
 }
 
+const char *attn_stat_name(int i)
+{
+    static const char *const names[] = {
+#define ATTN_STAT_NAME(name, text, help) text,
+        ATTN_STATS(ATTN_STAT_NAME)
+#undef ATTN_STAT_NAME
+    };
+    return i >= 0 && i < ATTN_NSTATS ? names[i] : "?";
+}
+
+const char *attn_stat_help(int i)
+{
+    static const char *const help[] = {
+#define ATTN_STAT_HELP(name, text, h) h,
+        ATTN_STATS(ATTN_STAT_HELP)
+#undef ATTN_STAT_HELP
+    };
+    return i >= 0 && i < ATTN_NSTATS ? help[i] : "?";
+}
+
+void attn_stats_add(attn_stats *total, const attn_stats *part)
+{
+    if (!total)
+        return;
+    for (int i = 0; i < ATTN_NSTATS; i++)
+        if (part->v[i]) {
+#pragma omp atomic
+            total->v[i] += part->v[i];
+        }
+}
+
 void attn_params_default(const attn_method *m, attn_params *p)
 {
     memset(p, 0, sizeof *p);

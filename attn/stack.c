@@ -447,7 +447,7 @@ static int f_forward(step *st, const layer_w *w, const float *x, fcache *fc, int
         attn_tensors t = {.q = q, .k = k, .v = v, .out = out,
                           .lse = fc->lse + (size_t)h * (size_t)(c->shape.B * c->shape.n),
                           .structure = per_head ? structure + (size_t)h * per_head : NULL,
-                          .reuse_structure = reuse, .head_offset = h};
+                          .reuse_structure = reuse, .head_offset = h, .stats = c->stats};
         int rc = c->attn.method->forward(&hs, &c->attn, &t, st->L.attn_fwd, nt);
         if (rc)
             return rc;
@@ -483,7 +483,7 @@ static int f_backward(step *st, const layer_w *w, layer_w *g, const float *x, fc
                          .lse = fc->lse + (size_t)h * (size_t)(c->shape.B * c->shape.n),
                          .dout = L->dout,
                          .structure = per_head ? structure + (size_t)h * per_head : NULL,
-                         .dq = L->dq, .dk = L->dk, .dv = L->dv};
+                         .dq = L->dq, .dk = L->dk, .dv = L->dv, .stats = c->stats};
         int rc = c->attn.method->backward(&hs, &c->attn, &ag, L->attn_bwd, nt);
         if (rc)
             return rc;
@@ -508,6 +508,8 @@ static void g_forward(step *st, const layer_w *w, int64_t rows, const float *x, 
                       float *out)
 {
     const int nt = st->nthreads, D = (int)st->D, F = (int)st->F;
+    if (st->c->stats)
+        st->c->stats->v[ATTN_STAT_FF_CHUNKS]++;
     ln_forward(nt, rows, D, x, w->ln2_g, w->ln2_b, gc->xn, gc->mean, gc->rstd);
     mm_xw(nt, rows, D, F, gc->xn, D, w->w1, F, 1.0f, 0.0f, gc->h, F);
 #pragma omp parallel for num_threads(nt) schedule(static)
@@ -640,6 +642,8 @@ static int backward_reversible(step *st, const float *weights, float *grads, flo
     for (int l = c->layers - 1; l >= 0; l--) {
         layer_w w = layer_at((float *)weights, c, l), g = layer_at(grads, c, l);
         layer_state ls = layer_state_at(c, &st->L, l);
+        if (c->stats)
+            c->stats->v[ATTN_STAT_LAYERS_RECOMPUTED]++;
         /* G: recompute chunk by chunk from Y1; X2 = Y2 - G(Y1); dY1 += G'^T dY2 */
         for (int64_t r0 = 0; r0 < st->rows; r0 += P) {
             const int64_t rows = st->rows - r0 < P ? st->rows - r0 : P;

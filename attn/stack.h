@@ -41,6 +41,8 @@ typedef struct stack_config {
     int64_t ff_chunk;  /* positions per feed-forward chunk */
     uint64_t target_base; /* the loss's target when none is given: N(0, 1) values of this
                              rng stream base (rng_stream(seed, stream)) */
+    attn_stats *stats;    /* work counters: the attention calls' own, layers recomputed and
+                             feed-forward chunks run are added here; NULL: not counted */
     /* Tests only, reversible stacks: keep_inputs stores each layer's inputs in the forward;
      * the backward then uses them instead of reconstructing (ordinary backpropagation of the
      * same two-stream architecture, the oracle of the gradient test), unless inverse_error is

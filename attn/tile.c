@@ -90,6 +90,13 @@ void tile_init(kern_tile *t, char **cursor, int max_rows, int max_cols, int d)
     t->st = kern_take(cursor, (size_t)max_cols * ld, sizeof(float));
     t->m = kern_take(cursor, ld, sizeof(float));
     t->l = kern_take(cursor, ld, sizeof(float));
+    t->stats = NULL;
+}
+
+static inline void count(kern_tile *t, int stat, uint64_t v)
+{
+    if (t->stats)
+        t->stats->v[stat] += v;
 }
 
 #if TILE_HAVE_AVX512
@@ -153,6 +160,10 @@ void tile_begin(kern_tile *t, const float *q, int64_t ldq, const int32_t *qidx, 
 {
     const int d = t->d, ld = lanes_for(rows);
     assert(rows >= 1 && rows <= t->max_rows); /* the workspace was sized for max_rows */
+    if (qidx) {
+        count(t, ATTN_STAT_ROWS_GATHERED, (uint64_t)rows);
+        count(t, ATTN_STAT_BYTES_GATHERED, (uint64_t)rows * (uint64_t)t->d * sizeof(float));
+    }
     t->rows = rows;
     t->ld = ld;
     t->cols = 0;
@@ -355,6 +366,12 @@ float *tile_scores(kern_tile *t, const float *k, int64_t ldk, const int32_t *kid
     assert(cols >= 1 && cols <= t->max_cols);
     t->cols = cols;
     tile_prefetch_rows(k, ldk, kidx, cols, t->d);
+    count(t, ATTN_STAT_SCORES, (uint64_t)t->rows * (uint64_t)cols);
+    count(t, ATTN_STAT_TILES, 1);
+    if (kidx) {
+        count(t, ATTN_STAT_ROWS_GATHERED, (uint64_t)cols);
+        count(t, ATTN_STAT_BYTES_GATHERED, (uint64_t)cols * (uint64_t)t->d * sizeof(float));
+    }
 #if TILE_HAVE_AVX512
     if (use_avx512()) {
         scores_avx512(t, k, ldk, kidx);
@@ -608,6 +625,12 @@ static void pv_avx2(kern_tile *t, const float *v, int64_t ldv, const int32_t *vi
 void tile_accumulate(kern_tile *t, const float *v, int64_t ldv, const int32_t *vidx)
 {
     tile_prefetch_rows(v, ldv, vidx, t->cols, t->d);
+    /* one exponential per score and one per row for the running sum's rescale */
+    count(t, ATTN_STAT_EXPS, (uint64_t)t->rows * (uint64_t)(t->cols + 1));
+    if (vidx) {
+        count(t, ATTN_STAT_ROWS_GATHERED, (uint64_t)t->cols);
+        count(t, ATTN_STAT_BYTES_GATHERED, (uint64_t)t->cols * (uint64_t)t->d * sizeof(float));
+    }
 #if TILE_HAVE_AVX512
     if (use_avx512()) {
         softmax_avx512(t);

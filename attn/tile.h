@@ -23,6 +23,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "attn.h"
+
 #define TILE_LANES 32 /* queries per micro-tile: two 16-float vectors */
 
 typedef struct kern_tile {
@@ -32,11 +34,14 @@ typedef struct kern_tile {
     float *st;          /* (max_cols, ld) scores, then probabilities, transposed */
     float *ot;          /* (d, ld) output accumulator, transposed */
     float *m, *l;       /* (ld) running max and running sum */
+    attn_stats *stats;  /* the calling thread's own counters (tile_init zeroes them), or NULL */
 } kern_tile;
 
 /* Workspace bytes of one tile. */
 size_t tile_bytes(int max_rows, int max_cols, int d);
-/* Carves a tile from a workspace cursor (see kernels.h). */
+/* Carves a tile from a workspace cursor (see kernels.h). Its counters start unset (NULL): a
+ * method that counts points t->stats at a thread-local attn_stats and adds that to the
+ * call's (attn_stats_add) when its parallel region ends. */
 void tile_init(kern_tile *t, char **cursor, int max_rows, int max_cols, int d);
 
 /* Starts a query tile: rows queries, row r = q + (qidx ? qidx[r] : r) * ldq, times scale. */

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 __attribute__((format(printf, 2, 0))) static void print_line(const char *cmd, const char *fmt, va_list ap)
 {
@@ -187,4 +188,32 @@ int cli_check_error(const char *cmd, const attn_params *p, int rc, const char *w
 {
     return cli_error(cmd, "%s: %s (method %s%s%s)", attn_errname(rc), attn_strerror(rc),
                      p->method->name, why && *why ? ": " : "", why ? why : "");
+}
+
+int cli_mkdirs(const char *dir)
+{
+    char buf[1024];
+    if (snprintf(buf, sizeof buf, "%s", dir) >= (int)sizeof buf) {
+        errno = ENAMETOOLONG;
+        return -1;
+    }
+    for (char *p = buf + 1; *p; p++)
+        if (*p == '/') {
+            *p = '\0';
+            if (mkdir(buf, 0755) != 0 && errno != EEXIST)
+                return -1;
+            *p = '/';
+        }
+    return mkdir(buf, 0755) == 0 || errno == EEXIST ? 0 : -1;
+}
+
+int cli_mkdirs_for(const char *file)
+{
+    char dir[1024];
+    snprintf(dir, sizeof dir, "%s", file);
+    char *slash = strrchr(dir, '/');
+    if (!slash || slash == dir)
+        return 0;
+    *slash = '\0';
+    return cli_mkdirs(dir);
 }

@@ -26,6 +26,11 @@ int cli_parse_size(const char *text, uint64_t *bytes);
 int cli_parse_count(const char *text, uint64_t *count);
 /* Parses a non-negative finite real number. */
 int cli_parse_real(const char *text, double *out);
+/* mkdir -p: creates the folder `dir` and its missing parents (0755). Returns 0, or -1 with
+ * errno set. */
+int cli_mkdirs(const char *dir);
+/* The same for the folder holding `file` (nothing when it has no folder part). */
+int cli_mkdirs_for(const char *file);
 
 /* Looks up method `name` and fills p with its defaults; on failure prints the known methods
  * and returns CLI_EUSAGE. */

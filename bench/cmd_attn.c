@@ -1,5 +1,5 @@
 /* cmd_attn.c: the commands that run a method directly, without the measuring harness:
- *   attnbench list                       one method per line: name, parameters, defaults
+ *   attnbench list [--counters]          one method per line: name, parameters, defaults
  *   attnbench forward --method M --q Q.npy --k K.npy --v V.npy --out O.npy [...]
  *   attnbench backward --method M --q .. --k .. --v .. --dout dO.npy --dq .. --dk .. --dv ..
  * They exist so NumPy or PyTorch can check any method from outside. */
@@ -13,22 +13,47 @@
 #include "cli.h"
 #include "commands.h"
 #include "npy.h"
+#include "probe.h"
+
+/* The counter groups --counters knows, and every attn work counter with what it counts. */
+static int list_counters(void)
+{
+    printf("%-4s %s\n%-4s %s\n", "hw", probe_papi_default_hw, "sw", probe_papi_default_sw);
+    printf("sde  the attention library's work counters, PAPI software-defined events that "
+           "count on any machine:\n");
+    for (int i = 0; i < ATTN_NSTATS; i++) {
+        char name[64];
+        probe_sde_event_name(i, name, sizeof name);
+        printf("     %-28s %s\n", name, attn_stat_help(i));
+    }
+    return 0;
+}
 
 int cmd_list(int argc, char **argv)
 {
-    enum { OPT_HELP = 1 };
-    static const struct option opts[] = {{"help", no_argument, 0, OPT_HELP}, {0, 0, 0, 0}};
+    enum { OPT_HELP = 1, OPT_COUNTERS };
+    static const struct option opts[] = {{"help", no_argument, 0, OPT_HELP},
+                                         {"counters", no_argument, 0, OPT_COUNTERS},
+                                         {0, 0, 0, 0}};
+    bool counters = false;
     opterr = 0;
     for (int c; (c = getopt_long(argc, argv, "", opts, NULL)) != -1;) {
+        if (c == OPT_COUNTERS) {
+            counters = true;
+            continue;
+        }
         if (c != OPT_HELP)
             return cli_getopt_error("list", optopt, argv, optind);
-        puts("usage: attnbench list\n"
+        puts("usage: attnbench list [--counters]\n"
              "One method per line: name, parameters as name=default[min..max] or {choices},\n"
-             "and a summary.");
+             "and a summary. --counters: the counter groups of --counters instead, and every\n"
+             "work counter the attention kernels keep (sde:::attn::NAME).");
         return 0;
     }
     if (optind < argc)
         return cli_error("list", "unexpected argument '%s'", argv[optind]);
+    if (counters)
+        return list_counters();
     int count;
     const attn_method *const *all = attn_methods(&count);
     for (int i = 0; i < count; i++) {

@@ -24,8 +24,9 @@
 
 /* ---- finding the program ------------------------------------------------------------------ */
 
-/* scripts/peers of the tree this binary was built in (build/attnbench -> ../scripts/peers),
- * or $ATTNBENCH_PEERS. */
+/* scripts/peers of the tree this binary was built in: the nearest folder above the binary
+ * that holds one (build/attnbench, build/asan/attnbench and build/fuzz/... all find the
+ * tree's), else scripts/peers under the current folder; or $ATTNBENCH_PEERS. */
 static void peers_dir(char *buf, size_t size)
 {
     const char *env = getenv("ATTNBENCH_PEERS");
@@ -35,17 +36,20 @@ static void peers_dir(char *buf, size_t size)
     }
     char exe[PATH_MAX];
     ssize_t len = readlink("/proc/self/exe", exe, sizeof exe - 1);
-    if (len <= 0) {
-        snprintf(buf, size, "scripts/peers");
+    snprintf(buf, size, "scripts/peers");
+    if (len <= 0)
         return;
-    }
     exe[len] = '\0';
-    for (int up = 0; up < 2; up++) { /* drop "attnbench", then the build folder */
-        char *slash = strrchr(exe, '/');
-        if (slash)
-            *slash = '\0';
+    for (char *slash; (slash = strrchr(exe, '/')) != NULL && slash != exe;) {
+        *slash = '\0'; /* one folder up */
+        char candidate[PATH_MAX + 16];
+        snprintf(candidate, sizeof candidate, "%s/scripts/peers", exe);
+        struct stat st;
+        if (stat(candidate, &st) == 0 && S_ISDIR(st.st_mode)) {
+            snprintf(buf, size, "%.*s", (int)(size - 1), candidate);
+            return;
+        }
     }
-    snprintf(buf, size, "%.*s/scripts/peers", (int)(size - 16), exe);
 }
 
 /* Runs argv with stdout to a pipe and returns what it printed (at most size - 1 bytes), or

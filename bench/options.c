@@ -26,8 +26,7 @@ void options_default(options *o)
     o->ff_chunk = 1024;
     o->seed = 1;
     o->inputs = INPUTS_RANDOM;
-    snprintf(o->counters, sizeof o->counters, "%s,%s", probe_papi_default_hw,
-             probe_papi_default_sw);
+    probe_counters_expand("default", o->counters, sizeof o->counters);
     /* 80% of what this process may really use: a container's or a Slurm allocation's
      * cgroup limit, or RLIMIT_AS, when either is below physical memory */
     memory_bound b;
@@ -87,19 +86,9 @@ int options_apply(const char *cmd, int opt, const char *arg, options *o)
     case OPT_ACCURACY: o->accuracy = true; return 0;
     case OPT_BACKWARD: o->backward = true; return 0;
     case OPT_COUNTERS:
-        if (strcmp(arg, "none") == 0)
-            o->counters[0] = '\0';
-        else if (strcmp(arg, "default") == 0)
-            snprintf(o->counters, sizeof o->counters, "%s,%s", probe_papi_default_hw,
-                     probe_papi_default_sw);
-        else if (strcmp(arg, "hw") == 0)
-            snprintf(o->counters, sizeof o->counters, "%s", probe_papi_default_hw);
-        else if (strcmp(arg, "sw") == 0)
-            snprintf(o->counters, sizeof o->counters, "%s", probe_papi_default_sw);
-        else if (strlen(arg) >= sizeof o->counters || strspn(arg, ",") == strlen(arg))
-            return cli_error(cmd, "--counters '%s' is not a list of PAPI event names", arg);
-        else
-            snprintf(o->counters, sizeof o->counters, "%s", arg);
+        if (probe_counters_expand(arg, o->counters, sizeof o->counters) != 0)
+            return cli_error(cmd, "--counters '%s' is not a list of PAPI event names or of the "
+                             "groups hw, sw, sde, default, none", arg);
         return 0;
     case OPT_MEM_LIMIT:
         if (cli_parse_size(arg, &bytes) || bytes == 0)
@@ -113,6 +102,11 @@ int options_apply(const char *cmd, int opt, const char *arg, options *o)
         o->limits.time_limit = secs;
         return 0;
     case OPT_NO_SKIP: o->limits.no_skip = true; return 0;
+    case OPT_QUIET_WAIT:
+        if (cli_parse_real(arg, &secs))
+            return cli_error(cmd, "--quiet-wait '%s' is not a number of seconds", arg);
+        o->limits.quiet_wait = secs;
+        return 0;
     case OPT_WARMUP:
         if (cli_parse_int(arg, 0, 100, &x))
             return cli_error(cmd, "--warmup '%s' is not an integer in [0, 100]", arg);

@@ -12,7 +12,7 @@
 enum {
     OPT_D = 1000, OPT_HEADS, OPT_BATCH, OPT_CAUSAL, OPT_REPS, OPT_SEED, OPT_THREADS, OPT_INPUTS,
     OPT_ACCURACY, OPT_COUNTERS, OPT_MEM_LIMIT, OPT_TIME_LIMIT, OPT_NO_SKIP, OPT_WARMUP, OPT_TRAIN,
-    OPT_STACK, OPT_LAYERS, OPT_D_FF, OPT_FF_CHUNK, OPT_BACKWARD,
+    OPT_STACK, OPT_LAYERS, OPT_D_FF, OPT_FF_CHUNK, OPT_BACKWARD, OPT_QUIET_WAIT,
 };
 
 #define OPTIONS_COMMON_LONG                                                                      \
@@ -29,7 +29,8 @@ enum {
         {"train", no_argument, 0, OPT_TRAIN}, {"stack", required_argument, 0, OPT_STACK},        \
         {"layers", required_argument, 0, OPT_LAYERS}, {"d-ff", required_argument, 0, OPT_D_FF}, \
         {"ff-chunk", required_argument, 0, OPT_FF_CHUNK},                                       \
-        {"backward", no_argument, 0, OPT_BACKWARD}
+        {"backward", no_argument, 0, OPT_BACKWARD},                                             \
+        {"quiet-wait", required_argument, 0, OPT_QUIET_WAIT}
 
 #define OPTIONS_COMMON_HELP                                                                      \
     "  --d D            head dimension (default 64)\n"                                           \
@@ -40,12 +41,15 @@ enum {
     "  --inputs KIND    random (default), or clustered: q and k near n/32 centres per head\n"  \
     "  --accuracy       also run exact attention after the measured region, record the error\n" \
     "  --backward       each run is the forward and the backward (to q, k, v) of the method\n" \
-    "  --counters LIST  PAPI events, comma-separated, or default|hw|sw|none (default: hw,sw)\n" \
+    "  --counters LIST  PAPI events and groups, comma-separated: hw, sw, sde (attn's work\n"      \
+    "                   counters, sde:::attn::SCORES ...), default (all three), none\n"          \
     "  --mem-limit SIZE skip points whose model exceeds SIZE (K/M/G suffixes; default 80%% of\n" \
     "                   the smallest of physical memory, the cgroup limit and RLIMIT_AS); the\n" \
     "                   child's address space is capped at SIZE + 2G\n"                        \
     "  --time-limit S   kill a point after S seconds (default 600)\n"                           \
     "  --no-skip        run points even when their model exceeds the memory limit\n"          \
+    "  --quiet-wait S   before each point, wait up to S seconds for other processes to use\n" \
+    "                   less than 10%% of the machine (every record says how busy it was)\n" \
     "  --train          measure a training step of a layer stack over the method instead of\n" \
     "                   one forward; method `reversible` is --train --stack reversible over lsh\n" \
     "  --stack KIND     standard (default) or reversible  --layers L (default 2; sweeps: a\n"  \
@@ -62,7 +66,7 @@ typedef struct options {
     int64_t d_ff, ff_chunk;
     unsigned long long seed;
     bool accuracy, backward;
-    char counters[512];
+    char counters[2048];
     point_limits limits;
 } options;
 

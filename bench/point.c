@@ -18,6 +18,7 @@
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "cgroup.h"
@@ -89,8 +90,8 @@ static const char *const measured_keys[] = {
     "wall_s", "wall_s_min", "wall_s_max", "wall_s_reps", "gflops", "peak_rss_bytes",
     "rss_before_inputs_bytes", "rss_before_kernel_bytes", "ru_maxrss_bytes", "heap_peak_bytes",
     "heap_kernel_alloc_bytes", "jemalloc", "counters", "counters_unavailable", "rusage",
-    "err_vs_exact", "loss",
-    "harness", "unavailable", "peer",
+    "err_vs_exact", "loss", "work",
+    "harness", "unavailable", "peer", "machine_load", "quiet_wait",
 };
 
 json_t *point_record_new(const point_spec *s, const json_t *context, int status,
@@ -164,11 +165,6 @@ json_t *point_record_new(const point_spec *s, const json_t *context, int status,
 }
 
 /* ---- the child ---------------------------------------------------------------------- */
-
-static json_t *bytes_or_null(int ok, uint64_t v)
-{
-    return ok ? json_integer((json_int_t)v) : json_null();
-}
 
 /* Writes the whole string to fd (the pipe to the parent). */
 static void write_all(int fd, const char *s)
@@ -309,30 +305,6 @@ json_t *point_exact_error(const point_spec *s, const float *q, const float *k, c
     return e;
 }
 
-static double tv_s(struct timeval tv)
-{
-    return (double)tv.tv_sec + 1e-6 * (double)tv.tv_usec;
-}
-
-/* What the kernel's own accounting (getrusage, all threads) saw during the repetitions, per
- * repetition. Always available, whatever PAPI can count on this machine. */
-static json_t *rusage_delta(const struct rusage *a, const struct rusage *b, int reps)
-{
-    json_t *j = json_object();
-    double user = tv_s(b->ru_utime) - tv_s(a->ru_utime);
-    double sys = tv_s(b->ru_stime) - tv_s(a->ru_stime);
-    json_object_set_new(j, "cpu_s", json_real((user + sys) / reps));
-    json_object_set_new(j, "user_s", json_real(user / reps));
-    json_object_set_new(j, "system_s", json_real(sys / reps));
-    json_object_set_new(j, "minor_faults", json_real((double)(b->ru_minflt - a->ru_minflt) / reps));
-    json_object_set_new(j, "major_faults", json_real((double)(b->ru_majflt - a->ru_majflt) / reps));
-    json_object_set_new(j, "voluntary_switches",
-                        json_real((double)(b->ru_nvcsw - a->ru_nvcsw) / reps));
-    json_object_set_new(j, "involuntary_switches",
-                        json_real((double)(b->ru_nivcsw - a->ru_nivcsw) / reps));
-    return j;
-}
-
 /* Ends the point as an `error` unless the run before wrote every output element (and, for
  * training, every gradient) as a finite number. The "unwritten" fault plays a kernel that
  * forgot one element. */
@@ -350,43 +322,41 @@ static void child_verify(int fd, json_t *r, json_t *harness, workload *w, const 
     child_finish(fd, r, POINT_ERROR, reason);
 }
 
-static json_t *papi_context(const probe_papi *p)
+/* One point's child: what it measures with, and what it has found so far. */
+typedef struct child_state {
+    const point_spec *s;
+    int fd;                 /* the pipe to the parent */
+    json_t *r, *harness;    /* the record (the child's part) and its harness timings */
+    probe_set probes;
+    workload w;
+    double *times;          /* each timed repetition's wall time */
+    void *inflated;         /* the inflate:PCT fault's extra memory */
+} child_state;
+
+/* Ends the point with a status other than ok: the record so far, with the harness timings. */
+static void child_fail(child_state *c, int status, const char *reason)
 {
-    json_t *c = json_object();
-    json_object_set_new(c, "initialized", json_boolean(p->initialized));
-    if (!p->initialized)
-        json_object_set_new(c, "error", json_string(p->init_error));
-    json_object_set_new(c, "version", p->initialized ? json_string(p->version) : json_null());
-    json_object_set_new(c, "virtualized", json_boolean(p->virtualized));
-    json_object_set_new(c, "vm_vendor", json_string(p->vm_vendor));
-    json_object_set_new(c, "perf_event_component", json_string(p->perf_component));
-    json_object_set_new(c, "threads_counted", json_integer(p->nthreads));
-    return c;
+    json_object_set_new(c->r, "harness", c->harness);
+    child_finish(c->fd, c->r, status, reason);
 }
 
-static void child_main(const point_spec *s, const point_limits *lim, int fd, pid_t parent)
+/* The death of the parent kills the child; crashes end it by default; stray prints go to
+ * stderr so they cannot corrupt `run --json` on stdout. */
+static void child_setup(pid_t parent)
 {
-    const double t_start = timing_now();
-    /* a sweep killed with SIGKILL must not leave its point running beside the next sweep */
-    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    prctl(PR_SET_PDEATHSIG, SIGKILL); /* a sweep killed with SIGKILL leaves no point behind */
     if (getppid() != parent)
         _exit(1);
-    /* default dispositions: a crash must end the child, whatever handlers the parent has */
     static const int sigs[] = {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT, SIGINT, SIGTERM, SIGPIPE};
     for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++)
         signal(sigs[i], SIG_DFL);
-    json_t *r = json_object(), *harness = json_object();
-    char reason[512];
-    /* stray prints must not corrupt `run --json` on stdout */
     dup2(STDERR_FILENO, STDOUT_FILENO);
-    if (s->external) { /* someone else's program, measured from outside (no address-space cap:
-                          an interpreter's reservations are not its memory) */
-        reason[0] = '\0';
-        const int status = external_measure(s, r, reason, sizeof reason);
-        json_object_set_new(harness, "child_s", json_real(timing_now() - t_start));
-        json_object_set_new(r, "harness", harness);
-        child_finish(fd, r, status, status == POINT_OK ? NULL : reason);
-    }
+}
+
+/* The address-space cap, the probes (before the inputs: their memory is the baseline), and
+ * every buffer of the point, allocated and filled before anything is timed. */
+static void child_prepare(child_state *c, const point_limits *lim)
+{
     /* AddressSanitizer reserves terabytes of shadow address space: no cap in such builds */
 #if defined(__SANITIZE_ADDRESS__)
     (void)lim;
@@ -397,156 +367,138 @@ static void child_main(const point_spec *s, const point_limits *lim, int fd, pid
         setrlimit(RLIMIT_AS, &rl);
     }
 #endif
-    uint64_t rss = 0, hwm = 0;
-    int rss_ok = probe_rss_reset_peak() == 0;
-
-    /* counters first: PAPI's own memory belongs to the baseline, not to the point */
     double t0 = timing_now();
-    probe_papi papi;
-    probe_papi_init(&papi, s->counters, s->threads);
-    json_object_set_new(harness, "papi_init_s", json_real(timing_now() - t0));
-    rss_ok = rss_ok && probe_rss_read(&rss, &hwm) == 0;
-    json_object_set_new(r, "rss_before_inputs_bytes", bytes_or_null(rss_ok, rss));
-
-    /* buffers: everything the point needs, allocated up front (kernels never allocate), and
-     * the inputs generated from the seed */
-    int heap_ok = probe_jemalloc_peak_reset() == 0;
-    workload w;
+    probes_open(&c->probes, c->s, c->r);
+    json_object_set_new(c->harness, "probes_open_s", json_real(timing_now() - t0));
     t0 = timing_now();
-    if (workload_prepare(&w, s) != 0) {
+    if (workload_prepare(&c->w, c->s, c->probes.point.work) != 0) {
+        char reason[256];
         snprintf(reason, sizeof reason, "allocating %llu bytes (model) failed: %s",
-                 (unsigned long long)w.model.bytes, strerror(ENOMEM));
-        json_object_set_new(r, "harness", harness);
-        child_finish(fd, r, POINT_ALLOC_FAILED, reason);
+                 (unsigned long long)c->w.model.bytes, strerror(ENOMEM));
+        child_fail(c, POINT_ALLOC_FAILED, reason);
     }
-    json_object_set_new(harness, "inputs_s", json_real(timing_now() - t0));
-    rss_ok = rss_ok && probe_rss_read(&rss, &hwm) == 0;
-    json_object_set_new(r, "rss_before_kernel_bytes", bytes_or_null(rss_ok, rss));
+    json_object_set_new(c->harness, "inputs_s", json_real(timing_now() - t0));
+    probes_prepared(&c->probes, &c->w);
     inject_fault();
     const char *fault = getenv("ATTNBENCH_FAULT");
-    void *inflated = NULL;
     if (fault && strncmp(fault, "inflate:", 8) == 0) {
-        const size_t extra = (size_t)((double)w.model.bytes * atof(fault + 8) / 100);
-        if ((inflated = malloc(extra ? extra : 1)))
-            memset(inflated, 1, extra);
+        const size_t extra = (size_t)((double)c->w.model.bytes * atof(fault + 8) / 100);
+        if ((c->inflated = malloc(extra ? extra : 1)))
+            memset(c->inflated, 1, extra);
     }
+}
 
-    const int reps = s->reps;
-    double *times = calloc((size_t)reps, sizeof *times);
-    /* warm-up: untimed runs on poisoned outputs, checked, so a kernel that fails or leaves an
-     * element unwritten is caught before the timed repetitions */
-    t0 = timing_now();
+static const char *run_name(const point_spec *s)
+{
+    return s->train ? "training step" : s->backward ? "forward and backward" : "forward";
+}
+
+/* Untimed runs on poisoned outputs, checked, so a kernel that fails or leaves an element
+ * unwritten is caught before the timed repetitions. */
+static void child_warmup(child_state *c)
+{
+    const double t0 = timing_now();
     int rc = 0;
-    for (int i = 0; i < s->warmup && !rc; i++) {
-        workload_poison(&w);
-        rc = workload_run(&w);
+    for (int i = 0; i < c->s->warmup && !rc; i++) {
+        workload_poison(&c->w);
+        rc = workload_run(&c->w);
     }
-    json_object_set_new(harness, "warmup_s", json_real(timing_now() - t0));
+    json_object_set_new(c->harness, "warmup_s", json_real(timing_now() - t0));
     if (rc) {
-        snprintf(reason, sizeof reason, "%s failed: %s (%s)",
-                 s->train ? "training step" : s->backward ? "forward and backward" : "forward",
-                 attn_errname(rc), attn_strerror(rc));
-        json_object_set_new(r, "harness", harness);
-        child_finish(fd, r, rc == ATTN_ENOMEM ? POINT_ALLOC_FAILED : POINT_ERROR, reason);
+        char reason[256];
+        snprintf(reason, sizeof reason, "%s failed: %s (%s)", run_name(c->s), attn_errname(rc),
+                 attn_strerror(rc));
+        child_fail(c, rc == ATTN_ENOMEM ? POINT_ALLOC_FAILED : POINT_ERROR, reason);
     }
-    if (s->warmup > 0)
-        child_verify(fd, r, harness, &w, "the warm-up");
-    /* the timed repetitions write into poisoned outputs too (every page was touched when the
-     * buffers were prepared, so poisoning costs no page faults inside the timed region) */
-    workload_poison(&w);
+    if (c->s->warmup > 0)
+        child_verify(c->fd, c->r, c->harness, &c->w, "the warm-up");
+}
 
-    /* the measured region: repetitions, counters around them, nothing else */
-    uint64_t alloc_before = 0, alloc_after = 0, heap_peak = 0;
-    double probe_s = 0;
-    struct rusage ru0, ru1;
-    if (fault_is("papi-busy")) /* someone else's start: the harness's own then fails for real */
-        probe_papi_start(&papi);
-    t0 = timing_now();
-    getrusage(RUSAGE_SELF, &ru0);
-    probe_papi_start(&papi);
-    int alloc_ok = heap_ok && probe_jemalloc_thread_allocated(&alloc_before) == 0;
-    probe_s += timing_now() - t0;
-    for (int i = 0; i < reps && !rc; i++) {
-        double a = timing_now();
-        rc = workload_run(&w);
-        times[i] = timing_now() - a;
+/* The measured region: the probes started, the repetitions, the probes stopped; nothing
+ * else. The outputs are poisoned first (every page was touched when the buffers were
+ * prepared, so that costs no page faults inside the region) and checked after. */
+static void child_measure(child_state *c)
+{
+    workload_poison(&c->w);
+    double t0 = timing_now();
+    probes_start(&c->probes);
+    double probe_s = timing_now() - t0;
+    int rc = 0;
+    for (int i = 0; i < c->s->reps && !rc; i++) {
+        const double a = timing_now();
+        rc = workload_run(&c->w);
+        c->times[i] = timing_now() - a;
     }
     t0 = timing_now();
-    alloc_ok = alloc_ok && probe_jemalloc_thread_allocated(&alloc_after) == 0;
-    probe_papi_stop(&papi);
-    getrusage(RUSAGE_SELF, &ru1);
+    probes_stop(&c->probes);
     probe_s += timing_now() - t0;
+    json_object_set_new(c->harness, "probe_s", json_real(probe_s));
     if (rc) { /* no timings or counters from repetitions that did not all run */
+        char reason[256];
         snprintf(reason, sizeof reason, "a repetition failed: %s (%s)", attn_errname(rc),
                  attn_strerror(rc));
-        json_object_set_new(r, "harness", harness);
-        child_finish(fd, r, rc == ATTN_ENOMEM ? POINT_ALLOC_FAILED : POINT_ERROR, reason);
+        child_fail(c, rc == ATTN_ENOMEM ? POINT_ALLOC_FAILED : POINT_ERROR, reason);
     }
-    child_verify(fd, r, harness, &w, "the timed repetitions");
-    json_object_set_new(r, "rusage", rusage_delta(&ru0, &ru1, reps));
-    heap_ok = heap_ok && probe_jemalloc_peak_read(&heap_peak) == 0;
-    rss_ok = rss_ok && probe_rss_read(&rss, &hwm) == 0;
-    json_object_set_new(r, "peak_rss_bytes", bytes_or_null(rss_ok, hwm));
-    json_object_set_new(r, "heap_peak_bytes", bytes_or_null(heap_ok, heap_peak));
-    json_object_set_new(r, "heap_kernel_alloc_bytes",
-                        bytes_or_null(alloc_ok, alloc_after - alloc_before));
-    probe_jemalloc_stats js;
-    if (heap_ok && probe_jemalloc_read_stats(&js) == 0) {
-        json_t *j = json_object();
-        json_object_set_new(j, "allocated", json_integer((json_int_t)js.allocated));
-        json_object_set_new(j, "active", json_integer((json_int_t)js.active));
-        json_object_set_new(j, "resident", json_integer((json_int_t)js.resident));
-        json_object_set_new(j, "mapped", json_integer((json_int_t)js.mapped));
-        json_object_set_new(j, "retained", json_integer((json_int_t)js.retained));
-        json_object_set_new(j, "metadata", json_integer((json_int_t)js.metadata));
-        json_object_set_new(r, "jemalloc", j);
-    }
+    child_verify(c->fd, c->r, c->harness, &c->w, "the timed repetitions");
+}
 
+/* The timings and every probe's fields into the record. */
+static void child_record(child_state *c, double t_start)
+{
+    const int reps = c->s->reps;
     json_t *all = json_array();
     double kernel_s = 0;
     for (int i = 0; i < reps; i++) {
-        json_array_append_new(all, json_real(times[i]));
-        kernel_s += times[i];
+        json_array_append_new(all, json_real(c->times[i]));
+        kernel_s += c->times[i];
     }
-    json_object_set_new(r, "wall_s_reps", all); /* in run order, before the summary sorts them */
+    json_object_set_new(c->r, "wall_s_reps", all); /* in run order, before the summary sorts */
     double median, min, max;
-    timing_summary(times, reps, &median, &min, &max);
-    json_object_set_new(r, "wall_s", json_real(median));
-    json_object_set_new(r, "wall_s_min", json_real(min));
-    json_object_set_new(r, "wall_s_max", json_real(max));
-    json_object_set_new(r, "gflops", json_real(w.model.flops / median / 1e9));
-    workload_report(&w, r);
+    timing_summary(c->times, reps, &median, &min, &max);
+    json_object_set_new(c->r, "wall_s", json_real(median));
+    json_object_set_new(c->r, "wall_s_min", json_real(min));
+    json_object_set_new(c->r, "wall_s_max", json_real(max));
+    json_object_set_new(c->r, "gflops", json_real(c->w.model.flops / median / 1e9));
+    workload_report(&c->w, c->r);
+    probes_report(&c->probes, reps);
+    probes_close(&c->probes);
+    const double probe_s = json_real_value(json_object_get(c->harness, "probe_s"));
+    json_object_set_new(c->harness, "probe_fraction", json_real(probe_s / kernel_s));
+    json_object_set_new(c->harness, "child_s", json_real(timing_now() - t_start));
+    json_object_set_new(c->r, "harness", c->harness);
+}
 
-    json_t *counters = json_object(), *unavailable = json_object();
-    for (int i = 0; i < papi.nevents; i++) {
-        const probe_papi_event *e = &papi.events[i];
-        json_object_set_new(counters, e->name,
-                            e->ok ? json_real((double)e->value / reps) : json_null());
-        if (!e->ok)
-            json_object_set_new(unavailable, e->name, json_string(e->reason));
+static void child_main(const point_spec *s, const point_limits *lim, int fd, pid_t parent)
+{
+    const double t_start = timing_now();
+    child_setup(parent);
+    child_state c = {.s = s, .fd = fd, .r = json_object(), .harness = json_object()};
+    if (s->external) { /* someone else's program, measured from outside (no address-space cap:
+                          an interpreter's reservations are not its memory) */
+        char reason[512] = "";
+        const int status = external_measure(s, c.r, reason, sizeof reason);
+        json_object_set_new(c.harness, "child_s", json_real(timing_now() - t_start));
+        json_object_set_new(c.r, "harness", c.harness);
+        child_finish(fd, c.r, status, status == POINT_OK ? NULL : reason);
     }
-    json_object_set_new(r, "counters", counters);
-    json_object_set_new(r, "counters_unavailable", unavailable);
-    json_object_set_new(r, "papi", papi_context(&papi));
-    probe_papi_free(&papi);
-
-    json_object_set_new(harness, "probe_s", json_real(probe_s));
-    json_object_set_new(harness, "probe_fraction", json_real(probe_s / kernel_s));
-    json_object_set_new(harness, "child_s", json_real(timing_now() - t_start));
-    json_object_set_new(r, "harness", harness);
-    free(times);
-    free(inflated);
+    c.times = calloc((size_t)s->reps, sizeof *c.times);
+    child_prepare(&c, lim);
+    child_warmup(&c);
+    child_measure(&c);
+    child_record(&c, t_start);
+    free(c.times);
+    free(c.inflated);
     if (!s->accuracy || s->train)
-        child_finish(fd, r, POINT_OK, NULL);
+        child_finish(fd, c.r, POINT_OK, NULL);
 
     /* --accuracy: the measured record goes first, so a reference that runs out of time or
      * memory (it is an O(n^2) exact method) cannot take the measurements with it */
-    child_report(fd, r, POINT_OK, NULL);
+    child_report(fd, c.r, POINT_OK, NULL);
     if (fault_is("sleep-reference"))
         for (;;)
             pause();
     json_t *msg = json_object();
-    json_object_set_new(msg, "err_vs_exact", point_exact_error(s, w.q, w.k, w.v, w.out));
+    json_object_set_new(msg, "err_vs_exact", point_exact_error(s, c.w.q, c.w.k, c.w.v, c.w.out));
     child_send(fd, msg);
     close(fd);
     _exit(0);
@@ -624,6 +576,30 @@ static bool oom_watch_end(const oom_watch *w, char *evidence, size_t size)
     return false;
 }
 
+/* Waits, up to `limit` seconds, until other processes use less than PROBE_BUSY_SHARE of the
+ * machine over a half-second window (nothing of the point runs yet: all of it is theirs).
+ * Returns {"waited_s", "quiet", "other_share"}: what the last window saw. */
+static json_t *wait_for_quiet(double limit, volatile sig_atomic_t *stop)
+{
+    const double start = timing_now();
+    double share = 1;
+    probe_load a, b;
+    while (probe_load_read(&a) == 0 && !(stop && *stop)) {
+        const struct timespec half = {0, 500000000};
+        nanosleep(&half, NULL);
+        if (probe_load_read(&b) != 0)
+            break;
+        share = b.total_s > a.total_s ? (b.busy_s - a.busy_s) / (b.total_s - a.total_s) : 0;
+        if (share < PROBE_BUSY_SHARE || timing_now() - start >= limit)
+            break;
+    }
+    json_t *j = json_object();
+    json_object_set_new(j, "waited_s", json_real(timing_now() - start));
+    json_object_set_new(j, "quiet", json_boolean(share < PROBE_BUSY_SHARE));
+    json_object_set_new(j, "other_share", json_real(share));
+    return j;
+}
+
 int point_over_memory(const point_spec *s, const point_limits *lim, char *buf, size_t size)
 {
     point_model m;
@@ -655,6 +631,8 @@ json_t *point_run(const point_spec *s, const point_limits *lim, const json_t *co
         return point_record_new(s, context, POINT_SKIPPED, reason);
 
     json_t *rec = point_record_new(s, context, POINT_ERROR, NULL);
+    if (lim->quiet_wait > 0)
+        json_object_set_new(rec, "quiet_wait", wait_for_quiet(lim->quiet_wait, lim->stop));
     /* the kernel's OOM-kill counts before the child exists: a SIGKILL is an OOM kill only if
      * one of them rises while it runs */
     oom_watch oom;

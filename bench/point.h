@@ -65,6 +65,8 @@ typedef struct point_spec {
 /* What the point's model says it costs, before anything runs. */
 typedef struct point_model {
     double flops;              /* the useful work of one run */
+    double scores;             /* attention: the query-key scores one forward is charged for
+                                  (attn_cost.scores); 0 for training */
     double recompute_flops;    /* training: work done again on top (the reversible backward's
                                   recomputation); not in flops, so GFLOP/s is not inflated */
     uint64_t bytes;            /* everything the child allocates for the point */
@@ -83,6 +85,8 @@ typedef struct point_limits {
                                    limit (FILE)", "80% of MemTotal", ... */
     double time_limit;    /* seconds of child run time before it is killed (0: none) */
     bool no_skip;         /* run points even when the model exceeds mem_limit */
+    double quiet_wait;    /* seconds to wait, before the point, for other processes to leave
+                             the machine (0: do not wait) */
     volatile sig_atomic_t *stop; /* set by a signal handler: kill the point's child (or NULL) */
 } point_limits;
 

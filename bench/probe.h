@@ -1,14 +1,79 @@
-/* probe.h: the three measuring probes of a point, each usable on its own:
- *   RSS      /proc/self/status VmRSS and VmHWM, and the high-water-mark reset (clear_refs)
- *   jemalloc thread.peak (reset / read) and the allocator-wide stats after an epoch refresh
- *   PAPI     low-level API, one event set per worker thread, every event added on its own
- * All of them are meant to run inside the measured child process (see point.c). */
+/* probe.h: what a point measures, one source per file, all behind one small interface.
+ *
+ * A probe source (probe_source) opens for a point in its child process, may start and stop
+ * around the timed repetitions, and writes its fields into the point's record, saying in the
+ * record's `unavailable` (field -> reason) why a field it owns is null. point.c runs every
+ * source in probe_sources[] (probes.c) the same way; adding a source is one file and one line
+ * there. The sources:
+ *   sde       the attention library's work counters, registered as PAPI software-defined
+ *             events (sde:::attn::SCORES, ...): they count on any machine, a VM's too
+ *   load      how much CPU time other processes took while the point ran (/proc/stat)
+ *   rusage    getrusage around the repetitions (CPU time, faults, context switches)
+ *   papi      PAPI event sets: hardware, perf software and SDE events
+ *   rss       VmRSS and VmHWM, the high-water mark reset with clear_refs
+ *   jemalloc  thread.peak and the allocator-wide statistics
+ * Under them, each file keeps plain functions usable on their own (the tests and the external
+ * workloads, measured from outside, use those). */
 #ifndef BENCH_PROBE_H
 #define BENCH_PROBE_H
 
+#include <jansson.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/types.h>
+
+#include "../attn/attn.h"
+
+struct point_spec;
+struct workload;
+
+/* ---- the interface ------------------------------------------------------------------ */
+
+/* What a source sees of the point. */
+typedef struct probe_point {
+    const struct point_spec *spec;
+    json_t *record;           /* the child's report: a source sets its own fields */
+    json_t *unavailable;      /* field -> why it is null: a source adds its own */
+    struct workload *workload;/* the buffers, from `prepared` on (NULL before) */
+    attn_stats *work;         /* where the kernels count their work, if a source asks for it
+                                 in `open` (sde does); NULL: the kernels count nothing */
+} probe_point;
+
+typedef struct probe_source {
+    const char *name;
+    size_t state_bytes;       /* the source's own state, zeroed before open */
+    /* Before the inputs exist (a source's own memory, PAPI's, belongs to the baseline).
+     * Optional. */
+    void (*open)(void *state, probe_point *pt);
+    /* The buffers exist and hold the inputs; nothing has run. Optional. */
+    void (*prepared)(void *state, probe_point *pt);
+    /* Around the timed repetitions: start in list order, stop in reverse, so the cheapest
+     * sources sit closest to the runs. Optional. */
+    void (*start)(void *state, probe_point *pt);
+    void (*stop)(void *state, probe_point *pt);
+    /* The repetitions ran and were verified: write the fields, per repetition. */
+    void (*report)(void *state, probe_point *pt, int reps);
+    /* Releases what open took. Optional. */
+    void (*close)(void *state);
+} probe_source;
+
+/* Every source, in open (and start) order; NULL-terminated. */
+extern const probe_source *const probe_sources[];
+
+/* The sources opened for one point (probes.c). */
+typedef struct probe_set {
+    probe_point point;
+    void *state[16];
+    int count;
+} probe_set;
+
+void probes_open(probe_set *ps, const struct point_spec *s, json_t *record);
+void probes_prepared(probe_set *ps, struct workload *w);
+void probes_start(probe_set *ps);
+void probes_stop(probe_set *ps);
+/* Writes every source's fields and the `unavailable` map into the record. */
+void probes_report(probe_set *ps, int reps);
+void probes_close(probe_set *ps);
 
 /* ---- RSS ---------------------------------------------------------------------------- */
 
@@ -20,6 +85,30 @@ int probe_rss_reset_peak(void);
  * one. */
 int probe_rss_read_pid(pid_t pid, uint64_t *rss, uint64_t *hwm);
 int probe_rss_reset_peak_pid(pid_t pid);
+
+/* ---- the rest of the machine -------------------------------------------------------- */
+
+/* A reading of /proc/stat: CPU seconds of every core since boot, busy and in all, and the
+ * runnable tasks now. Two readings around the timed repetitions, less the point's own CPU
+ * time, say how much of the machine other processes used meanwhile. */
+typedef struct probe_load {
+    double busy_s, total_s;
+    int procs_running;
+} probe_load;
+
+int probe_load_read(probe_load *l);
+
+/* Other processes used more than this share of the machine's CPU time: a busy measurement,
+ * whose time is not to be trusted (or gated). */
+#define PROBE_BUSY_SHARE 0.10
+
+/* ---- the attention library's work counters as PAPI software-defined events ----------- */
+
+/* The event name of work counter i ("sde:::attn::SCORES"). */
+void probe_sde_event_name(int i, char *buf, size_t size);
+/* Registers attn's counters with PAPI SDE under the library name "attn", counting into
+ * *stats (which must outlive the registration). Returns 0, or -1 (libsde refused). */
+int probe_sde_register(attn_stats *stats);
 
 /* ---- jemalloc ----------------------------------------------------------------------- */
 
@@ -44,15 +133,21 @@ int probe_jemalloc_opt(const char *name, char *buf, int size);
 
 /* ---- PAPI --------------------------------------------------------------------------- */
 
-#define PROBE_MAX_EVENTS 16
+#define PROBE_MAX_EVENTS 48
 #define PROBE_MAX_THREADS 256
 
-/* The default counter sets (a comma-separated list each). */
+/* The counter groups `--counters` knows by name (a comma-separated list each): hw, sw, and
+ * sde (every attn work counter, as a PAPI software-defined event). */
 extern const char probe_papi_default_hw[];
 extern const char probe_papi_default_sw[];
+/* Expands a --counters list: the names hw, sw, sde, default (all three) and none stand for
+ * their groups; anything else is an event name kept as it is. Returns 0, or -1 when the result
+ * does not fit `size` or names no event at all while not being "none". */
+int probe_counters_expand(const char *list, char *out, size_t size);
 
 typedef struct probe_papi_event {
     char name[64];
+    bool process_wide;  /* software-defined (sde:::): one count per process, read once */
     bool ok;            /* counted on every thread */
     char reason[256];   /* why not, when !ok */
     long long value;    /* summed over threads, after stop */
@@ -69,13 +164,15 @@ typedef struct probe_papi {
     int nevents;
     probe_papi_event events[PROBE_MAX_EVENTS];
     int eventset[PROBE_MAX_THREADS];
+    int sde_eventset;          /* the process-wide events, on the thread that initialized */
 } probe_papi;
 
 /* Initializes PAPI in this (child) process and, in each of `nthreads` OpenMP threads, builds
  * an event set from `events` (comma-separated names), adding every event on its own and
  * recording per event whether it can be counted and why not. An event is kept only if every
- * thread could add it. Returns 0 (even if no event works) or -1 if PAPI itself failed to
- * initialize (p->init_error says why). */
+ * thread could add it. Software-defined events (sde:::LIB::NAME) count a library's variables,
+ * not a thread's: they go into one more set, read once. Returns 0 (even if no event works) or
+ * -1 if PAPI itself failed to initialize (p->init_error says why). */
 int probe_papi_init(probe_papi *p, const char *events, int nthreads);
 /* Starts counting in every thread of the team (same team size as init). Returns 0, or -1
  * when some thread could not start: then nothing counts, and every event that was to be

@@ -121,3 +121,82 @@ int probe_jemalloc_opt(const char *name, char *buf, int size)
 }
 
 #endif
+
+/* ---- the source: the heap's peak over the point, what the repetitions allocated, and the
+ * allocator-wide statistics at the end ---------------------------------------------------- */
+
+typedef struct jemalloc_state {
+    bool peak_ok, alloc_ok;
+    uint64_t alloc_before, alloc_after;
+} jemalloc_state;
+
+static const char *const heap_fields[] = {"heap_peak_bytes", "heap_kernel_alloc_bytes", "jemalloc"};
+
+static void jemalloc_open(void *state, probe_point *pt)
+{
+    (void)pt;
+    jemalloc_state *st = state;
+    st->peak_ok = probe_jemalloc_peak_reset() == 0; /* the inputs' allocation counts */
+}
+
+static void jemalloc_start(void *state, probe_point *pt)
+{
+    (void)pt;
+    jemalloc_state *st = state;
+    st->alloc_ok = st->peak_ok && probe_jemalloc_thread_allocated(&st->alloc_before) == 0;
+}
+
+static void jemalloc_stop(void *state, probe_point *pt)
+{
+    (void)pt;
+    jemalloc_state *st = state;
+    st->alloc_ok = st->alloc_ok && probe_jemalloc_thread_allocated(&st->alloc_after) == 0;
+}
+
+static void jemalloc_report(void *state, probe_point *pt, int reps)
+{
+    (void)reps;
+    jemalloc_state *st = state;
+    uint64_t peak = 0;
+    probe_jemalloc_stats js;
+    if (!probe_jemalloc_available()) {
+        for (size_t i = 0; i < sizeof heap_fields / sizeof heap_fields[0]; i++)
+            json_object_set_new(pt->unavailable, heap_fields[i],
+                                json_string("jemalloc is not the allocator of this build "
+                                            "(sanitizer builds use their own)"));
+        return;
+    }
+    if (st->peak_ok && probe_jemalloc_peak_read(&peak) == 0)
+        json_object_set_new(pt->record, "heap_peak_bytes", json_integer((json_int_t)peak));
+    else
+        json_object_set_new(pt->unavailable, "heap_peak_bytes",
+                            json_string("jemalloc's thread.peak could not be reset or read"));
+    if (st->alloc_ok)
+        json_object_set_new(pt->record, "heap_kernel_alloc_bytes",
+                            json_integer((json_int_t)(st->alloc_after - st->alloc_before)));
+    else
+        json_object_set_new(pt->unavailable, "heap_kernel_alloc_bytes",
+                            json_string("jemalloc's thread.allocated could not be read"));
+    if (probe_jemalloc_read_stats(&js) != 0) {
+        json_object_set_new(pt->unavailable, "jemalloc",
+                            json_string("jemalloc's stats.* could not be read"));
+        return;
+    }
+    json_t *j = json_object();
+    json_object_set_new(j, "allocated", json_integer((json_int_t)js.allocated));
+    json_object_set_new(j, "active", json_integer((json_int_t)js.active));
+    json_object_set_new(j, "resident", json_integer((json_int_t)js.resident));
+    json_object_set_new(j, "mapped", json_integer((json_int_t)js.mapped));
+    json_object_set_new(j, "retained", json_integer((json_int_t)js.retained));
+    json_object_set_new(j, "metadata", json_integer((json_int_t)js.metadata));
+    json_object_set_new(pt->record, "jemalloc", j);
+}
+
+const probe_source probe_source_jemalloc = {
+    .name = "jemalloc",
+    .state_bytes = sizeof(jemalloc_state),
+    .open = jemalloc_open,
+    .start = jemalloc_start,
+    .stop = jemalloc_stop,
+    .report = jemalloc_report,
+};

@@ -15,12 +15,53 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "point.h"
 #include "probe.h"
 
 const char probe_papi_default_hw[] =
     "PAPI_TOT_CYC,PAPI_TOT_INS,PAPI_L1_DCM,PAPI_L2_DCM,PAPI_L3_DCM,PAPI_TLB_DM";
 const char probe_papi_default_sw[] =
     "perf::TASK-CLOCK,perf::PAGE-FAULTS,perf::MINOR-FAULTS,perf::MAJOR-FAULTS";
+
+int probe_counters_expand(const char *list, char *out, size_t size)
+{
+    size_t len = 0;
+    out[0] = '\0';
+    if (strcmp(list, "none") == 0)
+        return 0;
+    char sde[1024];
+    size_t sl = 0;
+    sde[0] = '\0';
+    for (int i = 0; i < ATTN_NSTATS && sl < sizeof sde; i++) {
+        char name[64];
+        probe_sde_event_name(i, name, sizeof name);
+        sl += (size_t)snprintf(sde + sl, sizeof sde - sl, "%s%s", i ? "," : "", name);
+    }
+    for (const char *s = list; *s;) {
+        const size_t n = strcspn(s, ",");
+        char token[128];
+        if (n > 0 && n < sizeof token) {
+            memcpy(token, s, n);
+            token[n] = '\0';
+            const char *add = strcmp(token, "hw") == 0    ? probe_papi_default_hw
+                              : strcmp(token, "sw") == 0  ? probe_papi_default_sw
+                              : strcmp(token, "sde") == 0 ? sde
+                                                          : token;
+            if (strcmp(token, "default") == 0) {
+                len += (size_t)snprintf(out + len, len < size ? size - len : 0, "%s%s,%s,%s",
+                                        len ? "," : "", probe_papi_default_hw,
+                                        probe_papi_default_sw, sde);
+            } else {
+                len += (size_t)snprintf(out + len, len < size ? size - len : 0, "%s%s",
+                                        len ? "," : "", add);
+            }
+        } else if (n >= sizeof token) {
+            return -1;
+        }
+        s += n + (s[n] == ',');
+    }
+    return len > 0 && len < size ? 0 : -1;
+}
 
 static unsigned long thread_id(void)
 {
@@ -84,6 +125,7 @@ static void parse_events(probe_papi *p, const char *events)
             memcpy(e->name, s, len);
             e->name[len] = '\0';
             e->ok = true;
+            e->process_wide = strncmp(e->name, "sde:::", 6) == 0;
         }
         s += len + (s[len] == ',');
     }
@@ -99,9 +141,54 @@ static int every_event_failed(probe_papi *p)
     return -1;
 }
 
+/* attn's own counter names: PAPI accepts any name under a registered library (it may
+ * register the counter later), so a misspelt one would count 0 for ever. */
+static bool attn_counter_exists(const char *event)
+{
+    for (int i = 0; i < ATTN_NSTATS; i++) {
+        char name[64];
+        probe_sde_event_name(i, name, sizeof name);
+        if (strcmp(name, event) == 0)
+            return true;
+    }
+    return false;
+}
+
+/* The software-defined events: one set, on this thread (they count a library's variables,
+ * which every thread shares: a set per thread would count them once per thread). */
+static void add_process_wide(probe_papi *p)
+{
+    int crc = PAPI_OK;
+    bool created = false;
+    for (int i = 0; i < p->nevents; i++) {
+        probe_papi_event *e = &p->events[i];
+        if (!e->process_wide)
+            continue;
+        if (strncmp(e->name, "sde:::attn::", 12) == 0 && !attn_counter_exists(e->name)) {
+            e->ok = false;
+            snprintf(e->reason, sizeof e->reason, "no such attn counter (`attnbench list --counters` "
+                     "names them)");
+            continue;
+        }
+        if (!created) {
+            crc = PAPI_create_eventset(&p->sde_eventset);
+            created = true;
+        }
+        const int rc = crc == PAPI_OK ? PAPI_add_named_event(p->sde_eventset, e->name) : crc;
+        if (rc != PAPI_OK) {
+            e->ok = false;
+            snprintf(e->reason, sizeof e->reason, "%s: %s%s", papi_errname(rc), PAPI_strerror(rc),
+                     rc == PAPI_ENOEVNT ? "; PAPI's sde component found no library of that "
+                                          "name registered in this process"
+                                        : "");
+        }
+    }
+}
+
 int probe_papi_init(probe_papi *p, const char *events, int nthreads)
 {
     memset(p, 0, sizeof *p);
+    p->sde_eventset = PAPI_NULL;
     parse_events(p, events);
     p->nthreads = nthreads < PROBE_MAX_THREADS ? nthreads : PROBE_MAX_THREADS;
     /* Test hook: ATTNBENCH_PAPI_DISABLE=perf_event,... disables PAPI components before the
@@ -144,6 +231,7 @@ int probe_papi_init(probe_papi *p, const char *events, int nthreads)
     else
         snprintf(p->perf_component, sizeof p->perf_component, "enabled");
 
+    add_process_wide(p);
     /* Each thread builds its own set; an event stays only if every thread could add it. */
     int added[PROBE_MAX_THREADS][PROBE_MAX_EVENTS];
 #pragma omp parallel num_threads(p->nthreads)
@@ -158,7 +246,8 @@ int probe_papi_init(probe_papi *p, const char *events, int nthreads)
         {
             int crc = PAPI_create_eventset(&p->eventset[t]);
             for (int i = 0; i < p->nevents; i++)
-                added[t][i] = crc == PAPI_OK
+                added[t][i] = p->events[i].process_wide ? PAPI_OK
+                              : crc == PAPI_OK
                                   ? PAPI_add_named_event(p->eventset[t], p->events[i].name)
                                   : crc;
         }
@@ -173,38 +262,44 @@ int probe_papi_init(probe_papi *p, const char *events, int nthreads)
     /* Remove events that some thread lacks, so every set holds exactly the ok events. */
     for (int t = 0; t < p->nthreads; t++)
         for (int i = 0; i < p->nevents; i++)
-            if (!p->events[i].ok && added[t][i] == PAPI_OK)
+            if (!p->events[i].ok && added[t][i] == PAPI_OK && !p->events[i].process_wide)
                 PAPI_remove_named_event(p->eventset[t], p->events[i].name);
     return 0;
 }
 
-static int count_ok(const probe_papi *p)
+/* Events of the per-thread sets (process_wide false) or of the process-wide one (true). */
+static int count_ok(const probe_papi *p, bool process_wide)
 {
     int k = 0;
     for (int i = 0; i < p->nevents; i++)
-        k += p->events[i].ok;
+        k += p->events[i].ok && p->events[i].process_wide == process_wide;
     return k;
 }
 
-/* Counting failed after the events were added (PAPI_start or PAPI_stop in some thread):
- * every event that was to be counted is unavailable for this point, with the reason, so the
- * record shows null and why instead of a partial or zero count. */
-static void counting_failed(probe_papi *p, const char *call, int thread, int rc)
+/* Counting failed after the events were added (PAPI_start or PAPI_stop in some thread, or of
+ * the process-wide set): every event of those sets is unavailable for this point, with the
+ * reason, so the record shows null and why instead of a partial or zero count. */
+static void counting_failed(probe_papi *p, bool process_wide, const char *call, int thread, int rc)
 {
     for (int i = 0; i < p->nevents; i++) {
-        if (!p->events[i].ok)
+        probe_papi_event *e = &p->events[i];
+        if (!e->ok || e->process_wide != process_wide)
             continue;
-        p->events[i].ok = false;
-        p->events[i].value = 0;
-        snprintf(p->events[i].reason, sizeof p->events[i].reason,
-                 "%s failed in thread %d: %s: %s; nothing counted for this point", call, thread,
-                 papi_errname(rc), PAPI_strerror(rc));
+        e->ok = false;
+        e->value = 0;
+        if (process_wide)
+            snprintf(e->reason, sizeof e->reason, "%s of the software-defined events failed: "
+                     "%s: %s; nothing counted for this point", call, papi_errname(rc),
+                     PAPI_strerror(rc));
+        else
+            snprintf(e->reason, sizeof e->reason, "%s failed in thread %d: %s: %s; nothing "
+                     "counted for this point", call, thread, papi_errname(rc), PAPI_strerror(rc));
     }
 }
 
-int probe_papi_start(probe_papi *p)
+static int start_threads(probe_papi *p)
 {
-    if (!p->initialized || count_ok(p) == 0)
+    if (count_ok(p, false) == 0)
         return 0;
     int rc[PROBE_MAX_THREADS];
 #pragma omp parallel num_threads(p->nthreads)
@@ -217,18 +312,48 @@ int probe_papi_start(probe_papi *p)
 #pragma omp parallel num_threads(p->nthreads)
         if (rc[omp_get_thread_num()] == PAPI_OK)
             PAPI_stop(p->eventset[omp_get_thread_num()], discard);
-        counting_failed(p, "PAPI_start", t, rc[t]);
+        counting_failed(p, false, "PAPI_start", t, rc[t]);
         return -1;
     }
     return 0;
+}
+
+int probe_papi_start(probe_papi *p)
+{
+    if (!p->initialized)
+        return 0;
+    int failed = start_threads(p);
+    if (count_ok(p, true) > 0) {
+        const int rc = PAPI_start(p->sde_eventset);
+        if (rc != PAPI_OK) {
+            counting_failed(p, true, "PAPI_start", 0, rc);
+            failed = -1;
+        }
+    }
+    return failed;
 }
 
 int probe_papi_stop(probe_papi *p)
 {
     for (int i = 0; i < p->nevents; i++)
         p->events[i].value = 0;
-    if (!p->initialized || count_ok(p) == 0)
+    if (!p->initialized)
         return 0;
+    int failed = 0;
+    if (count_ok(p, true) > 0) { /* the first stopped: it encloses the threads' sets */
+        long long values[PROBE_MAX_EVENTS];
+        const int rc = PAPI_stop(p->sde_eventset, values);
+        if (rc != PAPI_OK) {
+            counting_failed(p, true, "PAPI_stop", 0, rc);
+            failed = -1;
+        } else {
+            for (int i = 0, slot = 0; i < p->nevents; i++)
+                if (p->events[i].ok && p->events[i].process_wide)
+                    p->events[i].value = values[slot++];
+        }
+    }
+    if (count_ok(p, false) == 0)
+        return failed;
     long long values[PROBE_MAX_THREADS][PROBE_MAX_EVENTS];
     int rc[PROBE_MAX_THREADS];
 #pragma omp parallel num_threads(p->nthreads)
@@ -236,14 +361,14 @@ int probe_papi_stop(probe_papi *p)
                                          values[omp_get_thread_num()]);
     for (int t = 0; t < p->nthreads; t++)
         if (rc[t] != PAPI_OK) {
-            counting_failed(p, "PAPI_stop", t, rc[t]);
+            counting_failed(p, false, "PAPI_stop", t, rc[t]);
             return -1;
         }
     for (int t = 0; t < p->nthreads; t++)
         for (int i = 0, slot = 0; i < p->nevents; i++)
-            if (p->events[i].ok)
+            if (p->events[i].ok && !p->events[i].process_wide)
                 p->events[i].value += values[t][slot++];
-    return 0;
+    return failed;
 }
 
 void probe_papi_free(probe_papi *p)
@@ -256,6 +381,85 @@ void probe_papi_free(probe_papi *p)
         PAPI_cleanup_eventset(p->eventset[t]);
         PAPI_destroy_eventset(&p->eventset[t]);
     }
+    if (p->sde_eventset != PAPI_NULL) {
+        PAPI_cleanup_eventset(p->sde_eventset);
+        PAPI_destroy_eventset(&p->sde_eventset);
+    }
     PAPI_shutdown();
     p->initialized = false;
 }
+
+/* ---- the source: the point's counters, per repetition, and what PAPI knows of the machine -- */
+
+typedef struct papi_state {
+    probe_papi papi;
+} papi_state;
+
+static void papi_open(void *state, probe_point *pt)
+{
+    papi_state *st = state;
+    probe_papi_init(&st->papi, pt->spec->counters ? pt->spec->counters : "", pt->spec->threads);
+}
+
+static void papi_start(void *state, probe_point *pt)
+{
+    (void)pt;
+    papi_state *st = state;
+    /* test hook: someone else started the sets first, so this start fails for real */
+    const char *fault = getenv("ATTNBENCH_FAULT");
+    if (fault && strcmp(fault, "papi-busy") == 0)
+        probe_papi_start(&st->papi);
+    probe_papi_start(&st->papi);
+}
+
+static void papi_stop(void *state, probe_point *pt)
+{
+    (void)pt;
+    probe_papi_stop(&((papi_state *)state)->papi);
+}
+
+static json_t *papi_context(const probe_papi *p)
+{
+    json_t *c = json_object();
+    json_object_set_new(c, "initialized", json_boolean(p->initialized));
+    if (!p->initialized)
+        json_object_set_new(c, "error", json_string(p->init_error));
+    json_object_set_new(c, "version", p->initialized ? json_string(p->version) : json_null());
+    json_object_set_new(c, "virtualized", json_boolean(p->virtualized));
+    json_object_set_new(c, "vm_vendor", json_string(p->vm_vendor));
+    json_object_set_new(c, "perf_event_component", json_string(p->perf_component));
+    json_object_set_new(c, "threads_counted", json_integer(p->nthreads));
+    return c;
+}
+
+static void papi_report(void *state, probe_point *pt, int reps)
+{
+    const probe_papi *p = &((papi_state *)state)->papi;
+    json_t *counters = json_object(), *unavailable = json_object();
+    for (int i = 0; i < p->nevents; i++) {
+        const probe_papi_event *e = &p->events[i];
+        json_object_set_new(counters, e->name,
+                            e->ok ? json_real((double)e->value / reps) : json_null());
+        if (!e->ok)
+            json_object_set_new(unavailable, e->name, json_string(e->reason));
+    }
+    json_object_set_new(pt->record, "counters", counters);
+    json_object_set_new(pt->record, "counters_unavailable", unavailable);
+    /* the parent moves it into the record's context: it describes the machine */
+    json_object_set_new(pt->record, "papi", papi_context(p));
+}
+
+static void papi_close(void *state)
+{
+    probe_papi_free(&((papi_state *)state)->papi);
+}
+
+const probe_source probe_source_papi = {
+    .name = "papi",
+    .state_bytes = sizeof(papi_state),
+    .open = papi_open,
+    .start = papi_start,
+    .stop = papi_stop,
+    .report = papi_report,
+    .close = papi_close,
+};

@@ -57,3 +57,55 @@ int probe_rss_reset_peak_pid(pid_t pid)
     close(fd);
     return ok ? 0 : -1;
 }
+
+/* ---- the source: the point's RSS before its inputs, before its first run, and its peak --- */
+
+typedef struct rss_state {
+    bool ok; /* every reading so far succeeded (a field after a failed one would mislead) */
+    uint64_t rss, hwm;
+} rss_state;
+
+static void rss_unavailable(probe_point *pt, const char *field)
+{
+    json_object_set_new(pt->unavailable, field,
+                        json_string("/proc/self/status or /proc/self/clear_refs unreadable"));
+}
+
+static void rss_open(void *state, probe_point *pt)
+{
+    rss_state *st = state;
+    st->ok = probe_rss_reset_peak() == 0 && probe_rss_read(&st->rss, &st->hwm) == 0;
+    if (st->ok)
+        json_object_set_new(pt->record, "rss_before_inputs_bytes", json_integer((json_int_t)st->rss));
+    else
+        rss_unavailable(pt, "rss_before_inputs_bytes");
+}
+
+static void rss_prepared(void *state, probe_point *pt)
+{
+    rss_state *st = state;
+    st->ok = st->ok && probe_rss_read(&st->rss, &st->hwm) == 0;
+    if (st->ok)
+        json_object_set_new(pt->record, "rss_before_kernel_bytes", json_integer((json_int_t)st->rss));
+    else
+        rss_unavailable(pt, "rss_before_kernel_bytes");
+}
+
+static void rss_report(void *state, probe_point *pt, int reps)
+{
+    (void)reps;
+    rss_state *st = state;
+    st->ok = st->ok && probe_rss_read(&st->rss, &st->hwm) == 0;
+    if (st->ok)
+        json_object_set_new(pt->record, "peak_rss_bytes", json_integer((json_int_t)st->hwm));
+    else
+        rss_unavailable(pt, "peak_rss_bytes");
+}
+
+const probe_source probe_source_rss = {
+    .name = "rss",
+    .state_bytes = sizeof(rss_state),
+    .open = rss_open,
+    .prepared = rss_prepared,
+    .report = rss_report,
+};

@@ -2,6 +2,9 @@
 #include "record.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <sys/file.h>
+#include <time.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -111,7 +114,7 @@ void record_print_table(FILE *f, const json_t *rec)
     const json_t *unavail = json_object_get(rec, "counters_unavailable");
     json_object_foreach((json_t *)counters, key, value)
     {
-        if (json_is_number(value))
+        if (json_is_number(value) && strncmp(key, "sde:::attn::", 12) != 0) /* under work */
             fprintf(f, "%-14s %-22s %.6g per repetition\n", "counter", key,
                     json_number_value(value));
     }
@@ -137,6 +140,27 @@ void record_print_table(FILE *f, const json_t *rec)
         fprintf(f, ":\n%-14s %s\n", "", why);
     }
     json_decref(done);
+    const json_t *work = json_object_get(rec, "work");
+    if (json_is_object(work)) {
+        fprintf(f, "%-14s scores %.6g per repetition, %.4g per token", "work",
+                num(json_object_get(work, "counted"), "SCORES"), num(work, "scores_per_token"));
+        if (json_is_number(json_object_get(work, "model_scores")))
+            fprintf(f, " (model %.6g: counted %.4fx, unmasked %.4fx)", num(work, "model_scores"),
+                    num(work, "scores_vs_model"), num(work, "unmasked_vs_model"));
+        if (json_is_integer(json_object_get(work, "duplicates")))
+            fprintf(f, "; duplicate candidates %.6g (%.2g%% of the scores)",
+                    num(work, "duplicates"), 100 * num(work, "duplicates_share"));
+        fprintf(f, "\n%-14s", "");
+        const char *name;
+        json_t *v;
+        int shown = 0;
+        json_object_foreach((json_t *)json_object_get(work, "counted"), name, v)
+        {
+            if (strcmp(name, "SCORES") != 0 && json_number_value(v) != 0)
+                fprintf(f, "%s%s %.6g", shown++ ? ", " : " ", name, json_number_value(v));
+        }
+        fprintf(f, "%s (sde:::attn:: counters, per repetition)\n", shown ? "" : " nothing else");
+    }
     const json_t *ru = json_object_get(rec, "rusage");
     if (json_is_object(ru)) {
         fprintf(f, "%-14s cpu %.4g s (user %.4g, system %.4g), faults %.6g minor / %.6g major",
@@ -168,9 +192,9 @@ void record_print_table(FILE *f, const json_t *rec)
     }
     const json_t *h = json_object_get(rec, "harness");
     if (json_is_object(h) && json_object_get(h, "probe_s"))
-        fprintf(f, "%-14s PAPI init %.3g s, inputs %.3g s, warm-up %.3g s, probes %.2g s "
+        fprintf(f, "%-14s probes opened in %.3g s, inputs %.3g s, warm-up %.3g s, probes %.2g s "
                    "(%.2g%% of the timed repetitions)\n",
-                "harness", num(h, "papi_init_s"), num(h, "inputs_s"), num(h, "warmup_s"),
+                "harness", num(h, "probes_open_s"), num(h, "inputs_s"), num(h, "warmup_s"),
                 num(h, "probe_s"), 100 * num(h, "probe_fraction"));
 }
 
@@ -255,10 +279,108 @@ int record_append(int fd, const json_t *rec)
     if (!text)
         return -1;
     size_t len = strlen(text);
-    text[len] = '\n'; /* replaces the terminator: the line goes out in one write() */
-    ssize_t w = write(fd, text, len + 1);
+    text[len] = '\n'; /* replaces the terminator: one line */
+    const off_t start = lseek(fd, 0, SEEK_END);
+    size_t done = 0;
+    int err = 0;
+    while (done < len + 1) {
+        /* a short write sets no errno: writing the rest gives the real cause (ENOSPC ...) */
+        ssize_t w = write(fd, text + done, len + 1 - done);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0) {
+            err = w < 0 ? errno : EIO;
+            break;
+        }
+        done += (size_t)w;
+    }
     free(text);
-    if (w != (ssize_t)(len + 1))
+    if (!err && fdatasync(fd) != 0)
+        err = errno;
+    if (err) {
+        if (start >= 0 && ftruncate(fd, start) == 0) /* no torn line: the file ends on a record */
+            fdatasync(fd);
+        errno = err;
         return -1;
-    return fdatasync(fd);
+    }
+    return 0;
+}
+
+static void writer_note_path(const char *path, char *buf, size_t size)
+{
+    snprintf(buf, size, "%s.writer", path);
+}
+
+/* Who holds path's lock, as its note says; "another process" when the note is unreadable. */
+static void read_writer_note(const char *path, char *who, size_t size)
+{
+    char note[1100];
+    writer_note_path(path, note, sizeof note);
+    snprintf(who, size, "another process");
+    FILE *f = fopen(note, "r");
+    if (!f)
+        return;
+    char line[512];
+    if (fgets(line, sizeof line, f)) {
+        line[strcspn(line, "\n")] = '\0';
+        snprintf(who, size, "%s", line);
+    }
+    fclose(f);
+}
+
+int record_writer_open(record_writer *w, const char *path, char *err, size_t errlen)
+{
+    memset(w, 0, sizeof *w);
+    w->fd = -1;
+    snprintf(w->path, sizeof w->path, "%s", path);
+    int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    if (fd < 0) {
+        snprintf(err, errlen, "%s: %s", path, strerror(errno));
+        return -1;
+    }
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        char who[512];
+        read_writer_note(path, who, sizeof who);
+        snprintf(err, errlen, "%s is being written by %s; wait for it, or choose another --out "
+                 "(one writer per results file)", path, who);
+        close(fd);
+        return -1;
+    }
+    w->fd = fd;
+    char note[1100], host[256] = "?", date[64];
+    writer_note_path(path, note, sizeof note);
+    gethostname(host, sizeof host);
+    time_t now = time(NULL);
+    struct tm tm;
+    gmtime_r(&now, &tm);
+    strftime(date, sizeof date, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    FILE *f = fopen(note, "w");
+    if (f) {
+        fprintf(f, "pid %d on %s since %s\n", (int)getpid(), host, date);
+        fclose(f);
+    }
+    return 0;
+}
+
+void record_writer_close(record_writer *w)
+{
+    if (w->fd < 0)
+        return;
+    char note[1100];
+    writer_note_path(w->path, note, sizeof note);
+    unlink(note); /* before the lock goes: a note always belongs to a live holder */
+    close(w->fd);
+    w->fd = -1;
+}
+
+int record_file_busy(const char *path, char *who, size_t size)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return 0;
+    int busy = flock(fd, LOCK_SH | LOCK_NB) != 0 && errno == EWOULDBLOCK;
+    close(fd);
+    if (busy)
+        read_writer_note(path, who, size);
+    return busy;
 }

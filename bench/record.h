@@ -33,8 +33,27 @@ int record_file_read_stream(FILE *f, const char *path, record_file *rf, char *er
                             size_t errlen);
 void record_file_free(record_file *rf);
 
-/* Appends one record as a line with a single write() and fsyncs it, so a killed sweep loses
- * at most the point in flight. Returns 0 or -1 (errno set). */
+/* Appends one record as a line and fsyncs it, so a killed sweep loses at most the point in
+ * flight. A write that stops short (a full disk: ENOSPC, EDQUOT, EFBIG, EIO) is cut back at
+ * once to the end of the last whole record, so the file never keeps a torn line. Returns 0,
+ * or -1 with errno set to the cause. */
 int record_append(int fd, const json_t *rec);
+
+/* The one writer of a results file: an exclusive flock held from open to close, and a note of
+ * who holds it (pid, host, start) in PATH.writer, for the message another writer gets. */
+typedef struct record_writer {
+    int fd;
+    char path[1024];
+} record_writer;
+
+/* Opens path for appending (creating it), and takes the lock. Returns 0; or -1 with one line in
+ * err: "being written by pid P on H since T" when another process holds it (nothing is then
+ * written), or the open's own error. */
+int record_writer_open(record_writer *w, const char *path, char *err, size_t errlen);
+void record_writer_close(record_writer *w);
+
+/* For readers: whether another process is writing path now, and who ("pid P on H since T"),
+ * so a report or check on a file in progress says so. Returns 1 when it is being written. */
+int record_file_busy(const char *path, char *who, size_t size);
 
 #endif

@@ -363,30 +363,46 @@ static void fmt_duration(double s, char *buf, size_t size)
         snprintf(buf, size, "%dh%02dm", (int)s / 3600, (int)s % 3600 / 60);
 }
 
+/* The symbolic name of the errors a results file's write can meet. */
+static const char *errno_name(int e)
+{
+    switch (e) {
+    case ENOSPC: return "ENOSPC";
+    case EDQUOT: return "EDQUOT";
+    case EFBIG: return "EFBIG";
+    case EIO: return "EIO";
+    case EROFS: return "EROFS";
+    default: return "errno";
+    }
+}
+
 static int run_points(sweep *sw, const char *out, int resume)
 {
-    char err[512];
+    char err[1024];
+    /* one writer per results file: the lock first, before the file is read or changed */
+    record_writer wr;
+    if (record_writer_open(&wr, out, err, sizeof err))
+        return cli_error("sweep", "--out %s", err);
+    const int fd = wr.fd;
     record_file rf;
-    if (record_file_read(out, true, &rf, err, sizeof err))
+    if (record_file_read(out, true, &rf, err, sizeof err)) {
+        record_writer_close(&wr);
         return cli_error("sweep", "%s", err);
+    }
     size_t done_count = json_array_size(rf.records);
     if ((done_count || rf.torn_line) && !resume) {
         record_file_free(&rf);
+        record_writer_close(&wr);
         return cli_error("sweep", "%s already holds results; continue it with --resume or "
                                   "choose another --out", out);
-    }
-    int fd = open(out, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-    if (fd < 0) {
-        record_file_free(&rf);
-        return cli_error("sweep", "--out %s: %s", out, strerror(errno));
     }
     if (rf.torn_line) {
         fprintf(stderr, "attnbench sweep: %s:%ld: a torn record (%ld bytes, cut short by a kill "
                         "or crash); removed, its point runs again\n",
                 out, rf.torn_line, rf.torn_bytes);
         if (ftruncate(fd, rf.good_bytes) != 0) {
-            close(fd);
             record_file_free(&rf);
+            record_writer_close(&wr);
             return cli_error("sweep", "%s: cannot remove the torn record: %s", out,
                              strerror(errno));
         }
@@ -430,6 +446,7 @@ static int run_points(sweep *sw, const char *out, int resume)
     struct sigaction sa = {.sa_handler = on_signal};
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
+    signal(SIGXFSZ, SIG_IGN); /* past RLIMIT_FSIZE a write should fail with EFBIG, not kill */
     json_t *ctx = context_collect();
     const int tty = isatty(STDERR_FILENO);
     const double t_start = timing_now();
@@ -477,7 +494,10 @@ static int run_points(sweep *sw, const char *out, int resume)
         counts[status >= 0 ? status : POINT_ERROR]++;
         series_learn(x, rec);
         if (record_append(fd, rec) != 0) {
-            rc = cli_fail("sweep", "%s: write failed: %s", out, strerror(errno));
+            const int e = errno;
+            rc = cli_fail("sweep", "%s: write failed: %s (%s); the %zu records before it are "
+                          "safe (the partial one was removed); free room and continue with "
+                          "--resume", out, strerror(e), errno_name(e), done_count + (size_t)ran);
         } else {
             char peak[32];
             const json_t *reason_j = json_object_get(rec, "reason");
@@ -502,7 +522,7 @@ static int run_points(sweep *sw, const char *out, int resume)
         if (interrupted)
             break; /* the point finished before the signal landed: it is recorded */
     }
-    close(fd);
+    record_writer_close(&wr);
     json_decref(ctx);
     free(all);
     free(skip);
@@ -531,22 +551,6 @@ static void suite_out(const char *suite, char *buf, size_t size)
     snprintf(buf, size, "results/%.*s/results.jsonl", (int)len, base);
 }
 
-static int ensure_parent_dir(const char *path)
-{
-    char dir[1024];
-    snprintf(dir, sizeof dir, "%s", path);
-    char *slash = strrchr(dir, '/');
-    if (!slash)
-        return 0;
-    *slash = '\0';
-    for (char *p = dir + 1; *p; p++)
-        if (*p == '/') {
-            *p = '\0';
-            mkdir(dir, 0755);
-            *p = '/';
-        }
-    return mkdir(dir, 0755) == 0 || errno == EEXIST ? 0 : -1;
-}
 
 int cmd_sweep(int argc, char **argv)
 {
@@ -566,13 +570,12 @@ int cmd_sweep(int argc, char **argv)
         if (!out) {
             suite_out(suite, default_out, sizeof default_out);
             out = default_out;
-            if (!rc && ensure_parent_dir(out) != 0)
-                rc = cli_error("sweep", "cannot create the folder of %s: %s", out,
-                               strerror(errno));
         }
     }
     if (!rc && !out)
         rc = cli_error("sweep", "--out FILE.jsonl is required");
+    if (!rc && cli_mkdirs_for(out) != 0)
+        rc = cli_error("sweep", "cannot create the folder of %s: %s", out, strerror(errno));
     if (!rc)
         rc = run_points(sw, out, resume);
     sweep_free(sw);

@@ -62,6 +62,7 @@ int workload_model(const point_spec *s, point_model *m, const char **why)
     attn_cost c;
     s->params.method->cost(&s->shape, &s->params, s->threads, &c);
     m->flops = c.flops;
+    m->scores = c.scores;
     m->io_bytes = attn_io_bytes(&s->shape, &c);
     m->workspace_bytes = c.workspace_bytes;
     if (s->backward) { /* dout, dq, dk, dv; one workspace serves both passes in turn */
@@ -74,15 +75,17 @@ int workload_model(const point_spec *s, point_model *m, const char **why)
     return 0;
 }
 
-int workload_prepare(workload *w, const point_spec *s)
+int workload_prepare(workload *w, const point_spec *s, attn_stats *stats)
 {
     memset(w, 0, sizeof *w);
     w->spec = s;
+    w->stats = stats;
     const char *why;
     if (workload_model(s, &w->model, &why))
         return ATTN_EUNSUPPORTED;
     if (s->train) {
         stack_of(s, &w->stack);
+        w->stack.stats = stats;
         stack_cost sc;
         stack_cost_of(&w->stack, s->threads, &sc);
         const size_t rows = (size_t)(s->shape.B * s->shape.n), D = (size_t)(s->shape.H * s->shape.d);
@@ -162,13 +165,13 @@ int workload_run(workload *w)
         return stack_train_step(&w->stack, w->weights, w->grads, w->x, NULL, w->dx, &w->loss,
                                 w->work, s->threads);
     attn_tensors t = {.q = w->q, .k = w->k, .v = w->v, .out = w->out, .lse = w->lse,
-                      .structure = w->structure};
+                      .structure = w->structure, .stats = w->stats};
     int rc = s->params.method->forward(&s->shape, &s->params, &t, w->work, s->threads);
     if (rc || !s->backward)
         return rc;
     attn_grads g = {.q = w->q, .k = w->k, .v = w->v, .out = w->out, .lse = w->lse,
                     .dout = w->dout, .structure = w->structure, .dq = w->dq, .dk = w->dk,
-                    .dv = w->dv};
+                    .dv = w->dv, .stats = w->stats};
     return s->params.method->backward(&s->shape, &s->params, &g, w->work, s->threads);
 }
 

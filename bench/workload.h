@@ -23,14 +23,16 @@ typedef struct workload {
     size_t weight_floats;
     double loss;
     void *work;
+    attn_stats *stats; /* where the kernels count their work, or NULL */
 } workload;
 
 /* The model of a point: attention (the method's cost) or training (the stack's). */
 int workload_model(const point_spec *s, point_model *m, const char **why);
 /* Allocates every buffer, touches every page of it (so no run, warm-up or timed, pays for
- * first-touch page faults), and generates the inputs (and weights) from the seed. Returns 0,
- * or ATTN_ENOMEM when an allocation failed (nothing to free then but workload_free). */
-int workload_prepare(workload *w, const point_spec *s);
+ * first-touch page faults), and generates the inputs (and weights) from the seed; the runs
+ * count their work into *stats (NULL: they do not count). Returns 0, or ATTN_ENOMEM when an
+ * allocation failed (nothing to free then but workload_free). */
+int workload_prepare(workload *w, const point_spec *s, attn_stats *stats);
 /* Fills everything a run must write with NaN (attention: out and lse; training: dx and every
  * weight gradient), so a run that skips an element is caught by workload_verify. */
 void workload_poison(workload *w);

@@ -258,6 +258,23 @@ int check_compare(json_t *base, json_t *cur, const char *baseline, const char *c
                 }
                 continue;
             }
+            /* a time measured while other processes used the machine says nothing about the
+             * code: refuse to gate on it rather than pass or fail it */
+            const json_t *busy_side = NULL;
+            if (strcmp(gates[g].field, "wall_s") == 0)
+                busy_side = json_is_true(json_object_get(json_object_get(now, "machine_load"), "busy"))
+                                ? now
+                            : json_is_true(json_object_get(json_object_get(rec, "machine_load"), "busy"))
+                                ? rec
+                                : NULL;
+            if (busy_side) {
+                printf("%-44s %-16s %12s %12s %9s  NOT GATED: the %s was timed on a busy machine "
+                       "(others used %.0f%% of it)\n", point, gates[g].alias, "-", "-", "-",
+                       busy_side == now ? "current point" : "baseline point",
+                       100 * report_num(json_object_get(busy_side, "machine_load"), "other_share"));
+                incomplete++;
+                continue;
+            }
             compared++;
             const double limit = b + fmax(gates[g].atol, gates[g].rtol * fabs(b));
             const int bad = c > limit;

@@ -42,6 +42,11 @@ int report_load(int nfiles, char **files, json_t **records, char *err, size_t er
             *records = NULL;
             return -1;
         }
+        char who[512];
+        if (record_file_busy(files[f], who, sizeof who))
+            fprintf(stderr, "attnbench: warning: %s is being written by %s; reading the %zu "
+                            "records it holds so far\n", files[f], who,
+                    json_array_size(rf.records));
         if (rf.torn_line)
             fprintf(stderr, "attnbench: %s:%ld: a torn last record (%ld bytes), left out\n",
                     files[f], rf.torn_line, rf.torn_bytes);
@@ -480,7 +485,8 @@ static json_t *counter_names(json_t *records, int counted_only)
         const char *k;
         json_t *v;
         json_object_foreach(json_object_get(rec, "counters"), k, v)
-            if (!counted_only || json_is_number(v))
+            /* attn's own work counters have their section (write_work) */
+            if ((!counted_only || json_is_number(v)) && strncmp(k, "sde:::attn::", 12) != 0)
                 json_object_set_new(names, k, json_true());
     }
     return names;
@@ -540,19 +546,6 @@ int report_write_csv(const char *path, json_t *records, char *err, size_t errlen
     return 0;
 }
 
-static int mkdirs(const char *path)
-{
-    char buf[1024];
-    snprintf(buf, sizeof buf, "%s", path);
-    for (char *p = buf + 1; *p; p++)
-        if (*p == '/') {
-            *p = '\0';
-            mkdir(buf, 0755);
-            *p = '/';
-        }
-    return mkdir(buf, 0755) == 0 || errno == EEXIST ? 0 : -1;
-}
-
 static void write_method_tables(FILE *md, report_series_t *s, int ns, double n_from)
 {
     fprintf(md, "\n## Scaling exponents\n\nb in `metric ~ a n^b`, least squares on log-log axes "
@@ -590,7 +583,7 @@ static void write_method_tables(FILE *md, report_series_t *s, int ns, double n_f
     for (int k = 0; k < ns; k++) {
         fprintf(md, "\n### %s\n\n", s[k].label);
         fprintf(md, "| n | status | time (s) | GFLOP/s | peak RSS | heap peak | model bytes | "
-                    "RSS / model |\n|---|---|---|---|---|---|---|---|\n");
+                    "RSS / model | machine |\n|---|---|---|---|---|---|---|---|---|\n");
         size_t np = json_array_size(s[k].points);
         for (size_t j = 0; j < np; j++) {
             const json_t *r = json_array_get(s[k].points, j);
@@ -601,11 +594,17 @@ static void write_method_tables(FILE *md, report_series_t *s, int ns, double n_f
             const int ok = strcmp(report_str(r, "status"), "ok") == 0;
             double ratio = report_num(r, "peak_rss_bytes") / report_num(r, "model_bytes");
             fprintf(md, "| %.0f | %s | ", report_num(r, "n"), report_str(r, "status"));
+            /* a time taken while other processes used the machine is marked, not hidden */
+            const json_t *load = json_object_get(r, "machine_load");
+            char machine[64] = "";
+            if (json_is_true(json_object_get(load, "busy")))
+                snprintf(machine, sizeof machine, "**busy**: others %.0f%%",
+                         100 * report_num(load, "other_share"));
             if (ok)
-                fprintf(md, "%.4g | %.1f | %s | %s | %s | %.2f |\n", report_num(r, "wall_s"),
-                        report_num(r, "gflops"), rss, heap, model, ratio);
+                fprintf(md, "%.4g | %.1f | %s | %s | %s | %.2f | %s |\n", report_num(r, "wall_s"),
+                        report_num(r, "gflops"), rss, heap, model, ratio, machine);
             else
-                fprintf(md, " |  | %s |  | %s |  |\n", rss, model);
+                fprintf(md, " |  | %s |  | %s |  | %s |\n", rss, model, machine);
         }
     }
 }
@@ -778,8 +777,79 @@ static void plot_counters(const char *dir, FILE *md, report_series_t *s, int ns,
     json_decref(names);
 }
 
-/* LSH error against n_hashes, for the lsh points that measured their error. */
-static void plot_lsh_hashes(const char *dir, FILE *md, json_t *records, int *failures)
+/* ---- work: what the kernels counted (sde:::attn::), against the model ---------------------- */
+
+static double metric_work(const json_t *r, const void *ctx)
+{
+    return report_num(json_object_get(r, "work"), ctx);
+}
+
+/* Scores per token against n, and per series the counted scores beside the model's at the
+ * largest n measured. */
+static void write_work(const char *dir, FILE *md, report_series_t *s, int ns, int *failures)
+{
+    plot_series *ps = calloc((size_t)ns + 1, sizeof *ps);
+    size_t k = 0;
+    for (int i = 0; i < ns; i++)
+        if (series_points(&s[i], "n", metric_work, "scores_per_token", &ps[k]))
+            ps[k++].color = i + 1;
+    if (k == 0) {
+        free(ps);
+        return; /* no point counted its work (--counters without sde) */
+    }
+    fprintf(md, "\n### Work counted by the kernels\n\nQuery-key scores each token's query "
+                "computed, counted by the attention kernels as they ran and read through PAPI "
+                "as software-defined events (`sde:::attn::SCORES`; they count on any machine, "
+                "a VM's too). Exact attention's grow with n; a sparse method's stay flat.\n");
+    plot_spec p = {.name = "scores_per_token",
+                   .title = "Query-key scores per token (counted by the kernels)",
+                   .xlabel = "sequence length n (tokens)", .ylabel = "scores per token",
+                   .logx = 1, .logy = 2, .yformat = "%g", .xpow2 = 1};
+    draw(dir, &p, ps, k, "n", md, p.title, failures);
+    free(ps);
+    fprintf(md, "\n| series | n | scores counted | model's scores | counted / model | unmasked "
+                "/ model | duplicate candidates |\n|---|---|---|---|---|---|---|\n");
+    for (int i = 0; i < ns; i++) {
+        const json_t *last = NULL;
+        for (size_t j = 0; j < json_array_size(s[i].points); j++) {
+            const json_t *r = json_array_get(s[i].points, j);
+            if (json_is_object(json_object_get(r, "work")))
+                last = r;
+        }
+        if (!last)
+            continue;
+        const json_t *w = json_object_get(last, "work");
+        char dup[64] = "";
+        if (json_is_integer(json_object_get(w, "duplicates")))
+            snprintf(dup, sizeof dup, "%.4g (%.2g%%)", report_num(w, "duplicates"),
+                     100 * report_num(w, "duplicates_share"));
+        if (isfinite(report_num(w, "model_scores")))
+            fprintf(md, "| %s | %.0f | %.6g | %.6g | %.4f | %.4f | %s |\n", s[i].label,
+                    report_num(last, "n"), report_num(json_object_get(w, "counted"), "SCORES"),
+                    report_num(w, "model_scores"), report_num(w, "scores_vs_model"),
+                    report_num(w, "unmasked_vs_model"), dup);
+        else
+            fprintf(md, "| %s | %.0f | %.6g | (no model) |  |  | %s |\n", s[i].label,
+                    report_num(last, "n"), report_num(json_object_get(w, "counted"), "SCORES"), dup);
+    }
+    fprintf(md, "\nThe model charges 4 d flops per score; where counted / model is above 1 the "
+                "kernel computed scores it then masked (a causal diagonal tile, the edge of a "
+                "local window), and a training "
+                "step's scores (every layer, recomputations included) have no model of their own.\n");
+}
+
+static double metric_err(const json_t *r, const void *ctx)
+{
+    (void)ctx;
+    return report_num(json_object_get(r, "err_vs_exact"), "mean_rel");
+}
+
+/* LSH error (or another metric) against n_hashes, for the lsh points that measured their
+ * error: one series per n and inputs. */
+static void plot_lsh_hashes(const char *dir, FILE *md, json_t *records, const char *name,
+                            const char *title, const char *ylabel,
+                            double (*metric)(const json_t *, const void *), const void *ctx,
+                            int *failures)
 {
     /* one series per n (and inputs), x = n_hashes */
     plot_series ps[16];
@@ -792,24 +862,27 @@ static void plot_lsh_hashes(const char *dir, FILE *md, json_t *records, int *fai
         if (strcmp(report_str(rec, "method"), "lsh") || !isfinite(report_num(e, "mean_rel")) ||
             strcmp(report_str(rec, "status"), "ok"))
             continue; /* only lsh points whose reference ran */
-        char title[128];
-        snprintf(title, sizeof title, "n=%.0f %s inputs", report_num(rec, "n"), report_str(rec, "inputs"));
+        char label[128];
+        snprintf(label, sizeof label, "n=%.0f %s inputs", report_num(rec, "n"), report_str(rec, "inputs"));
         size_t k = 0;
-        while (k < nps && strcmp(ps[k].title, title) != 0)
+        while (k < nps && strcmp(ps[k].title, label) != 0)
             k++;
         if (k == nps) {
             if (nps == 16)
                 continue;
             memset(&ps[nps], 0, sizeof ps[nps]);
-            snprintf(ps[nps].title, sizeof ps[nps].title, "%s", title);
+            snprintf(ps[nps].title, sizeof ps[nps].title, "%s", label);
             ps[nps].x = malloc(64 * sizeof(double));
             ps[nps].y = malloc(64 * sizeof(double));
             nps++;
         }
         if (ps[k].count == 64)
             continue;
+        const double y = metric(rec, ctx);
+        if (!isfinite(y))
+            continue;
         ps[k].x[ps[k].count] = report_num(json_object_get(rec, "params"), "n_hashes");
-        ps[k].y[ps[k].count++] = report_num(e, "mean_rel");
+        ps[k].y[ps[k].count++] = y;
     }
     if (nps == 0)
         return; /* no lsh point measured its error */
@@ -821,10 +894,9 @@ static void plot_lsh_hashes(const char *dir, FILE *md, json_t *records, int *fai
                 ps[k].x[b - 1] = tx, ps[k].y[b - 1] = ty;
             }
     }
-    plot_spec p = {.name = "lsh_error", .title = "LSH error against exact shared-QK attention",
-                   .xlabel = "n_hashes", .ylabel = "mean row-wise relative error", .logx = 1,
-                   .logy = 0, .yformat = "%g"};
-    draw(dir, &p, ps, nps, "n_hashes", md, "LSH error vs n_hashes", failures);
+    plot_spec p = {.name = name, .title = title, .xlabel = "n_hashes", .ylabel = ylabel,
+                   .logx = 1, .logy = 0, .yformat = "%g"};
+    draw(dir, &p, ps, nps, "n_hashes", md, title, failures);
 }
 
 /* peak RSS less the weights and gradients: what a training step keeps beyond its parameters */
@@ -967,7 +1039,7 @@ int cmd_report(int argc, char **argv)
         json_decref(records);
         return cli_error("report", "the results files hold no records");
     }
-    if (mkdirs(dir) != 0) {
+    if (cli_mkdirs(dir) != 0) {
         json_decref(records);
         return cli_error("report", "--out %s: %s", dir, strerror(errno));
     }
@@ -1004,7 +1076,13 @@ int cmd_report(int argc, char **argv)
     plot_metric(dir, md, s, ns, "gflops", "Achieved GFLOP/s (the method's model FLOPs)",
                 "GFLOP/s", "gflops", 0, 0, 0, NULL, 0, &failures);
     plot_counters(dir, md, s, ns, records, &failures);
-    plot_lsh_hashes(dir, md, records, &failures);
+    write_work(dir, md, s, ns, &failures);
+    plot_lsh_hashes(dir, md, records, "lsh_error", "LSH error against exact shared-QK attention",
+                    "mean row-wise relative error", metric_err, NULL, &failures);
+    /* beside it, why the error stops falling: more rounds, more keys seen twice */
+    plot_lsh_hashes(dir, md, records, "lsh_duplicates",
+                    "LSH candidates seen again (share of the scores) against n_hashes",
+                    "duplicate candidates / scores", metric_work, "duplicates_share", &failures);
     plot_layers(dir, md, records, &failures);
     write_peers(dir, md, s, ns, &failures);
     write_method_tables(md, s, ns, (double)fit_from);

@@ -225,6 +225,103 @@ assert recs[-1]["status"] == "timeout", recs[-1]["status"]
 PY
 
 
+# --- one writer per results file: a second sweep into a file being written is refused
+"$bin" sweep --methods full_stream --n 1K,128K --reps 1 --counters none --no-skip --time-limit 30 --out "$tmp/locked.jsonl" 2>/dev/null &
+holder=$!
+for _ in $(seq 600); do [ -s "$tmp/locked.jsonl" ] && break; sleep 0.05; done
+before=$(cat "$tmp/locked.jsonl")
+expect_status 2 "a second writer of a results file" -- "$bin" sweep --methods full_stream --n 1K,128K --reps 1 --counters none --out "$tmp/locked.jsonl" --resume
+grep -q "is being written by pid $holder on " "$tmp/err" && pass || fail "the second writer is not told who holds the file: $(cat "$tmp/err")"
+[ "$(cat "$tmp/locked.jsonl")" = "$before" ] && pass || fail "the refused writer changed the file"
+"$bin" report "$tmp/locked.jsonl" --out "$tmp/lockrep" 2>"$tmp/err" >/dev/null
+grep -q "warning: .*locked.jsonl is being written by pid $holder" "$tmp/err" && pass || fail "report does not say the file is being written: $(head -c 300 "$tmp/err")"
+kill $holder; wait $holder 2>/dev/null
+[ ! -e "$tmp/locked.jsonl.writer" ] && pass || fail "the writer's note outlived it"
+
+# --- a full disk: the cause by name, whole records kept, no torn line, and --resume goes on
+fs=(--methods full_stream --n 256:8K --reps 1 --counters none --out "$tmp/fsize.jsonl")
+(ulimit -f 8; "$bin" sweep "${fs[@]}") >"$tmp/out" 2>"$tmp/err"
+st=$?
+[ $st = 1 ] && grep -q "write failed: File too large (EFBIG); the [0-9]* records before it are safe" "$tmp/err" && pass ||
+    fail "a write past RLIMIT_FSIZE: exit $st, $(tail -n 1 "$tmp/err")"
+/usr/bin/python3 -c '
+import json, sys
+data = open(sys.argv[1]).read()
+assert data.endswith("\n") and all(json.loads(l)["status"] for l in data.splitlines()), "a torn line"
+' "$tmp/fsize.jsonl" && pass || fail "the file kept a torn record after the failed write"
+expect_status 0 "resume after a full disk" -- "$bin" sweep "${fs[@]}" --resume
+[ "$(wc -l <"$tmp/fsize.jsonl")" = 6 ] && [ "$(cut -c1-60 "$tmp/fsize.jsonl" | sort | uniq -d | wc -l)" = 0 ] && pass ||
+    fail "resume after the full disk lost or duplicated points"
+if [ "$(id -u)" = 0 ] && mkdir -p "$tmp/tiny" && mount -t tmpfs -o size=12k tmpfs "$tmp/tiny" 2>/dev/null; then
+    "$bin" sweep --methods full_stream --n 256:8K --reps 1 --counters sw --out "$tmp/tiny/r.jsonl" >/dev/null 2>"$tmp/err"
+    st=$?
+    [ $st = 1 ] && grep -q "No space left on device (ENOSPC)" "$tmp/err" && pass || fail "a full tmpfs: exit $st, $(tail -n 1 "$tmp/err")"
+    /usr/bin/python3 -c 'import json, sys; [json.loads(l) for l in open(sys.argv[1])]' "$tmp/tiny/r.jsonl" && pass ||
+        fail "a full tmpfs left a torn record"
+    umount "$tmp/tiny"
+else
+    echo "cli_test: the full-tmpfs case skipped (needs root and mount)"
+fi
+
+# --- a busy machine is flagged in the record, in the report, and not gated on time
+busy() { while :; do :; done; }
+busy & b1=$!; busy & b2=$!
+"$bin" run --method full_stream --n 4K --reps 5 --threads 2 --counters none --json >"$tmp/busy.json" 2>/dev/null
+"$bin" run --method full_stream --n 256 --reps 1 --counters none --quiet-wait 1 --json >"$tmp/wait.json" 2>/dev/null
+kill $b1 $b2; wait $b1 $b2 2>/dev/null
+/usr/bin/python3 -c '
+import json, sys
+r, w = json.load(open(sys.argv[1])), json.load(open(sys.argv[2]))
+load = r["machine_load"]
+assert load["busy"] is True and load["other_share"] > 0.2 and load["other_cpu_s"] > 0, load
+assert w["quiet_wait"]["quiet"] is False and w["quiet_wait"]["waited_s"] >= 1.0, w["quiet_wait"]
+' "$tmp/busy.json" "$tmp/wait.json" && pass || fail "a point timed beside two busy loops is not flagged busy"
+printf '%s\n' "$(cat "$tmp/busy.json")" >"$tmp/busy.jsonl"
+/usr/bin/python3 -c '
+import json, sys
+r = json.load(open(sys.argv[1])); r["machine_load"] = {"busy": False, "other_share": 0.0}
+print(json.dumps(r))' "$tmp/busy.json" >"$tmp/quiet.jsonl"
+"$bin" check --baseline "$tmp/quiet.jsonl" "$tmp/busy.jsonl" --metric time:rtol=50% >"$tmp/out" 2>"$tmp/err"
+st=$?
+[ $st = 2 ] && grep -q "NOT GATED: the current point was timed on a busy machine" "$tmp/out" && pass ||
+    fail "check gated time on a busy point: exit $st, $(cat "$tmp/out" | tail -n 2)"
+
+# --- the kernels' work counters, read through PAPI as software-defined events (no PMU needed)
+expect_status 0 "run with the sde counters" -- "$bin" run --method lsh --n 64K --reps 2 --threads 2 --counters sde --json
+cp "$tmp/out" "$tmp/sde.json"
+ATTNBENCH_PAPI_DISABLE=perf_event,perf_event_uncore "$bin" run --method block_sparse --n 16K --reps 1 --counters default --json >"$tmp/sde_noperf.json" 2>/dev/null
+"$bin" run --method full_stream --causal --n 4K --reps 1 --counters sde:::attn::SCORES,sde:::attn::SCORE --json >"$tmp/sde_typo.json" 2>/dev/null
+"$bin" run --method full_stream --n 4K --reps 1 --counters none --json >"$tmp/sde_none.json" 2>/dev/null
+"$bin" run --method reversible --layers 2 --heads 2 --n 1K --reps 1 --counters sde --json >"$tmp/sde_train.json" 2>/dev/null
+/usr/bin/python3 - "$tmp" <<'PY' && pass || fail "the sde work counters"
+import json, sys
+d = sys.argv[1]
+r = json.load(open(d + "/sde.json"))
+c, w = r["counters"], r["work"]
+assert c["sde:::attn::SCORES"] == w["model_scores"] == 2 * 65536 * 128, (c, w)  # every candidate
+assert w["counted"]["SCORES"] == c["sde:::attn::SCORES"] and w["scores_vs_model"] == 1.0
+assert c["sde:::attn::LSH_BUCKETS"] > 0 and c["sde:::attn::ROWS_GATHERED"] > 0
+assert w["duplicates"] > 0 and 0 < w["duplicates_share"] < 0.1, w
+assert r["counters_unavailable"] == {}, r["counters_unavailable"]
+# perf_event off: the hardware and software events say why, the sde ones still count
+r = json.load(open(d + "/sde_noperf.json"))
+assert r["counters"]["perf::TASK-CLOCK"] is None and "perf_event" in r["counters_unavailable"]["perf::TASK-CLOCK"]
+assert r["counters"]["sde:::attn::SCORES"] == r["work"]["model_scores"] > 0
+assert r["counters"]["sde:::attn::RANDOM_BLOCKS"] > 0
+# causal: the diagonal tiles' masked scores are counted, the unmasked ones are the model's
+r = json.load(open(d + "/sde_typo.json"))
+assert r["counters"]["sde:::attn::SCORE"] is None and "no such attn counter" in r["counters_unavailable"]["sde:::attn::SCORE"]
+w = r["work"]
+assert w["counted"]["SCORES_MASKED"] > 0 and w["scores_vs_model"] > 1 and w["unmasked_vs_model"] == 1.0, w
+r = json.load(open(d + "/sde_none.json"))
+assert r["work"] is None and "counted nothing" in r["unavailable"]["work"], r["unavailable"]
+r = json.load(open(d + "/sde_train.json"))
+w = r["work"]["counted"]
+assert w["LAYERS_RECOMPUTED"] == 2 and w["FF_CHUNKS"] > 0 and w["BWD_SCORES"] > 0 and r["work"]["model_scores"] is None, r["work"]
+PY
+expect_status 0 "list the counters" -- "$bin" list --counters
+grep -q "sde:::attn::SCORES_MASKED" "$tmp/out" && pass || fail "list --counters does not name the attn counters"
+
 # --- report: files written, valid images, every point listed
 rp=(--methods full,lsh --n 1K:4K --reps 1 --counters none)
 "$bin" sweep "${rp[@]}" --out "$tmp/r.jsonl" 2>/dev/null
@@ -232,6 +329,11 @@ printf -- '--methods full --n 64K --reps 1 --mem-limit 1G\n' >"$tmp/skip.suite"
 "$bin" sweep --suite "$tmp/skip.suite" --out "$tmp/r2.jsonl" 2>/dev/null
 expect_status 0 "report" -- "$bin" report "$tmp/r.jsonl" "$tmp/r2.jsonl" --out "$tmp/rep"
 plots="report.md results.csv memory.png memory.svg memory.gp memory.dat time.png gflops.png"
+rw=(--methods full_stream,block_sparse --n 1K:4K --reps 1 --counters sde)
+"$bin" sweep "${rw[@]}" --out "$tmp/rw.jsonl" 2>/dev/null
+expect_status 0 "report of points that counted their work" -- "$bin" report "$tmp/rw.jsonl" --out "$tmp/repw"
+[ -s "$tmp/repw/scores_per_token.png" ] && grep -q "^| block_sparse | 4096 | .* | 1.0000 | 1.0000 |" "$tmp/repw/report.md" && pass ||
+    fail "the report has no scores-per-token plot or work table"
 grep -q '"heap_peak_bytes":[0-9]' "$tmp/r.jsonl" && plots="$plots heap.png" # not in sanitizer builds
 for f in $plots; do
     [ -s "$tmp/rep/$f" ] && pass || fail "report did not write $f"
