@@ -145,10 +145,12 @@ endif
 
 # Ours beside the peers (scripts/peers/: PyTorch 2 SDPA, Hugging Face Reformer and BigBird):
 # the peers suite into results/peers/ and its report. Needs `scripts/install-deps.sh --peers`.
+# Peers are long benchmarks: each point first waits up to QUIET_WAIT seconds for a quiet machine.
+QUIET_WAIT ?= 60
 peers: $(BUILD)/attnbench
 	@[ -x .venv-peers/bin/python ] || { echo "make peers: no .venv-peers; run scripts/install-deps.sh --peers first" >&2; exit 2; }
 	rm -f results/peers/results.jsonl
-	$(BUILD)/attnbench sweep --suite scripts/suites/peers.suite
+	$(BUILD)/attnbench sweep --suite scripts/suites/peers.suite --quiet-wait $(QUIET_WAIT)
 	$(BUILD)/attnbench report results/peers/results.jsonl --out results/peers
 
 # The memory-regression gate CI runs: the CI suite against the committed baseline. Heap peak
