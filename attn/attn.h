@@ -216,6 +216,10 @@ size_t attn_structure_elems(const attn_cost *c);
 /* The exact counterpart of a configuration (see attn_method.exact). */
 void attn_exact_params(const attn_shape *s, const attn_params *p, attn_params *exact);
 
+/* A buffer of `bytes` aligned to 64 bytes (its size rounded up to 64), as workspaces and
+ * tensors want; NULL for 0 bytes or when out of memory. free() releases it. */
+void *attn_aligned_alloc(size_t bytes);
+
 /* Runs one backward call after attn_check(), allocating the workspace itself. */
 int attn_backward_alloc(const attn_shape *s, const attn_params *p, const attn_grads *g,
                         int nthreads);

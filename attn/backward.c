@@ -24,7 +24,7 @@ size_t bwd_tile_bytes(int max_rows, int max_cols, int d)
            BWD_SLOTS * slot;
 }
 
-void bwd_tile_init(bwd_tile *t, char **cursor, int max_rows, int max_cols, int d)
+void bwd_tile_init(bwd_tile *t, kern_cursor *cursor, int max_rows, int max_cols, int d)
 {
     const size_t r = (size_t)max_rows, c = (size_t)max_cols, dd = (size_t)d;
     t->max_rows = max_rows;

@@ -19,6 +19,7 @@
 #include <stdint.h>
 
 #include "attn.h"
+#include "kernels.h"
 
 /* One computed unit's partials, kept until they are added in order (see bwd_run_units). */
 typedef struct bwd_slot {
@@ -58,7 +59,7 @@ typedef void (*bwd_mask_fn)(const void *ctx, float *s, int lds, int rows, int co
                             const int32_t *qrows, const int32_t *krows, float *shift, int grad);
 
 size_t bwd_tile_bytes(int max_rows, int max_cols, int d);
-void bwd_tile_init(bwd_tile *t, char **cursor, int max_rows, int max_cols, int d);
+void bwd_tile_init(bwd_tile *t, kern_cursor *cursor, int max_rows, int max_cols, int d);
 /* One query tile against one key tile, into the tile's partial dq, dk, dv; mask may be NULL. */
 void bwd_tile_compute(bwd_tile *t, const bwd_io *io, const int32_t *qrows, int rows,
                       const int32_t *krows, int cols, bwd_mask_fn mask, const void *ctx);

@@ -230,7 +230,7 @@ static int bs_forward(const attn_shape *s, const attn_params *p, const attn_tens
     /* pass 2: every block row; the two global rows of each head go first (the long items) */
 #pragma omp parallel num_threads(nthreads)
     {
-        char *cursor = (char *)work + (size_t)omp_get_thread_num() * per_thread;
+        kern_cursor cursor = {(char *)work + (size_t)omp_get_thread_num() * per_thread, 0};
         kern_tile tile;
         tile_init(&tile, &cursor, g.block, mc, d);
         int32_t *keys = kern_take(&cursor, (size_t)mc, sizeof(int32_t));
@@ -324,7 +324,7 @@ static int bs_backward(const attn_shape *s, const attn_params *p, const attn_gra
 #pragma omp parallel num_threads(nthreads)
     {
         kern_blas_serial();
-        char *cursor = tiles + (size_t)omp_get_thread_num() * per_thread;
+        kern_cursor cursor = {tiles + (size_t)omp_get_thread_num() * per_thread, 0};
         bwd_tile tile;
         bwd_tile_init(&tile, &cursor, g.block, mc, d);
         attn_stats counted = {{0}};

@@ -98,7 +98,7 @@ static int full_backward(const attn_shape *s, const attn_params *p, const attn_g
     (void)p;
     const int n = (int)s->n, d = (int)s->d;
     const float scale = 1.0f / sqrtf((float)d);
-    char *cursor = work;
+    kern_cursor cursor = {work, 0};
     float *P = kern_take(&cursor, (size_t)n * (size_t)n, sizeof(float));
     float *dS = kern_take(&cursor, (size_t)n * (size_t)n, sizeof(float));
     float *D = kern_take(&cursor, (size_t)n, sizeof(float));

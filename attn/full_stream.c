@@ -67,7 +67,7 @@ static int fs_forward(const attn_shape *s, const attn_params *p, const attn_tens
 
 #pragma omp parallel num_threads(nthreads)
     {
-        char *cursor = (char *)work + (size_t)omp_get_thread_num() * per_thread;
+        kern_cursor cursor = {(char *)work + (size_t)omp_get_thread_num() * per_thread, 0};
         kern_tile tile;
         tile_init(&tile, &cursor, tq, tk, d);
         attn_stats mine = {{0}};
@@ -157,7 +157,7 @@ static int fs_backward(const attn_shape *s, const attn_params *p, const attn_gra
 #pragma omp parallel num_threads(nthreads)
     {
         kern_blas_serial();
-        char *cursor = tiles + (size_t)omp_get_thread_num() * per_thread;
+        kern_cursor cursor = {tiles + (size_t)omp_get_thread_num() * per_thread, 0};
         bwd_tile tile;
         bwd_tile_init(&tile, &cursor, tq, tk, d);
         attn_stats counted = {{0}};

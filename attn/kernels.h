@@ -19,11 +19,18 @@ static inline size_t kern_slice_bytes(size_t count, size_t elem)
     return (count * elem + KERN_ALIGN - 1) / KERN_ALIGN * KERN_ALIGN;
 }
 
-/* Takes the next slice from a workspace cursor (the workspace is KERN_ALIGN-aligned). */
-static inline void *kern_take(char **cursor, size_t count, size_t elem)
+/* A workspace cursor: slices are taken from base + off in order. With base NULL it only
+ * counts, so one carving function gives both a workspace's size and its layout. */
+typedef struct kern_cursor {
+    char *base;
+    size_t off;
+} kern_cursor;
+
+/* Takes the next slice (NULL when only counting); the workspace is KERN_ALIGN-aligned. */
+static inline void *kern_take(kern_cursor *c, size_t count, size_t elem)
 {
-    void *p = *cursor;
-    *cursor += kern_slice_bytes(count, elem);
+    void *p = c->base ? c->base + c->off : NULL;
+    c->off += kern_slice_bytes(count, elem);
     return p;
 }
 

@@ -246,13 +246,13 @@ static int lsh_forward(const attn_shape *s, const attn_params *p, const attn_ten
     const int d = (int)s->d, cols = (int)(g.h * g.rot);
     const int64_t n = s->n, total_chunks = g.h * g.chunks;
     const uint64_t seed = (uint64_t)p->v[LSH_SEED];
-    char *cursor = work;
+    kern_cursor cursor = {work, 0};
     float *kscale = kern_take(&cursor, (size_t)n, sizeof(float));
     float *runmax = kern_take(&cursor, (size_t)n, sizeof(float));
     int32_t *sorted = kern_take(&cursor, (size_t)g.h * (size_t)n, sizeof(int32_t));
     int32_t *counts = kern_take(&cursor, (size_t)g.h * (size_t)(g.nb + 1), sizeof(int32_t));
     float *rot = kern_take(&cursor, (size_t)d * (size_t)cols, sizeof(float));
-    char *threads_base = cursor;
+    char *threads_base = cursor.base + cursor.off;
     const size_t per_thread = thread_bytes(&g, d);
 
     for (int64_t bh = 0; bh < s->B * s->H; bh++) {
@@ -275,7 +275,7 @@ static int lsh_forward(const attn_shape *s, const attn_params *p, const attn_ten
 #pragma omp parallel num_threads(nthreads)
         {
             kern_blas_serial();
-            char *mine = threads_base + (size_t)omp_get_thread_num() * per_thread;
+            kern_cursor mine = {threads_base + (size_t)omp_get_thread_num() * per_thread, 0};
             float *y = kern_take(&mine, (size_t)LSH_HASH_ROWS * (size_t)cols, sizeof(float));
             kern_tile tile;
             tile_init(&tile, &mine, g.tq, g.tk, d);
@@ -434,13 +434,13 @@ static int lsh_backward(const attn_shape *s, const attn_params *p, const attn_gr
     const lsh_geom g = geom(s, p);
     const int d = (int)s->d;
     const int64_t n = s->n;
-    char *cursor = work;
+    kern_cursor cursor = {work, 0};
     float *kscale = kern_take(&cursor, (size_t)n, sizeof(float));
     float *D = kern_take(&cursor, (size_t)n, sizeof(float));
     int32_t *selfs = kern_take(&cursor, (size_t)n, sizeof(int32_t));
     int32_t *stamp = kern_take(&cursor, (size_t)n, sizeof(int32_t));
     int32_t *sorted = kern_take(&cursor, (size_t)g.h * (size_t)n, sizeof(int32_t));
-    char *threads_base = cursor;
+    char *threads_base = cursor.base + cursor.off;
     const size_t per_thread = bwd_thread_bytes(&g, d);
     bwd_order order;
     lsh_units units;
@@ -448,7 +448,7 @@ static int lsh_backward(const attn_shape *s, const attn_params *p, const attn_gr
 #pragma omp parallel num_threads(nthreads)
     {
         kern_blas_serial();
-        char *mine = threads_base + (size_t)omp_get_thread_num() * per_thread;
+        kern_cursor mine = {threads_base + (size_t)omp_get_thread_num() * per_thread, 0};
         int32_t *cnt = kern_take(&mine, (size_t)(g.nb + 1), sizeof(int32_t));
         bwd_tile tile;
         bwd_tile_init(&tile, &mine, g.tq, 2 * g.tk, d);

@@ -208,10 +208,15 @@ size_t attn_io_bytes(const attn_shape *s, const attn_cost *c)
            attn_structure_elems(c) * sizeof(int32_t);
 }
 
-/* A 64-byte aligned workspace of bytes (none for 0). Returns 0 or ATTN_ENOMEM. */
+void *attn_aligned_alloc(size_t bytes)
+{
+    return bytes ? aligned_alloc(64, (bytes + 63) / 64 * 64) : NULL;
+}
+
+/* A workspace of bytes (none for 0). Returns 0 or ATTN_ENOMEM. */
 static int workspace_alloc(size_t bytes, void **work)
 {
-    *work = bytes ? aligned_alloc(64, (bytes + 63) / 64 * 64) : NULL;
+    *work = attn_aligned_alloc(bytes);
     return bytes && !*work ? ATTN_ENOMEM : 0;
 }
 

@@ -270,18 +270,6 @@ typedef struct layout {
     size_t layer_stride;
 } layout;
 
-typedef struct cursor {
-    char *base; /* NULL: only count */
-    size_t off;
-} cursor;
-
-static void *take(cursor *c, size_t count, size_t elem)
-{
-    void *p = c->base ? c->base + c->off : NULL;
-    c->off += kern_slice_bytes(count, elem);
-    return p;
-}
-
 typedef struct layer_state {
     int32_t *structure;  /* per head, contiguous: head h at h * structure_per_head() */
     float *xin, *xmid;   /* standard */
@@ -303,28 +291,28 @@ static size_t head_elems(const stack_config *s)
     return (size_t)(s->shape.B * s->shape.n * s->shape.d);
 }
 
-static void carve_fcache(cursor *c, const stack_config *s, bool all_heads, fcache *f)
+static void carve_fcache(kern_cursor *c, const stack_config *s, bool all_heads, fcache *f)
 {
     const size_t rows = (size_t)(s->shape.B * s->shape.n), D = (size_t)dmodel(s);
     const size_t H = (size_t)s->shape.H, he = head_elems(s), qkv = all_heads ? H * he : he;
-    f->xn = take(c, rows * D, 4);
-    f->mean = take(c, rows, 4);
-    f->rstd = take(c, rows, 4);
-    f->q = take(c, qkv, 4);
-    f->k = s->attn.method->shared_qk ? NULL : take(c, qkv, 4);
-    f->v = take(c, qkv, 4);
-    f->out = take(c, H * he, 4);
-    f->lse = take(c, H * (size_t)(s->shape.B * s->shape.n), 4);
+    f->xn = kern_take(c, rows * D, 4);
+    f->mean = kern_take(c, rows, 4);
+    f->rstd = kern_take(c, rows, 4);
+    f->q = kern_take(c, qkv, 4);
+    f->k = s->attn.method->shared_qk ? NULL : kern_take(c, qkv, 4);
+    f->v = kern_take(c, qkv, 4);
+    f->out = kern_take(c, H * he, 4);
+    f->lse = kern_take(c, H * (size_t)(s->shape.B * s->shape.n), 4);
     f->head_stride = all_heads ? he : 0;
 }
 
-static void carve_gcache(cursor *c, const stack_config *s, size_t rows, gcache *g)
+static void carve_gcache(kern_cursor *c, const stack_config *s, size_t rows, gcache *g)
 {
     const size_t D = (size_t)dmodel(s), F = (size_t)s->d_ff;
-    g->xn = take(c, rows * D, 4);
-    g->mean = take(c, rows, 4);
-    g->rstd = take(c, rows, 4);
-    g->h = take(c, rows * F, 4);
+    g->xn = kern_take(c, rows * D, 4);
+    g->mean = kern_take(c, rows, 4);
+    g->rstd = kern_take(c, rows, 4);
+    g->h = kern_take(c, rows * F, 4);
 }
 
 /* The structure elements (LSH buckets, ...) of one head. */
@@ -339,18 +327,18 @@ static size_t structure_per_head(const stack_config *s)
 /* One layer's persistent state at base (NULL: sizes only); returns its bytes. */
 static size_t carve_layer(const stack_config *s, char *base, layer_state *ls)
 {
-    cursor c = {.base = base};
+    kern_cursor c = {.base = base};
     const size_t rows = (size_t)(s->shape.B * s->shape.n), D = (size_t)dmodel(s);
     memset(ls, 0, sizeof *ls);
-    ls->structure = take(&c, structure_per_head(s) * (size_t)s->shape.H, 4);
+    ls->structure = kern_take(&c, structure_per_head(s) * (size_t)s->shape.H, 4);
     if (s->kind == STACK_STANDARD) {
-        ls->xin = take(&c, rows * D, 4);
-        ls->xmid = take(&c, rows * D, 4);
+        ls->xin = kern_take(&c, rows * D, 4);
+        ls->xmid = kern_take(&c, rows * D, 4);
         carve_fcache(&c, s, true, &ls->fc);
         carve_gcache(&c, s, rows, &ls->gc);
     } else if (s->keep_inputs) {
-        ls->kept1 = take(&c, rows * D, 4);
-        ls->kept2 = take(&c, rows * D, 4);
+        ls->kept1 = kern_take(&c, rows * D, 4);
+        ls->kept2 = kern_take(&c, rows * D, 4);
     }
     return c.off;
 }
@@ -371,29 +359,29 @@ static size_t chunk_rows(const stack_config *s)
 /* Lays out the workspace (base NULL: only sizes it). */
 static void carve(const stack_config *s, int nthreads, char *base, layout *L)
 {
-    cursor c = {.base = base};
+    kern_cursor c = {.base = base};
     const size_t rows = (size_t)(s->shape.B * s->shape.n), D = (size_t)dmodel(s);
     const size_t F = (size_t)s->d_ff, P = chunk_rows(s), he = head_elems(s);
     memset(L, 0, sizeof *L);
     /* what the backward keeps from the forward */
-    L->y1 = take(&c, rows * D, 4);
-    L->y2 = s->kind == STACK_REVERSIBLE ? take(&c, rows * D, 4) : NULL;
+    L->y1 = kern_take(&c, rows * D, 4);
+    L->y2 = s->kind == STACK_REVERSIBLE ? kern_take(&c, rows * D, 4) : NULL;
     layer_state ls;
     L->layer_stride = carve_layer(s, NULL, &ls);
-    L->layers_base = take(&c, L->layer_stride * (size_t)s->layers, 1);
+    L->layers_base = kern_take(&c, L->layer_stride * (size_t)s->layers, 1);
     L->activations = c.off;
     /* scratch */
-    L->dy1 = take(&c, rows * D, 4);
-    L->dy2 = s->kind == STACK_REVERSIBLE ? take(&c, rows * D, 4) : NULL;
-    L->dxn = take(&c, rows * D, 4);
-    L->dout = take(&c, he, 4);
-    L->dq = take(&c, he, 4);
-    L->dk = take(&c, he, 4);
-    L->dv = take(&c, he, 4);
-    L->g_out = take(&c, P * D, 4);
-    L->g_dh = take(&c, P * F, 4);
-    L->g_dxn = take(&c, P * D, 4);
-    L->loss_rows = take(&c, (rows + ROW_BLOCK - 1) / ROW_BLOCK, 8);
+    L->dy1 = kern_take(&c, rows * D, 4);
+    L->dy2 = s->kind == STACK_REVERSIBLE ? kern_take(&c, rows * D, 4) : NULL;
+    L->dxn = kern_take(&c, rows * D, 4);
+    L->dout = kern_take(&c, he, 4);
+    L->dq = kern_take(&c, he, 4);
+    L->dk = kern_take(&c, he, 4);
+    L->dv = kern_take(&c, he, 4);
+    L->g_out = kern_take(&c, P * D, 4);
+    L->g_dh = kern_take(&c, P * F, 4);
+    L->g_dxn = kern_take(&c, P * D, 4);
+    L->loss_rows = kern_take(&c, (rows + ROW_BLOCK - 1) / ROW_BLOCK, 8);
     if (s->kind == STACK_REVERSIBLE) {
         carve_gcache(&c, s, P, &L->gscratch);
         carve_fcache(&c, s, false, &L->rev_fc);
@@ -401,8 +389,8 @@ static void carve(const stack_config *s, int nthreads, char *base, layout *L)
     attn_cost ac;
     const attn_shape h = head_shape(s);
     s->attn.method->cost(&h, &s->attn, nthreads, &ac);
-    L->attn_fwd = take(&c, ac.workspace_bytes, 1);
-    L->attn_bwd = take(&c, ac.bwd_workspace_bytes, 1);
+    L->attn_fwd = kern_take(&c, ac.workspace_bytes, 1);
+    L->attn_bwd = kern_take(&c, ac.bwd_workspace_bytes, 1);
     L->total = c.off;
 }
 

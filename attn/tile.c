@@ -77,7 +77,7 @@ size_t tile_bytes(int max_rows, int max_cols, int d)
            2 * kern_slice_bytes(ld, sizeof(float));
 }
 
-void tile_init(kern_tile *t, char **cursor, int max_rows, int max_cols, int d)
+void tile_init(kern_tile *t, kern_cursor *cursor, int max_rows, int max_cols, int d)
 {
     size_t ld = (size_t)lanes_for(max_rows);
     t->max_rows = max_rows;

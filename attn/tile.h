@@ -24,6 +24,7 @@
 #include <stdint.h>
 
 #include "attn.h"
+#include "kernels.h"
 
 #define TILE_LANES 32 /* queries per micro-tile: two 16-float vectors */
 
@@ -42,7 +43,7 @@ size_t tile_bytes(int max_rows, int max_cols, int d);
 /* Carves a tile from a workspace cursor (see kernels.h). Its counters start unset (NULL): a
  * method that counts points t->stats at a thread-local attn_stats and adds that to the
  * call's (attn_stats_add) when its parallel region ends. */
-void tile_init(kern_tile *t, char **cursor, int max_rows, int max_cols, int d);
+void tile_init(kern_tile *t, kern_cursor *cursor, int max_rows, int max_cols, int d);
 
 /* Starts a query tile: rows queries, row r = q + (qidx ? qidx[r] : r) * ldq, times scale. */
 void tile_begin(kern_tile *t, const float *q, int64_t ldq, const int32_t *qidx, int rows,

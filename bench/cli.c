@@ -217,3 +217,12 @@ int cli_mkdirs_for(const char *file)
     *slash = '\0';
     return cli_mkdirs(dir);
 }
+
+int cli_errf(char *err, size_t errlen, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+    return -1;
+}

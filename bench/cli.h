@@ -26,6 +26,9 @@ int cli_parse_size(const char *text, uint64_t *bytes);
 int cli_parse_count(const char *text, uint64_t *count);
 /* Parses a non-negative finite real number. */
 int cli_parse_real(const char *text, double *out);
+/* Formats a message into err (errlen bytes) and returns -1: the error path of functions that
+ * report through a caller's buffer. */
+int cli_errf(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 /* mkdir -p: creates the folder `dir` and its missing parents (0755). Returns 0, or -1 with
  * errno set. */
 int cli_mkdirs(const char *dir);

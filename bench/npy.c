@@ -10,16 +10,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char NPY_MAGIC[6] = {'\x93', 'N', 'U', 'M', 'P', 'Y'};
+#include "cli.h"
 
-__attribute__((format(printf, 3, 4))) static int fail(char *err, size_t errlen, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-    return -1;
-}
+static const char NPY_MAGIC[6] = {'\x93', 'N', 'U', 'M', 'P', 'Y'};
 
 /* Finds the value that follows key `name` ('name' or "name", then ':') in the dict literal. */
 static const char *dict_value(const char *hdr, const char *name)
@@ -45,26 +38,26 @@ static int parse_header(const char *hdr, npy_array *a, int *fortran, char *err, 
 {
     const char *v = dict_value(hdr, "descr");
     if (!v || (*v != '\'' && *v != '"'))
-        return fail(err, errlen, "header has no 'descr'");
+        return cli_errf(err, errlen, "header has no 'descr'");
     const char *end = strchr(v + 1, *v);
     if (!end || (size_t)(end - v - 1) >= sizeof a->descr)
-        return fail(err, errlen, "header has a malformed 'descr'");
+        return cli_errf(err, errlen, "header has a malformed 'descr'");
     memcpy(a->descr, v + 1, (size_t)(end - v - 1));
     a->descr[end - v - 1] = '\0';
 
     v = dict_value(hdr, "fortran_order");
     if (!v)
-        return fail(err, errlen, "header has no 'fortran_order'");
+        return cli_errf(err, errlen, "header has no 'fortran_order'");
     if (strncmp(v, "True", 4) == 0)
         *fortran = 1;
     else if (strncmp(v, "False", 5) == 0)
         *fortran = 0;
     else
-        return fail(err, errlen, "header has a malformed 'fortran_order'");
+        return cli_errf(err, errlen, "header has a malformed 'fortran_order'");
 
     v = dict_value(hdr, "shape");
     if (!v || *v != '(')
-        return fail(err, errlen, "header has no 'shape' tuple");
+        return cli_errf(err, errlen, "header has no 'shape' tuple");
     a->ndim = 0;
     a->count = 1;
     for (v++;;) {
@@ -73,19 +66,19 @@ static int parse_header(const char *hdr, npy_array *a, int *fortran, char *err, 
         if (*v == ')')
             break;
         if (!isdigit((unsigned char)*v))
-            return fail(err, errlen, "header has a malformed 'shape'");
+            return cli_errf(err, errlen, "header has a malformed 'shape'");
         if (a->ndim == NPY_MAX_DIMS)
-            return fail(err, errlen, "array has more than %d dimensions", NPY_MAX_DIMS);
+            return cli_errf(err, errlen, "array has more than %d dimensions", NPY_MAX_DIMS);
         char *next;
         errno = 0;
         long long dim = strtoll(v, &next, 10);
         if (errno || dim > (1LL << 40))
-            return fail(err, errlen, "header has an out-of-range dimension");
+            return cli_errf(err, errlen, "header has an out-of-range dimension");
         a->shape[a->ndim++] = dim;
         /* the product must not wrap: a shape whose element count overflows would be read as
          * a small array and then indexed as a huge one */
         if (dim > 0 && a->count > (UINT64_C(1) << 40) / (uint64_t)dim)
-            return fail(err, errlen, "shape holds more than 2^40 elements");
+            return cli_errf(err, errlen, "shape holds more than 2^40 elements");
         a->count *= (size_t)dim;
         v = next;
     }
@@ -97,7 +90,7 @@ int npy_read(const char *path, const char *descr, npy_array *a, char *err, size_
     memset(a, 0, sizeof *a);
     FILE *f = fopen(path, "rb");
     if (!f)
-        return fail(err, errlen, "%s: %s", path, strerror(errno));
+        return cli_errf(err, errlen, "%s: %s", path, strerror(errno));
     int rc = npy_read_stream(f, path, descr, a, err, errlen);
     fclose(f);
     return rc;
@@ -111,7 +104,7 @@ int npy_read_stream(FILE *f, const char *path, const char *descr, npy_array *a, 
     char *hdr = NULL;
     unsigned char pre[12];
     if (fread(pre, 1, 8, f) != 8 || memcmp(pre, NPY_MAGIC, 6) != 0) {
-        fail(err, errlen, "%s: not a NumPy .npy file (bad magic)", path);
+        cli_errf(err, errlen, "%s: not a NumPy .npy file (bad magic)", path);
         goto done;
     }
     size_t hlen;
@@ -125,11 +118,11 @@ int npy_read_stream(FILE *f, const char *path, const char *descr, npy_array *a, 
         hlen = (size_t)pre[8] | (size_t)pre[9] << 8 | (size_t)pre[10] << 16 |
                (size_t)pre[11] << 24;
     } else {
-        fail(err, errlen, "%s: unsupported .npy format version %d.%d", path, pre[6], pre[7]);
+        cli_errf(err, errlen, "%s: unsupported .npy format version %d.%d", path, pre[6], pre[7]);
         goto done;
     }
     if (hlen > (1u << 20) || !(hdr = malloc(hlen + 1))) {
-        fail(err, errlen, "%s: header of %zu bytes is not plausible", path, hlen);
+        cli_errf(err, errlen, "%s: header of %zu bytes is not plausible", path, hlen);
         goto done;
     }
     if (fread(hdr, 1, hlen, f) != hlen)
@@ -138,15 +131,15 @@ int npy_read_stream(FILE *f, const char *path, const char *descr, npy_array *a, 
     char why[128];
     int fortran = 0;
     if (parse_header(hdr, a, &fortran, why, sizeof why)) {
-        fail(err, errlen, "%s: %s", path, why);
+        cli_errf(err, errlen, "%s: %s", path, why);
         goto done;
     }
     if (strcmp(a->descr, descr) != 0) {
-        fail(err, errlen, "%s: dtype is '%s', expected '%s'", path, a->descr, descr);
+        cli_errf(err, errlen, "%s: dtype is '%s', expected '%s'", path, a->descr, descr);
         goto done;
     }
     if (fortran) {
-        fail(err, errlen, "%s: Fortran-order array; save a C-order one (numpy.ascontiguousarray)",
+        cli_errf(err, errlen, "%s: Fortran-order array; save a C-order one (numpy.ascontiguousarray)",
              path);
         goto done;
     }
@@ -157,11 +150,11 @@ int npy_read_stream(FILE *f, const char *path, const char *descr, npy_array *a, 
     if (here >= 0 && fseek(f, 0, SEEK_END) == 0) {
         const long end = ftell(f);
         if (fseek(f, here, SEEK_SET) != 0 || end < here) {
-            fail(err, errlen, "%s: cannot seek", path);
+            cli_errf(err, errlen, "%s: cannot seek", path);
             goto done;
         }
         if ((size_t)(end - here) != want) {
-            fail(err, errlen, (size_t)(end - here) < want
+            cli_errf(err, errlen, (size_t)(end - here) < want
                                   ? "%s: truncated: %zu bytes of data, shape needs %zu"
                                   : "%s: %zu bytes of data, longer than the %zu its shape says",
                  path, (size_t)(end - here), want);
@@ -169,22 +162,22 @@ int npy_read_stream(FILE *f, const char *path, const char *descr, npy_array *a, 
         }
     }
     if (!(a->data = malloc(want ? want : 1))) {
-        fail(err, errlen, "%s: cannot allocate %zu bytes", path, want);
+        cli_errf(err, errlen, "%s: cannot allocate %zu bytes", path, want);
         goto done;
     }
     size_t got = fread(a->data, 1, want, f);
     if (got != want) {
-        fail(err, errlen, "%s: truncated: %zu bytes of data, shape needs %zu", path, got, want);
+        cli_errf(err, errlen, "%s: truncated: %zu bytes of data, shape needs %zu", path, got, want);
         goto done;
     }
     if (fgetc(f) != EOF) {
-        fail(err, errlen, "%s: data is longer than its shape says", path);
+        cli_errf(err, errlen, "%s: data is longer than its shape says", path);
         goto done;
     }
     rc = 0;
     goto done;
 truncated:
-    fail(err, errlen, "%s: truncated header", path);
+    cli_errf(err, errlen, "%s: truncated header", path);
 done:
     free(hdr);
     if (rc)
@@ -216,13 +209,13 @@ int npy_write(const char *path, const char *descr, int ndim, const int64_t *shap
 
     FILE *f = fopen(path, "wb");
     if (!f)
-        return fail(err, errlen, "%s: %s", path, strerror(errno));
+        return cli_errf(err, errlen, "%s: %s", path, strerror(errno));
     int ok = fwrite(pre, 1, 10, f) == 10 && fwrite(dict, 1, (size_t)len, f) == (size_t)len;
     for (size_t i = (size_t)len; ok && i + 1 < hlen; i++)
         ok = fputc(' ', f) != EOF;
     ok = ok && fputc('\n', f) != EOF && fwrite(data, elem, count, f) == count;
     if (fclose(f) != 0 || !ok)
-        return fail(err, errlen, "%s: write failed: %s", path, strerror(errno));
+        return cli_errf(err, errlen, "%s: write failed: %s", path, strerror(errno));
     return 0;
 }
 

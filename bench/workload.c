@@ -9,11 +9,6 @@
 #include "../attn/rng.h"
 #include "inputs.h"
 
-static void *alloc_aligned(size_t bytes)
-{
-    return bytes ? aligned_alloc(64, (bytes + 63) / 64 * 64) : NULL;
-}
-
 /* The layer stack of a training point. */
 static void stack_of(const point_spec *s, stack_config *c)
 {
@@ -89,11 +84,11 @@ int workload_prepare(workload *w, const point_spec *s, attn_stats *stats)
         stack_cost sc;
         stack_cost_of(&w->stack, s->threads, &sc);
         const size_t rows = (size_t)(s->shape.B * s->shape.n), D = (size_t)(s->shape.H * s->shape.d);
-        w->weights = alloc_aligned(sc.weight_floats * 4);
-        w->grads = alloc_aligned(sc.weight_floats * 4);
-        w->x = alloc_aligned(rows * D * 4);
-        w->dx = alloc_aligned(rows * D * 4);
-        w->work = alloc_aligned(sc.workspace_bytes);
+        w->weights = attn_aligned_alloc(sc.weight_floats * 4);
+        w->grads = attn_aligned_alloc(sc.weight_floats * 4);
+        w->x = attn_aligned_alloc(rows * D * 4);
+        w->dx = attn_aligned_alloc(rows * D * 4);
+        w->work = attn_aligned_alloc(sc.workspace_bytes);
         w->weight_floats = sc.weight_floats;
         if (!w->weights || !w->grads || !w->x || !w->dx || (sc.workspace_bytes && !w->work))
             return ATTN_ENOMEM;
@@ -108,18 +103,18 @@ int workload_prepare(workload *w, const point_spec *s, attn_stats *stats)
     s->params.method->cost(&s->shape, &s->params, s->threads, &c);
     const size_t elems = attn_tensor_elems(&s->shape), rows = (size_t)(s->shape.B * s->shape.H * s->shape.n);
     const size_t nstruct = attn_structure_elems(&c);
-    w->q = alloc_aligned(elems * 4);
-    w->k = alloc_aligned(elems * 4);
-    w->v = alloc_aligned(elems * 4);
-    w->out = alloc_aligned(elems * 4);
-    w->lse = alloc_aligned(rows * 4);
-    w->structure = alloc_aligned(nstruct * 4);
-    w->work = alloc_aligned(w->model.workspace_bytes);
+    w->q = attn_aligned_alloc(elems * 4);
+    w->k = attn_aligned_alloc(elems * 4);
+    w->v = attn_aligned_alloc(elems * 4);
+    w->out = attn_aligned_alloc(elems * 4);
+    w->lse = attn_aligned_alloc(rows * 4);
+    w->structure = attn_aligned_alloc(nstruct * 4);
+    w->work = attn_aligned_alloc(w->model.workspace_bytes);
     if (s->backward) {
-        w->dout = alloc_aligned(elems * 4);
-        w->dq = alloc_aligned(elems * 4);
-        w->dk = alloc_aligned(elems * 4);
-        w->dv = alloc_aligned(elems * 4);
+        w->dout = attn_aligned_alloc(elems * 4);
+        w->dq = attn_aligned_alloc(elems * 4);
+        w->dk = attn_aligned_alloc(elems * 4);
+        w->dv = attn_aligned_alloc(elems * 4);
         if (!w->dout || !w->dq || !w->dk || !w->dv)
             return ATTN_ENOMEM;
         inputs_normal(w->dout, elems, s->seed, 13, 1.0f, s->threads);

@@ -12,14 +12,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-__attribute__((format(printf, 3, 4))) static int fail(char *err, size_t errlen, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-    return -1;
-}
+#include "../bench/cli.h"
 
 static void path_of(char *buf, size_t size, const char *dir, const char *name, const char *ext)
 {
@@ -86,7 +79,7 @@ static int write_data(const char *path, const plot_spec *p, char *err, size_t er
 {
     FILE *f = fopen(path, "w");
     if (!f)
-        return fail(err, errlen, "%s: %s", path, strerror(errno));
+        return cli_errf(err, errlen, "%s: %s", path, strerror(errno));
     for (size_t s = 0; s < p->nseries; s++) {
         fprintf(f, "# %s\n", p->series[s].title);
         for (size_t i = 0; i < p->series[s].count; i++)
@@ -94,7 +87,7 @@ static int write_data(const char *path, const plot_spec *p, char *err, size_t er
         fprintf(f, "\n\n");
     }
     if (fclose(f) != 0)
-        return fail(err, errlen, "%s: write failed", path);
+        return cli_errf(err, errlen, "%s: write failed", path);
     return 0;
 }
 
@@ -139,15 +132,15 @@ int plot_draw(const char *dir, const plot_spec *p, char *err, size_t errlen)
     path_of(done, sizeof done, dir, p->name, "done");
     path_of(errf, sizeof errf, dir, p->name, "err");
     if (strchr(dir, '\''))
-        return fail(err, errlen, "output folder names with a single quote are not supported");
+        return cli_errf(err, errlen, "output folder names with a single quote are not supported");
     if (write_data(dat, p, err, errlen))
         return -1;
     FILE *g = fopen(gp, "w");
     if (!g)
-        return fail(err, errlen, "%s: %s", gp, strerror(errno));
+        return cli_errf(err, errlen, "%s: %s", gp, strerror(errno));
     write_script(g, p);
     if (fclose(g) != 0)
-        return fail(err, errlen, "%s: write failed", gp);
+        return cli_errf(err, errlen, "%s: write failed", gp);
 
     unlink(done);
     unlink(png);
@@ -160,7 +153,7 @@ int plot_draw(const char *dir, const plot_spec *p, char *err, size_t errlen)
     FILE *pipe = popen(cmd, "w");
     if (!pipe) {
         sigaction(SIGPIPE, &old, NULL);
-        return fail(err, errlen, "cannot start gnuplot: %s", strerror(errno));
+        return cli_errf(err, errlen, "cannot start gnuplot: %s", strerror(errno));
     }
     write_script(pipe, p);
     fprintf(pipe, "set print '%s.done'\nprint 'ok'\nunset print\n", p->name);
@@ -170,13 +163,13 @@ int plot_draw(const char *dir, const plot_spec *p, char *err, size_t errlen)
     char msg[512];
     first_complaint(errf, msg, sizeof msg);
     if (status == -1 || !WIFEXITED(status) || WEXITSTATUS(status) == 127)
-        return fail(err, errlen, "gnuplot could not run (is gnuplot-nox installed?)%s%s",
+        return cli_errf(err, errlen, "gnuplot could not run (is gnuplot-nox installed?)%s%s",
                     msg[0] ? ": " : "", msg);
     if (WEXITSTATUS(status) != 0 || access(done, F_OK) != 0)
-        return fail(err, errlen, "gnuplot failed on %s (exit %d): %s", gp, WEXITSTATUS(status),
+        return cli_errf(err, errlen, "gnuplot failed on %s (exit %d): %s", gp, WEXITSTATUS(status),
                     msg[0] ? msg : "no message");
     if (file_size(png) <= 0 || file_size(svg) <= 0)
-        return fail(err, errlen, "gnuplot wrote no image for %s: %s", p->name, msg);
+        return cli_errf(err, errlen, "gnuplot wrote no image for %s: %s", p->name, msg);
     unlink(done);
     if (msg[0]) /* warnings only (an error would have failed above) */
         fprintf(stderr, "attnbench report: gnuplot warning on %s: %s\n", p->name, msg);

@@ -59,7 +59,8 @@ static void run_tile(const cand *c, const float *q, const float *k, const float 
     for (int i = 0; i < ntiles; i++)
         max_cols = tiles[i] > max_cols ? tiles[i] : max_cols;
     size_t bytes = tile_bytes(c->nq, max_cols, d);
-    char *work = aligned_alloc(64, (bytes + 63) / 64 * 64), *cursor = work;
+    char *work = aligned_alloc(64, (bytes + 63) / 64 * 64);
+    kern_cursor cursor = {work, 0};
     kern_tile t;
     tile_init(&t, &cursor, c->nq, max_cols, d);
     tile_begin(&t, q, d, c->qi, c->nq, scale);
@@ -163,7 +164,8 @@ static void test_merge_is_one_softmax(void **state)
         lse_scattered[out_rows[i]] = ref_lse[i];
     }
     size_t bytes = tile_bytes(nq, n2, d);
-    char *work = aligned_alloc(64, (bytes + 63) / 64 * 64), *cursor = work;
+    char *work = aligned_alloc(64, (bytes + 63) / 64 * 64);
+    kern_cursor cursor = {work, 0};
     kern_tile t;
     tile_init(&t, &cursor, nq, n2, d);
     float out[40 * 24], lse[40], m[40], l[40];
