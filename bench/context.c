@@ -3,6 +3,7 @@
 #include "context.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/utsname.h>
 #include <time.h>
@@ -64,6 +65,33 @@ static json_t *bytes_or_null(uint64_t v)
     return v ? json_integer((json_int_t)v) : json_null();
 }
 
+/* The Slurm job the process runs in (its environment), or null outside Slurm: which task
+ * of which array measured a record, on which node, with what allocation. */
+static json_t *slurm_context(void)
+{
+    static const char *const vars[][2] = {
+        {"job_id", "SLURM_JOB_ID"},
+        {"array_job_id", "SLURM_ARRAY_JOB_ID"},
+        {"array_task_id", "SLURM_ARRAY_TASK_ID"},
+        {"array_task_count", "SLURM_ARRAY_TASK_COUNT"},
+        {"node", "SLURMD_NODENAME"},
+        {"cluster", "SLURM_CLUSTER_NAME"},
+        {"partition", "SLURM_JOB_PARTITION"},
+        {"cpus_per_task", "SLURM_CPUS_PER_TASK"},
+        {"cpus_on_node", "SLURM_CPUS_ON_NODE"},
+        {"mem_per_node_mb", "SLURM_MEM_PER_NODE"},
+        {"mem_per_cpu_mb", "SLURM_MEM_PER_CPU"},
+    };
+    if (!getenv("SLURM_JOB_ID"))
+        return json_null();
+    json_t *j = json_object();
+    for (size_t i = 0; i < sizeof vars / sizeof vars[0]; i++) {
+        const char *v = getenv(vars[i][1]);
+        json_object_set_new(j, vars[i][0], v ? json_string(v) : json_null());
+    }
+    return j;
+}
+
 json_t *context_collect(void)
 {
     json_t *c = json_object();
@@ -120,6 +148,7 @@ json_t *context_collect(void)
     read_line("/proc/sys/kernel/perf_event_paranoid", buf, sizeof buf);
     json_object_set_new(c, "perf_event_paranoid", json_string(buf));
     json_object_set_new(c, "cgroup", json_string(cgroup_version()));
+    json_object_set_new(c, "slurm", slurm_context());
 
     time_t now = time(NULL);
     struct tm tm;

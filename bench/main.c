@@ -18,6 +18,7 @@ static const struct {
     {"sweep", cmd_sweep, "measure many points (methods x parameters x n) into a results file"},
     {"report", cmd_report, "fit scaling exponents, plot with gnuplot, write report.md and a CSV"},
     {"check", cmd_check, "gate memory against a baseline results file (CI's regression check)"},
+    {"merge", cmd_merge, "merge the shards of a sweep into one results file, one record a point"},
     {"sgemm", cmd_sgemm, "the speed yardstick: OpenBLAS sgemm GFLOP/s on this machine"},
 };
 

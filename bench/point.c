@@ -72,6 +72,24 @@ void point_key(const point_spec *s, char *buf, size_t size)
                  s->label ? s->label : "");
 }
 
+void point_series_key(const char *key, const char *field, char *buf, size_t size)
+{
+    const size_t flen = strlen(field);
+    size_t len = 0;
+    buf[0] = '\0';
+    for (const char *p = key; *p;) {
+        const size_t tok = strcspn(p, ";");
+        const int skip = tok > flen && strncmp(p, field, flen) == 0 && p[flen] == '=';
+        if (!skip && len + tok + 2 < size) {
+            memcpy(buf + len, p, tok);
+            len += tok;
+            buf[len++] = ';';
+            buf[len] = '\0';
+        }
+        p += tok + (p[tok] == ';');
+    }
+}
+
 void point_id(const char *key, char id[17])
 {
     uint64_t h = 0xcbf29ce484222325ull;

@@ -99,6 +99,11 @@ typedef struct point_limits {
  * the identity, so re-running a point with more repetitions replaces it. */
 void point_key(const point_spec *s, char *buf, size_t size);
 void point_id(const char *key, char id[17]);
+/* A series is every point that differs only in one field of its key (n for a scaling series,
+ * layers for a depth series): the key without that field's token ("n", "layers"). The one
+ * definition the sweep (its time predictions and failure rules), the shards and the report
+ * share. */
+void point_series_key(const char *key, const char *field, char *buf, size_t size);
 
 /* A record with the point's identity and cost model filled in, every measured field null and
  * the given status and reason. Returns a new reference. */

@@ -384,3 +384,17 @@ int record_file_busy(const char *path, char *who, size_t size)
         read_writer_note(path, who, size);
     return busy;
 }
+
+json_t *record_index(json_t *records)
+{
+    json_t *index = json_object();
+    size_t i;
+    json_t *rec;
+    json_array_foreach(records, i, rec)
+    {
+        const char *id = json_string_value(json_object_get(rec, "point_id"));
+        if (id)
+            json_object_set(index, id, rec);
+    }
+    return index;
+}

@@ -32,6 +32,9 @@ int record_file_read(const char *path, bool missing_ok, record_file *rf, char *e
 int record_file_read_stream(FILE *f, const char *path, record_file *rf, char *err,
                             size_t errlen);
 void record_file_free(record_file *rf);
+/* An index of records by point_id: an object id -> the last record of that id (borrowed from
+ * the array, which must outlive it). A hash table: lookups do not scan the records. */
+json_t *record_index(json_t *records);
 
 /* Appends one record as a line and fsyncs it, so a killed sweep loses at most the point in
  * flight. A write that stops short (a full disk: ENOSPC, EDQUOT, EFBIG, EIO) is cut back at

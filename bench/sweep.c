@@ -44,6 +44,10 @@ static const char sweep_usage[] =
     "  --resume         keep the records in FILE and run only the missing points\n"
     "  --suite FILE     run the point groups of a suite file: one group of the flags above per\n"
     "                   line, # comments; default --out results/<suite name>/results.jsonl\n"
+    "  --shard K/N      run only shard K of N (0 <= K < N): whole series spread over the shards\n"
+    "                   by predicted cost; default --out of a suite results/<suite>/shard-K-of-N.jsonl\n"
+    "  --list           print the planned points (shard, id, model bytes, predicted time) and\n"
+    "                   each shard's total, run nothing; --shard all/N lists every shard\n"
     OPTIONS_COMMON_HELP;
 
 /* ---- building the list of points ------------------------------------------------------- */
@@ -126,16 +130,45 @@ static int grow(sweep *sw)
 
 /* Parses one group of sweep flags (a command line or a suite line) and appends its points.
  * `defaults` are the options the group starts from. */
-static int parse_group(const char *cmd, int argc, char **argv, const options *defaults,
-                       sweep *sw, const char **out, int *resume, const char **suite)
+/* What only the command line sets (a suite line may not): where the records go and which
+ * of the points this run takes. */
+typedef struct sweep_cmdline {
+    const char *out, *suite;
+    int resume;
+    int list;              /* print the plan, run nothing */
+    int shard_k, shard_n;  /* run shard k of n (0 <= k < n; k = -1: all, with --list) */
+} sweep_cmdline;
+
+/* "K/N", or "all/N" (only with --list). Returns 0 or -1. */
+static int parse_shard(const char *text, int *k, int *n)
 {
-    enum { OPT_METHODS = 1, OPT_N, OPT_PARAM, OPT_OUT, OPT_RESUME, OPT_SUITE, OPT_HELP };
+    int64_t kk, nn;
+    const char *slash = strchr(text, '/');
+    if (!slash || cli_parse_int(slash + 1, 1, 4096, &nn))
+        return -1;
+    char head[32];
+    snprintf(head, sizeof head, "%.*s", (int)(slash - text), text);
+    if (strcmp(head, "all") == 0)
+        kk = -1;
+    else if (cli_parse_int(head, 0, nn - 1, &kk))
+        return -1;
+    *k = (int)kk;
+    *n = (int)nn;
+    return 0;
+}
+
+static int parse_group(const char *cmd, int argc, char **argv, const options *defaults,
+                       sweep *sw, sweep_cmdline *cl)
+{
+    enum { OPT_METHODS = 1, OPT_N, OPT_PARAM, OPT_OUT, OPT_RESUME, OPT_SUITE, OPT_SHARD, OPT_LIST,
+           OPT_HELP };
     static const struct option opts[] = {
         {"methods", required_argument, 0, OPT_METHODS}, {"n", required_argument, 0, OPT_N},
         {"param", required_argument, 0, OPT_PARAM},     {"out", required_argument, 0, OPT_OUT},
         {"resume", no_argument, 0, OPT_RESUME},         {"suite", required_argument, 0, OPT_SUITE},
-        {"help", no_argument, 0, OPT_HELP},             OPTIONS_COMMON_LONG,
-        {0, 0, 0, 0},
+        {"shard", required_argument, 0, OPT_SHARD},     {"list", no_argument, 0, OPT_LIST},
+        {"dry-run", no_argument, 0, OPT_LIST},          {"help", no_argument, 0, OPT_HELP},
+        OPTIONS_COMMON_LONG,                            {0, 0, 0, 0},
     };
     if (sw->ngroups == (int)(sizeof sw->groups / sizeof sw->groups[0]))
         return cli_error(cmd, "too many point groups");
@@ -165,17 +198,25 @@ static int parse_group(const char *cmd, int argc, char **argv, const options *de
         case OPT_OUT:
         case OPT_RESUME:
         case OPT_SUITE:
-            if (!out) /* suite lines: only the command line chooses the output */
-                return cli_error(cmd, "--out, --resume and --suite belong on the command line");
+        case OPT_SHARD:
+        case OPT_LIST:
+            if (!cl) /* suite lines: only the command line chooses the output and the shard */
+                return cli_error(cmd, "--out, --resume, --suite, --shard and --list belong on "
+                                      "the command line");
             if (c == OPT_OUT)
-                *out = optarg;
+                cl->out = optarg;
             else if (c == OPT_RESUME)
-                *resume = 1;
-            else
-                *suite = optarg;
+                cl->resume = 1;
+            else if (c == OPT_SUITE)
+                cl->suite = optarg;
+            else if (c == OPT_LIST)
+                cl->list = 1;
+            else if (parse_shard(optarg, &cl->shard_k, &cl->shard_n))
+                return cli_error(cmd, "--shard '%s' is not K/N with 0 <= K < N <= 4096 (or "
+                                      "all/N with --list)", optarg);
             break;
         case OPT_HELP:
-            if (!out) /* a suite line asks for no help: it would end the sweep */
+            if (!cl) /* a suite line asks for no help: it would end the sweep */
                 return cli_error(cmd, "--help belongs on the command line");
             fputs(sweep_usage, stdout);
             exit(0);
@@ -184,7 +225,7 @@ static int parse_group(const char *cmd, int argc, char **argv, const options *de
     }
     if (optind < argc)
         return cli_error(cmd, "unexpected argument '%s'", argv[optind]);
-    if (suite && *suite) {
+    if (cl && cl->suite) {
         if (methods || lengths || nassign)
             return cli_error(cmd, "--suite takes the points from the suite file; give "
                                   "--methods, --n and --param there");
@@ -306,7 +347,7 @@ int sweep_add_suite(sweep *sw, FILE *f, const char *path, const options *default
         if (nw == 0)
             continue;
         groups++;
-        rc = parse_group(cmd, nw + 1, words, defaults, sw, NULL, NULL, NULL);
+        rc = parse_group(cmd, nw + 1, words, defaults, sw, NULL);
     }
     if (!rc && groups == 0)
         rc = cli_error("sweep", "--suite %s: no point groups in the file", path);
@@ -315,27 +356,45 @@ int sweep_add_suite(sweep *sw, FILE *f, const char *path, const options *default
 
 /* ---- running ------------------------------------------------------------------------- */
 
+static void fmt_duration(double s, char *buf, size_t size)
+{
+    if (!isfinite(s))
+        snprintf(buf, size, "?");
+    else if (s < 60)
+        snprintf(buf, size, "%.0fs", s);
+    else if (s < 3600)
+        snprintf(buf, size, "%dm%02ds", (int)s / 60, (int)s % 60);
+    else
+        snprintf(buf, size, "%dh%02dm", (int)s / 3600, (int)s % 3600 / 60);
+}
+
+/* ---- the plan: which points run, in which shard ---------------------------------------- */
+
 /* What a sweep remembers of each series (the same point but for n): its last measured rate
  * and whether a smaller n failed. */
 typedef struct series {
     char key[1024];
     double flops, wall; /* last ok point: model FLOPs and median wall time per repetition */
     char failed[128];   /* non-empty: the status of a failed smaller n */
+    double cost;        /* predicted seconds of all its points (for the shards) */
+    int shard;
 } series;
 
-static series *series_find(series *all, int *count, const point_spec *s)
+/* The series of every point, found once (a json object key -> index is the hash table). */
+typedef struct plan {
+    series *all;
+    int nseries;
+    int *series_of;         /* per point */
+    char (*ids)[17];        /* per point */
+    unsigned char *skip;    /* per point: 1 done already, 2 a duplicate, 3 another shard's */
+    int todo, resumed;
+    size_t done_count;      /* records already in the file */
+} plan;
+
+static void plan_free(plan *pl)
 {
-    point_spec tmp = *s;
-    tmp.shape.n = 0;
-    char key[1024];
-    point_key(&tmp, key, sizeof key);
-    for (int i = 0; i < *count; i++)
-        if (strcmp(all[i].key, key) == 0)
-            return &all[i];
-    series *x = &all[(*count)++];
-    memset(x, 0, sizeof *x);
-    snprintf(x->key, sizeof x->key, "%s", key);
-    return x;
+    free(pl->all), free(pl->series_of), free(pl->ids), free(pl->skip);
+    memset(pl, 0, sizeof *pl);
 }
 
 /* What a series learns from one of its records, measured now or found in the file. */
@@ -351,19 +410,155 @@ static void series_learn(series *x, const json_t *rec)
     }
 }
 
-static void fmt_duration(double s, char *buf, size_t size)
+/* A rate for predicting a point before anything of its series ran: the plan must not depend
+ * on the machine or on what earlier shards measured, so every shard computes the same one. */
+#define PLAN_NOMINAL_GFLOPS 50.0
+
+/* The seconds a point is predicted to take: its repetitions at the nominal rate, plus its
+ * buffers generated and touched (about 1 GB/s); 0 when its model exceeds the memory limit or
+ * the prediction its time limit (the sweep skips those without running them). */
+static double point_cost(const point_spec *s, const point_limits *lim)
 {
-    if (!isfinite(s))
-        snprintf(buf, size, "?");
-    else if (s < 60)
-        snprintf(buf, size, "%.0fs", s);
-    else if (s < 3600)
-        snprintf(buf, size, "%dm%02ds", (int)s / 60, (int)s % 60);
-    else
-        snprintf(buf, size, "%dh%02dm", (int)s / 3600, (int)s % 3600 / 60);
+    point_model m;
+    const char *why;
+    char reason[512];
+    if (point_model_of(s, &m, &why) != 0 || point_over_memory(s, lim, reason, sizeof reason))
+        return 0;
+    double t = m.flops * (s->reps + s->warmup) / (PLAN_NOMINAL_GFLOPS * 1e9) + (double)m.bytes / 1e9;
+    if (s->accuracy && !s->train) /* the exact reference: full attention once */
+        t += 4.0 * (double)(s->shape.B * s->shape.H) * (double)s->shape.n * (double)s->shape.n *
+             (double)s->shape.d / (PLAN_NOMINAL_GFLOPS * 1e9);
+    return lim->time_limit > 0 && t > lim->time_limit && !lim->no_skip ? 0 : t;
 }
 
-/* The symbolic name of the errors a results file's write can meet. */
+static int by_cost(const void *a, const void *b)
+{
+    const series *x = *(series *const *)a, *y = *(series *const *)b;
+    if (x->cost != y->cost)
+        return x->cost < y->cost ? 1 : -1;
+    return strcmp(x->key, y->key); /* ties in a fixed order: every shard plans alike */
+}
+
+/* Series to shards by predicted cost, longest first, each to the least loaded shard (LPT):
+ * shards take similar time, and a series stays whole, so its skip rules and time
+ * predictions work inside a shard. Depends only on the points, never on the machine. */
+static void assign_shards(plan *pl, int nshards)
+{
+    series **order = malloc((size_t)pl->nseries * sizeof *order);
+    double *load = calloc((size_t)nshards, sizeof *load);
+    for (int i = 0; i < pl->nseries; i++)
+        order[i] = &pl->all[i];
+    qsort(order, (size_t)pl->nseries, sizeof *order, by_cost);
+    for (int i = 0; i < pl->nseries; i++) {
+        int best = 0;
+        for (int k = 1; k < nshards; k++)
+            if (load[k] < load[best])
+                best = k;
+        order[i]->shard = best;
+        load[best] += order[i]->cost;
+    }
+    free(order);
+    free(load);
+}
+
+/* Ids, series and shards of every point; which of them this run skips (done, duplicate,
+ * another shard's). rf: the records already in the results file (or NULL). */
+static int plan_points(const sweep *sw, const sweep_cmdline *cl, const record_file *rf, plan *pl)
+{
+    memset(pl, 0, sizeof *pl);
+    const size_t np = (size_t)sw->npoints;
+    pl->all = calloc(np + 1, sizeof *pl->all);
+    pl->series_of = calloc(np + 1, sizeof *pl->series_of);
+    pl->ids = malloc((np + 1) * sizeof *pl->ids);
+    pl->skip = calloc(np + 1, 1);
+    if (!pl->all || !pl->series_of || !pl->ids || !pl->skip)
+        return -1;
+    json_t *index = json_object(); /* series key -> its index */
+    for (int i = 0; i < sw->npoints; i++) {
+        char key[1024], skey[1024];
+        point_key(&sw->points[i], key, sizeof key);
+        point_id(key, pl->ids[i]);
+        point_series_key(key, "n", skey, sizeof skey);
+        const json_t *at = json_object_get(index, skey);
+        if (!at) {
+            at = json_integer(pl->nseries);
+            json_object_set_new(index, skey, (json_t *)at);
+            snprintf(pl->all[pl->nseries++].key, sizeof pl->all[0].key, "%s", skey);
+        }
+        pl->series_of[i] = (int)json_integer_value(at);
+        pl->all[pl->series_of[i]].cost +=
+            point_cost(&sw->points[i], &sw->groups[sw->group_of[i]]->limits);
+    }
+    json_decref(index);
+    assign_shards(pl, cl->shard_n > 0 ? cl->shard_n : 1);
+
+    json_t *done = rf ? record_index(rf->records) : json_object(), *planned = json_object();
+    pl->done_count = rf ? json_array_size(rf->records) : 0;
+    for (int i = 0; i < sw->npoints; i++) {
+        const json_t *rec = json_object_get(done, pl->ids[i]);
+        series *x = &pl->all[pl->series_of[i]];
+        if (cl->shard_n > 0 && cl->shard_k >= 0 && x->shard != cl->shard_k)
+            pl->skip[i] = 3;
+        else if (json_object_get(planned, pl->ids[i]))
+            pl->skip[i] = 2;
+        else if (rec)
+            pl->skip[i] = 1, series_learn(x, rec);
+        json_object_set_new(planned, pl->ids[i], json_true());
+        pl->todo += !pl->skip[i];
+        pl->resumed += pl->skip[i] == 1;
+    }
+    json_decref(done);
+    json_decref(planned);
+    return 0;
+}
+
+/* --list: the planned points of the chosen shard (or all, with their shards), model bytes and
+ * predicted time, and each shard's totals; nothing runs. */
+static int print_plan(const sweep *sw, const sweep_cmdline *cl, const plan *pl)
+{
+    const int nshards = cl->shard_n > 0 ? cl->shard_n : 1;
+    double *total = calloc((size_t)nshards, sizeof *total);
+    int *count = calloc((size_t)nshards, sizeof *count);
+    printf("%-7s %-16s %-28s %9s %11s %11s  %s\n", "shard", "point_id", "method", "n", "model bytes",
+           "predicted", "status");
+    for (int i = 0; i < sw->npoints; i++) {
+        if (pl->skip[i] == 2 || pl->skip[i] == 3)
+            continue;
+        const point_spec *s = &sw->points[i];
+        const point_limits *lim = &sw->groups[sw->group_of[i]]->limits;
+        const series *x = &pl->all[pl->series_of[i]];
+        point_model m;
+        const char *why;
+        char bytes[32] = "-", when[32], reason[512], what[64];
+        const double t = point_cost(s, lim);
+        if (point_model_of(s, &m, &why) == 0)
+            record_bytes((double)m.bytes, bytes, sizeof bytes);
+        fmt_duration(t, when, sizeof when);
+        snprintf(what, sizeof what, "%s", s->label ? s->label : s->params.method->name);
+        const char *status = pl->skip[i] == 1                                   ? "done"
+                             : point_over_memory(s, lim, reason, sizeof reason) ? "skip: memory"
+                             : t == 0                                           ? "skip: time"
+                                                                                : "run";
+        printf("%d/%-5d %-16s %-28.28s %9lld %11s %11s  %s\n", x->shard, nshards, pl->ids[i],
+               what, (long long)s->shape.n, bytes, when, status);
+        total[x->shard] += t;
+        count[x->shard]++;
+    }
+    for (int k = 0; k < nshards; k++) {
+        if (cl->shard_k >= 0 && cl->shard_n > 0 && k != cl->shard_k)
+            continue;
+        char when[32];
+        fmt_duration(total[k], when, sizeof when);
+        printf("shard %d/%d: %d points, predicted %s at a nominal %.0f GFLOP/s\n", k, nshards,
+               count[k], when, PLAN_NOMINAL_GFLOPS);
+    }
+    free(total);
+    free(count);
+    return 0;
+}
+
+/* ---- running ---------------------------------------------------------------------------- */
+
 static const char *errno_name(int e)
 {
     switch (e) {
@@ -376,146 +571,158 @@ static const char *errno_name(int e)
     }
 }
 
-static int run_points(sweep *sw, const char *out, int resume)
+/* The results file, locked for this sweep alone, its records read, a torn tail cut off.
+ * Returns 0, or the exit status after one line. */
+static int open_results(const sweep_cmdline *cl, record_writer *wr, record_file *rf)
 {
     char err[1024];
     /* one writer per results file: the lock first, before the file is read or changed */
-    record_writer wr;
-    if (record_writer_open(&wr, out, err, sizeof err))
+    if (record_writer_open(wr, cl->out, err, sizeof err))
         return cli_error("sweep", "--out %s", err);
-    const int fd = wr.fd;
-    record_file rf;
-    if (record_file_read(out, true, &rf, err, sizeof err)) {
-        record_writer_close(&wr);
+    if (record_file_read(cl->out, true, rf, err, sizeof err)) {
+        record_writer_close(wr);
         return cli_error("sweep", "%s", err);
     }
-    size_t done_count = json_array_size(rf.records);
-    if ((done_count || rf.torn_line) && !resume) {
-        record_file_free(&rf);
-        record_writer_close(&wr);
+    if ((json_array_size(rf->records) || rf->torn_line) && !cl->resume) {
+        record_file_free(rf);
+        record_writer_close(wr);
         return cli_error("sweep", "%s already holds results; continue it with --resume or "
-                                  "choose another --out", out);
+                                  "choose another --out", cl->out);
     }
-    if (rf.torn_line) {
+    if (rf->torn_line) {
         fprintf(stderr, "attnbench sweep: %s:%ld: a torn record (%ld bytes, cut short by a kill "
                         "or crash); removed, its point runs again\n",
-                out, rf.torn_line, rf.torn_bytes);
-        if (ftruncate(fd, rf.good_bytes) != 0) {
-            record_file_free(&rf);
-            record_writer_close(&wr);
-            return cli_error("sweep", "%s: cannot remove the torn record: %s", out,
-                             strerror(errno));
+                cl->out, rf->torn_line, rf->torn_bytes);
+        if (ftruncate(wr->fd, rf->good_bytes) != 0) {
+            const int e = errno;
+            record_file_free(rf);
+            record_writer_close(wr);
+            return cli_error("sweep", "%s: cannot remove the torn record: %s", cl->out,
+                             strerror(e));
         }
     }
+    return 0;
+}
 
-    /* which points are done; what the series learned from them */
-    series *all = calloc((size_t)sw->npoints + 1, sizeof *all);
-    int nseries = 0;
-    char (*ids)[17] = malloc((size_t)sw->npoints * 17);
-    int todo = 0;
-    for (int i = 0; i < sw->npoints; i++) {
-        char key[1024];
-        point_key(&sw->points[i], key, sizeof key);
-        point_id(key, ids[i]);
+/* Why a point is skipped without running (memory first, it is the harder limit; then a
+ * failed smaller n of its series; then its time predicted from the series' measured rate),
+ * into reason; empty when it runs. */
+static void skip_reason(const point_spec *s, const point_limits *lim, const series *x,
+                        char *reason, size_t size)
+{
+    point_model pm;
+    const char *why;
+    reason[0] = '\0';
+    if (point_over_memory(s, lim, reason, size))
+        return;
+    if (x->failed[0] && !lim->no_skip) {
+        snprintf(reason, size, "a smaller n of this series ended with status %s", x->failed);
+    } else if (point_model_of(s, &pm, &why) == 0 && x->wall > 0 && lim->time_limit > 0 &&
+               !lim->no_skip) {
+        const double predicted = x->wall * pm.flops / x->flops * (s->reps + s->warmup);
+        if (predicted > lim->time_limit)
+            snprintf(reason, size, "predicted %.0f s (%d repetitions and %d warm-up at the rate "
+                     "measured at a smaller n) exceeds the time limit of %g s",
+                     predicted, s->reps, s->warmup, lim->time_limit);
     }
-    unsigned char *skip = calloc((size_t)sw->npoints, 1); /* 1 done already, 2 duplicate */
-    for (int i = 0; i < sw->npoints; i++) {
-        for (int j = 0; j < i && !skip[i]; j++)
-            if (strcmp(ids[i], ids[j]) == 0)
-                skip[i] = 2;
-        for (size_t r = 0; r < done_count && !skip[i]; r++)
-            if (strcmp(json_string_value(json_object_get(json_array_get(rf.records, r),
-                                                         "point_id")),
-                       ids[i]) == 0) {
-                skip[i] = 1;
-                series_learn(series_find(all, &nseries, &sw->points[i]),
-                             json_array_get(rf.records, r));
-            }
-        todo += !skip[i];
+}
+
+/* One line per finished point: what, status, time and peak RSS (or why not ok). */
+static void print_point(const point_spec *s, const json_t *rec, int ran, int todo, int tty)
+{
+    char peak[32], what[64];
+    const char *st = json_string_value(json_object_get(rec, "status"));
+    const json_t *reason = json_object_get(rec, "reason");
+    snprintf(what, sizeof what, "%s%s", s->label ? s->label : s->params.method->name,
+             s->train && !s->label ? (s->stack == STACK_REVERSIBLE ? "/rev" : "/std") : "");
+    fprintf(stderr, "%s[%d/%d] %-12s n=%-8lld%-12s", tty ? "\r\033[K" : "", ran + 1, todo, what,
+            (long long)s->shape.n, st);
+    if (s->train)
+        fprintf(stderr, " L=%d", s->layers);
+    if (st && strcmp(st, "ok") == 0)
+        fprintf(stderr, " %.4g s  peak RSS %s", json_number_value(json_object_get(rec, "wall_s")),
+                record_bytes(json_number_value(json_object_get(rec, "peak_rss_bytes")), peak,
+                             sizeof peak));
+    else if (json_is_string(reason))
+        fprintf(stderr, " %s", json_string_value(reason));
+    fputc('\n', stderr);
+}
+
+static void print_progress(const point_spec *s, int ran, int todo, double t_start)
+{
+    char eta[32], el[32];
+    const double elapsed = timing_now() - t_start;
+    fmt_duration(ran ? elapsed / ran * (todo - ran) : NAN, eta, sizeof eta);
+    fmt_duration(elapsed, el, sizeof el);
+    fprintf(stderr, "\r\033[K[%d/%d] %s n=%lld  elapsed %s  ETA %s", ran + 1, todo,
+            s->label ? s->label : s->params.method->name, (long long)s->shape.n, el, eta);
+}
+
+/* The shard this run takes, in every record's context (not in the identity: the union of the
+ * shards is the unsharded sweep, point for point). */
+static json_t *sweep_context(const sweep_cmdline *cl)
+{
+    json_t *ctx = context_collect();
+    if (cl->shard_n > 0)
+        json_object_set_new(ctx, "shard", json_sprintf("%d/%d", cl->shard_k, cl->shard_n));
+    return ctx;
+}
+
+static int run_points(sweep *sw, const sweep_cmdline *cl)
+{
+    record_writer wr;
+    record_file rf;
+    int rc = open_results(cl, &wr, &rf);
+    if (rc)
+        return rc;
+    plan pl;
+    if (plan_points(sw, cl, &rf, &pl) != 0) {
+        record_file_free(&rf);
+        record_writer_close(&wr);
+        plan_free(&pl);
+        return cli_fail("sweep", "out of memory for the plan of %d points", sw->npoints);
     }
-    int resumed = 0;
-    for (int i = 0; i < sw->npoints; i++)
-        resumed += skip[i] == 1;
-    if (resume)
-        fprintf(stderr, "attnbench sweep: %s holds %zu records, %d of them points of this sweep; "
-                        "running the other %d\n", out, done_count, resumed, todo);
     /* forked children share the parent's pages: what it holds is in every point's RSS */
     record_file_free(&rf);
-    free(ids);
+    if (cl->resume)
+        fprintf(stderr, "attnbench sweep: %s holds %zu records, %d of them points of this sweep%s; "
+                        "running the other %d\n", cl->out, pl.done_count, pl.resumed,
+                cl->shard_n ? " (shard)" : "", pl.todo);
 
     struct sigaction sa = {.sa_handler = on_signal};
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
     signal(SIGXFSZ, SIG_IGN); /* past RLIMIT_FSIZE a write should fail with EFBIG, not kill */
-    json_t *ctx = context_collect();
+    json_t *ctx = sweep_context(cl);
     const int tty = isatty(STDERR_FILENO);
     const double t_start = timing_now();
-    int ran = 0, rc = 0, counts[POINT_NSTATUS] = {0};
+    int ran = 0, counts[POINT_NSTATUS] = {0};
     for (int i = 0; i < sw->npoints && !rc; i++) {
-        if (skip[i])
+        if (pl.skip[i])
             continue;
         point_spec *s = &sw->points[i];
         point_limits lim = sw->groups[sw->group_of[i]]->limits;
         lim.stop = &interrupted;
-        series *x = series_find(all, &nseries, s);
-        point_model pm;
-        const char *why;
-        char reason[768] = "";
-        json_t *rec = NULL;
-        if (point_over_memory(s, &lim, reason, sizeof reason)) {
-            /* the reason is in place; memory comes first, it is the harder limit */
-        } else if (x->failed[0] && !lim.no_skip) {
-            snprintf(reason, sizeof reason, "a smaller n of this series ended with status %s",
-                     x->failed);
-        } else if (point_model_of(s, &pm, &why) == 0 && x->wall > 0 && lim.time_limit > 0 &&
-                   !lim.no_skip) {
-            double per_rep = x->wall * pm.flops / x->flops;
-            double predicted = per_rep * (s->reps + s->warmup);
-            if (predicted > lim.time_limit)
-                snprintf(reason, sizeof reason,
-                         "predicted %.0f s (%d repetitions and %d warm-up at the rate "
-                         "measured at a smaller n) exceeds the time limit of %g s",
-                         predicted, s->reps, s->warmup, lim.time_limit);
-        }
-        if (tty) {
-            char eta[32], el[32];
-            double elapsed = timing_now() - t_start;
-            fmt_duration(ran ? elapsed / ran * (todo - ran) : NAN, eta, sizeof eta);
-            fmt_duration(elapsed, el, sizeof el);
-            fprintf(stderr, "\r\033[K[%d/%d] %s n=%lld  elapsed %s  ETA %s", ran + 1, todo,
-                    s->label ? s->label : s->params.method->name, (long long)s->shape.n, el, eta);
-        }
-        rec = reason[0] ? point_record_new(s, ctx, POINT_SKIPPED, reason)
-                        : point_run(s, &lim, ctx);
+        series *x = &pl.all[pl.series_of[i]];
+        char reason[768];
+        skip_reason(s, &lim, x, reason, sizeof reason);
+        if (tty)
+            print_progress(s, ran, pl.todo, t_start);
+        json_t *rec = reason[0] ? point_record_new(s, ctx, POINT_SKIPPED, reason)
+                                : point_run(s, &lim, ctx);
         if (!rec)
             break; /* interrupted while the point ran: it runs again on --resume */
-        const char *st = json_string_value(json_object_get(rec, "status"));
-        int status = point_status_parse(st);
+        const int status = point_status_parse(json_string_value(json_object_get(rec, "status")));
         counts[status >= 0 ? status : POINT_ERROR]++;
         series_learn(x, rec);
-        if (record_append(fd, rec) != 0) {
+        if (record_append(wr.fd, rec) != 0) {
             const int e = errno;
             rc = cli_fail("sweep", "%s: write failed: %s (%s); the %zu records before it are "
                           "safe (the partial one was removed); free room and continue with "
-                          "--resume", out, strerror(e), errno_name(e), done_count + (size_t)ran);
+                          "--resume", cl->out, strerror(e), errno_name(e),
+                          pl.done_count + (size_t)ran);
         } else {
-            char peak[32];
-            const json_t *reason_j = json_object_get(rec, "reason");
-            double wall = json_number_value(json_object_get(rec, "wall_s"));
-            char what[64];
-            snprintf(what, sizeof what, "%s%s", s->label ? s->label : s->params.method->name,
-                     s->train && !s->label ? (s->stack == STACK_REVERSIBLE ? "/rev" : "/std") : "");
-            fprintf(stderr, "%s[%d/%d] %-12s n=%-8lld%-12s", tty ? "\r\033[K" : "", ran + 1,
-                    todo, what, (long long)s->shape.n, st);
-            if (s->train)
-                fprintf(stderr, " L=%d", s->layers);
-            if (status == POINT_OK)
-                fprintf(stderr, " %.4g s  peak RSS %s", wall,
-                        record_bytes(json_number_value(json_object_get(rec, "peak_rss_bytes")),
-                                     peak, sizeof peak));
-            else if (json_is_string(reason_j))
-                fprintf(stderr, " %s", json_string_value(reason_j));
-            fputc('\n', stderr);
+            print_point(s, rec, ran, pl.todo, tty);
         }
         json_decref(rec);
         ran++;
@@ -524,16 +731,15 @@ static int run_points(sweep *sw, const char *out, int resume)
     }
     record_writer_close(&wr);
     json_decref(ctx);
-    free(all);
-    free(skip);
+    plan_free(&pl);
     if (interrupted) {
         fprintf(stderr, "\nattnbench sweep: interrupted; %d points recorded in %s; continue with "
-                        "--resume\n", ran, out);
+                        "--resume\n", ran, cl->out);
         return 128 + interrupted;
     }
     if (!rc) {
         fprintf(stderr, "attnbench sweep: %d points run in %.0f s into %s:", ran,
-                timing_now() - t_start, out);
+                timing_now() - t_start, cl->out);
         for (int k = 0; k < POINT_NSTATUS; k++)
             if (counts[k])
                 fprintf(stderr, " %d %s", counts[k], point_status_name(k));
@@ -542,15 +748,20 @@ static int run_points(sweep *sw, const char *out, int resume)
     return rc;
 }
 
-/* The default results file of a suite: results/<basename without .suite>/results.jsonl. */
-static void suite_out(const char *suite, char *buf, size_t size)
+/* results/<suite name>/results.jsonl for scripts/suites/<suite name>.suite; a shard writes
+ * results/<suite name>/shard-K-of-N.jsonl (one file per shard: appends from several hosts
+ * to one file over NFS are not safe). */
+static void suite_out(const char *suite, const sweep_cmdline *cl, char *buf, size_t size)
 {
-    const char *base = strrchr(suite, '/');
-    base = base ? base + 1 : suite;
+    const char *slash = strrchr(suite, '/');
+    const char *base = slash ? slash + 1 : suite;
     size_t len = strcspn(base, ".");
-    snprintf(buf, size, "results/%.*s/results.jsonl", (int)len, base);
+    if (cl->shard_n > 0)
+        snprintf(buf, size, "results/%.*s/shard-%d-of-%d.jsonl", (int)len, base, cl->shard_k,
+                 cl->shard_n);
+    else
+        snprintf(buf, size, "results/%.*s/results.jsonl", (int)len, base);
 }
-
 
 int cmd_sweep(int argc, char **argv)
 {
@@ -559,25 +770,36 @@ int cmd_sweep(int argc, char **argv)
         return cli_fail("sweep", "out of memory");
     options defaults;
     options_default(&defaults);
-    const char *out = NULL, *suite = NULL;
-    int resume = 0;
+    sweep_cmdline cl = {.shard_k = 0, .shard_n = 0};
     char default_out[1024];
-    int rc = parse_group("sweep", argc, argv, &defaults, sw, &out, &resume, &suite);
-    if (!rc && suite) {
+    int rc = parse_group("sweep", argc, argv, &defaults, sw, &cl);
+    if (!rc && cl.suite) {
         /* the command line's options are every suite line's starting point */
         options cli = *sw->groups[0];
-        rc = parse_suite(suite, &cli, sw);
-        if (!out) {
-            suite_out(suite, default_out, sizeof default_out);
-            out = default_out;
+        rc = parse_suite(cl.suite, &cli, sw);
+        if (!cl.out) {
+            suite_out(cl.suite, &cl, default_out, sizeof default_out);
+            cl.out = default_out;
         }
     }
-    if (!rc && !out)
+    if (!rc && cl.shard_k < 0 && !cl.list)
+        rc = cli_error("sweep", "--shard all/N only lists (with --list); run one shard K/N");
+    if (!rc && cl.list) {
+        plan pl;
+        if (plan_points(sw, &cl, NULL, &pl) != 0)
+            rc = cli_fail("sweep", "out of memory for the plan of %d points", sw->npoints);
+        else
+            rc = print_plan(sw, &cl, &pl);
+        plan_free(&pl);
+        sweep_free(sw);
+        return rc;
+    }
+    if (!rc && !cl.out)
         rc = cli_error("sweep", "--out FILE.jsonl is required");
-    if (!rc && cli_mkdirs_for(out) != 0)
-        rc = cli_error("sweep", "cannot create the folder of %s: %s", out, strerror(errno));
+    if (!rc && cli_mkdirs_for(cl.out) != 0)
+        rc = cli_error("sweep", "cannot create the folder of %s: %s", cl.out, strerror(errno));
     if (!rc)
-        rc = run_points(sw, out, resume);
+        rc = run_points(sw, &cl);
     sweep_free(sw);
     return rc;
 }

@@ -95,16 +95,6 @@ int check_parse_metric(const char *spec)
     return 0;
 }
 
-static const json_t *find_point(json_t *records, const char *id)
-{
-    size_t i;
-    json_t *rec;
-    json_array_foreach(records, i, rec)
-        if (strcmp(report_str(rec, "point_id"), id) == 0)
-            return rec;
-    return NULL;
-}
-
 /* The point key without its "threads=N;" part. */
 static void key_without_threads(const char *key, char *buf, size_t size)
 {
@@ -164,26 +154,6 @@ static void warn_context(json_t *base, json_t *cur)
 
 /* Writes the records to path as a results file, through a temporary file and a rename so a
  * failure leaves the old file whole. */
-static int write_records(const char *path, json_t *records)
-{
-    char tmp[1100];
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    FILE *out = fopen(tmp, "w");
-    if (!out)
-        return -1;
-    size_t i;
-    json_t *rec;
-    json_array_foreach(records, i, rec)
-        record_print_json(out, rec);
-    int bad = ferror(out);
-    bad |= fclose(out);
-    if (bad || rename(tmp, path) != 0) {
-        unlink(tmp);
-        return -1;
-    }
-    return 0;
-}
-
 int check_compare(json_t *base, json_t *cur, const char *baseline, const char *current)
 {
     int incomplete = 0, regressions = 0, compared = 0;
@@ -198,9 +168,10 @@ int check_compare(json_t *base, json_t *cur, const char *baseline, const char *c
                                  RECORD_SCHEMA);
             }
         }
+    json_t *base_index = record_index(base), *cur_index = record_index(cur);
     json_array_foreach(cur, i, rec)
     {
-        if (!find_point(base, report_str(rec, "point_id"))) {
+        if (!json_object_get(base_index, report_str(rec, "point_id"))) {
             const json_t *other = find_with_other_threads(base, rec);
             if (other)
                 fprintf(stderr, "attnbench check: %s n=%.0f (%s) is not in the baseline: the "
@@ -224,7 +195,7 @@ int check_compare(json_t *base, json_t *cur, const char *baseline, const char *c
     json_array_foreach(base, i, rec)
     {
         const char *id = report_str(rec, "point_id");
-        const json_t *now = find_point(cur, id);
+        const json_t *now = json_object_get(cur_index, id);
         char point[128];
         snprintf(point, sizeof point, "%s n=%.0f %.12s", report_str(rec, "method"),
                  report_num(rec, "n"), id);
@@ -289,6 +260,8 @@ int check_compare(json_t *base, json_t *cur, const char *baseline, const char *c
                                             : "ok");
         }
     }
+    json_decref(base_index);
+    json_decref(cur_index);
     if (!compared && !incomplete) {
         fprintf(stderr, "attnbench check: incomplete: no gated metric was measured on both sides "
                         "(points the baseline did not measure, or every gate off)\n");
@@ -330,7 +303,7 @@ int cmd_check(int argc, char **argv)
         }
         case OPT_UPDATE: update = 1; break;
         case OPT_HELP:
-            puts("usage: attnbench check --baseline BASE.jsonl CURRENT.jsonl\n"
+            puts("usage: attnbench check --baseline BASE.jsonl CURRENT.jsonl...\n"
                  "                       [--metric NAME:rtol=5%,atol=1MiB | NAME:off]... [--update]\n"
                  "Gates memory against a baseline: exit 0 within tolerance, 1 regression,\n"
                  "2 incomplete (missing or failed points, schema mismatch) or usage error.\n"
@@ -342,17 +315,22 @@ int cmd_check(int argc, char **argv)
     }
     if (!baseline)
         return cli_error("check", "--baseline BASE.jsonl is required");
-    if (optind + 1 != argc)
-        return cli_error("check", "give exactly one CURRENT results file");
-    const char *current = argv[optind];
+    if (optind >= argc)
+        return cli_error("check", "no CURRENT results file given");
+    /* several current files are one result: the shards of a sweep, merged by point_id */
+    char current[1100];
+    if (argc - optind == 1)
+        snprintf(current, sizeof current, "%s", argv[optind]);
+    else
+        snprintf(current, sizeof current, "%s and %d more", argv[optind], argc - optind - 1);
 
     json_t *base = NULL, *cur = NULL;
     char err[1024];
-    char *bfiles[] = {(char *)baseline}, *cfiles[] = {(char *)current};
-    if (report_load(1, cfiles, &cur, err, sizeof err))
+    char *bfiles[] = {(char *)baseline};
+    if (report_load(argc - optind, argv + optind, &cur, err, sizeof err))
         return cli_error("check", "%s", err);
     if (update) {
-        if (write_records(baseline, cur) != 0) {
+        if (report_write_records(baseline, cur) != 0) {
             json_decref(cur);
             return cli_error("check", "--update: cannot write %s: %s", baseline, strerror(errno));
         }

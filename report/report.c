@@ -15,6 +15,7 @@
 
 #include "../bench/cli.h"
 #include "../bench/commands.h"
+#include "../bench/point.h"
 #include "../bench/record.h"
 #include "fit.h"
 #include "plot.h"
@@ -32,70 +33,9 @@ const char *report_str(const json_t *o, const char *key)
     return s ? s : "";
 }
 
-int report_load(int nfiles, char **files, json_t **records, char *err, size_t errlen)
-{
-    *records = json_array();
-    for (int f = 0; f < nfiles; f++) {
-        record_file rf;
-        if (record_file_read(files[f], false, &rf, err, errlen)) {
-            json_decref(*records);
-            *records = NULL;
-            return -1;
-        }
-        char who[512];
-        if (record_file_busy(files[f], who, sizeof who))
-            fprintf(stderr, "attnbench: warning: %s is being written by %s; reading the %zu "
-                            "records it holds so far\n", files[f], who,
-                    json_array_size(rf.records));
-        if (rf.torn_line)
-            fprintf(stderr, "attnbench: %s:%ld: a torn last record (%ld bytes), left out\n",
-                    files[f], rf.torn_line, rf.torn_bytes);
-        size_t i;
-        json_t *rec;
-        json_array_foreach(rf.records, i, rec)
-        {
-            /* a later record of the same point replaces an earlier one (merged shards) */
-            const char *id = report_str(rec, "point_id");
-            size_t j;
-            json_t *old;
-            int replaced = 0;
-            json_array_foreach(*records, j, old)
-            {
-                if (strcmp(report_str(old, "point_id"), id) == 0) {
-                    json_array_set(*records, j, rec);
-                    replaced = 1;
-                    break;
-                }
-            }
-            if (!replaced)
-                json_array_append(*records, rec);
-        }
-        record_file_free(&rf);
-    }
-    return 0;
-}
-
 /* ---- series ------------------------------------------------------------------------------ */
 
 /* The series key: the point key without the token of its x axis ("n=..." or "layers=..."). */
-static void series_key(const json_t *rec, const char *drop, char *buf, size_t size)
-{
-    const char *key = report_str(rec, "point_key");
-    size_t len = 0;
-    buf[0] = '\0';
-    for (const char *p = key; *p;) {
-        size_t tok = strcspn(p, ";");
-        int skip = strncmp(p, drop, strlen(drop)) == 0;
-        if (!skip && len + tok + 2 < size) {
-            memcpy(buf + len, p, tok);
-            len += tok;
-            buf[len++] = ';';
-            buf[len] = '\0';
-        }
-        p += tok + (p[tok] == ';');
-    }
-}
-
 /* A key's tokens ("k=v;..." with params split on commas) that a label never shows: the
  * method is the label's start, and a training point's stack and depth are written out. */
 static int label_hides(const char *token)
@@ -161,7 +101,6 @@ static void sort_points(report_series_t *s, const char *xfield)
 
 int report_series(json_t *records, const char *xfield, report_series_t **out)
 {
-    const char *drop = strcmp(xfield, "n") == 0 ? "n=" : "layers=";
     size_t count = json_array_size(records), ns = 0;
     report_series_t *s = calloc(count + 1, sizeof *s);
     char key[1024];
@@ -171,7 +110,7 @@ int report_series(json_t *records, const char *xfield, report_series_t **out)
     {
         if (strcmp(xfield, "layers") == 0 && !json_is_number(json_object_get(rec, "layers")))
             continue;
-        series_key(rec, drop, key, sizeof key);
+        point_series_key(report_str(rec, "point_key"), xfield, key, sizeof key);
         size_t k = 0;
         while (k < ns && strcmp(s[k].key, key) != 0)
             k++;

@@ -4,15 +4,25 @@
 #define REPORT_REPORT_H
 
 #include <jansson.h>
+#include <stdbool.h>
 #include <stddef.h>
 
 /* A field as a number (NAN when missing or null) or as a string ("" when missing). */
 double report_num(const json_t *o, const char *key);
 const char *report_str(const json_t *o, const char *key);
 
-/* Loads results files into one array; a later record of the same point_id replaces an
- * earlier one. Returns 0, or -1 with one line in err (a file missing or not ours). */
+/* Loads results files into one array, one record per point_id (merge.c): an ok record over
+ * one that did not measure, the newer of two ok ones (a warning when several files are read).
+ * A torn last line is left out with a warning. Returns 0, or -1 with one line in err (a file
+ * missing or not ours). */
 int report_load(int nfiles, char **files, json_t **records, char *err, size_t errlen);
+/* The same with `strict`: a torn line or a record of another schema is an error (merge
+ * refuses to write a whole from broken parts); `quiet`: no warning on points measured twice. */
+int report_merge(int nfiles, char **files, bool strict, bool quiet, json_t **records, char *err,
+                 size_t errlen);
+/* Writes records as a results file, whole: a temporary file, fsynced, renamed over path.
+ * Returns 0 or -1 with errno. */
+int report_write_records(const char *path, json_t *records);
 
 /* Records that are the same point but for x (n, or layers), sorted by x. */
 typedef struct report_series_t {

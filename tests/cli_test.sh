@@ -322,6 +322,47 @@ PY
 expect_status 0 "list the counters" -- "$bin" list --counters
 grep -q "sde:::attn::SCORES_MASKED" "$tmp/out" && pass || fail "list --counters does not name the attn counters"
 
+# --- shards: --list plans them, their union is the unsharded sweep, merge puts them together
+printf -- '--methods full,full_stream,lsh --n 256:1K --reps 1 --counters none --threads 1\n--methods block_sparse --n 512:1K --param block_sparse.n_rand=1,2 --reps 1 --counters none --threads 1\n' >"$tmp/shard.suite"
+expect_status 0 "sweep --list" -- "$bin" sweep --suite "$tmp/shard.suite" --list
+awk 'NR > 1 && $1 ~ /\// {print $2}' "$tmp/out" | sort >"$tmp/all_ids"
+: >"$tmp/shard_ids"
+for k in 0 1 2; do
+    "$bin" sweep --suite "$tmp/shard.suite" --list --shard $k/3 | awk 'NR > 1 && $1 ~ /\// {print $2}' >>"$tmp/shard_ids"
+done
+[ "$(wc -l <"$tmp/all_ids")" = 13 ] && [ "$(sort "$tmp/shard_ids" | uniq -d | wc -l)" = 0 ] &&
+    sort "$tmp/shard_ids" | cmp -s - "$tmp/all_ids" && pass || fail "the shards are not a partition of the sweep's points"
+expect_status 2 "a shard out of range" -- "$bin" sweep --suite "$tmp/shard.suite" --shard 3/3 --out "$tmp/x.jsonl"
+expect_status 2 "--shard all/N without --list" -- "$bin" sweep --suite "$tmp/shard.suite" --shard all/3 --out "$tmp/x.jsonl"
+"$bin" sweep --suite "$tmp/shard.suite" --out "$tmp/whole.jsonl" 2>/dev/null
+for k in 0 1 2; do "$bin" sweep --suite "$tmp/shard.suite" --shard $k/3 --out "$tmp/part$k.jsonl" 2>/dev/null; done
+expect_status 0 "merge the shards" -- "$bin" merge --out "$tmp/merged/all.jsonl" "$tmp/part0.jsonl" "$tmp/part1.jsonl" "$tmp/part2.jsonl"
+/usr/bin/python3 - "$tmp/whole.jsonl" "$tmp/merged/all.jsonl" "$tmp/part0.jsonl" <<'PY' && pass || fail "the merged shards are not the unsharded sweep"
+import json, sys
+whole = {r["point_id"]: r for r in map(json.loads, open(sys.argv[1]))}
+merged = [json.loads(l) for l in open(sys.argv[2])]
+assert len(merged) == len({r["point_id"] for r in merged}) == len(whole) == 13, len(merged)
+assert {r["point_id"]: r["status"] for r in merged} == {k: r["status"] for k, r in whole.items()}
+part = json.loads(open(sys.argv[3]).readline())
+assert part["context"]["shard"] == "0/3" and whole[part["point_id"]]["context"].get("shard") is None
+PY
+# a point measured twice: the ok record over a failed one, the newer of two ok ones, with a warning
+head -n 1 "$tmp/part0.jsonl" | /usr/bin/python3 -c '
+import json, sys
+r = json.loads(sys.stdin.read()); r["status"] = "crashed"; r["wall_s"] = None; print(json.dumps(r))' >"$tmp/crashedrec.jsonl"
+head -n 1 "$tmp/part0.jsonl" | sed 's/"date":"[^"]*"/"date":"2099-01-01T00:00:00Z"/; s/"wall_s":[0-9.e-]*/"wall_s":42.5/' >"$tmp/newer.jsonl"
+expect_status 0 "merge a failed record after an ok one" -- "$bin" merge --out "$tmp/m2.jsonl" "$tmp/part0.jsonl" "$tmp/crashedrec.jsonl"
+grep -c '"status":"crashed"' "$tmp/m2.jsonl" | grep -qx 0 && pass || fail "merge kept a failed record over an ok one"
+expect_status 0 "merge a newer ok record" -- "$bin" merge --out "$tmp/m3.jsonl" "$tmp/newer.jsonl" "$tmp/part0.jsonl"
+grep -q '"wall_s":42.5' "$tmp/m3.jsonl" && grep -q "measured twice; keeping the newer (2099" "$tmp/err" && pass ||
+    fail "merge did not keep the newer of two ok records, with a warning: $(cat "$tmp/err")"
+cp "$tmp/part1.jsonl" "$tmp/torn.jsonl"; printf '{"schema":"attnbench/1","point_id":"00' >>"$tmp/torn.jsonl"
+expect_status 2 "merge a torn shard" -- "$bin" merge --out "$tmp/m4.jsonl" "$tmp/part0.jsonl" "$tmp/torn.jsonl"
+grep -q "torn record" "$tmp/err" && [ ! -e "$tmp/m4.jsonl" ] && pass || fail "merge of a torn shard: $(cat "$tmp/err")"
+echo '{"hello": 1}' >"$tmp/foreign.jsonl"
+expect_status 2 "merge a foreign file" -- "$bin" merge --out "$tmp/m5.jsonl" "$tmp/foreign.jsonl"
+expect_status 0 "check several shards against the whole" -- "$bin" check --baseline "$tmp/whole.jsonl" "$tmp/part0.jsonl" "$tmp/part1.jsonl" "$tmp/part2.jsonl" --metric peak_rss:rtol=50%,atol=64MiB --metric heap_peak:rtol=50%,atol=64MiB
+
 # --- report: files written, valid images, every point listed
 rp=(--methods full,lsh --n 1K:4K --reps 1 --counters none)
 "$bin" sweep "${rp[@]}" --out "$tmp/r.jsonl" 2>/dev/null
