@@ -299,6 +299,12 @@ static int on_message(pid_t pid, const char *line, observed *o, int control, int
         if (probe_rss_reset_peak_pid(pid) != 0)
             o->rss_ok &= ~4;
         o->usage_ok = proc_usage_read(pid, &o->u0) == 0;
+        /* the program waits for this before its first call, so what it touches after ready
+         * is never in rss_before_kernel nor before the peak's reset */
+        if (write(control, "g", 1) != 1) {
+            snprintf(why, size, "cannot let the program go after ready: %s", strerror(errno));
+            rc = -1;
+        }
     } else if (strcmp(event, "rep") == 0) {
         const json_t *t = json_object_get(msg, "wall_s");
         if (!o->ready || o->nreps == reps || !json_is_number(t) ||
@@ -365,6 +371,7 @@ int external_measure(const point_spec *s, json_t *r, char *reason, size_t size)
     }
     close(report[1]), report[1] = -1;
     close(control[0]), control[0] = -1;
+    signal(SIGPIPE, SIG_IGN); /* a program that died before reading "go" is an EPIPE, not our death */
 
     /* the reports, a line at a time, until the program closes its end */
     char buf[65536];

@@ -16,7 +16,9 @@
  *                --accuracy; empty otherwise), _REPORT_FD and _CONTROL_FD; training programs
  *                also _STACK, _LAYERS, _D_FF, _FF_CHUNK (and no inputs: their own x)
  *   reports      one JSON object a line on the report fd: {"event": "start"} once imported,
- *                {"event": "ready"} with the inputs loaded, {"event": "rep", "wall_s": T}
+ *                {"event": "ready"} with the inputs loaded, then it reads one byte from
+ *                the control fd (attnbench has read the RSS and reset the peak), {"event":
+ *                "rep", "wall_s": T}
  *                after each timed repetition (timed by the program, so its start-up is not),
  *                {"event": "done", "context": {...}} (versions, threads, BLAS, dtype)
  *   then         it waits until the control fd reaches end of file, and exits 0
