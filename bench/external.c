@@ -273,6 +273,9 @@ typedef struct observed {
     int rss_ok;
     proc_usage u0, u1;
     int usage_ok;
+    probe_load load0, load1; /* the machine, from ready to done */
+    double self0, self1;     /* the harness's own CPU seconds meanwhile */
+    int load_ok;
     json_t *context;
 } observed;
 
@@ -299,6 +302,8 @@ static int on_message(pid_t pid, const char *line, observed *o, int control, int
         if (probe_rss_reset_peak_pid(pid) != 0)
             o->rss_ok &= ~4;
         o->usage_ok = proc_usage_read(pid, &o->u0) == 0;
+        o->load_ok = probe_load_read(&o->load0) == 0;
+        o->self0 = probe_load_self_cpu_s();
         /* the program waits for this before its first call, so what it touches after ready
          * is never in rss_before_kernel nor before the peak's reset */
         if (write(control, "g", 1) != 1) {
@@ -321,6 +326,8 @@ static int on_message(pid_t pid, const char *line, observed *o, int control, int
         if (probe_rss_read_pid(pid, &rss, &hwm) == 0)
             o->hwm = hwm, o->rss_ok |= 8;
         o->usage_ok = o->usage_ok && proc_usage_read(pid, &o->u1) == 0;
+        o->self1 = probe_load_self_cpu_s();
+        o->load_ok = o->load_ok && probe_load_read(&o->load1) == 0;
         o->context = json_incref(json_object_get(msg, "context"));
         close(control); /* the program may exit now */
     } else {
@@ -487,6 +494,16 @@ int external_measure(const point_spec *s, json_t *r, char *reason, size_t size)
         json_object_set_new(j, "source", json_string("/proc/PID/stat from ready to done (warm-up "
                                                      "included), per run"));
         json_object_set_new(r, "rusage", j);
+    }
+    /* the busy-machine check, as for our own points: the program's CPU time and ours are the
+     * point's own (over warm-up and repetitions: the window the program reports in) */
+    if (o.usage_ok && o.load_ok) {
+        const double own = (o.u1.user_s - o.u0.user_s) + (o.u1.system_s - o.u0.system_s) +
+                           (o.self1 - o.self0);
+        json_object_set_new(r, "machine_load", probe_load_record(&o.load0, &o.load1, own));
+    } else {
+        json_object_set_new(unavailable, "machine_load", json_string("/proc/stat or the "
+                                                                     "program's /proc unreadable"));
     }
     json_t *peer = json_object();
     json_object_set_new(peer, "program", json_string(s->external->path));

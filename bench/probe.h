@@ -97,6 +97,12 @@ typedef struct probe_load {
 } probe_load;
 
 int probe_load_read(probe_load *l);
+/* The record's machine_load from two readings and the CPU seconds the point itself used in
+ * between (every thread of the measured process): other processes' CPU time and share of
+ * the machine, the runnable tasks at both ends, and `busy` above PROBE_BUSY_SHARE. */
+json_t *probe_load_record(const probe_load *before, const probe_load *after, double own_cpu_s);
+/* This process's CPU seconds so far, every thread (getrusage). */
+double probe_load_self_cpu_s(void);
 
 /* Other processes used more than this share of the machine's CPU time: a busy measurement,
  * whose time is not to be trusted (or gated). */

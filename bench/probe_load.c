@@ -43,7 +43,7 @@ typedef struct load_state {
     double own_before, own_after; /* this process's CPU seconds, every thread */
 } load_state;
 
-static double own_cpu_s(void)
+double probe_load_self_cpu_s(void)
 {
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
@@ -56,19 +56,31 @@ static void load_start(void *state, probe_point *pt)
     (void)pt;
     load_state *st = state;
     st->ok = probe_load_read(&st->before) == 0;
-    st->own_before = own_cpu_s();
+    st->own_before = probe_load_self_cpu_s();
 }
 
 static void load_stop(void *state, probe_point *pt)
 {
     (void)pt;
     load_state *st = state;
-    st->own_after = own_cpu_s();
+    st->own_after = probe_load_self_cpu_s();
     st->ok = st->ok && probe_load_read(&st->after) == 0;
 }
 
-/* The busy CPU time of every core less the point's own, as seconds and as a share of the
- * machine's time, and the runnable tasks (the point's own threads among them) at both ends. */
+json_t *probe_load_record(const probe_load *before, const probe_load *after, double own_cpu_s)
+{
+    const double other = after->busy_s - before->busy_s - own_cpu_s;
+    const double total = after->total_s - before->total_s;
+    const double share = total > 0 ? (other > 0 ? other : 0) / total : 0;
+    json_t *j = json_object();
+    json_object_set_new(j, "other_cpu_s", json_real(other > 0 ? other : 0));
+    json_object_set_new(j, "other_share", json_real(share));
+    json_object_set_new(j, "procs_running_before", json_integer(before->procs_running));
+    json_object_set_new(j, "procs_running_after", json_integer(after->procs_running));
+    json_object_set_new(j, "busy", json_boolean(share > PROBE_BUSY_SHARE));
+    return j;
+}
+
 static void load_report(void *state, probe_point *pt, int reps)
 {
     (void)reps;
@@ -77,17 +89,8 @@ static void load_report(void *state, probe_point *pt, int reps)
         json_object_set_new(pt->unavailable, "machine_load", json_string("/proc/stat unreadable"));
         return;
     }
-    const double own = st->own_after - st->own_before;
-    const double other = st->after.busy_s - st->before.busy_s - own;
-    const double total = st->after.total_s - st->before.total_s;
-    const double share = total > 0 ? (other > 0 ? other : 0) / total : 0;
-    json_t *j = json_object();
-    json_object_set_new(j, "other_cpu_s", json_real(other > 0 ? other : 0));
-    json_object_set_new(j, "other_share", json_real(share));
-    json_object_set_new(j, "procs_running_before", json_integer(st->before.procs_running));
-    json_object_set_new(j, "procs_running_after", json_integer(st->after.procs_running));
-    json_object_set_new(j, "busy", json_boolean(share > PROBE_BUSY_SHARE));
-    json_object_set_new(pt->record, "machine_load", j);
+    json_object_set_new(pt->record, "machine_load",
+                        probe_load_record(&st->before, &st->after, st->own_after - st->own_before));
 }
 
 const probe_source probe_source_load = {

@@ -268,14 +268,15 @@ busy() { while :; do :; done; }
 busy & b1=$!; busy & b2=$!
 "$bin" run --method full_stream --n 4K --reps 5 --threads 2 --counters none --json >"$tmp/busy.json" 2>/dev/null
 "$bin" run --method full_stream --n 256 --reps 1 --counters none --quiet-wait 1 --json >"$tmp/wait.json" 2>/dev/null
+"$bin" run --method ext:numpy_textbook --n 2K --reps 5 --threads 1 --counters none --json >"$tmp/busy_ext.json" 2>/dev/null
 kill $b1 $b2; wait $b1 $b2 2>/dev/null
 /usr/bin/python3 -c '
 import json, sys
-r, w = json.load(open(sys.argv[1])), json.load(open(sys.argv[2]))
-load = r["machine_load"]
-assert load["busy"] is True and load["other_share"] > 0.2 and load["other_cpu_s"] > 0, load
+r, w, e = (json.load(open(f)) for f in sys.argv[1:4])
+for load in r["machine_load"], e["machine_load"]:  # our own point, and an external program
+    assert load["busy"] is True and load["other_share"] > 0.2 and load["other_cpu_s"] > 0, load
 assert w["quiet_wait"]["quiet"] is False and w["quiet_wait"]["waited_s"] >= 1.0, w["quiet_wait"]
-' "$tmp/busy.json" "$tmp/wait.json" && pass || fail "a point timed beside two busy loops is not flagged busy"
+' "$tmp/busy.json" "$tmp/wait.json" "$tmp/busy_ext.json" && pass || fail "a point timed beside two busy loops is not flagged busy"
 printf '%s\n' "$(cat "$tmp/busy.json")" >"$tmp/busy.jsonl"
 /usr/bin/python3 -c '
 import json, sys
@@ -521,6 +522,7 @@ assert r["model_bytes"] > 0 and r["model_flops"] == 4 * 512 * 512 * 64  # the fu
 assert r["heap_peak_bytes"] is None and "jemalloc" in r["unavailable"]["heap_peak_bytes"]
 assert all(v is None for v in r["counters"].values()) and len(r["counters_unavailable"]) == 4
 assert r["rusage"]["cpu_s"] > 0 and r["peer"]["context"]["numpy"]
+assert r["machine_load"]["other_share"] >= 0 and "machine_load" not in r["unavailable"]
 assert r["err_vs_exact"]["max_rel"] < 1e-5, r["err_vs_exact"]
 ' "$tmp/out" && pass || fail "ext:numpy_textbook record: $(head -c 400 "$tmp/out")"
 peer=tests/peers/misbehaving
