@@ -10,6 +10,7 @@
 #                   (RESUME=1 continues an interrupted one)
 #   make peers      ours beside PyTorch and Hugging Face (scripts/peers/), results/peers/
 #   make regression the CI suite, gated with `attnbench check` against results/baseline/
+#   make slurm-test the sharded sweep as a job array on a real one-node Slurm
 #   make clean
 
 CC ?= cc
@@ -48,7 +49,7 @@ TEST_HELPER_OBJ := $(BUILD)/tests/helpers.o $(BUILD)/tests/reference.o
 FUZZ_TARGETS := npy results suite values
 REPLAY_BIN := $(patsubst %,$(BUILD)/tests/replay_%,$(FUZZ_TARGETS))
 
-.PHONY: all test asan test-targets fuzz fuzz-run sweep peers regression clean FORCE
+.PHONY: all test asan test-targets fuzz fuzz-run sweep peers regression slurm-test clean FORCE
 .SECONDARY:
 all: $(BUILD)/attnbench
 
@@ -152,6 +153,11 @@ peers: $(BUILD)/attnbench
 	rm -f results/peers/results.jsonl
 	$(BUILD)/attnbench sweep --suite scripts/suites/peers.suite --quiet-wait $(QUIET_WAIT)
 	$(BUILD)/attnbench report results/peers/results.jsonl --out results/peers
+
+# The sharded sweep on a real one-node Slurm (installs slurm-wlm and munge when missing, starts
+# and stops its own daemons on private ports): tests/slurm_test.sh.
+slurm-test: $(BUILD)/attnbench
+	ATTNBENCH=$(BUILD)/attnbench bash tests/slurm_test.sh
 
 # The memory-regression gate CI runs: the CI suite against the committed baseline. Heap peak
 # is deterministic and gated at the default 2%; peak RSS gets 8 MiB of absolute slack for the

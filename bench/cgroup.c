@@ -173,6 +173,28 @@ int64_t cgroup_vmstat_oom_kills(void)
     return keyed_value("/proc/vmstat", "oom_kill");
 }
 
+/* A Slurm job's memory in bytes (its variables are in MB), or 0 outside a job or without one. */
+static uint64_t slurm_allocation_bytes(void)
+{
+    if (!getenv("SLURM_JOB_ID"))
+        return 0;
+    const char *per_node = getenv("SLURM_MEM_PER_NODE"), *per_cpu = getenv("SLURM_MEM_PER_CPU"),
+               *cpus = getenv("SLURM_CPUS_ON_NODE");
+    char *end;
+    if (per_node && *per_node) {
+        unsigned long long mb = strtoull(per_node, &end, 10);
+        return *end == '\0' ? (uint64_t)mb << 20 : 0;
+    }
+    if (per_cpu && *per_cpu && cpus && *cpus) {
+        unsigned long long mb = strtoull(per_cpu, &end, 10);
+        if (*end != '\0')
+            return 0;
+        unsigned long long n = strtoull(cpus, &end, 10);
+        return *end == '\0' ? (uint64_t)(mb * n) << 20 : 0;
+    }
+    return 0;
+}
+
 void cgroup_memory_bound(memory_bound *b)
 {
     memset(b, 0, sizeof *b);
@@ -190,6 +212,7 @@ void cgroup_memory_bound(memory_bound *b)
     struct rlimit rl;
     if (getrlimit(RLIMIT_AS, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY)
         b->rlimit_as = (uint64_t)rl.rlim_cur;
+    b->slurm_mem = slurm_allocation_bytes();
     b->bytes = b->mem_total;
     b->source = "MemTotal";
     if (b->cgroup_limit && (!b->bytes || b->cgroup_limit < b->bytes)) {
@@ -199,5 +222,9 @@ void cgroup_memory_bound(memory_bound *b)
     if (b->rlimit_as && (!b->bytes || b->rlimit_as < b->bytes)) {
         b->bytes = b->rlimit_as;
         b->source = "RLIMIT_AS";
+    }
+    if (b->slurm_mem && (!b->bytes || b->slurm_mem < b->bytes)) {
+        b->bytes = b->slurm_mem;
+        b->source = "Slurm allocation";
     }
 }

@@ -35,12 +35,14 @@ int64_t cgroup_oom_kills(const cgroup_memory *cg, char *file, size_t size);
 int64_t cgroup_vmstat_oom_kills(void);
 
 /* The memory a point may use on this machine: the smallest of physical memory (MemTotal),
- * the cgroup limit and RLIMIT_AS, and which one that is. */
+ * the cgroup limit, RLIMIT_AS and, inside a Slurm job, the allocation's memory
+ * (SLURM_MEM_PER_NODE, or SLURM_MEM_PER_CPU x SLURM_CPUS_ON_NODE: a cluster whose Slurm does
+ * not enforce it through cgroups still expects it kept), and which one that is. */
 typedef struct memory_bound {
-    uint64_t mem_total, cgroup_limit, rlimit_as; /* 0: none or unknown */
+    uint64_t mem_total, cgroup_limit, rlimit_as, slurm_mem; /* 0: none or unknown */
     char cgroup_file[900];
     uint64_t bytes;     /* the smallest of those that exist */
-    const char *source; /* "MemTotal", "cgroup" or "RLIMIT_AS" */
+    const char *source; /* "MemTotal", "cgroup", "RLIMIT_AS" or "Slurm allocation" */
 } memory_bound;
 
 void cgroup_memory_bound(memory_bound *b);

@@ -116,6 +116,7 @@ json_t *context_collect(void)
     json_object_set_new(bound, "cgroup_limit_file",
                         mb.cgroup_limit ? json_string(mb.cgroup_file) : json_null());
     json_object_set_new(bound, "rlimit_as_bytes", bytes_or_null(mb.rlimit_as));
+    json_object_set_new(bound, "slurm_allocation_bytes", bytes_or_null(mb.slurm_mem));
     json_object_set_new(bound, "smallest", json_string(mb.source));
     json_object_set_new(bound, "bytes", json_integer((json_int_t)mb.bytes));
     json_object_set_new(c, "memory_bound", bound);

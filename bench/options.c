@@ -28,7 +28,7 @@ void options_default(options *o)
     o->inputs = INPUTS_RANDOM;
     probe_counters_expand("default", o->counters, sizeof o->counters);
     /* 80% of what this process may really use: a container's or a Slurm allocation's
-     * cgroup limit, or RLIMIT_AS, when either is below physical memory */
+     * cgroup limit, RLIMIT_AS, or the Slurm job's memory, when one is below physical memory */
     memory_bound b;
     cgroup_memory_bound(&b);
     o->limits.mem_limit = b.bytes / 5 * 4;

@@ -44,8 +44,8 @@ enum {
     "  --counters LIST  PAPI events and groups, comma-separated: hw, sw, sde (attn's work\n"      \
     "                   counters, sde:::attn::SCORES ...), default (all three), none\n"          \
     "  --mem-limit SIZE skip points whose model exceeds SIZE (K/M/G suffixes; default 80%% of\n" \
-    "                   the smallest of physical memory, the cgroup limit and RLIMIT_AS); the\n" \
-    "                   child's address space is capped at SIZE + 2G\n"                        \
+    "                   the smallest of physical memory, the cgroup limit, RLIMIT_AS and a\n"  \
+    "                   Slurm job's memory); the child's address space is capped at SIZE + 2G\n" \
     "  --time-limit S   kill a point after S seconds (default 600)\n"                           \
     "  --no-skip        run points even when their model exceeds the memory limit\n"          \
     "  --quiet-wait S   before each point, wait up to S seconds for other processes to use\n" \
@@ -71,7 +71,8 @@ typedef struct options {
 } options;
 
 /* Defaults: d 64, one head, batch 1, 5 reps, seed 1, all cores, default counters, memory
- * limit 80% of the smallest of MemTotal, the cgroup limit and RLIMIT_AS, time limit 600 s. */
+ * limit 80% of the smallest of MemTotal, the cgroup limit, RLIMIT_AS and a Slurm job's memory,
+ * time limit 600 s. */
 void options_default(options *o);
 /* Applies a common flag. Returns 0 when handled, CLI_EUSAGE after printing an error, or -1
  * when `opt` is not a common flag. */

@@ -363,6 +363,15 @@ grep -q "torn record" "$tmp/err" && [ ! -e "$tmp/m4.jsonl" ] && pass || fail "me
 echo '{"hello": 1}' >"$tmp/foreign.jsonl"
 expect_status 2 "merge a foreign file" -- "$bin" merge --out "$tmp/m5.jsonl" "$tmp/foreign.jsonl"
 expect_status 0 "check several shards against the whole" -- "$bin" check --baseline "$tmp/whole.jsonl" "$tmp/part0.jsonl" "$tmp/part1.jsonl" "$tmp/part2.jsonl" --metric peak_rss:rtol=50%,atol=64MiB --metric heap_peak:rtol=50%,atol=64MiB
+# inside a Slurm job, the job's memory bounds the points even where no cgroup enforces it
+SLURM_JOB_ID=7 SLURM_MEM_PER_CPU=700 SLURM_CPUS_ON_NODE=2 "$bin" run --method full --n 32K --reps 1 --counters none --json >"$tmp/slurm_mem.json" 2>/dev/null
+/usr/bin/python3 -c '
+import json, sys
+r = json.load(open(sys.argv[1])); mb = r["context"]["memory_bound"]
+assert mb["slurm_allocation_bytes"] == 1400 * 2**20 and mb["smallest"] == "Slurm allocation", mb
+assert r["status"] == "skipped" and "80% of Slurm allocation" in r["reason"], r["reason"]
+assert r["context"]["slurm"]["job_id"] == "7" and r["context"]["slurm"]["mem_per_cpu_mb"] == "700"
+' "$tmp/slurm_mem.json" && pass || fail "a Slurm job's memory does not bound its points: $(head -c 300 "$tmp/slurm_mem.json")"
 
 # --- report: files written, valid images, every point listed
 rp=(--methods full,lsh --n 1K:4K --reps 1 --counters none)
