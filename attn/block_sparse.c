@@ -1,10 +1,15 @@
-/* block_sparse.c: BigBird's ITC block-sparse attention (Zaheer et al. 2020), bidirectional.
+/* block_sparse.c: BigBird's ITC block-sparse attention (Zaheer et al., "Big Bird: Transformers
+ * for Longer Sequences", NeurIPS 2020), bidirectional. References: google-research/bigbird
+ * bigbird/core/attention.py (bigbird_block_sparse_attention, bigbird_block_rand_mask) and
+ * huggingface/transformers src/transformers/models/big_bird/modeling_big_bird.py
+ * (BigBirdBlockSparseAttention, _bigbird_block_rand_mask); tests/peers_test.py checks this
+ * file against HF's kernel given the same random-block table.
  *
  * The sequence is cut into nb = ceil(n / block) blocks. Blocks 0 and nb-1 are global: their
  * queries attend to every key, and every query attends to their keys. Every other query block
  * i attends to the window {i-1, i, i+1}, the two global blocks, and n_rand random blocks.
  *
- * Conventions (where the references differ; see ../shared/reference/algorithms.md, 4.3):
+ * Conventions (where the references differ):
  *  - The random table is drawn fresh from a counter-based generator keyed by (seed, head,
  *    block row): n_rand distinct blocks, uniform over the blocks not in the row's window or
  *    global set, from the whole sequence (the TF/HF "plans" draw from a prefix only). The same

@@ -1,4 +1,6 @@
-/* etc.c: ETC global-local attention (Ainslie et al. 2020), bidirectional.
+/* etc.c: ETC global-local attention (Ainslie et al., "ETC: Encoding Long and Structured Inputs
+ * in Transformers", EMNLP 2020), bidirectional, as google-research/google-research
+ * etcmodel/layers/attention.py (FusedGlobalLocalAttention) defines it.
  *
  * The first g rows of q, k, v are the global tokens, the other n_l = n - g rows the long
  * tokens, so the method takes the same inputs as every other. Long token i attends to the long

@@ -1,4 +1,5 @@
-/* full_stream.c: exact attention in tiles with the online softmax (FlashAttention-2 order).
+/* full_stream.c: exact attention in tiles with the online softmax (FlashAttention-2 order: Dao,
+ * "FlashAttention-2: Faster Attention with Better Parallelism and Work Partitioning", 2023).
  *
  * Each work item is one (batch, head, query tile); it streams the key/value tiles through the
  * fused tile kernel (tile.h), so the extra memory is one tile_q x tile_k score tile plus a

@@ -1,5 +1,9 @@
-/* lsh.c: Reformer LSH attention (Kitaev, Kaiser, Levskaya 2020), as the Hugging Face and trax
- * v2 implementations define it (../shared/reference/algorithms.md, section 2).
+/* lsh.c: Reformer LSH attention (Kitaev, Kaiser, Levskaya, "Reformer: The Efficient
+ * Transformer", ICLR 2020), as the Hugging Face and trax v2 implementations define it:
+ * huggingface/transformers src/transformers/models/reformer/modeling_reformer.py
+ * (LSHSelfAttention: _hash_vectors, _attend, ReverseSort) and google/trax
+ * trax/layers/research/efficient_attention.py (LSHSelfAttention, hash_vecs, attend).
+ * tests/peers_test.py checks this file against HF's LSHSelfAttention given the same buckets.
  *
  * Per (batch, head):
  *  1. Shared QK: the keys are the length-normalized queries, k_j = q_j * rsqrt(mean(q_j^2) +
