@@ -19,6 +19,19 @@ static void path_of(char *buf, size_t size, const char *dir, const char *name, c
     snprintf(buf, size, "%s/%s.%s", dir, name, ext);
 }
 
+/* A linear byte axis ticked at round binary units: a power-of-two step giving 4 to 8 ticks
+ * (256 MiB, 512 MiB, 768 MiB, 1 GiB, ...), not gnuplot's decimal steps (954 MiB). */
+static void write_byte_tics(FILE *f, double ymax)
+{
+    const double step = exp2(floor(log2(ymax / 4)));
+    const double unit = step >= 0x1p30 ? 0x1p30 : step >= 0x1p20 ? 0x1p20 : step >= 0x1p10 ? 0x1p10 : 1;
+    const char *name = unit == 0x1p30 ? "GiB" : unit == 0x1p20 ? "MiB" : unit == 0x1p10 ? "KiB" : "B";
+    fprintf(f, "set yrange [0:%.17g]\nset ytics (", step * ceil(ymax * 1.05 / step));
+    for (int i = 0; i * step <= ymax * 1.05 + step; i++)
+        fprintf(f, "%s\"%g %s\" %.17g", i ? ", " : "", i * step / unit, i ? name : "", i * step);
+    fprintf(f, ")\n");
+}
+
 /* Writes the gnuplot commands that draw the plot (to the .gp file and to the pipe). */
 static void write_script(FILE *f, const plot_spec *p)
 {
@@ -57,6 +70,8 @@ static void write_script(FILE *f, const plot_spec *p)
         }
     if (p->logy && isfinite(ymin) && ymin > 0)
         fprintf(f, "set yrange [%.17g:%.17g]\n", ymin / 1.5, ymax * 1.5);
+    if (p->ybytes && !p->logy && isfinite(ymax) && ymax > 0)
+        write_byte_tics(f, ymax);
     if (guides)
         fprintf(f, "x0 = %.17g; y0 = %.17g\n", x0, y0);
     fprintf(f, "set style line 1 lc rgb '#999999' dt 2 lw 1\nset style line 2 lc rgb '#555555' dt 2 lw 1\n");

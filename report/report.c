@@ -361,13 +361,54 @@ static void write_context(FILE *md, const json_t *ctx, const json_t *any)
     }
 }
 
-static const char *const csv_fixed[] = {
-    "point_id", "method", "params", "n", "d", "heads", "batch", "causal", "threads", "reps",
-    "seed", "inputs", "stack", "layers", "status", "reason", "wall_s", "wall_s_min", "wall_s_max",
-    "gflops", "model_flops", "model_bytes", "peak_rss_bytes", "heap_peak_bytes",
-    "ru_maxrss_bytes", "rss_before_kernel_bytes", "param_bytes", "err_max_rel", "err_mean_rel",
-    "cpu_s", "minor_faults", "major_faults",
+/* results.csv's fixed columns: every value of a record that is a number, a flag or a short
+ * text, by its path in the record ("rusage.cpu_s"); nested objects flatten to a_b names. */
+static const struct csv_column {
+    const char *name, *path;
+} csv_fixed[] = {
+    {"point_id", "point_id"}, {"method", "method"}, {"implements", "implements"},
+    {"params", "params"}, {"n", "n"}, {"d", "d"}, {"heads", "heads"}, {"batch", "batch"},
+    {"causal", "causal"}, {"threads", "threads"}, {"reps", "reps"}, {"warmup", "warmup"},
+    {"seed", "seed"}, {"inputs", "inputs"}, {"backward", "backward"}, {"stack", "stack"},
+    {"inner", "inner"}, {"layers", "layers"}, {"d_model", "d_model"}, {"d_ff", "d_ff"},
+    {"ff_chunk", "ff_chunk"}, {"status", "status"}, {"reason", "reason"},
+    {"wall_s", "wall_s"}, {"wall_s_min", "wall_s_min"}, {"wall_s_max", "wall_s_max"},
+    {"gflops", "gflops"}, {"model_flops", "model_flops"},
+    {"model_recompute_flops", "model_recompute_flops"}, {"model_bytes", "model_bytes"},
+    {"model_io_bytes", "model_io_bytes"}, {"model_workspace_bytes", "model_workspace_bytes"},
+    {"model_activation_bytes", "model_activation_bytes"}, {"param_bytes", "param_bytes"},
+    {"peak_rss_bytes", "peak_rss_bytes"}, {"rss_before_inputs_bytes", "rss_before_inputs_bytes"},
+    {"rss_before_kernel_bytes", "rss_before_kernel_bytes"}, {"ru_maxrss_bytes", "ru_maxrss_bytes"},
+    {"heap_peak_bytes", "heap_peak_bytes"}, {"heap_kernel_alloc_bytes", "heap_kernel_alloc_bytes"},
+    {"jemalloc_allocated", "jemalloc.allocated"}, {"jemalloc_active", "jemalloc.active"},
+    {"jemalloc_resident", "jemalloc.resident"}, {"jemalloc_mapped", "jemalloc.mapped"},
+    {"jemalloc_retained", "jemalloc.retained"}, {"jemalloc_metadata", "jemalloc.metadata"},
+    {"loss", "loss"}, {"err_max_rel", "err_vs_exact.max_rel"},
+    {"err_mean_rel", "err_vs_exact.mean_rel"}, {"err_reference_s", "err_vs_exact.reference_s"},
+    {"cpu_s", "rusage.cpu_s"}, {"user_s", "rusage.user_s"}, {"system_s", "rusage.system_s"},
+    {"minor_faults", "rusage.minor_faults"}, {"major_faults", "rusage.major_faults"},
+    {"voluntary_switches", "rusage.voluntary_switches"},
+    {"involuntary_switches", "rusage.involuntary_switches"},
+    {"work_scores_per_token", "work.scores_per_token"}, {"work_model_scores", "work.model_scores"},
+    {"work_scores_vs_model", "work.scores_vs_model"},
+    {"work_duplicates_share", "work.duplicates_share"},
+    {"machine_other_share", "machine_load.other_share"}, {"machine_busy", "machine_load.busy"},
+    {"shard", "context.shard"}, {"cpu_model", "context.cpu_model"},
+    {"git_commit", "context.git_commit"}, {"date", "context.date"},
 };
+
+/* The value at a dotted path of a record, or NULL. */
+static const json_t *record_path(const json_t *rec, const char *path)
+{
+    char part[64];
+    while (rec && *path) {
+        const size_t len = strcspn(path, ".");
+        snprintf(part, sizeof part, "%.*s", (int)len, path);
+        rec = json_object_get(rec, part);
+        path += len + (path[len] == '.');
+    }
+    return rec;
+}
 
 static void csv_cell(FILE *f, const char *text)
 {
@@ -444,7 +485,7 @@ int report_write_csv(const char *path, json_t *records, char *err, size_t errlen
     json_t *rec;
     const size_t nfixed = sizeof csv_fixed / sizeof csv_fixed[0];
     for (size_t c = 0; c < nfixed; c++)
-        fprintf(f, "%s%s", c ? "," : "", csv_fixed[c]);
+        fprintf(f, "%s%s", c ? "," : "", csv_fixed[c].name);
     const char *k;
     json_t *v;
     json_object_foreach(counters, k, v)
@@ -455,20 +496,10 @@ int report_write_csv(const char *path, json_t *records, char *err, size_t errlen
     fputc('\n', f);
     json_array_foreach(records, i, rec)
     {
-        const json_t *err_j = json_object_get(rec, "err_vs_exact"), *ru = json_object_get(rec, "rusage");
         for (size_t c = 0; c < nfixed; c++) {
             if (c)
                 fputc(',', f);
-            const char *name = csv_fixed[c];
-            if (strcmp(name, "err_max_rel") == 0)
-                csv_value(f, json_object_get(err_j, "max_rel"));
-            else if (strcmp(name, "err_mean_rel") == 0)
-                csv_value(f, json_object_get(err_j, "mean_rel"));
-            else if (strcmp(name, "cpu_s") == 0 || strcmp(name, "minor_faults") == 0 ||
-                     strcmp(name, "major_faults") == 0)
-                csv_value(f, json_object_get(ru, name));
-            else
-                csv_value(f, json_object_get(rec, name));
+            csv_value(f, record_path(rec, csv_fixed[c].path));
         }
         json_object_foreach(counters, k, v)
         {
@@ -483,6 +514,77 @@ int report_write_csv(const char *path, json_t *records, char *err, size_t errlen
         return -1;
     }
     return 0;
+}
+
+/* The fitted metrics, in the order of report.md's exponent table. */
+static const struct fit_metric {
+    const char *name, *field; /* field NULL: point RSS */
+} fit_metrics[] = {
+    {"peak_rss", "peak_rss_bytes"},
+    {"point_rss", NULL},
+    {"heap_peak", "heap_peak_bytes"},
+    {"time", "wall_s"},
+};
+
+static fit_result fit_metric_of(const report_series_t *s, const struct fit_metric *m, double n_from)
+{
+    return m->field ? fit_series(s, metric_field, m->field, n_from)
+                    : fit_series(s, point_rss, NULL, n_from);
+}
+
+static json_t *real_or_null(double v)
+{
+    return isfinite(v) ? json_real(v) : json_null();
+}
+
+/* DIR/fits.csv and DIR/fits.json: one row per series and metric (the exponent b of
+ * metric ~ a n^b, its standard error, a, R^2, the points and n range fitted), for plotting
+ * tools and gates. A metric a series cannot fit (fewer than two points) has empty cells. */
+static int write_fits(const char *dir, report_series_t *s, int ns, double n_from)
+{
+    char path[1100];
+    snprintf(path, sizeof path, "%s/fits.csv", dir);
+    FILE *f = fopen(path, "w");
+    if (!f)
+        return -1;
+    json_t *all = json_array();
+    fprintf(f, "series,method,series_key,metric,b,se_b,a,r2,points,n_min,n_max\n");
+    for (int k = 0; k < ns; k++) {
+        for (size_t m = 0; m < sizeof fit_metrics / sizeof fit_metrics[0]; m++) {
+            const fit_result fr = fit_metric_of(&s[k], &fit_metrics[m], n_from);
+            csv_cell(f, s[k].label);
+            fputc(',', f);
+            csv_cell(f, s[k].method);
+            fputc(',', f);
+            csv_cell(f, s[k].key);
+            fprintf(f, ",%s", fit_metrics[m].name);
+            json_t *row = json_pack("{s:s, s:s, s:s, s:s}", "series", s[k].label, "method",
+                                    s[k].method, "series_key", s[k].key, "metric",
+                                    fit_metrics[m].name);
+            if (fr.ok) {
+                fprintf(f, ",%.6g,", fr.b);
+                if (isfinite(fr.se_b))
+                    fprintf(f, "%.6g", fr.se_b);
+                fprintf(f, ",%.6g,%.6g,%zu,%.0f,%.0f\n", fr.a, fr.r2, fr.k, fr.n_min, fr.n_max);
+            } else {
+                fprintf(f, ",,,,,,,\n");
+            }
+            json_object_set_new(row, "b", fr.ok ? json_real(fr.b) : json_null());
+            json_object_set_new(row, "se_b", fr.ok ? real_or_null(fr.se_b) : json_null());
+            json_object_set_new(row, "a", fr.ok ? json_real(fr.a) : json_null());
+            json_object_set_new(row, "r2", fr.ok ? real_or_null(fr.r2) : json_null());
+            json_object_set_new(row, "points", json_integer(fr.ok ? (json_int_t)fr.k : 0));
+            json_object_set_new(row, "n_min", fr.ok ? json_real(fr.n_min) : json_null());
+            json_object_set_new(row, "n_max", fr.ok ? json_real(fr.n_max) : json_null());
+            json_array_append_new(all, row);
+        }
+    }
+    int rc = fclose(f) == 0 ? 0 : -1;
+    snprintf(path, sizeof path, "%s/fits.json", dir);
+    if (json_dump_file(all, path, JSON_INDENT(1)) != 0)
+        rc = -1;
+    json_decref(all);
+    return rc;
 }
 
 static void write_method_tables(FILE *md, report_series_t *s, int ns, double n_from)
@@ -504,10 +606,10 @@ static void write_method_tables(FILE *md, report_series_t *s, int ns, double n_f
             if (strcmp(report_str(r, "status"), "ok") == 0)
                 largest = report_num(r, "n");
         }
-        fit_result fr = fit_series(&s[k], metric_field, "peak_rss_bytes", n_from);
-        fit_result fp = fit_series(&s[k], point_rss, NULL, n_from);
-        fit_result fh = fit_series(&s[k], metric_field, "heap_peak_bytes", n_from);
-        fit_result ft = fit_series(&s[k], metric_field, "wall_s", n_from);
+        fit_result fr = fit_metric_of(&s[k], &fit_metrics[0], n_from);
+        fit_result fp = fit_metric_of(&s[k], &fit_metrics[1], n_from);
+        fit_result fh = fit_metric_of(&s[k], &fit_metrics[2], n_from);
+        fit_result ft = fit_metric_of(&s[k], &fit_metrics[3], n_from);
         char a[96], p[96], b[96], c[96], range[64] = "n/a", big[32] = "none";
         fmt_fit(fr, a, sizeof a);
         fmt_fit(fp, p, sizeof p);
@@ -941,6 +1043,30 @@ static void remove_old_plots(const char *dir)
     closedir(d);
 }
 
+/* The time plot's title says what its points timed: one forward, one forward and backward
+ * (run --backward), one training step of a stack, or a mix of them. */
+static const char *time_title(json_t *records)
+{
+    int forward = 0, backward = 0, train = 0;
+    size_t i;
+    json_t *r;
+    json_array_foreach(records, i, r)
+    {
+        if (json_is_string(json_object_get(r, "stack")))
+            train = 1;
+        else if (json_is_true(json_object_get(r, "backward")))
+            backward = 1;
+        else
+            forward = 1;
+    }
+    if (forward + backward + train > 1)
+        return "Time per point against sequence length (one forward, forward + backward, or "
+               "one training step)";
+    return train      ? "Time per training step against sequence length"
+           : backward ? "Time per forward + backward against sequence length"
+                      : "Time per forward pass against sequence length";
+}
+
 int cmd_report(int argc, char **argv)
 {
     enum { OPT_OUT = 1, OPT_FIT_FROM, OPT_HELP };
@@ -961,7 +1087,8 @@ int cmd_report(int argc, char **argv)
         case OPT_HELP:
             puts("usage: attnbench report RESULTS.jsonl... --out DIR [--fit-from N]\n"
                  "Fits scaling exponents, draws the plots with gnuplot, writes DIR/report.md and\n"
-                 "DIR/results.csv. --fit-from: smallest n of the fits (default 16384).");
+                 "DIR/results.csv, DIR/fits.csv and DIR/fits.json (one row per series and\n"
+                 "metric). --fit-from: smallest n of the fits (default 16384).");
             return 0;
         default: return cli_getopt_error("report", optopt, argv, optind);
         }
@@ -1010,7 +1137,7 @@ int cmd_report(int argc, char **argv)
                 "peak RSS", "peak_rss_bytes", 1, 1, 2, NULL, 1, &failures);
     plot_metric(dir, md, s, ns, "heap", "Heap peak (jemalloc thread.peak) against sequence length",
                 "heap peak", "heap_peak_bytes", 1, 1, 2, NULL, 0, &failures);
-    plot_metric(dir, md, s, ns, "time", "Time per forward pass against sequence length",
+    plot_metric(dir, md, s, ns, "time", time_title(records),
                 "wall time (median)", "wall_s", 0, 1, 10, "%.0s %cs", 0, &failures);
     plot_metric(dir, md, s, ns, "gflops", "Achieved GFLOP/s (the method's model FLOPs)",
                 "GFLOP/s", "gflops", 0, 0, 0, NULL, 0, &failures);
@@ -1025,12 +1152,17 @@ int cmd_report(int argc, char **argv)
     plot_layers(dir, md, records, &failures);
     write_peers(dir, md, s, ns, &failures);
     write_method_tables(md, s, ns, (double)fit_from);
+    if (write_fits(dir, s, ns, (double)fit_from) != 0) {
+        fprintf(stderr, "attnbench report: cannot write %s/fits.csv or fits.json\n", dir);
+        failures++;
+    }
     write_not_ok(md, records);
     report_series_free(s, ns);
     json_decref(records);
     if (fclose(md) != 0)
         return cli_error("report", "%s: write failed", path);
-    fprintf(stderr, "attnbench report: wrote %s/report.md, results.csv and the plots%s\n", dir,
+    fprintf(stderr, "attnbench report: wrote %s/report.md, results.csv, fits.csv, fits.json and "
+                    "the plots%s\n", dir,
             failures ? " (some plots failed, see above)" : "");
     return failures ? 1 : 0;
 }
