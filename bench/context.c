@@ -158,3 +158,13 @@ json_t *context_collect(void)
     json_object_set_new(c, "date", json_string(buf));
     return c;
 }
+
+int context_built_dirty(void)
+{
+    return BUILD_GIT_DIRTY;
+}
+
+const char *context_git_commit(void)
+{
+    return BUILD_GIT_COMMIT;
+}

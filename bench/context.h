@@ -13,4 +13,10 @@
  * Cheap; called once per command in the parent. Returns a new reference. */
 json_t *context_collect(void);
 
+/* True when this binary was built from a tree with uncommitted changes (context.git_dirty):
+ * its results cannot be reproduced from a commit. */
+int context_built_dirty(void);
+/* The commit this binary was built from. */
+const char *context_git_commit(void);
+
 #endif

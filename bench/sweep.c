@@ -676,6 +676,11 @@ static int run_points(sweep *sw, const sweep_cmdline *cl)
     if (rc)
         return rc;
     plan pl;
+    /* a result to keep comes from a committed build: say so once the sweep is under way */
+    if (context_built_dirty())
+        fprintf(stderr, "attnbench sweep: warning: this binary was built from a tree with "
+                        "uncommitted changes (git_commit %s is not what ran; every record says "
+                        "git_dirty: true)\n", context_git_commit());
     if (plan_points(sw, cl, &rf, &pl) != 0) {
         record_file_free(&rf);
         record_writer_close(&wr);
