@@ -1,5 +1,5 @@
 # time.gp: written by `attnbench report`; run with `gnuplot time.gp` in this folder
-set title "Time per forward pass against sequence length" noenhanced
+set title "Time per point against sequence length (one forward, forward + backward, or one training step)" noenhanced
 set xlabel "sequence length n (tokens)" noenhanced
 set ylabel "wall time (median)" noenhanced
 set key left top box opaque
@@ -9,8 +9,8 @@ set logscale x 2
 set logscale y 10
 set format y '%.0s %cs'
 set format x '2^{%L}'
-set yrange [0.00040561533387517557:57.320870328000183]
-x0 = 1024; y0 = 0.024448044999189733
+set yrange [0.0006679813341179397:45.570943451999483]
+x0 = 1024; y0 = 0.025581619000149658
 set style line 1 lc rgb '#999999' dt 2 lw 1
 set style line 2 lc rgb '#555555' dt 2 lw 1
 do for [term in 'pngcairo svg'] {
