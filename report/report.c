@@ -587,6 +587,111 @@ static int write_fits(const char *dir, report_series_t *s, int ns, double n_from
     return rc;
 }
 
+/* ---- crossovers: from which n a sparse method is cheaper than exact attention ------------- */
+
+static const char *mechanism(const report_series_t *s);
+
+/* The shape a series was measured at, so only like meets like (a training step never meets
+ * one forward, nor two heads one). */
+static int same_shape(const report_series_t *a, const report_series_t *b)
+{
+    const json_t *x = json_array_get(a->points, 0), *y = json_array_get(b->points, 0);
+    static const char *const keys[] = {"d", "heads", "batch", "threads"};
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
+        if (report_num(x, keys[i]) != report_num(y, keys[i]))
+            return 0;
+    return json_is_true(json_object_get(x, "causal")) == json_is_true(json_object_get(y, "causal")) &&
+           json_is_true(json_object_get(x, "backward")) == json_is_true(json_object_get(y, "backward")) &&
+           !json_is_string(json_object_get(x, "stack")) && !json_is_string(json_object_get(y, "stack"));
+}
+
+/* The n from which sparse is cheaper than dense in one metric. From the measured points at
+ * the n both series ran: where the ratio sparse/dense last crosses 1, interpolated on log-log
+ * axes between the two measured n that bracket it. When it does not cross where both ran,
+ * from the two fits: the n where a_s n^b_s = a_d n^b_d, pivoting on the middle of the fitted
+ * ranges, with the range the exponents' standard errors allow; said to be extrapolated. */
+static void crossover(FILE *md, const report_series_t *sp, const report_series_t *dn,
+                      const struct fit_metric *m, double n_from)
+{
+    plot_series a, b;
+    const int ok_a = m->field ? series_points(sp, "n", metric_field, m->field, &a)
+                              : series_points(sp, "n", point_rss, NULL, &a);
+    const int ok_b = m->field ? series_points(dn, "n", metric_field, m->field, &b)
+                              : series_points(dn, "n", point_rss, NULL, &b);
+    char what[160] = "no common points";
+    double first_n = NAN, prev_n = NAN, prev_r = NAN, cross = NAN;
+    int common = 0;
+    for (size_t i = 0; ok_a && ok_b && i < a.count; i++)
+        for (size_t j = 0; j < b.count; j++) {
+            if (a.x[i] != b.x[j])
+                continue;
+            const double r = log(a.y[i] / b.y[j]); /* < 0: sparse is cheaper here */
+            if (common && (prev_r < 0) != (r < 0)) /* crossed between prev_n and this n */
+                cross = exp(log(prev_n) + (log(a.x[i]) - log(prev_n)) * prev_r / (prev_r - r));
+            if (!common)
+                first_n = a.x[i];
+            prev_n = a.x[i], prev_r = r, common++;
+        }
+    if (common && prev_r < 0 && !isfinite(cross)) {
+        snprintf(what, sizeof what, "cheaper at every n both ran (%.0f..%.0f)", first_n, prev_n);
+    } else if (common && prev_r < 0) {
+        snprintf(what, sizeof what, "n ≈ %.0f (2^%.1f), measured", cross, log2(cross));
+    } else if (common) {
+        const fit_result fs = fit_metric_of(sp, m, n_from), fd = fit_metric_of(dn, m, n_from);
+        const double slope = fs.b - fd.b;
+        const double se = sqrt((isfinite(fs.se_b) ? fs.se_b * fs.se_b : 0) +
+                               (isfinite(fd.se_b) ? fd.se_b * fd.se_b : 0));
+        if (fs.ok && fd.ok && slope < 0) {
+            /* ln(ratio) at the pivot, the middle of both fitted ranges (in log n) */
+            const double lc = 0.25 * (log(fs.n_min) + log(fs.n_max) + log(fd.n_min) + log(fd.n_max));
+            const double rc = log(fs.a / fd.a) + slope * lc;
+            const double n_star = exp(lc - rc / slope);
+            if (slope + se < 0)
+                snprintf(what, sizeof what, "n ≈ 2^%.1f (2^%.1f..2^%.1f), extrapolated from the fits",
+                         log2(n_star), log2(exp(lc - rc / (slope - se))), log2(exp(lc - rc / (slope + se))));
+            else
+                snprintf(what, sizeof what, "n ≈ 2^%.1f, extrapolated from the fits (the exponents "
+                         "differ by less than their standard errors)", log2(n_star));
+        } else {
+            snprintf(what, sizeof what, "not cheaper where both ran (up to %.0f), and its "
+                     "exponent is not smaller", prev_n);
+        }
+    }
+    fprintf(md, " %s |", what);
+    if (ok_a)
+        free(a.x), free(a.y);
+    if (ok_b)
+        free(b.x), free(b.y);
+}
+
+/* For each sparse series against each exact one of the same shape: from which n it is
+ * cheaper in time and in peak RSS, the question a reader asks first. */
+static void write_crossovers(FILE *md, report_series_t *s, int ns, double n_from)
+{
+    int header = 0;
+    for (int i = 0; i < ns; i++) {
+        if (strcmp(mechanism(&s[i]), "exact attention") == 0 || strcmp(mechanism(&s[i]), "training step") == 0)
+            continue;
+        for (int j = 0; j < ns; j++) {
+            if (strcmp(mechanism(&s[j]), "exact attention") != 0 || !same_shape(&s[i], &s[j]))
+                continue;
+            if (!header) {
+                fprintf(md, "\n## Crossovers\n\nFrom which n each approximate method is cheaper "
+                            "than exact attention, at the same shape and threads: where the "
+                            "measured ratio crosses 1, interpolated between the two measured n "
+                            "around it; when it does not cross where both ran, where the fitted "
+                            "power laws meet, with the range the exponents' standard errors "
+                            "allow.\n\n| method | against | time | peak RSS |\n|---|---|---|---|\n");
+                header = 1;
+            }
+            fprintf(md, "| %s | %s |", s[i].label, s[j].label);
+            crossover(md, &s[i], &s[j], &fit_metrics[3], n_from);
+            crossover(md, &s[i], &s[j], &fit_metrics[0], n_from);
+            fputc('\n', md);
+        }
+    }
+}
+
 static void write_method_tables(FILE *md, report_series_t *s, int ns, double n_from)
 {
     fprintf(md, "\n## Scaling exponents\n\nb in `metric ~ a n^b`, least squares on log-log axes "
@@ -1151,6 +1256,7 @@ int cmd_report(int argc, char **argv)
                     "duplicate candidates / scores", metric_work, "duplicates_share", &failures);
     plot_layers(dir, md, records, &failures);
     write_peers(dir, md, s, ns, &failures);
+    write_crossovers(md, s, ns, (double)fit_from);
     write_method_tables(md, s, ns, (double)fit_from);
     if (write_fits(dir, s, ns, (double)fit_from) != 0) {
         fprintf(stderr, "attnbench report: cannot write %s/fits.csv or fits.json\n", dir);

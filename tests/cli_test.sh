@@ -408,6 +408,27 @@ rows = list(csv.DictReader(open(d + "/results.csv")))
 assert len(rows) == len(recs) and {"point_id", "n", "peak_rss_bytes", "status"} <= set(rows[0])
 assert any(r["status"] == "skipped" and r["wall_s"] == "" for r in rows)  # empty, not 0
 PY
+# fits.csv and fits.json: every series and metric; crossovers: full's time set to (n/1K)^2 s and
+# lsh's to 3 n/1K s cross at n = 3072, between the measured 2K and 4K
+/usr/bin/python3 - "$tmp/rep" <<'PY' && pass || fail "fits.csv and fits.json"
+import csv, json, sys
+d = sys.argv[1]
+rows = list(csv.DictReader(open(d + "/fits.csv")))
+js = json.load(open(d + "/fits.json"))
+assert len(rows) == len(js) == 8 and {r["metric"] for r in rows} == {"peak_rss", "point_rss", "heap_peak", "time"}
+full = [r for r in js if r["series"] == "full" and r["metric"] == "peak_rss"][0]
+assert 1 < full["b"] < 2.5 and full["points"] == 3 and full["n_min"] == 1024 and full["n_max"] == 4096, full
+PY
+/usr/bin/python3 -c '
+import json, sys
+for l in open(sys.argv[1]):
+    r = json.loads(l); x = r["n"] / 1024
+    if r["status"] == "ok":
+        r["wall_s"] = x * x if r["method"] == "full" else 3 * x
+    print(json.dumps(r))' "$tmp/r.jsonl" >"$tmp/cross.jsonl"
+"$bin" report "$tmp/cross.jsonl" --out "$tmp/repx" 2>/dev/null
+grep -q "^| lsh | full | n ≈ 3072 (2^11.6), measured |" "$tmp/repx/report.md" && pass ||
+    fail "crossover: $(grep -A4 'Crossovers' "$tmp/repx/report.md" | tail -n 1)"
 # shards merge by point_id: a later record of a point replaces the earlier one
 head -n 1 "$tmp/r.jsonl" | sed 's/"wall_s":[0-9.e-]*/"wall_s":123.5/' >"$tmp/r3.jsonl"
 expect_status 0 "report merging a re-measured point" -- "$bin" report "$tmp/r.jsonl" "$tmp/r3.jsonl" --out "$tmp/repm"
