@@ -37,9 +37,48 @@ static gate gates[] = {
 };
 #define NGATES (sizeof gates / sizeof gates[0])
 
-/* Parses "NAME:rtol=5%,atol=1MiB" or "NAME:off" into the gate table. */
+/* Gates on a series' scaling exponent (`--metric exponent:peak_rss:atol=0.05`): the exponent
+ * regresses when the current fit's b exceeds the baseline's by more than atol, e.g. memory
+ * that was linear in n turning superlinear; off unless named. */
+static struct exponent_gate {
+    const char *metric; /* as report_fit_metric names it */
+    int on;
+    double atol;
+} exponent_gates[] = {{"peak_rss", 0, 0.05}, {"point_rss", 0, 0.05}, {"heap_peak", 0, 0.05}, {"time", 0, 0.10}};
+#define NEXPONENT_GATES (sizeof exponent_gates / sizeof exponent_gates[0])
+
+static int parse_exponent_metric(const char *spec)
+{
+    const char *name = spec + strlen("exponent:"), *colon = strchr(name, ':');
+    const size_t len = colon ? (size_t)(colon - name) : strlen(name);
+    struct exponent_gate *g = NULL;
+    for (size_t i = 0; i < NEXPONENT_GATES; i++)
+        if (strlen(exponent_gates[i].metric) == len && strncmp(exponent_gates[i].metric, name, len) == 0)
+            g = &exponent_gates[i];
+    if (!g)
+        return cli_error("check", "--metric '%s': unknown exponent '%.*s' (exponent:peak_rss, "
+                                  "exponent:point_rss, exponent:heap_peak, exponent:time)",
+                         spec, (int)len, name);
+    g->on = 1;
+    if (!colon)
+        return 0;
+    if (strcmp(colon + 1, "off") == 0) {
+        g->on = 0;
+        return 0;
+    }
+    double x;
+    if (strncmp(colon + 1, "atol=", 5) != 0 || cli_parse_real(colon + 6, &x) || !(x >= 0))
+        return cli_error("check", "--metric '%s': an exponent takes atol=X (a non-negative "
+                                  "number: how much b may grow), or off", spec);
+    g->atol = x;
+    return 0;
+}
+
+/* Parses "NAME:rtol=5%,atol=1MiB", "NAME:off" or "exponent:NAME:atol=0.05" into the gates. */
 int check_parse_metric(const char *spec)
 {
+    if (strncmp(spec, "exponent:", 9) == 0)
+        return parse_exponent_metric(spec);
     const char *colon = strchr(spec, ':');
     size_t len = colon ? (size_t)(colon - spec) : strlen(spec);
     gate *g = NULL;
@@ -152,8 +191,76 @@ static void warn_context(json_t *base, json_t *cur)
     }
 }
 
-/* Writes the records to path as a results file, through a temporary file and a rename so a
- * failure leaves the old file whole. */
+static int series_timed_busy(const report_series_t *s)
+{
+    size_t i;
+    json_t *r;
+    json_array_foreach(s->points, i, r)
+    {
+        if (json_is_true(json_object_get(json_object_get(r, "machine_load"), "busy")))
+            return 1;
+    }
+    return 0;
+}
+
+/* The exponent gates: each series of the baseline against the same series (the same point
+ * key but n) of the current run, fitted the same way. */
+static void compare_exponents(json_t *base, json_t *cur, int *compared, int *regressions,
+                              int *incomplete)
+{
+    int any = 0;
+    for (size_t g = 0; g < NEXPONENT_GATES; g++)
+        any |= exponent_gates[g].on;
+    if (!any)
+        return;
+    report_series_t *bs, *cs;
+    const int nb = report_series(base, "n", &bs), nc = report_series(cur, "n", &cs);
+    for (int i = 0; i < nb; i++) {
+        int j = 0;
+        while (j < nc && strcmp(bs[i].key, cs[j].key) != 0)
+            j++;
+        for (size_t g = 0; g < NEXPONENT_GATES; g++) {
+            if (!exponent_gates[g].on)
+                continue;
+            char what[80];
+            snprintf(what, sizeof what, "exponent:%s", exponent_gates[g].metric);
+            fit_result fb, fc;
+            report_fit_metric(&bs[i], exponent_gates[g].metric, REPORT_FIT_FROM, &fb);
+            if (!fb.ok)
+                continue; /* nothing to gate against */
+            if (j == nc) {
+                printf("%-44.44s %-16s %12.3f %12s %9s  MISSING: no such series\n", bs[i].label,
+                       what, fb.b, "-", "-");
+                (*incomplete)++;
+                continue;
+            }
+            if (strcmp(exponent_gates[g].metric, "time") == 0 &&
+                (series_timed_busy(&bs[i]) || series_timed_busy(&cs[j]))) {
+                printf("%-44.44s %-16s %12.3f %12s %9s  NOT GATED: a point of the series was "
+                       "timed on a busy machine\n", bs[i].label, what, fb.b, "-", "-");
+                (*incomplete)++;
+                continue;
+            }
+            report_fit_metric(&cs[j], exponent_gates[g].metric, REPORT_FIT_FROM, &fc);
+            if (!fc.ok) {
+                printf("%-44.44s %-16s %12.3f %12s %9s  not fitted: fewer than two ok points\n",
+                       bs[i].label, what, fb.b, "-", "-");
+                (*incomplete)++;
+                continue;
+            }
+            (*compared)++;
+            const int bad = fc.b > fb.b + exponent_gates[g].atol;
+            *regressions += bad;
+            printf("%-44.44s %-16s %12.3f %12.3f %+9.3f  %s\n", bs[i].label, what, fb.b, fc.b,
+                   fc.b - fb.b,
+                   bad ? "REGRESSION" : fc.b < fb.b - exponent_gates[g].atol ? "improved" : "ok");
+        }
+    }
+    report_series_free(bs, nb);
+    report_series_free(cs, nc);
+}
+
+/* The gate itself (report.h): point by point, then series by series for the exponents. */
 int check_compare(json_t *base, json_t *cur, const char *baseline, const char *current)
 {
     int incomplete = 0, regressions = 0, compared = 0;
@@ -262,6 +369,7 @@ int check_compare(json_t *base, json_t *cur, const char *baseline, const char *c
     }
     json_decref(base_index);
     json_decref(cur_index);
+    compare_exponents(base, cur, &compared, &regressions, &incomplete);
     if (!compared && !incomplete) {
         fprintf(stderr, "attnbench check: incomplete: no gated metric was measured on both sides "
                         "(points the baseline did not measure, or every gate off)\n");
@@ -304,11 +412,14 @@ int cmd_check(int argc, char **argv)
         case OPT_UPDATE: update = 1; break;
         case OPT_HELP:
             puts("usage: attnbench check --baseline BASE.jsonl CURRENT.jsonl...\n"
-                 "                       [--metric NAME:rtol=5%,atol=1MiB | NAME:off]... [--update]\n"
+                 "                       [--metric NAME:rtol=5%,atol=1MiB | NAME:off]...\n"
+                 "                       [--metric exponent:NAME:atol=0.05]... [--update]\n"
                  "Gates memory against a baseline: exit 0 within tolerance, 1 regression,\n"
                  "2 incomplete (missing or failed points, schema mismatch) or usage error.\n"
                  "Defaults: heap_peak rtol 2% atol 256KiB, peak_rss rtol 5% atol 4MiB; time and\n"
-                 "ru_maxrss only when named. --update rewrites the baseline from CURRENT.");
+                 "ru_maxrss only when named. exponent:peak_rss|point_rss|heap_peak|time gates\n"
+                 "a series' fitted exponent b (fails when b grows by more than atol; 0.05, time\n"
+                 "0.10). --update rewrites the baseline from CURRENT.");
             return 0;
         default: return cli_getopt_error("check", optopt, argv, optind);
         }

@@ -532,6 +532,16 @@ static fit_result fit_metric_of(const report_series_t *s, const struct fit_metri
                     : fit_series(s, point_rss, NULL, n_from);
 }
 
+int report_fit_metric(const report_series_t *s, const char *metric, double n_from, fit_result *out)
+{
+    for (size_t m = 0; m < sizeof fit_metrics / sizeof fit_metrics[0]; m++)
+        if (strcmp(fit_metrics[m].name, metric) == 0) {
+            *out = fit_metric_of(s, &fit_metrics[m], n_from);
+            return 0;
+        }
+    return -1;
+}
+
 static json_t *real_or_null(double v)
 {
     return isfinite(v) ? json_real(v) : json_null();
@@ -1180,7 +1190,7 @@ int cmd_report(int argc, char **argv)
         {"help", no_argument, 0, OPT_HELP},     {0, 0, 0, 0},
     };
     const char *dir = NULL;
-    int64_t fit_from = 16384;
+    int64_t fit_from = REPORT_FIT_FROM;
     opterr = 0;
     for (int c; (c = getopt_long(argc, argv, "", opts, NULL)) != -1;) {
         switch (c) {

@@ -7,6 +7,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "fit.h"
+
 /* A field as a number (NAN when missing or null) or as a string ("" when missing). */
 double report_num(const json_t *o, const char *key);
 const char *report_str(const json_t *o, const char *key);
@@ -34,6 +36,13 @@ typedef struct report_series_t {
 
 int report_series(json_t *records, const char *xfield, report_series_t **out);
 void report_series_free(report_series_t *s, int count);
+
+/* The scaling exponent of one metric of a series ("peak_rss", "point_rss", "heap_peak" or
+ * "time"), fitted as report.md and fits.csv fit it: over n >= n_from, or the three largest
+ * points. Returns 0, or -1 for an unknown metric name. */
+int report_fit_metric(const report_series_t *s, const char *metric, double n_from, fit_result *out);
+/* The default n_from of the fits. */
+#define REPORT_FIT_FROM 16384
 
 /* Writes results.csv: one row per record, fixed columns, empty cells where a value is
  * missing. Returns 0 or -1 with err. */
