@@ -228,3 +228,41 @@ void cgroup_memory_bound(memory_bound *b)
         b->source = "Slurm allocation";
     }
 }
+
+/* ---- OOM kills around a process's life (cgroup.h) ---- */
+
+void oom_watch_begin(oom_watch *w)
+{
+    memset(w, 0, sizeof *w);
+    w->cgroup_before = -1;
+    if (cgroup_find("/proc/self/cgroup", "/sys/fs/cgroup", &w->cg) == 0)
+        w->cgroup_before = cgroup_oom_kills(&w->cg, w->file, sizeof w->file);
+    w->vmstat_before = cgroup_vmstat_oom_kills();
+}
+
+bool oom_watch_end(const oom_watch *w, char *evidence, size_t size)
+{
+    char file[900];
+    const int64_t cg = w->cgroup_before >= 0 ? cgroup_oom_kills(&w->cg, file, sizeof file) : -1;
+    const int64_t vm = w->vmstat_before >= 0 ? cgroup_vmstat_oom_kills() : -1;
+    if (cg > w->cgroup_before && w->cgroup_before >= 0) {
+        snprintf(evidence, size, "killed by the OOM killer: oom_kill in %.250s rose from %lld to %lld "
+                 "while the point ran", w->file, (long long)w->cgroup_before, (long long)cg);
+        return true;
+    }
+    if (vm > w->vmstat_before && w->vmstat_before >= 0) {
+        snprintf(evidence, size, "killed by the OOM killer: the system's oom_kill count "
+                 "(/proc/vmstat) rose from %lld to %lld while the point ran",
+                 (long long)w->vmstat_before, (long long)vm);
+        return true;
+    }
+    if (w->cgroup_before < 0 && w->vmstat_before < 0)
+        snprintf(evidence, size, "killed by signal 9 (SIGKILL), not sent by attnbench; cause "
+                 "unknown: the kernel keeps no OOM-kill count readable here");
+    else
+        snprintf(evidence, size, "killed by signal 9 (SIGKILL), not sent by attnbench; cause "
+                 "unknown: the kernel recorded no OOM kill meanwhile (oom_kill unchanged in "
+                 "%.250s%s/proc/vmstat)", w->cgroup_before >= 0 ? w->file : "",
+                 w->cgroup_before >= 0 ? " and " : "");
+    return false;
+}

@@ -10,6 +10,7 @@
 #define BENCH_CGROUP_H
 
 #include <stddef.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 typedef struct cgroup_memory {
@@ -46,5 +47,17 @@ typedef struct memory_bound {
 } memory_bound;
 
 void cgroup_memory_bound(memory_bound *b);
+
+/* The OOM-kill counters the kernel keeps for this process's memory cgroup and for the whole
+ * system, read before a child runs and after it died of a SIGKILL attnbench did not send. */
+typedef struct oom_watch {
+    cgroup_memory cg;
+    char file[900];
+    int64_t cgroup_before, vmstat_before;
+} oom_watch;
+void oom_watch_begin(oom_watch *w);
+/* Whether the kernel recorded an OOM kill since oom_watch_begin; `evidence` says what was
+ * read either way, so a `killed` record says why its cause is unknown. */
+bool oom_watch_end(const oom_watch *w, char *evidence, size_t size);
 
 #endif

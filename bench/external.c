@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "../attn/stack.h"
+#include "cgroup.h"
 #include "inputs.h"
 #include "npy.h"
 #include "probe.h"
@@ -273,6 +274,8 @@ typedef struct observed {
     int rss_ok;
     proc_usage u0, u1;
     int usage_ok;
+    probe_papi papi;         /* counters attached to the program's threads at ready */
+    int papi_open;
     probe_load load0, load1; /* the machine, from ready to done */
     double self0, self1;     /* the harness's own CPU seconds meanwhile */
     int load_ok;
@@ -281,7 +284,7 @@ typedef struct observed {
 
 /* One message of the program; returns -1 when it breaks the protocol (why set). */
 static int on_message(pid_t pid, const char *line, observed *o, int control, int reps,
-                      char *why, size_t size)
+                      const char *counters, char *why, size_t size)
 {
     json_error_t jerr;
     json_t *msg = json_loads(line, 0, &jerr);
@@ -304,6 +307,11 @@ static int on_message(pid_t pid, const char *line, observed *o, int control, int
         o->usage_ok = proc_usage_read(pid, &o->u0) == 0;
         o->load_ok = probe_load_read(&o->load0) == 0;
         o->self0 = probe_load_self_cpu_s();
+        if (counters && *counters) { /* before it may start its first call */
+            probe_papi_attach(&o->papi, counters, pid);
+            probe_papi_start(&o->papi);
+            o->papi_open = 1;
+        }
         /* the program waits for this before its first call, so what it touches after ready
          * is never in rss_before_kernel nor before the peak's reset */
         if (write(control, "g", 1) != 1) {
@@ -326,6 +334,8 @@ static int on_message(pid_t pid, const char *line, observed *o, int control, int
         if (probe_rss_read_pid(pid, &rss, &hwm) == 0)
             o->hwm = hwm, o->rss_ok |= 8;
         o->usage_ok = o->usage_ok && proc_usage_read(pid, &o->u1) == 0;
+        if (o->papi_open)
+            probe_papi_stop(&o->papi);
         o->self1 = probe_load_self_cpu_s();
         o->load_ok = o->load_ok && probe_load_read(&o->load1) == 0;
         o->context = json_incref(json_object_get(msg, "context"));
@@ -366,6 +376,8 @@ int external_measure(const point_spec *s, json_t *r, char *reason, size_t size)
         snprintf(reason, size, "pipe() failed");
         goto done;
     }
+    oom_watch oom; /* a SIGKILL is the OOM killer's only if the kernel counts one meanwhile */
+    oom_watch_begin(&oom);
     fflush(NULL);
     if ((pid = fork()) < 0) {
         snprintf(reason, size, "fork() failed");
@@ -395,7 +407,7 @@ int external_measure(const point_spec *s, json_t *r, char *reason, size_t size)
         char *line = buf, *nl;
         while (!broken && (nl = strchr(line, '\n'))) {
             *nl = '\0';
-            if (*line && on_message(pid, line, &o, control[1], s->reps, reason, size) != 0)
+            if (*line && on_message(pid, line, &o, control[1], s->reps, s->counters, reason, size) != 0)
                 broken = 1;
             if (o.done)
                 control[1] = -1; /* closed by on_message */
@@ -419,10 +431,16 @@ int external_measure(const point_spec *s, json_t *r, char *reason, size_t size)
     if (broken)
         goto done;
     if (WIFSIGNALED(wstatus)) {
-        snprintf(reason, size, "the program was killed by signal %d (%s)%s", WTERMSIG(wstatus),
-                 strsignal(WTERMSIG(wstatus)),
-                 WTERMSIG(wstatus) == SIGKILL ? ", not sent by attnbench: out of memory?" : "");
-        status = WTERMSIG(wstatus) == SIGKILL ? POINT_KILLED : POINT_CRASHED;
+        if (WTERMSIG(wstatus) == SIGKILL) { /* the OOM killer's, if the kernel counted one */
+            char evidence[600];
+            status = oom_watch_end(&oom, evidence, sizeof evidence) ? POINT_OOM_KILLED : POINT_KILLED;
+            snprintf(reason, size, "the program was %s (ru_maxrss at death %.2f GiB)", evidence,
+                     (double)ru.ru_maxrss / 0x1p20);
+        } else {
+            snprintf(reason, size, "the program was killed by signal %d (%s)", WTERMSIG(wstatus),
+                     strsignal(WTERMSIG(wstatus)));
+            status = POINT_CRASHED;
+        }
         goto done;
     }
     if (!o.done || o.nreps != s->reps || WEXITSTATUS(wstatus) != 0) {
@@ -464,21 +482,15 @@ int external_measure(const point_spec *s, json_t *r, char *reason, size_t size)
         json_object_set_new(unavailable, "peak_rss_bytes",
                             json_string("/proc/PID/clear_refs or status unreadable"));
     json_object_set_new(r, "unavailable", unavailable);
-    /* counters: attnbench's PAPI event sets count its own threads; an external program's CPU
-     * time and page faults come from /proc instead (rusage) */
+    /* counters: PAPI event sets attached to the program's threads from ready to done (the
+     * window the program reports in, warm-up included), per run as for our own points */
     json_t *counters = json_object(), *why_not = json_object();
-    for (const char *e = s->counters; e && *e;) {
-        const size_t n = strcspn(e, ",");
-        if (n) {
-            char name[128];
-            snprintf(name, sizeof name, "%.*s", (int)n, e);
-            json_object_set_new(counters, name, json_null());
-            json_object_set_new(why_not, name,
-                                json_string("not counted for an external program: attnbench's "
-                                            "PAPI event sets count its own threads; CPU time and "
-                                            "page faults are in rusage, from /proc"));
-        }
-        e += n + (e[n] == ',');
+    const int runs = s->reps + s->warmup;
+    for (int i = 0; o.papi_open && i < o.papi.nevents; i++) {
+        const probe_papi_event *e = &o.papi.events[i];
+        json_object_set_new(counters, e->name, e->ok ? json_real((double)e->value / runs) : json_null());
+        if (!e->ok)
+            json_object_set_new(why_not, e->name, json_string(e->reason));
     }
     json_object_set_new(r, "counters", counters);
     json_object_set_new(r, "counters_unavailable", why_not);
@@ -541,6 +553,8 @@ done:
     if (control[1] >= 0)
         close(control[1]);
     json_decref(o.context);
+    if (o.papi_open)
+        probe_papi_free(&o.papi);
     free(o.times);
     remove_dir(dir);
     return status;

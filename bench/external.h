@@ -24,7 +24,9 @@
  *   then         it waits until the control fd reaches end of file, and exits 0
  *
  * The harness measures the process from outside: VmHWM reset at "ready" and read at "done"
- * (before the process may exit), VmRSS at "start" and "ready", CPU time and page faults over
+ * (before the process may exit), VmRSS at "start" and "ready", PAPI counters attached to each
+ * of its threads at "ready" (and to the threads they create) until "done", CPU time and page
+ * faults over
  * the repetitions from /proc, wait4's ru_maxrss; jemalloc fields are null with the reason.
  * scripts/peers/attnbench_peer.py implements the program's side for Python. */
 #ifndef BENCH_EXTERNAL_H

@@ -548,52 +548,6 @@ static void set_status(json_t *rec, int status, const char *reason)
     json_object_set_new(rec, "reason", reason ? json_string(reason) : json_null());
 }
 
-/* The OOM-kill counters the kernel keeps for this process's memory cgroup and for the whole
- * system, read before a child runs and after it died of a SIGKILL attnbench did not send. */
-typedef struct oom_watch {
-    cgroup_memory cg;
-    char file[900];
-    int64_t cgroup_before, vmstat_before;
-} oom_watch;
-
-static void oom_watch_begin(oom_watch *w)
-{
-    memset(w, 0, sizeof *w);
-    w->cgroup_before = -1;
-    if (cgroup_find("/proc/self/cgroup", "/sys/fs/cgroup", &w->cg) == 0)
-        w->cgroup_before = cgroup_oom_kills(&w->cg, w->file, sizeof w->file);
-    w->vmstat_before = cgroup_vmstat_oom_kills();
-}
-
-/* Whether the kernel recorded an OOM kill since oom_watch_begin; `evidence` says what was
- * read either way, so a `killed` record says why its cause is unknown. */
-static bool oom_watch_end(const oom_watch *w, char *evidence, size_t size)
-{
-    char file[900];
-    const int64_t cg = w->cgroup_before >= 0 ? cgroup_oom_kills(&w->cg, file, sizeof file) : -1;
-    const int64_t vm = w->vmstat_before >= 0 ? cgroup_vmstat_oom_kills() : -1;
-    if (cg > w->cgroup_before && w->cgroup_before >= 0) {
-        snprintf(evidence, size, "killed by the OOM killer: oom_kill in %.250s rose from %lld to %lld "
-                 "while the point ran", w->file, (long long)w->cgroup_before, (long long)cg);
-        return true;
-    }
-    if (vm > w->vmstat_before && w->vmstat_before >= 0) {
-        snprintf(evidence, size, "killed by the OOM killer: the system's oom_kill count "
-                 "(/proc/vmstat) rose from %lld to %lld while the point ran",
-                 (long long)w->vmstat_before, (long long)vm);
-        return true;
-    }
-    if (w->cgroup_before < 0 && w->vmstat_before < 0)
-        snprintf(evidence, size, "killed by signal 9 (SIGKILL), not sent by attnbench; cause "
-                 "unknown: the kernel keeps no OOM-kill count readable here");
-    else
-        snprintf(evidence, size, "killed by signal 9 (SIGKILL), not sent by attnbench; cause "
-                 "unknown: the kernel recorded no OOM kill meanwhile (oom_kill unchanged in "
-                 "%.250s%s/proc/vmstat)", w->cgroup_before >= 0 ? w->file : "",
-                 w->cgroup_before >= 0 ? " and " : "");
-    return false;
-}
-
 /* Waits, up to `limit` seconds, until other processes use less than PROBE_BUSY_SHARE of the
  * machine over a half-second window (nothing of the point runs yet: all of it is theirs).
  * Returns {"waited_s", "quiet", "other_share"}: what the last window saw. */

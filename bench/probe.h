@@ -171,6 +171,7 @@ typedef struct probe_papi {
     probe_papi_event events[PROBE_MAX_EVENTS];
     int eventset[PROBE_MAX_THREADS];
     int sde_eventset;          /* the process-wide events, on the thread that initialized */
+    bool attached;             /* the sets count another process's threads (probe_papi_attach) */
 } probe_papi;
 
 /* Initializes PAPI in this (child) process and, in each of `nthreads` OpenMP threads, builds
@@ -180,6 +181,12 @@ typedef struct probe_papi {
  * not a thread's: they go into one more set, read once. Returns 0 (even if no event works) or
  * -1 if PAPI itself failed to initialize (p->init_error says why). */
 int probe_papi_init(probe_papi *p, const char *events, int nthreads);
+/* The same for another process (an external workload, measured from outside): one set
+ * attached (PAPI_attach) to each thread the process has now, each following the threads that
+ * thread creates (PAPI_INHERIT), so every thread's work is counted once. Software-defined
+ * events are unavailable (they count attnbench's own library). probe_papi_start/stop then
+ * start and stop the sets from this thread. Returns 0, or -1 if PAPI failed to initialize. */
+int probe_papi_attach(probe_papi *p, const char *events, pid_t pid);
 /* Starts counting in every thread of the team (same team size as init). Returns 0, or -1
  * when some thread could not start: then nothing counts, and every event that was to be
  * counted is marked unavailable with the reason (its value must never be read as 0). */

@@ -8,6 +8,7 @@
  * Why every event is added on its own: in a VM the hardware events do not exist, and
  * component-level checks (and PAPI_query_named_event) say they do; only adding tells. Each
  * event's outcome is recorded, so a record says which counters were unavailable and why. */
+#include <dirent.h>
 #include <omp.h>
 #include <papi.h>
 #include <pthread.h>
@@ -185,12 +186,10 @@ static void add_process_wide(probe_papi *p)
     }
 }
 
-int probe_papi_init(probe_papi *p, const char *events, int nthreads)
+/* Starts the PAPI library in this process and records what it knows of the machine. Returns
+ * 0, or -1 with every event unavailable for the reason. */
+static int library_start(probe_papi *p)
 {
-    memset(p, 0, sizeof *p);
-    p->sde_eventset = PAPI_NULL;
-    parse_events(p, events);
-    p->nthreads = nthreads < PROBE_MAX_THREADS ? nthreads : PROBE_MAX_THREADS;
     /* Test hook: ATTNBENCH_PAPI_DISABLE=perf_event,... disables PAPI components before the
      * library starts, so the path of a machine where they do not work is tested on any. */
     const char *off = getenv("ATTNBENCH_PAPI_DISABLE");
@@ -230,7 +229,17 @@ int probe_papi_init(probe_papi *p, const char *events, int nthreads)
                  ci->disabled_reason);
     else
         snprintf(p->perf_component, sizeof p->perf_component, "enabled");
+    return 0;
+}
 
+int probe_papi_init(probe_papi *p, const char *events, int nthreads)
+{
+    memset(p, 0, sizeof *p);
+    p->sde_eventset = PAPI_NULL;
+    parse_events(p, events);
+    p->nthreads = nthreads < PROBE_MAX_THREADS ? nthreads : PROBE_MAX_THREADS;
+    if (library_start(p) != 0)
+        return -1;
     add_process_wide(p);
     /* Each thread builds its own set; an event stays only if every thread could add it. */
     int added[PROBE_MAX_THREADS][PROBE_MAX_EVENTS];
@@ -264,6 +273,97 @@ int probe_papi_init(probe_papi *p, const char *events, int nthreads)
         for (int i = 0; i < p->nevents; i++)
             if (!p->events[i].ok && added[t][i] == PAPI_OK && !p->events[i].process_wide)
                 PAPI_remove_named_event(p->eventset[t], p->events[i].name);
+    return 0;
+}
+
+/* The thread ids of a process, from /proc/PID/task; returns how many (at most max). */
+static int process_threads(pid_t pid, pid_t *tids, int max)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/task", (int)pid);
+    DIR *d = opendir(path);
+    int n = 0;
+    for (struct dirent *e; d && n < max && (e = readdir(d)) != NULL;)
+        if (e->d_name[0] != '.')
+            tids[n++] = (pid_t)atoi(e->d_name);
+    if (d)
+        closedir(d);
+    return n;
+}
+
+int probe_papi_attach(probe_papi *p, const char *events, pid_t pid)
+{
+    memset(p, 0, sizeof *p);
+    p->sde_eventset = PAPI_NULL;
+    p->attached = true;
+    parse_events(p, events);
+    if (library_start(p) != 0)
+        return -1;
+    for (int i = 0; i < p->nevents; i++)
+        if (p->events[i].process_wide) {
+            p->events[i].ok = false;
+            snprintf(p->events[i].reason, sizeof p->events[i].reason, "a software-defined event "
+                     "counts a library inside attnbench's own process, not an external program");
+        }
+    const int cidx = PAPI_get_component_index("perf_event");
+    pid_t tids[PROBE_MAX_THREADS];
+    p->nthreads = process_threads(pid, tids, PROBE_MAX_THREADS);
+    int added[PROBE_MAX_THREADS][PROBE_MAX_EVENTS];
+    for (int t = 0; t < p->nthreads; t++) {
+        /* a set per thread that exists now, following the threads it creates (PAPI_INHERIT) */
+        PAPI_option_t opt;
+        memset(&opt, 0, sizeof opt);
+        p->eventset[t] = PAPI_NULL;
+        const char *step = "PAPI_create_eventset";
+        int rc = PAPI_create_eventset(&p->eventset[t]);
+        if (rc == PAPI_OK && (step = "PAPI_assign_eventset_component(perf_event)"))
+            rc = cidx >= 0 ? PAPI_assign_eventset_component(p->eventset[t], cidx) : PAPI_ENOCMP;
+        if (rc == PAPI_OK && (step = "PAPI_attach"))
+            rc = PAPI_attach(p->eventset[t], (unsigned long)tids[t]);
+        if (rc == PAPI_OK && (step = "PAPI_set_opt(PAPI_INHERIT)")) {
+            opt.inherit.eventset = p->eventset[t];
+            opt.inherit.inherit = PAPI_INHERIT_ALL;
+            rc = PAPI_set_opt(PAPI_INHERIT, &opt);
+        }
+        if (rc != PAPI_OK) { /* no event can count in this thread: say which step refused */
+            for (int i = 0; i < p->nevents; i++)
+                if (p->events[i].ok) {
+                    p->events[i].ok = false;
+                    snprintf(p->events[i].reason, sizeof p->events[i].reason,
+                             "%s on the program's thread %d failed: %s: %s%s", step, (int)tids[t],
+                             papi_errname(rc), PAPI_strerror(rc),
+                             strcmp(step, "PAPI_attach") == 0 && p->virtualized
+                                 ? "; PAPI checks an attach by opening a hardware event "
+                                   "(instructions), and this VM has no hardware counters"
+                                 : "");
+                }
+            for (int i = 0; i < p->nevents; i++)
+                added[t][i] = PAPI_OK; /* nothing added: nothing to remove below */
+            continue;
+        }
+        for (int i = 0; i < p->nevents; i++)
+            added[t][i] = p->events[i].process_wide
+                              ? PAPI_OK
+                              : PAPI_add_named_event(p->eventset[t], p->events[i].name);
+    }
+    for (int i = 0; i < p->nevents; i++)
+        for (int t = 0; t < p->nthreads; t++)
+            if (added[t][i] != PAPI_OK && p->events[i].ok) {
+                p->events[i].ok = false;
+                explain(p, p->events[i].name, added[t][i], p->events[i].reason,
+                        sizeof p->events[i].reason);
+            }
+    for (int t = 0; t < p->nthreads; t++)
+        for (int i = 0; i < p->nevents; i++)
+            if (!p->events[i].ok && added[t][i] == PAPI_OK && !p->events[i].process_wide)
+                PAPI_remove_named_event(p->eventset[t], p->events[i].name);
+    if (p->nthreads == 0)
+        for (int i = 0; i < p->nevents; i++)
+            if (p->events[i].ok) {
+                p->events[i].ok = false;
+                snprintf(p->events[i].reason, sizeof p->events[i].reason, "the program's threads "
+                         "could not be listed (/proc/%d/task)", (int)pid);
+            }
     return 0;
 }
 
@@ -302,16 +402,26 @@ static int start_threads(probe_papi *p)
     if (count_ok(p, false) == 0)
         return 0;
     int rc[PROBE_MAX_THREADS];
+    if (p->attached) /* sets attached to another process's threads start from here */
+        for (int t = 0; t < p->nthreads; t++)
+            rc[t] = PAPI_start(p->eventset[t]);
+    else
 #pragma omp parallel num_threads(p->nthreads)
-    rc[omp_get_thread_num()] = PAPI_start(p->eventset[omp_get_thread_num()]);
+        rc[omp_get_thread_num()] = PAPI_start(p->eventset[omp_get_thread_num()]);
     for (int t = 0; t < p->nthreads; t++) {
         if (rc[t] == PAPI_OK)
             continue;
         /* the threads that did start must not keep counting into a set nobody reads */
         long long discard[PROBE_MAX_EVENTS];
+        if (p->attached)
+            for (int u = 0; u < p->nthreads; u++) {
+                if (rc[u] == PAPI_OK)
+                    PAPI_stop(p->eventset[u], discard);
+            }
+        else
 #pragma omp parallel num_threads(p->nthreads)
-        if (rc[omp_get_thread_num()] == PAPI_OK)
-            PAPI_stop(p->eventset[omp_get_thread_num()], discard);
+            if (rc[omp_get_thread_num()] == PAPI_OK)
+                PAPI_stop(p->eventset[omp_get_thread_num()], discard);
         counting_failed(p, false, "PAPI_start", t, rc[t]);
         return -1;
     }
@@ -356,9 +466,13 @@ int probe_papi_stop(probe_papi *p)
         return failed;
     long long values[PROBE_MAX_THREADS][PROBE_MAX_EVENTS];
     int rc[PROBE_MAX_THREADS];
+    if (p->attached)
+        for (int t = 0; t < p->nthreads; t++)
+            rc[t] = PAPI_stop(p->eventset[t], values[t]);
+    else
 #pragma omp parallel num_threads(p->nthreads)
-    rc[omp_get_thread_num()] = PAPI_stop(p->eventset[omp_get_thread_num()],
-                                         values[omp_get_thread_num()]);
+        rc[omp_get_thread_num()] = PAPI_stop(p->eventset[omp_get_thread_num()],
+                                             values[omp_get_thread_num()]);
     for (int t = 0; t < p->nthreads; t++)
         if (rc[t] != PAPI_OK) {
             counting_failed(p, false, "PAPI_stop", t, rc[t]);
@@ -375,6 +489,12 @@ void probe_papi_free(probe_papi *p)
 {
     if (!p->initialized)
         return;
+    if (p->attached)
+        for (int t = 0; t < p->nthreads; t++) {
+            PAPI_cleanup_eventset(p->eventset[t]);
+            PAPI_destroy_eventset(&p->eventset[t]);
+        }
+    else
 #pragma omp parallel num_threads(p->nthreads)
     {
         int t = omp_get_thread_num();

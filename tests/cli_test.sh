@@ -429,6 +429,20 @@ for l in open(sys.argv[1]):
 "$bin" report "$tmp/cross.jsonl" --out "$tmp/repx" 2>/dev/null
 grep -q "^| lsh | full | n ≈ 3072 (2^11.6), measured |" "$tmp/repx/report.md" && pass ||
     fail "crossover: $(grep -A4 'Crossovers' "$tmp/repx/report.md" | tail -n 1)"
+# check gates an exponent: lsh's memory made to grow one power of n faster is a regression
+/usr/bin/python3 -c '
+import json, sys
+for l in open(sys.argv[1]):
+    r = json.loads(l)
+    if r["method"] == "lsh" and r["status"] == "ok":
+        r["peak_rss_bytes"] *= r["n"] / 1024
+    print(json.dumps(r))' "$tmp/r.jsonl" >"$tmp/superlinear.jsonl"
+expect_status 1 "check an exponent that grew" -- "$bin" check --baseline "$tmp/r.jsonl" "$tmp/superlinear.jsonl" --metric peak_rss:off --metric heap_peak:off --metric exponent:peak_rss:atol=0.05
+grep -q "^lsh .* exponent:peak_rss .* REGRESSION" "$tmp/out" && grep -q "^full .* exponent:peak_rss .* ok" "$tmp/out" && pass ||
+    fail "the exponent gate: $(cat "$tmp/out")"
+expect_status 0 "check an unchanged exponent" -- "$bin" check --baseline "$tmp/r.jsonl" "$tmp/r.jsonl" --metric exponent:peak_rss
+expect_status 2 "an unknown exponent" -- "$bin" check --baseline "$tmp/r.jsonl" "$tmp/r.jsonl" --metric exponent:bogus
+expect_status 2 "an exponent with rtol" -- "$bin" check --baseline "$tmp/r.jsonl" "$tmp/r.jsonl" --metric exponent:time:rtol=5%
 # shards merge by point_id: a later record of a point replaces the earlier one
 head -n 1 "$tmp/r.jsonl" | sed 's/"wall_s":[0-9.e-]*/"wall_s":123.5/' >"$tmp/r3.jsonl"
 expect_status 0 "report merging a re-measured point" -- "$bin" report "$tmp/r.jsonl" "$tmp/r3.jsonl" --out "$tmp/repm"
@@ -550,7 +564,15 @@ assert len(r["wall_s_reps"]) == 2 and r["wall_s"] > 0 and r["gflops"] > 0
 assert r["peak_rss_bytes"] > r["rss_before_kernel_bytes"] > r["rss_before_inputs_bytes"] > 0
 assert r["model_bytes"] > 0 and r["model_flops"] == 4 * 512 * 512 * 64  # the full model
 assert r["heap_peak_bytes"] is None and "jemalloc" in r["unavailable"]["heap_peak_bytes"]
-assert all(v is None for v in r["counters"].values()) and len(r["counters_unavailable"]) == 4
+# the counters attached to the program: each counts (task clock and page faults > 0: it ran
+# and loaded arrays) or is null with the reason (PAPI cannot count it on this machine)
+c, why = r["counters"], r["counters_unavailable"]
+assert set(c) == {"perf::TASK-CLOCK", "perf::PAGE-FAULTS", "perf::MINOR-FAULTS", "perf::MAJOR-FAULTS"}, c
+for e, v in c.items():
+    assert (v is None) == (e in why), (e, v, why)
+    assert v is None or v >= 0, (e, v)
+for e in "perf::TASK-CLOCK", "perf::PAGE-FAULTS":
+    assert c[e] is None or c[e] > 0, (e, c)
 assert r["rusage"]["cpu_s"] > 0 and r["peer"]["context"]["numpy"]
 assert r["machine_load"]["other_share"] >= 0 and "machine_load" not in r["unavailable"]
 assert r["err_vs_exact"]["max_rel"] < 1e-5, r["err_vs_exact"]
@@ -564,10 +586,14 @@ import json, sys
 r = json.load(open(sys.argv[1]))
 assert r["status"] == "ok" and r["peak_rss_bytes"] - r["rss_before_kernel_bytes"] >= 64 * 2**20, r
 ' "$tmp/hog.json" && pass || fail "the peak of an external program misses memory it touched"
-for mode in crash:crashed exit:crashed garbage:error fewer:crashed; do
+# (sigkill: a SIGKILL nobody sent and no OOM kill counted: `killed`, with the kernel's evidence)
+for mode in crash:crashed sigkill:killed exit:crashed garbage:error fewer:crashed; do
     expect_status 1 "ext program that does $mode" -- env MISBEHAVE=${mode%%:*} "$bin" run --method "ext:./$peer" --n 256 --reps 3 --counters none
     grep -q "^status *${mode#*:}" "$tmp/out" && pass || fail "ext $mode: $(grep status "$tmp/out")"
 done
+MISBEHAVE=sigkill "$bin" run --method "ext:./$peer" --n 256 --reps 3 --counters none --json 2>/dev/null |
+    grep -q '"reason":"the program was killed by signal 9 (SIGKILL), not sent by attnbench; cause unknown' &&
+    pass || fail "a SIGKILLed program's record does not say what the kernel counted"
 expect_status 2 "run ext:unknown" -- "$bin" run --method ext:no_such_peer --n 256
 grep -q "no executable program at .*no_such_peer" "$tmp/err" && pass || fail "ext unknown message: $(cat "$tmp/err")"
 expect_status 2 "run ext: a program that cannot describe itself" -- "$bin" run --method ext:/bin/true --n 256

@@ -2,6 +2,7 @@
  * forked child, as in the harness, so the test process's own pages never count. */
 #include "helpers.h"
 
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -195,6 +196,78 @@ static void papi_counts_page_faults_or_says_why_not(void)
     print_message("%d of %d events counted\n", counted, NEV);
 }
 
+/* ---- counters attached to another process (an external program) ------------------------ */
+
+static void *touch_64_mib(void *arg)
+{
+    (void)arg;
+    touch_pages(64 * MiB);
+    return NULL;
+}
+
+/* The attacher: forks a "program" that waits for a go, then touches 64 MiB in a thread it
+ * creates only then (so only PAPI_INHERIT can count it), and waits to be let go; attaches to
+ * it, counts around the work, and sends per event ok, value and whether a reason was given. */
+static void papi_attach_load(int fd)
+{
+    int go[2], done[2], release[2];
+    if (pipe(go) || pipe(done) || pipe(release))
+        _exit(1);
+    pid_t pid = fork();
+    if (pid < 0)
+        _exit(1);
+    if (pid == 0) {
+        char c;
+        if (read(go[0], &c, 1) != 1)
+            _exit(1);
+        pthread_t th;
+        pthread_create(&th, NULL, touch_64_mib, NULL);
+        pthread_join(th, NULL);
+        if (write(done[1], "d", 1) != 1 || read(release[0], &c, 1) != 1)
+            _exit(1);
+        _exit(0);
+    }
+    probe_papi p;
+    probe_papi_attach(&p, probe_papi_default_sw, pid);
+    probe_papi_start(&p);
+    char c;
+    if (write(go[1], "g", 1) != 1 || read(done[0], &c, 1) != 1)
+        _exit(1);
+    probe_papi_stop(&p);
+    for (int i = 0; i < p.nevents; i++) {
+        send(fd, p.events[i].ok);
+        send(fd, (uint64_t)p.events[i].value);
+        send(fd, p.events[i].ok || strlen(p.events[i].reason) > 10);
+    }
+    probe_papi_free(&p);
+    if (write(release[1], "r", 1) != 1)
+        _exit(1);
+    waitpid(pid, NULL, 0);
+}
+
+/* An external program's work, counted from outside, including a thread it starts after the
+ * counters were attached; or every counter null with the reason (PAPI 7 refuses the attach
+ * on a machine without hardware counters). */
+static void test_papi_attached_counts_another_process_or_says_why_not(void **state)
+{
+    (void)state;
+    enum { TASK_CLOCK, PAGE_FAULTS, MINOR_FAULTS, MAJOR_FAULTS, NEV };
+    uint64_t v[3 * NEV];
+    in_child(papi_attach_load, v, 3 * NEV);
+    const uint64_t pages = 64 * MiB / 4096;
+    for (int i = 0; i < NEV; i++) {
+        uint64_t ok = v[3 * i], value = v[3 * i + 1];
+        assert_true(v[3 * i + 2]); /* an unavailable counter says why */
+        if (!ok)
+            continue;
+        print_message("  attached event %d counted %llu\n", i, (unsigned long long)value);
+        if (i == TASK_CLOCK)
+            assert_true(value > 1000000);
+        if (i == PAGE_FAULTS || i == MINOR_FAULTS)
+            assert_true(value >= pages); /* the new thread's faults are the program's */
+    }
+}
+
 static void test_papi_counts_page_faults_or_says_why_not(void **state)
 {
     (void)state;
@@ -329,6 +402,7 @@ int main(void)
         cmocka_unit_test(test_papi_disabled_says_why),
         cmocka_unit_test(test_papi_events_added_from_threads_all_count),
         cmocka_unit_test(test_papi_failed_start_makes_counters_unavailable),
+        cmocka_unit_test(test_papi_attached_counts_another_process_or_says_why_not),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
