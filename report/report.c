@@ -601,18 +601,21 @@ static int write_fits(const char *dir, report_series_t *s, int ns, double n_from
 
 static const char *mechanism(const report_series_t *s);
 
-/* The shape a series was measured at, so only like meets like (a training step never meets
- * one forward, nor two heads one). */
+/* Whether two series were measured at the same shape, so only like meets like: d, heads,
+ * batch, threads, depth, causal, forward or forward + backward, one forward or a training
+ * step of the same kind of stack. */
 static int same_shape(const report_series_t *a, const report_series_t *b)
 {
     const json_t *x = json_array_get(a->points, 0), *y = json_array_get(b->points, 0);
-    static const char *const keys[] = {"d", "heads", "batch", "threads"};
-    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
-        if (report_num(x, keys[i]) != report_num(y, keys[i]))
+    static const char *const keys[] = {"d", "heads", "batch", "threads", "layers"};
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
+        const double u = report_num(x, keys[i]), v = report_num(y, keys[i]);
+        if (u != v && !(isnan(u) && isnan(v)))
             return 0;
+    }
     return json_is_true(json_object_get(x, "causal")) == json_is_true(json_object_get(y, "causal")) &&
            json_is_true(json_object_get(x, "backward")) == json_is_true(json_object_get(y, "backward")) &&
-           !json_is_string(json_object_get(x, "stack")) && !json_is_string(json_object_get(y, "stack"));
+           strcmp(report_str(x, "stack"), report_str(y, "stack")) == 0;
 }
 
 /* The n from which sparse is cheaper than dense in one metric. From the measured points at
@@ -823,7 +826,7 @@ static void write_peers(const char *dir, FILE *md, report_series_t *s, int ns, i
     fprintf(md, "\n## Beside the peers\n\nEach mechanism with the external programs that "
                 "implement it (`--method ext:NAME`), measured by the same harness, same inputs, "
                 "threads and shapes. Ratios are ours / theirs: below 1, ours is faster or "
-                "smaller.\n");
+                "smaller; (busy): one side was timed while other processes used the machine.\n");
     const char *done[64];
     int ndone = 0;
     for (int i = 0; i < ns && ndone < 64; i++) {
@@ -858,7 +861,7 @@ static void write_peers(const char *dir, FILE *md, report_series_t *s, int ns, i
                     "ours | peak RSS theirs | RSS ratio |\n|---|---|---|---|---|---|---|---|---|\n");
         for (int a = 0; a < ng; a++)
             for (int b = 0; b < ng; b++) {
-                if (is_peer(&group[a]) || !is_peer(&group[b]))
+                if (is_peer(&group[a]) || !is_peer(&group[b]) || !same_shape(&group[a], &group[b]))
                     continue;
                 for (size_t x = 0; x < json_array_size(group[a].points); x++) {
                     const json_t *ra = json_array_get(group[a].points, x);
@@ -873,10 +876,13 @@ static void write_peers(const char *dir, FILE *md, report_series_t *s, int ns, i
                     char ma[32], mb[32];
                     fmt_bytes(report_num(ra, "peak_rss_bytes"), ma, sizeof ma);
                     fmt_bytes(report_num(rb, "peak_rss_bytes"), mb, sizeof mb);
-                    fprintf(md, "| %s | %s | %.0f | %.4g | %.4g | %.3g | %s | %s | %.3g |\n",
+                    const int busy = json_is_true(json_object_get(json_object_get(ra, "machine_load"), "busy")) ||
+                                     json_is_true(json_object_get(json_object_get(rb, "machine_load"), "busy"));
+                    fprintf(md, "| %s | %s | %.0f | %.4g | %.4g | %.3g%s | %s | %s | %.3g |\n",
                             group[a].label, group[b].label, report_num(ra, "n"),
                             report_num(ra, "wall_s"), report_num(rb, "wall_s"),
-                            report_num(ra, "wall_s") / report_num(rb, "wall_s"), ma, mb,
+                            report_num(ra, "wall_s") / report_num(rb, "wall_s"),
+                            busy ? " (busy)" : "", ma, mb,
                             report_num(ra, "peak_rss_bytes") / report_num(rb, "peak_rss_bytes"));
                 }
             }
