@@ -232,6 +232,25 @@ static int library_start(probe_papi *p)
     return 0;
 }
 
+/* An event stays only if every set could add it (added[t][i]: what adding it to set t
+ * returned): the others are unavailable, with the reason, and removed from the sets that
+ * hold them, so every set holds exactly the ok events. */
+static void keep_events_every_set_has(probe_papi *p, int added[][PROBE_MAX_EVENTS])
+{
+    for (int i = 0; i < p->nevents; i++)
+        for (int t = 0; t < p->nthreads; t++)
+            if (added[t][i] != PAPI_OK && p->events[i].ok) {
+                p->events[i].ok = false;
+                explain(p, p->events[i].name, added[t][i], p->events[i].reason,
+                        sizeof p->events[i].reason);
+            }
+    /* Remove events that some thread lacks, so every set holds exactly the ok events. */
+    for (int t = 0; t < p->nthreads; t++)
+        for (int i = 0; i < p->nevents; i++)
+            if (!p->events[i].ok && added[t][i] == PAPI_OK && !p->events[i].process_wide)
+                PAPI_remove_named_event(p->eventset[t], p->events[i].name);
+}
+
 int probe_papi_init(probe_papi *p, const char *events, int nthreads)
 {
     memset(p, 0, sizeof *p);
@@ -261,18 +280,7 @@ int probe_papi_init(probe_papi *p, const char *events, int nthreads)
                                   : crc;
         }
     }
-    for (int i = 0; i < p->nevents; i++)
-        for (int t = 0; t < p->nthreads; t++)
-            if (added[t][i] != PAPI_OK && p->events[i].ok) {
-                p->events[i].ok = false;
-                explain(p, p->events[i].name, added[t][i], p->events[i].reason,
-                        sizeof p->events[i].reason);
-            }
-    /* Remove events that some thread lacks, so every set holds exactly the ok events. */
-    for (int t = 0; t < p->nthreads; t++)
-        for (int i = 0; i < p->nevents; i++)
-            if (!p->events[i].ok && added[t][i] == PAPI_OK && !p->events[i].process_wide)
-                PAPI_remove_named_event(p->eventset[t], p->events[i].name);
+    keep_events_every_set_has(p, added);
     return 0;
 }
 
@@ -346,17 +354,7 @@ int probe_papi_attach(probe_papi *p, const char *events, pid_t pid)
                               ? PAPI_OK
                               : PAPI_add_named_event(p->eventset[t], p->events[i].name);
     }
-    for (int i = 0; i < p->nevents; i++)
-        for (int t = 0; t < p->nthreads; t++)
-            if (added[t][i] != PAPI_OK && p->events[i].ok) {
-                p->events[i].ok = false;
-                explain(p, p->events[i].name, added[t][i], p->events[i].reason,
-                        sizeof p->events[i].reason);
-            }
-    for (int t = 0; t < p->nthreads; t++)
-        for (int i = 0; i < p->nevents; i++)
-            if (!p->events[i].ok && added[t][i] == PAPI_OK && !p->events[i].process_wide)
-                PAPI_remove_named_event(p->eventset[t], p->events[i].name);
+    keep_events_every_set_has(p, added);
     if (p->nthreads == 0)
         for (int i = 0; i < p->nevents; i++)
             if (p->events[i].ok) {
