@@ -27,7 +27,8 @@
     X(ATTN_ESHAPE, "invalid shape (B, H, n and d must be positive)")                     \
     X(ATTN_EUNSUPPORTED, "shape or parameters not supported by this method")             \
     X(ATTN_ENOBACKWARD, "method has no backward pass")                                   \
-    X(ATTN_ENOMEM, "out of memory")
+    X(ATTN_ENOMEM, "out of memory")                                                      \
+    X(ATTN_EEXCHANGE, "a transfer between ranks failed (ring)")
 
 enum attn_error {
 #define ATTN_ERROR_ENUM(name, msg) name,
