@@ -49,12 +49,26 @@ TEST_HELPER_OBJ := $(BUILD)/tests/helpers.o $(BUILD)/tests/reference.o
 FUZZ_TARGETS := npy results suite values
 REPLAY_BIN := $(patsubst %,$(BUILD)/tests/replay_%,$(FUZZ_TARGETS))
 
+# The one program that links MPI: a rank of a `ring --ranks P` point, which the harness starts
+# P times through mpirun (bench/ranks.h). attnbench itself never initializes MPI.
+RANK_BIN := $(BUILD)/attnbench-rank
+RANK_OBJ := $(patsubst %.c,$(BUILD)/%.o,$(wildcard bench/mpi/*.c))
+MPI_CFLAGS = $(shell $(PKG_CONFIG) --cflags ompi-c)
+MPI_LIBS = $(shell $(PKG_CONFIG) --libs ompi-c)
+
 .PHONY: all test asan test-targets fuzz fuzz-run sweep peers regression slurm-test clean FORCE
 .SECONDARY:
-all: $(BUILD)/attnbench
+all: $(BUILD)/attnbench $(RANK_BIN)
 
 $(BUILD)/attnbench: $(MAIN_OBJ) $(LIB_OBJ)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(RANK_BIN): $(RANK_OBJ) $(LIB_OBJ)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(MPI_LIBS)
+
+$(BUILD)/bench/mpi/%.o: bench/mpi/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(MPI_CFLAGS) -c -o $@ $<
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -80,7 +94,7 @@ $(BUILD)/tests/replay_%: $(BUILD)/tests/fuzz/replay.o $(BUILD)/tests/fuzz/fuzz_%
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 # Each test binary runs on its own; the CLI tests drive build/attnbench from the shell.
-test: $(BUILD)/attnbench $(TEST_BIN) $(REPLAY_BIN)
+test: $(BUILD)/attnbench $(RANK_BIN) $(TEST_BIN) $(REPLAY_BIN)
 	@set -e; for t in $(TEST_BIN); do echo "== $$t"; $$t; done
 	@set -e; for t in $(FUZZ_TARGETS); do echo "== fuzz corpus $$t"; $(BUILD)/tests/replay_$$t tests/fuzz/corpus/$$t; done
 	@ATTNBENCH=$(BUILD)/attnbench bash tests/cli_test.sh

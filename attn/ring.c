@@ -418,18 +418,20 @@ int attn_ring_backward(const attn_shape *s, const attn_params *p, const attn_rin
             for (size_t i = 0; i < pair && !failed; i++)
                 share[i] = w.acc[i] + share[i];
         }
-        /* pass the sum on; receive the next block's, or (last step) this rank's own, home */
+        /* pass the sum on; receive the next block's, or (last step) this rank's own, home
+         * (one rank: its own sum is already here) */
         const size_t incoming = more ? 2 * block_floats(s, next.rows) : 2 * mine_floats;
-        if (!failed)
+        if (!failed && P > 1)
             failed = x->shift(x->ctx, ATTN_RING_GRAD, share, pair * sizeof(float), w.acc,
                               incoming * sizeof(float)) != 0;
         if (more && !failed)
             failed = x->wait(x->ctx, ATTN_RING_KV) != 0;
     }
-    if (failed || x->wait(x->ctx, ATTN_RING_GRAD) != 0)
+    if (failed || (P > 1 && x->wait(x->ctx, ATTN_RING_GRAD) != 0))
         return ATTN_EEXCHANGE;
-    memcpy(g->dk, w.acc, mine_floats * sizeof(float));
-    memcpy(g->dv, w.acc + mine_floats, mine_floats * sizeof(float));
+    const float *home = P > 1 ? w.acc : w.grad[0];
+    memcpy(g->dk, home, mine_floats * sizeof(float));
+    memcpy(g->dv, home + mine_floats, mine_floats * sizeof(float));
     return ATTN_OK;
 }
 

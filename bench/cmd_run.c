@@ -77,7 +77,12 @@ int cmd_run(int argc, char **argv)
         return cli_error("run", "--layers takes one number of layers here (a sweep takes more)");
 
     point_spec s;
-    options_spec(&o, &p, &ref, n, (int)o.layers[0], &s);
+    if (o.nranks > 1)
+        return cli_error("run", "--ranks takes one number of processes here (a sweep takes more)");
+    if (o.nranks && (ref.label || strcmp(p.method->name, "ring") != 0))
+        return cli_error("run", "--ranks runs the ring method over MPI processes; %s runs in one "
+                                "process", method);
+    options_spec(&o, &p, &ref, n, (int)o.layers[0], o.nranks ? (int)o.ranks[0] : 0, &s);
     const char *why;
     point_model model;
     if ((rc = point_model_of(&s, &model, &why)) && rc != ATTN_EUNSUPPORTED)

@@ -23,6 +23,20 @@ const char *inputs_name(int kind);
 /* x[i] ~ sigma * N(0, 1), element i drawn from (seed, stream, i). */
 void inputs_normal(float *x, size_t count, uint64_t seed, uint64_t stream, float sigma,
                    int nthreads);
+/* Some rows of every head: chunk c is rows [start[c], start[c] + len[c]) of the sequence. A
+ * ring rank's inputs are its rows only, packed (B, H, rows, d) in chunk order, with the values
+ * those rows have in the whole tensors. */
+typedef struct inputs_rows {
+    int chunks;
+    int64_t start[2], len[2];
+} inputs_rows;
+
+/* x (B, H, rows, d) = the rows' elements of inputs_normal's whole (B, H, n, d) tensor. */
+void inputs_normal_rows(const attn_shape *s, const inputs_rows *rows, uint64_t seed,
+                        uint64_t stream, float sigma, float *x, int nthreads);
+/* q, k, v of the rows, as inputs_generate makes them for the whole sequence. */
+void inputs_generate_rows(const attn_shape *s, const inputs_rows *rows, int kind, uint64_t seed,
+                          float *q, float *k, float *v, int nthreads);
 /* Fills q, k, v (B, H, n, d) of one point. */
 void inputs_generate(const attn_shape *s, int kind, uint64_t seed, float *q, float *k, float *v,
                      int nthreads);

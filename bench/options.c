@@ -78,6 +78,7 @@ int options_apply(const char *cmd, int opt, const char *arg, options *o)
             return cli_error(cmd, "--threads '%s' is not an integer in [1, %d]", arg,
                              PROBE_MAX_THREADS);
         o->threads = (int)x;
+        o->threads_given = true;
         return 0;
     case OPT_INPUTS:
         if ((o->inputs = inputs_parse(arg)) < 0)
@@ -121,6 +122,11 @@ int options_apply(const char *cmd, int opt, const char *arg, options *o)
         else
             return cli_error(cmd, "--stack '%s' is not one of: standard, reversible", arg);
         o->train = true;
+        return 0;
+    case OPT_RANKS:
+        if ((o->nranks = options_parse_range(arg, o->ranks, 16, 1024)) <= 0)
+            return cli_error(cmd, "--ranks '%s' is not a number of MPI processes in [1, 1024] or "
+                                  "a list of at most 16", arg);
         return 0;
     case OPT_LAYERS:
         if ((o->nlayers = options_parse_range(arg, o->layers, 64, 1024)) <= 0)
@@ -203,13 +209,16 @@ int options_method(const char *cmd, const char *name, attn_params *p, method_ref
 }
 
 void options_spec(const options *o, const attn_params *p, const method_ref *ref, int64_t n,
-                  int layers, point_spec *s)
+                  int layers, int ranks, point_spec *s)
 {
     memset(s, 0, sizeof *s);
     s->params = *p;
     s->shape = o->shape;
     s->shape.n = n;
     s->threads = o->threads;
+    /* P ranks started on this machine share its cores, unless told otherwise */
+    if (ranks > 0 && !o->threads_given)
+        s->threads = o->threads / ranks > 1 ? o->threads / ranks : 1;
     s->reps = o->reps;
     s->warmup = o->warmup;
     s->external = ref->external;
@@ -228,4 +237,5 @@ void options_spec(const options *o, const attn_params *p, const method_ref *ref,
     s->accuracy = o->accuracy;
     s->backward = o->backward && !s->train && !s->external; /* a step has its own backward */
     s->counters = o->counters;
+    s->ranks = ranks;
 }

@@ -12,7 +12,7 @@
 enum {
     OPT_D = 1000, OPT_HEADS, OPT_BATCH, OPT_CAUSAL, OPT_REPS, OPT_SEED, OPT_THREADS, OPT_INPUTS,
     OPT_ACCURACY, OPT_COUNTERS, OPT_MEM_LIMIT, OPT_TIME_LIMIT, OPT_NO_SKIP, OPT_WARMUP, OPT_TRAIN,
-    OPT_STACK, OPT_LAYERS, OPT_D_FF, OPT_FF_CHUNK, OPT_BACKWARD, OPT_QUIET_WAIT,
+    OPT_STACK, OPT_LAYERS, OPT_D_FF, OPT_FF_CHUNK, OPT_BACKWARD, OPT_QUIET_WAIT, OPT_RANKS,
 };
 
 #define OPTIONS_COMMON_LONG                                                                      \
@@ -30,7 +30,8 @@ enum {
         {"layers", required_argument, 0, OPT_LAYERS}, {"d-ff", required_argument, 0, OPT_D_FF}, \
         {"ff-chunk", required_argument, 0, OPT_FF_CHUNK},                                       \
         {"backward", no_argument, 0, OPT_BACKWARD},                                             \
-        {"quiet-wait", required_argument, 0, OPT_QUIET_WAIT}
+        {"quiet-wait", required_argument, 0, OPT_QUIET_WAIT},                                   \
+        {"ranks", required_argument, 0, OPT_RANKS}
 
 #define OPTIONS_COMMON_HELP                                                                      \
     "  --d D            head dimension (default 64)\n"                                           \
@@ -54,16 +55,22 @@ enum {
     "                   one forward; method `reversible` is --train --stack reversible over lsh\n" \
     "  --stack KIND     standard (default) or reversible  --layers L (default 2; sweeps: a\n"  \
     "                   range or list as for --n)  --d-ff F (default 4 d_model)\n"            \
-    "  --ff-chunk P     feed-forward positions per chunk (default 1024)\n"
+    "  --ff-chunk P     feed-forward positions per chunk (default 1024)\n"                    \
+    "  --ranks P        method ring only: run it as P MPI processes through mpirun, each with\n" \
+    "                   --threads or cores / P threads (sweeps: a list, e.g. 1,2,4); without\n" \
+    "                   it ring runs in one process\n"
 
 typedef struct options {
     attn_shape shape;   /* d, H, B, causal; n is set per point */
     int threads, reps, warmup, inputs;
+    bool threads_given; /* --threads was given: ranks on one machine do not share it out */
     bool train;
     int stack;          /* enum stack_kind */
     int64_t layers[64]; /* --layers: one value, or a sweep's list */
     int nlayers;
     int64_t d_ff, ff_chunk;
+    int64_t ranks[16];  /* --ranks: a ring's MPI process counts; nranks 0 when not given */
+    int nranks;
     unsigned long long seed;
     bool accuracy, backward;
     char counters[2048];
@@ -91,9 +98,10 @@ typedef struct method_ref {
  * method (the implemented one for ext:) and *ref; prints the known methods, or why the
  * program cannot be used, and returns CLI_EUSAGE for a name that does not resolve. */
 int options_method(const char *cmd, const char *name, attn_params *p, method_ref *ref);
-/* Fills a point spec from the options for one method/params, reference, length and depth. */
+/* Fills a point spec from the options for one method/params, reference, length, depth and
+ * rank count (0: in one process). */
 void options_spec(const options *o, const attn_params *p, const method_ref *ref, int64_t n,
-                  int layers, point_spec *s);
+                  int layers, int ranks, point_spec *s);
 /* Parses "MIN:MAX[:FACTOR]" or "a,b,c" (K/M suffixes count 1024s) into at most max values in
  * [1, limit]. Returns the count or -1. */
 int options_parse_range(const char *text, int64_t *vals, int max, int64_t limit);

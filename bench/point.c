@@ -26,6 +26,7 @@
 #include "external.h"
 #include "inputs.h"
 #include "probe.h"
+#include "ranks.h"
 #include "timing.h"
 #include "workload.h"
 
@@ -64,6 +65,8 @@ void point_key(const point_spec *s, char *buf, size_t size)
     }
     if (s->backward && len > 0 && (size_t)len < size) /* so do forward-only points */
         len += snprintf(buf + len, size - (size_t)len, ";backward=1");
+    if (s->ranks > 0 && len > 0 && (size_t)len < size) /* and points in one process */
+        len += snprintf(buf + len, size - (size_t)len, ";ranks=%d", s->ranks);
     /* a training point adds its stack (attention points keep the keys they always had) */
     if (s->train && len > 0 && (size_t)len < size)
         snprintf(buf + len, size - (size_t)len, ";train=%s;layers=%d;d_ff=%lld;ff_chunk=%lld%s%s",
@@ -109,7 +112,7 @@ static const char *const measured_keys[] = {
     "rss_before_inputs_bytes", "rss_before_kernel_bytes", "ru_maxrss_bytes", "heap_peak_bytes",
     "heap_kernel_alloc_bytes", "jemalloc", "counters", "counters_unavailable", "rusage",
     "err_vs_exact", "loss", "work",
-    "harness", "unavailable", "peer", "machine_load", "quiet_wait",
+    "harness", "unavailable", "peer", "ranks", "machine_load", "quiet_wait",
 };
 
 json_t *point_record_new(const point_spec *s, const json_t *context, int status,
@@ -491,10 +494,13 @@ static void child_main(const point_spec *s, const point_limits *lim, int fd, pid
     const double t_start = timing_now();
     child_setup(parent);
     child_state c = {.s = s, .fd = fd, .r = json_object(), .harness = json_object()};
-    if (s->external) { /* someone else's program, measured from outside (no address-space cap:
-                          an interpreter's reservations are not its memory) */
-        char reason[512] = "";
-        const int status = external_measure(s, c.r, reason, sizeof reason);
+    if (s->external || s->ranks > 0) { /* someone else's program, or our ring as P MPI
+                                          processes: measured from outside (no address-space
+                                          cap: an interpreter's or MPI's reservations are not
+                                          its memory) */
+        char reason[1024] = "";
+        const int status = s->external ? external_measure(s, c.r, reason, sizeof reason)
+                                       : ranks_measure(s, c.r, reason, sizeof reason);
         json_object_set_new(c.harness, "child_s", json_real(timing_now() - t_start));
         json_object_set_new(c.r, "harness", c.harness);
         child_finish(fd, c.r, status, status == POINT_OK ? NULL : reason);
@@ -578,11 +584,13 @@ int point_over_memory(const point_spec *s, const point_limits *lim, char *buf, s
     const char *why;
     if (point_model_of(s, &m, &why) != 0 || !lim->mem_limit || lim->no_skip)
         return 0;
-    const uint64_t model = m.bytes;
+    /* ranks started here by mpirun share this machine: each is at most the largest */
+    const uint64_t model = m.bytes * (uint64_t)(s->ranks > 0 ? s->ranks : 1);
     if (model <= lim->mem_limit)
         return 0;
-    snprintf(buf, size, "model needs %llu bytes (%.2f GiB), more than the memory limit of %.2f GiB%s%s%s",
-             (unsigned long long)model, (double)model / 0x1p30, (double)lim->mem_limit / 0x1p30,
+    snprintf(buf, size, "model needs %llu bytes (%.2f GiB%s), more than the memory limit of %.2f GiB%s%s%s",
+             (unsigned long long)model, (double)model / 0x1p30,
+             s->ranks > 0 ? " over all ranks" : "", (double)lim->mem_limit / 0x1p30,
              lim->mem_limit_source[0] ? " (" : "", lim->mem_limit_source,
              lim->mem_limit_source[0] ? ")" : "");
     return 1;
@@ -695,7 +703,7 @@ json_t *point_run(const point_spec *s, const point_limits *lim, const json_t *co
     free(buf);
     const int measured = report != NULL,
               complete = measured &&
-                         messages == (s->accuracy && !s->train && !s->external ? 2 : 1);
+                         messages == (s->accuracy && !s->train && !s->external && !s->ranks ? 2 : 1);
     if (stopped || (lim->stop && *lim->stop && !complete)) {
         /* interrupted: what did not finish on its own is not a result; it runs again */
         json_decref(report);

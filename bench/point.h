@@ -57,6 +57,8 @@ typedef struct point_spec {
     const char *label;    /* the record's method name when it is not the attention's own
                              ("reversible": the Reformer, a reversible stack over lsh; "ext:NAME"),
                              or NULL */
+    int ranks;            /* ring over this many MPI processes (`--ranks`), started by mpirun;
+                             0: the method runs in the point's own process */
     const struct external_peer *external; /* ext:NAME: the program run and measured instead of
                                              an attnbench method, which is the one it
                                              implements (params, model); or NULL */

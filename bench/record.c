@@ -93,9 +93,24 @@ void record_print_table(FILE *f, const json_t *rec)
             bytes_of(rec, "rss_before_inputs_bytes", b, sizeof b),
             bytes_of(rec, "rss_before_kernel_bytes", c, sizeof c),
             bytes_of(rec, "ru_maxrss_bytes", d, sizeof d));
-    fprintf(f, "%-14s %s (io %s + workspace %s)\n", "model bytes",
+    const json_t *ranks = json_object_get(rec, "ranks");
+    fprintf(f, "%-14s %s (io %s + workspace %s)%s\n", "model bytes",
             bytes_of(rec, "model_bytes", a, sizeof a), bytes_of(rec, "model_io_bytes", b, sizeof b),
-            bytes_of(rec, "model_workspace_bytes", c, sizeof c));
+            bytes_of(rec, "model_workspace_bytes", c, sizeof c),
+            json_is_object(ranks) ? " of the largest rank" : "");
+    if (json_is_object(ranks)) { /* a ring over MPI processes: each rank's own numbers */
+        fprintf(f, "%-14s %.0f MPI processes (%s); peak RSS summed over ranks %s\n", "ranks",
+                num(ranks, "count"), json_string_value(json_object_get(ranks, "mpi")),
+                bytes_of(ranks, "peak_rss_bytes_sum", a, sizeof a));
+        size_t i;
+        json_t *rk;
+        json_array_foreach(json_object_get(ranks, "per_rank"), i, rk)
+            fprintf(f, "%-14s rank %.0f: %.0f rows, peak RSS %s (model %s), sent %s per run "
+                       "(model %s), waiting %.1f%% of the run\n",
+                    "", num(rk, "rank"), num(rk, "rows"), bytes_of(rk, "peak_rss_bytes", a, sizeof a),
+                    bytes_of(rk, "model_bytes", b, sizeof b), bytes_of(rk, "bytes_sent", c, sizeof c),
+                    bytes_of(rk, "model_bytes_sent", d, sizeof d), 100 * num(rk, "wait_share"));
+    }
     const json_t *je = json_object_get(rec, "jemalloc");
     const char *no_heap = json_string_value(
         json_object_get(json_object_get(rec, "unavailable"), "heap_peak_bytes"));

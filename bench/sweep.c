@@ -270,17 +270,22 @@ static int parse_group(const char *cmd, int argc, char **argv, const options *de
         /* depth matters only to training points: one pass otherwise */
         const int trains = ref.external ? ref.external->train[0] != '\0' : o->train || ref.reversible;
         const int nl = trains ? o->nlayers : 1;
+        /* process counts matter only to ring, the sequence-parallel method */
+        const int ring = !ref.label && strcmp(p.method->name, "ring") == 0;
+        const int nr = ring && o->nranks ? o->nranks : 1;
         for (int i = 0; i < nsets; i++)
             for (int l = 0; l < nl; l++)
-                for (int j = 0; j < nn; j++) {
-                    if (sw->npoints == MAX_POINTS)
-                        return cli_error(cmd, "more than %d points", MAX_POINTS);
-                    if (sw->npoints == sw->capacity && grow(sw) != 0)
-                        return cli_fail(cmd, "out of memory for %d points", sw->npoints);
-                    sw->group_of[sw->npoints] = sw->ngroups - 1;
-                    options_spec(o, &sets[i], &ref, ns[j], (int)o->layers[l],
-                                 &sw->points[sw->npoints++]);
-                }
+                for (int rk = 0; rk < nr; rk++)
+                    for (int j = 0; j < nn; j++) {
+                        if (sw->npoints == MAX_POINTS)
+                            return cli_error(cmd, "more than %d points", MAX_POINTS);
+                        if (sw->npoints == sw->capacity && grow(sw) != 0)
+                            return cli_fail(cmd, "out of memory for %d points", sw->npoints);
+                        sw->group_of[sw->npoints] = sw->ngroups - 1;
+                        options_spec(o, &sets[i], &ref, ns[j], (int)o->layers[l],
+                                     ring && o->nranks ? (int)o->ranks[rk] : 0,
+                                     &sw->points[sw->npoints++]);
+                    }
     }
     return 0;
 }

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../attn/ring.h"
 #include "../attn/rng.h"
 #include "inputs.h"
 
@@ -24,9 +25,52 @@ static void stack_of(const point_spec *s, stack_config *c)
     c->target_base = rng_stream(s->seed, 12);
 }
 
+uint64_t workload_rank_bytes(const point_spec *s, int ranks, int rank)
+{
+    attn_ring_cost rc;
+    attn_ring_cost_of(&s->shape, &s->params, ranks, rank, s->threads, &rc);
+    const uint64_t rows = (uint64_t)(s->shape.B * s->shape.H * rc.rows);
+    const uint64_t elems = rows * (uint64_t)s->shape.d;
+    uint64_t work = rc.cost.workspace_bytes;
+    if (s->backward && rc.cost.bwd_workspace_bytes > work)
+        work = rc.cost.bwd_workspace_bytes;
+    return (4 * elems + rows + (s->backward ? 4 * elems : 0)) * sizeof(float) + work;
+}
+
+/* A ring point over ranks: see workload_model. */
+static int ranks_model(const point_spec *s, point_model *m, const char **why)
+{
+    if (s->train || s->external || strcmp(s->params.method->name, "ring") != 0) {
+        *why = "only the ring method runs over ranks (--ranks): it is the sequence-parallel one";
+        return ATTN_EUNSUPPORTED;
+    }
+    int rc = attn_check(&s->shape, &s->params, why);
+    if (!rc)
+        rc = attn_ring_check(&s->shape, &s->params, s->ranks, why);
+    if (rc)
+        return rc;
+    for (int r = 0; r < s->ranks; r++) {
+        attn_ring_cost c;
+        attn_ring_cost_of(&s->shape, &s->params, s->ranks, r, s->threads, &c);
+        m->flops += c.cost.flops + (s->backward ? c.cost.bwd_flops : 0);
+        m->scores += c.cost.scores;
+        const uint64_t bytes = workload_rank_bytes(s, s->ranks, r);
+        if (bytes > m->bytes) {
+            m->bytes = bytes;
+            m->workspace_bytes = c.cost.workspace_bytes;
+            if (s->backward && c.cost.bwd_workspace_bytes > m->workspace_bytes)
+                m->workspace_bytes = c.cost.bwd_workspace_bytes;
+            m->io_bytes = bytes - m->workspace_bytes;
+        }
+    }
+    return 0;
+}
+
 int workload_model(const point_spec *s, point_model *m, const char **why)
 {
     memset(m, 0, sizeof *m);
+    if (s->ranks > 0)
+        return ranks_model(s, m, why);
     if (s->train) {
         stack_config c;
         stack_of(s, &c);

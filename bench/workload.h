@@ -26,8 +26,12 @@ typedef struct workload {
     attn_stats *stats; /* where the kernels count their work, or NULL */
 } workload;
 
-/* The model of a point: attention (the method's cost) or training (the stack's). */
+/* The model of a point: attention (the method's cost) or training (the stack's). A ring point
+ * over ranks: flops and scores of all ranks, bytes (io, workspace) of the largest rank. */
 int workload_model(const point_spec *s, point_model *m, const char **why);
+/* A ring point over `ranks` processes: what rank `rank` allocates (its rows of q, k, v, out,
+ * lse, with --backward dout, dq, dk, dv, and one workspace for both passes). */
+uint64_t workload_rank_bytes(const point_spec *s, int ranks, int rank);
 /* Allocates every buffer, touches every page of it (so no run, warm-up or timed, pays for
  * first-touch page faults), and generates the inputs (and weights) from the seed; the runs
  * count their work into *stats (NULL: they do not count). Returns 0, or ATTN_ENOMEM when an

@@ -18,6 +18,7 @@ packages=(
     libjansson-dev           # JSON records
     gnuplot-nox fonts-dejavu-core   # plots (pngcairo, svg)
     python3-numpy            # outside checks of `attnbench forward`
+    libopenmpi-dev openmpi-bin   # ring attention over ranks: build/attnbench-rank and mpirun
 )
 for opt in "$@"; do
     case "$opt" in

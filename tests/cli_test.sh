@@ -627,5 +627,63 @@ expect_status 2 "backward without --dv" -- "$bin" backward --method full --q "$t
 expect_status 2 "backward dout shape" -- "$bin" backward --method full --q "$tmp/q.npy" --k "$tmp/k.npy" --v "$tmp/v.npy" --dout "$tmp/short.npy" --dq "$tmp/dq.npy" --dk "$tmp/dk.npy" --dv "$tmp/dv.npy"
 expect_status 2 "forward with a backward flag" -- "$bin" forward --method full --q "$tmp/q.npy" --k "$tmp/k.npy" --v "$tmp/v.npy" --out "$tmp/o.npy" --dq "$tmp/dq.npy"
 
+# --- ring over MPI ranks: P processes started by mpirun (build/attnbench-rank); outputs and
+# gradients against full_stream's on the whole inputs, one record with every rank's memory
+ringcheck() {
+    /usr/bin/python3 - "$@" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1])); P, n = int(sys.argv[2]), int(sys.argv[3])
+assert r["status"] == "ok", r["reason"]
+assert r["point_key"].endswith(f";ranks={P}"), r["point_key"]
+e, rk = r["err_vs_exact"], r["ranks"]
+assert e["max_rel"] <= 1e-5, e
+assert all(e["grad"][g] <= 1e-4 for g in ("dq", "dk", "dv")), e["grad"]
+per = rk["per_rank"]
+assert rk["count"] == P and [x["rank"] for x in per] == list(range(P)), rk
+assert sum(x["rows"] for x in per) == n, per
+assert all(x["bytes_sent"] == x["model_bytes_sent"] for x in per), per
+assert (P == 1) == all(x["bytes_sent"] == 0 for x in per), per
+assert r["peak_rss_bytes"] == max(x["peak_rss_bytes"] for x in per)
+assert rk["peak_rss_bytes_sum"] == sum(x["peak_rss_bytes"] for x in per)
+assert len(r["wall_s_reps"]) == r["reps"] and r["wall_s"] > 0
+PY
+}
+if command -v mpirun >/dev/null && [ -x "$(dirname "$bin")/attnbench-rank" ]; then
+    for P in 1 2 3 4; do
+        for c in "" --causal; do
+            expect_status 0 "ring --ranks $P $c" -- "$bin" run --method ring --ranks $P --n 203 --heads 2 --batch 2 --d 16 $c --backward --accuracy --reps 2 --counters none --json
+            msg=$(ringcheck "$tmp/out" $P 203 2>&1) && pass || fail "ring --ranks $P $c: $msg"
+        done
+    done
+    # a rank that dies ends the point, named; nothing of the ring is left running
+    live_ranks() { ps -eo stat=,comm= | awk '$2 == "attnbench-rank" || $2 == "mpirun" { if ($1 !~ /Z/) n++ } END { print n + 0 }'; }
+    for f in segv exit; do
+        ATTNBENCH_FAULT=$f ATTNBENCH_FAULT_RANK=2 "$bin" run --method ring --ranks 3 --n 300 --counters none --json >"$tmp/out" 2>/dev/null
+        grep -q '"status":"crashed"' "$tmp/out" && grep -q '"reason":"rank 2 of 3 died' "$tmp/out" && pass ||
+            fail "ring with rank 2 dead ($f): $(grep -o '"reason":"[^"]*"' "$tmp/out")"
+    done
+    ATTNBENCH_FAULT=sleep ATTNBENCH_FAULT_RANK=1 "$bin" run --method ring --ranks 3 --n 300 --counters none --time-limit 2 --json >"$tmp/out" 2>/dev/null
+    grep -q '"status":"timeout"' "$tmp/out" && pass || fail "ring with a hung rank: not a timeout"
+    sleep 1
+    [ "$(live_ranks)" = 0 ] && pass || fail "ranks or mpirun left running: $(ps -eo pid,stat,comm | grep -E 'attnbench-rank|mpirun')"
+    # a sweep over rank counts: one point per count, the count in the id; other methods once
+    expect_status 0 "sweep --ranks" -- "$bin" sweep --methods ring,full_stream --n 256,512 --ranks 1,2 --reps 1 --counters none --out "$tmp/ranks.jsonl"
+    /usr/bin/python3 - "$tmp/ranks.jsonl" <<'PY' && pass || fail "sweep --ranks: wrong points"
+import json, sys
+recs = [json.loads(l) for l in open(sys.argv[1])]
+keys = sorted((r["method"], r["n"], (r["ranks"] or {}).get("count")) for r in recs)
+assert keys == [("full_stream", 256, None), ("full_stream", 512, None), ("ring", 256, 1),
+                ("ring", 256, 2), ("ring", 512, 1), ("ring", 512, 2)], keys
+assert len({r["point_id"] for r in recs}) == 6 and all(r["status"] == "ok" for r in recs)
+PY
+else
+    fail "ring --ranks: no mpirun or build/attnbench-rank (scripts/install-deps.sh installs Open MPI)"
+fi
+expect_status 2 "--ranks with a method other than ring" -- "$bin" run --method full_stream --ranks 2 --n 64
+expect_status 2 "--ranks 0" -- "$bin" run --method ring --ranks 0 --n 64
+expect_status 2 "--ranks with two counts in run" -- "$bin" run --method ring --ranks 1,2 --n 64
+ATTNBENCH_FAULT= "$bin" run --method ring --ranks 4 --n 3 --counters none --json >"$tmp/out" 2>/dev/null
+grep -q '"status":"unsupported"' "$tmp/out" && pass || fail "ring with more ranks than rows is not unsupported"
+
 echo "cli_test: $((count - fails))/$count passed"
 [ "$fails" = 0 ]

@@ -1,0 +1,496 @@
+/* ring_rank.c: build/attnbench-rank, one rank of a `ring` point, started P times by mpirun
+ * (bench/ranks.c execs it; never run by hand). The only code of attnbench that links MPI: the
+ * harness itself never initializes MPI, so it may go on forking points.
+ *
+ *   attnbench-rank --point JSON --record FILE
+ *
+ * JSON is the point: {"n", "d", "heads", "batch", "causal", "threads", "seed", "reps", "warmup",
+ * "inputs", "backward", "accuracy", "params": {"tile_q": .., ...}}. Every rank generates its own
+ * rows of the inputs from the seed (the values they have in the whole tensors), resets its
+ * VmHWM, runs the warm-up (outputs poisoned, then checked), then the timed repetitions, each
+ * started together after a barrier and timed as the slowest rank's; it counts the bytes it sent
+ * and the time it waited for blocks. Rank 0 gathers every rank's numbers and writes one JSON
+ * object to FILE: the measured fields of the point's record (bench/ranks.c adds them to it).
+ * With "accuracy", rank 0 also gathers the outputs and compares them with full_stream's on the
+ * whole inputs (after the measured region). Exit status 0 when FILE was written. */
+#include <errno.h>
+#include <jansson.h>
+#include <math.h>
+#include <mpi.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <unistd.h>
+
+#include "../../attn/ring.h"
+#include "../inputs.h"
+#include "../point.h"
+#include "../probe.h"
+#include "../timing.h"
+#include "../workload.h"
+
+/* ---- the exchange, over MPI ---------------------------------------------------------- */
+
+typedef struct mpi_ring {
+    MPI_Comm comm;
+    int rank, ranks;
+    MPI_Request req[ATTN_RING_CHANNELS][2];
+    double wait_s, sent_bytes; /* since the last reset */
+} mpi_ring;
+
+static int mpi_shift(void *ctx, int chan, const void *send, size_t send_bytes, void *recv,
+                     size_t recv_bytes)
+{
+    mpi_ring *x = ctx;
+    const int next = (x->rank + 1) % x->ranks, prev = (x->rank + x->ranks - 1) % x->ranks;
+    if (send_bytes / sizeof(float) > INT32_MAX || recv_bytes / sizeof(float) > INT32_MAX)
+        return -1; /* one message per block: a count MPI takes as an int */
+    if (MPI_Irecv(recv, (int)(recv_bytes / sizeof(float)), MPI_FLOAT, prev, chan, x->comm,
+                  &x->req[chan][0]) != MPI_SUCCESS ||
+        MPI_Isend(send, (int)(send_bytes / sizeof(float)), MPI_FLOAT, next, chan, x->comm,
+                  &x->req[chan][1]) != MPI_SUCCESS)
+        return -1;
+    x->sent_bytes += (double)send_bytes;
+    return 0;
+}
+
+static int mpi_wait(void *ctx, int chan)
+{
+    mpi_ring *x = ctx;
+    const double t0 = timing_now();
+    const int rc = MPI_Waitall(2, x->req[chan], MPI_STATUSES_IGNORE);
+    x->wait_s += timing_now() - t0;
+    return rc != MPI_SUCCESS;
+}
+
+/* ---- the point ---------------------------------------------------------------------- */
+
+typedef struct rank_point {
+    point_spec s;
+    attn_ring_part part;
+    attn_ring_cost cost;
+    float *q, *k, *v, *out, *lse, *dout, *dq, *dk, *dv;
+    void *work;
+    size_t elems, rows; /* this rank's */
+} rank_point;
+
+static int parse_point(const char *text, point_spec *s, char *why, size_t size)
+{
+    json_error_t err;
+    json_t *j = json_loads(text, 0, &err);
+    if (!json_is_object(j)) {
+        snprintf(why, size, "--point is not a JSON object: %s", err.text);
+        json_decref(j);
+        return -1;
+    }
+    memset(s, 0, sizeof *s);
+    attn_params_default(attn_find("ring"), &s->params);
+    s->shape = (attn_shape){
+        .n = json_integer_value(json_object_get(j, "n")),
+        .d = json_integer_value(json_object_get(j, "d")),
+        .H = json_integer_value(json_object_get(j, "heads")),
+        .B = json_integer_value(json_object_get(j, "batch")),
+        .causal = json_is_true(json_object_get(j, "causal"))};
+    s->threads = (int)json_integer_value(json_object_get(j, "threads"));
+    s->reps = (int)json_integer_value(json_object_get(j, "reps"));
+    s->warmup = (int)json_integer_value(json_object_get(j, "warmup"));
+    s->seed = (uint64_t)json_integer_value(json_object_get(j, "seed"));
+    s->inputs = inputs_parse(json_is_string(json_object_get(j, "inputs"))
+                                ? json_string_value(json_object_get(j, "inputs"))
+                                : "random");
+    s->backward = json_is_true(json_object_get(j, "backward"));
+    s->accuracy = json_is_true(json_object_get(j, "accuracy"));
+    const char *key;
+    json_t *value;
+    int rc = 0;
+    json_object_foreach(json_object_get(j, "params"), key, value)
+    {
+        char text_value[64];
+        if (json_is_string(value))
+            snprintf(text_value, sizeof text_value, "%s", json_string_value(value));
+        else
+            snprintf(text_value, sizeof text_value, "%.17g", json_number_value(value));
+        if (attn_params_set(&s->params, key, text_value) != 0) {
+            snprintf(why, size, "parameter %s=%s", key, text_value);
+            rc = -1;
+        }
+    }
+    json_decref(j);
+    const char *bad;
+    if (!rc && (s->threads < 1 || s->reps < 1 || s->inputs < 0 ||
+                attn_check(&s->shape, &s->params, &bad) != 0)) {
+        snprintf(why, size, "the point is not one ring runs");
+        rc = -1;
+    }
+    return rc;
+}
+
+static float *alloc_floats(size_t count)
+{
+    return attn_aligned_alloc((count ? count : 1) * sizeof(float));
+}
+
+static void poison(float *x, size_t count)
+{
+    for (size_t i = 0; i < count; i++)
+        x[i] = NAN;
+}
+
+/* Allocates and fills this rank's buffers, every page touched. Returns 0 or -1. */
+static int prepare(rank_point *p, int ranks, int rank)
+{
+    const point_spec *s = &p->s;
+    attn_ring_part_of(&s->shape, &s->params, ranks, rank, &p->part);
+    attn_ring_cost_of(&s->shape, &s->params, ranks, rank, s->threads, &p->cost);
+    p->elems = (size_t)(s->shape.B * s->shape.H * p->part.rows * s->shape.d);
+    p->rows = (size_t)(s->shape.B * s->shape.H * p->part.rows);
+    const attn_cost *c = &p->cost.cost; /* one workspace serves both passes in turn */
+    const size_t work = s->backward && c->bwd_workspace_bytes > c->workspace_bytes
+                            ? c->bwd_workspace_bytes
+                            : c->workspace_bytes;
+    p->q = alloc_floats(p->elems), p->k = alloc_floats(p->elems), p->v = alloc_floats(p->elems);
+    p->out = alloc_floats(p->elems), p->lse = alloc_floats(p->rows);
+    p->work = attn_aligned_alloc(work);
+    if (!p->q || !p->k || !p->v || !p->out || !p->lse || !p->work)
+        return -1;
+    memset(p->work, 0, work);
+    poison(p->out, p->elems), poison(p->lse, p->rows);
+    const inputs_rows rows = {.chunks = p->part.chunks,
+                              .start = {p->part.start[0], p->part.start[1]},
+                              .len = {p->part.len[0], p->part.len[1]}};
+    inputs_generate_rows(&s->shape, &rows, s->inputs, s->seed, p->q, p->k, p->v, s->threads);
+    if (s->backward) {
+        p->dout = alloc_floats(p->elems), p->dq = alloc_floats(p->elems);
+        p->dk = alloc_floats(p->elems), p->dv = alloc_floats(p->elems);
+        if (!p->dout || !p->dq || !p->dk || !p->dv)
+            return -1;
+        inputs_normal_rows(&s->shape, &rows, s->seed, 13, 1.0f, p->dout, s->threads);
+        poison(p->dq, p->elems), poison(p->dk, p->elems), poison(p->dv, p->elems);
+    }
+    return 0;
+}
+
+static int run_once(rank_point *p, const attn_ring_exchange *x)
+{
+    const point_spec *s = &p->s;
+    attn_tensors t = {.q = p->q, .k = p->k, .v = p->v, .out = p->out, .lse = p->lse};
+    int rc = attn_ring_forward(&s->shape, &s->params, x, &t, p->work, s->threads);
+    if (rc || !s->backward)
+        return rc;
+    attn_grads g = {.q = p->q, .k = p->k, .v = p->v, .out = p->out, .lse = p->lse,
+                    .dout = p->dout, .dq = p->dq, .dk = p->dk, .dv = p->dv};
+    return attn_ring_backward(&s->shape, &s->params, x, &g, p->work, s->threads);
+}
+
+/* The first element a run left unwritten or not finite, as a sentence; "" when none. */
+static void verify(const rank_point *p, char *why, size_t size)
+{
+    const struct {
+        const char *name;
+        const float *x;
+        size_t count;
+    } parts[] = {{"out", p->out, p->elems}, {"lse", p->lse, p->rows},
+                 {"dq", p->dq, p->dq ? p->elems : 0}, {"dk", p->dk, p->dk ? p->elems : 0},
+                 {"dv", p->dv, p->dv ? p->elems : 0}};
+    why[0] = '\0';
+    for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++)
+        for (size_t e = 0; e < parts[i].count; e++)
+            if (!isfinite(parts[i].x[e]) && !(parts[i].x == p->lse && parts[i].x[e] == -INFINITY)) {
+                snprintf(why, size, "%s element %zu of the rank's rows is %g", parts[i].name, e,
+                         (double)parts[i].x[e]);
+                return;
+            }
+}
+
+/* Test hook: ATTNBENCH_FAULT (segv, sigkill, exit, sleep) in the rank ATTNBENCH_FAULT_RANK
+ * names, once its buffers exist: a rank that dies must end the point, named. */
+static void inject_fault(int rank)
+{
+    const char *f = getenv("ATTNBENCH_FAULT"), *r = getenv("ATTNBENCH_FAULT_RANK");
+    if (!f || !r || atoi(r) != rank)
+        return;
+    if (strcmp(f, "segv") == 0)
+        raise(SIGSEGV);
+    else if (strcmp(f, "sigkill") == 0)
+        raise(SIGKILL);
+    else if (strcmp(f, "exit") == 0)
+        _exit(3);
+    else if (strcmp(f, "sleep") == 0)
+        for (;;)
+            pause();
+}
+
+/* What each rank measured, gathered on rank 0: fixed slots of doubles. */
+enum { M_ROWS, M_PEAK, M_RSS_INPUTS, M_RSS_KERNEL, M_SENT, M_MODEL_SENT, M_WAIT, M_RUN,
+       M_MODEL_BYTES, M_SCORES, M_FIELDS };
+
+static json_t *rank_json(int r, const double *m)
+{
+    json_t *j = json_object();
+    json_object_set_new(j, "rank", json_integer(r));
+    json_object_set_new(j, "rows", json_integer((json_int_t)m[M_ROWS]));
+    json_object_set_new(j, "peak_rss_bytes", m[M_PEAK] > 0 ? json_integer((json_int_t)m[M_PEAK]) : json_null());
+    json_object_set_new(j, "rss_before_inputs_bytes", json_integer((json_int_t)m[M_RSS_INPUTS]));
+    json_object_set_new(j, "rss_before_kernel_bytes", json_integer((json_int_t)m[M_RSS_KERNEL]));
+    json_object_set_new(j, "model_bytes", json_integer((json_int_t)m[M_MODEL_BYTES]));
+    json_object_set_new(j, "bytes_sent", json_real(m[M_SENT]));
+    json_object_set_new(j, "model_bytes_sent", json_real(m[M_MODEL_SENT]));
+    json_object_set_new(j, "wait_s", json_real(m[M_WAIT]));
+    json_object_set_new(j, "wait_share", json_real(m[M_RUN] > 0 ? m[M_WAIT] / m[M_RUN] : 0));
+    json_object_set_new(j, "scores", json_real(m[M_SCORES]));
+    return j;
+}
+
+/* Rank r's rows of a local (B, H, rows, d) tensor into rank 0's whole (B, H, n, d) one (NULL
+ * on other ranks). Counts travel as ints, one chunk of one head at a time. */
+static void gather_rows(const rank_point *p, int ranks, int rank, const float *local, float *whole)
+{
+    const point_spec *s = &p->s;
+    const int64_t d = s->shape.d;
+    for (int r = 0; r < ranks; r++) {
+        attn_ring_part pt;
+        attn_ring_part_of(&s->shape, &s->params, ranks, r, &pt);
+        for (int64_t bh = 0; bh < s->shape.B * s->shape.H; bh++)
+            for (int c = 0, at = 0; c < pt.chunks; at += (int)pt.len[c], c++) {
+                const int count = (int)(pt.len[c] * d);
+                float *dst = whole ? whole + (bh * s->shape.n + pt.start[c]) * d : NULL;
+                const float *src = local + (bh * pt.rows + at) * d;
+                if (r == 0 && rank == 0)
+                    memcpy(dst, src, (size_t)count * sizeof(float));
+                else if (rank == r)
+                    MPI_Send(src, count, MPI_FLOAT, 0, 7, MPI_COMM_WORLD);
+                else if (rank == 0)
+                    MPI_Recv(dst, count, MPI_FLOAT, r, 7, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
+            }
+    }
+}
+
+/* max |got - want| / max |want| over a tensor */
+static double scaled_error(const float *got, const float *want, size_t count)
+{
+    double err = 0, scale = 0;
+    for (size_t i = 0; i < count; i++) {
+        err = fmax(err, fabs((double)got[i] - (double)want[i]));
+        scale = fmax(scale, fabs((double)want[i]));
+    }
+    return scale > 0 ? err / scale : err;
+}
+
+/* Rank 0, --accuracy: every rank's output rows into the whole output, against full_stream's on
+ * the whole inputs (after the measured region); with --backward the gradients too, against
+ * full_stream's backward: {"max_rel", ..., "grad": {"dq", "dk", "dv": max |err| / max |exact|}}.
+ * A whole tensor past 2^31 floats is not gathered. */
+static json_t *accuracy(rank_point *p, int ranks, int rank)
+{
+    const point_spec *s = &p->s;
+    const size_t whole = attn_tensor_elems(&s->shape);
+    if (whole > INT32_MAX)
+        return rank == 0 ? json_pack("{s:s}", "error", "the whole output is past 2^31 floats: "
+                                                       "not gathered")
+                         : NULL;
+    float *got[4] = {NULL};
+    const float *local[4] = {p->out, p->dq, p->dk, p->dv};
+    const int tensors = s->backward ? 4 : 1;
+    for (int i = 0; i < tensors; i++) {
+        got[i] = rank == 0 ? alloc_floats(whole) : NULL;
+        gather_rows(p, ranks, rank, local[i], got[i]);
+    }
+    json_t *e = NULL;
+    if (rank == 0) {
+        float *q = alloc_floats(whole), *k = alloc_floats(whole), *v = alloc_floats(whole);
+        inputs_generate(&s->shape, s->inputs, s->seed, q, k, v, s->threads);
+        e = point_exact_error(s, q, k, v, got[0]);
+        if (s->backward) { /* full_stream's forward and backward on the whole inputs */
+            const size_t rows = (size_t)(s->shape.B * s->shape.H * s->shape.n);
+            float *out = alloc_floats(whole), *lse = alloc_floats(rows), *dout = alloc_floats(whole);
+            float *g[3] = {alloc_floats(whole), alloc_floats(whole), alloc_floats(whole)};
+            attn_params exact;
+            attn_params_default(attn_find("full_stream"), &exact);
+            inputs_normal(dout, whole, s->seed, 13, 1.0f, s->threads);
+            attn_tensors t = {.q = q, .k = k, .v = v, .out = out, .lse = lse};
+            attn_grads gr = {.q = q, .k = k, .v = v, .out = out, .lse = lse, .dout = dout,
+                             .dq = g[0], .dk = g[1], .dv = g[2]};
+            json_t *grad = json_object();
+            if (attn_forward_alloc(&s->shape, &exact, &t, s->threads) == 0 &&
+                attn_backward_alloc(&s->shape, &exact, &gr, s->threads) == 0) {
+                static const char *const names[] = {"dq", "dk", "dv"};
+                for (int i = 0; i < 3; i++)
+                    json_object_set_new(grad, names[i], json_real(scaled_error(got[i + 1], g[i], whole)));
+                json_object_set_new(grad, "metric", json_string("max |grad - exact| / max |exact|, "
+                                                                "exact: full_stream's backward"));
+            } else {
+                json_object_set_new(grad, "error", json_string("full_stream's backward failed"));
+            }
+            json_object_set_new(e, "grad", grad);
+            free(out), free(lse), free(dout), free(g[0]), free(g[1]), free(g[2]);
+        }
+        free(q), free(k), free(v);
+    }
+    for (int i = 0; i < tensors; i++)
+        free(got[i]);
+    return e;
+}
+
+static int write_record(const char *path, json_t *j)
+{
+    char tmp[4096];
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    if (json_dump_file(j, tmp, JSON_COMPACT | JSON_REAL_PRECISION(17)) != 0)
+        return -1;
+    return rename(tmp, path);
+}
+
+int main(int argc, char **argv)
+{
+    prctl(PR_SET_PDEATHSIG, SIGKILL); /* mpirun gone (killed at a time limit): so are we */
+    const char *point_text = NULL, *record = NULL;
+    for (int i = 1; i + 1 < argc; i += 2) {
+        if (strcmp(argv[i], "--point") == 0)
+            point_text = argv[i + 1];
+        else if (strcmp(argv[i], "--record") == 0)
+            record = argv[i + 1];
+    }
+    if (!point_text || !record) {
+        fprintf(stderr, "usage: attnbench-rank --point JSON --record FILE (run by attnbench "
+                        "under mpirun)\n");
+        return 2;
+    }
+    uint64_t rss_inputs = 0, hwm = 0;
+    probe_rss_read(&rss_inputs, &hwm); /* before MPI: the process itself */
+    int provided, rank, ranks;
+    MPI_Init_thread(&argc, &argv, MPI_THREAD_FUNNELED, &provided);
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    MPI_Comm_size(MPI_COMM_WORLD, &ranks);
+
+    json_t *out = json_object();
+    char why[512] = "";
+    rank_point p;
+    memset(&p, 0, sizeof p);
+    int status = POINT_OK;
+    if (parse_point(point_text, &p.s, why, sizeof why) != 0) {
+        status = POINT_ERROR;
+    } else {
+        const char *bad;
+        if (attn_ring_check(&p.s.shape, &p.s.params, ranks, &bad) != 0) {
+            snprintf(why, sizeof why, "%s", bad);
+            status = POINT_UNSUPPORTED;
+        }
+    }
+    /* memory: the peak from here on is the rank's point (MPI's own buffers included) */
+    probe_rss_read(&rss_inputs, &hwm);
+    probe_rss_reset_peak();
+    int ok = status == POINT_OK && prepare(&p, ranks, rank) == 0, all_ok;
+    MPI_Allreduce(&ok, &all_ok, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD);
+    if (status == POINT_OK && !all_ok) {
+        status = POINT_ALLOC_FAILED;
+        snprintf(why, sizeof why, "a rank could not allocate its %.3g GiB (model)",
+                 (double)p.cost.cost.workspace_bytes / 0x1p30);
+    }
+    uint64_t rss_kernel = 0;
+    probe_rss_read(&rss_kernel, &hwm);
+    mpi_ring ring = {.comm = MPI_COMM_WORLD, .rank = rank, .ranks = ranks};
+    const attn_ring_exchange x = {.rank = rank, .ranks = ranks, .ctx = &ring,
+                                  .shift = mpi_shift, .wait = mpi_wait};
+    double *times = calloc((size_t)(p.s.reps > 0 ? p.s.reps : 1), sizeof *times);
+    double run_s = 0;
+    if (status == POINT_OK) {
+        inject_fault(rank);
+        int rc = 0;
+        for (int i = 0; i < p.s.warmup && !rc; i++)
+            rc = run_once(&p, &x);
+        char bad[256] = "";
+        if (!rc && p.s.warmup > 0)
+            verify(&p, bad, sizeof bad);
+        ring.wait_s = ring.sent_bytes = 0;
+        for (int i = 0; i < p.s.reps && !rc; i++) {
+            MPI_Barrier(MPI_COMM_WORLD);
+            const double t0 = timing_now();
+            rc = run_once(&p, &x);
+            const double mine = timing_now() - t0;
+            run_s += mine;
+            MPI_Allreduce(&mine, &times[i], 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
+        }
+        if (!rc && !bad[0])
+            verify(&p, bad, sizeof bad);
+        int failed = rc || bad[0], first = failed ? rank : ranks, who;
+        MPI_Allreduce(&first, &who, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD);
+        if (who < ranks) {
+            status = POINT_ERROR;
+            if (rank == who && rc)
+                snprintf(why, sizeof why, "rank %d: %s (%s)", rank, attn_errname(rc), attn_strerror(rc));
+            else if (rank == who)
+                snprintf(why, sizeof why, "rank %d: %s: not written, or not finite on finite "
+                         "inputs", rank, bad);
+            if (who != 0) { /* the reason travels to rank 0, which writes the record */
+                if (rank == who)
+                    MPI_Send(why, sizeof why, MPI_CHAR, 0, 9, MPI_COMM_WORLD);
+                else if (rank == 0)
+                    MPI_Recv(why, sizeof why, MPI_CHAR, who, 9, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
+            }
+        }
+    }
+    uint64_t rss_end = 0;
+    probe_rss_read(&rss_end, &hwm);
+
+    double mine[M_FIELDS] = {0}, *every = rank == 0 ? calloc((size_t)ranks * M_FIELDS, sizeof(double)) : NULL;
+    mine[M_ROWS] = (double)p.part.rows;
+    mine[M_PEAK] = (double)hwm;
+    mine[M_RSS_INPUTS] = (double)rss_inputs;
+    mine[M_RSS_KERNEL] = (double)rss_kernel;
+    mine[M_SENT] = p.s.reps > 0 ? ring.sent_bytes / p.s.reps : 0;
+    mine[M_MODEL_SENT] = p.cost.send_bytes + (p.s.backward ? p.cost.bwd_send_bytes : 0);
+    mine[M_WAIT] = p.s.reps > 0 ? ring.wait_s / p.s.reps : 0;
+    mine[M_RUN] = p.s.reps > 0 ? run_s / p.s.reps : 0;
+    mine[M_MODEL_BYTES] = (double)workload_rank_bytes(&p.s, ranks, rank);
+    mine[M_SCORES] = p.cost.cost.scores;
+    MPI_Gather(mine, M_FIELDS, MPI_DOUBLE, every, M_FIELDS, MPI_DOUBLE, 0, MPI_COMM_WORLD);
+    json_t *err = status == POINT_OK && p.s.accuracy ? accuracy(&p, ranks, rank) : NULL;
+
+    int written = 1;
+    if (rank == 0) {
+        json_object_set_new(out, "status", json_string(point_status_name(status)));
+        json_object_set_new(out, "reason", why[0] ? json_string(why) : json_null());
+        json_t *reps = json_array(), *per = json_array();
+        for (int i = 0; status == POINT_OK && i < p.s.reps; i++)
+            json_array_append_new(reps, json_real(times[i]));
+        json_object_set_new(out, "wall_s_reps", reps);
+        double peak = 0, sum = 0, inputs = 0, kernel = 0, sent = 0, wait = 0;
+        for (int r = 0; r < ranks; r++) {
+            const double *m = every + (size_t)r * M_FIELDS;
+            json_array_append_new(per, rank_json(r, m));
+            peak = fmax(peak, m[M_PEAK]), sum += m[M_PEAK];
+            inputs = fmax(inputs, m[M_RSS_INPUTS]), kernel = fmax(kernel, m[M_RSS_KERNEL]);
+            sent = fmax(sent, m[M_SENT]);
+            wait = fmax(wait, m[M_RUN] > 0 ? m[M_WAIT] / m[M_RUN] : 0);
+        }
+        json_object_set_new(out, "peak_rss_bytes", json_integer((json_int_t)peak));
+        json_object_set_new(out, "rss_before_inputs_bytes", json_integer((json_int_t)inputs));
+        json_object_set_new(out, "rss_before_kernel_bytes", json_integer((json_int_t)kernel));
+        json_t *rj = json_object();
+        json_object_set_new(rj, "count", json_integer(ranks));
+        json_object_set_new(rj, "peak_rss_bytes_max", json_integer((json_int_t)peak));
+        json_object_set_new(rj, "peak_rss_bytes_sum", json_integer((json_int_t)sum));
+        json_object_set_new(rj, "bytes_sent_max", json_real(sent));
+        json_object_set_new(rj, "wait_share_max", json_real(wait));
+        int len;
+        char version[MPI_MAX_LIBRARY_VERSION_STRING];
+        MPI_Get_library_version(version, &len);
+        version[strcspn(version, "\n,")] = '\0';
+        json_object_set_new(rj, "mpi", json_string(version));
+        json_object_set_new(rj, "per_rank", per);
+        json_object_set_new(out, "ranks", rj);
+        if (err)
+            json_object_set_new(out, "err_vs_exact", err);
+        written = write_record(record, out) == 0;
+        if (!written)
+            fprintf(stderr, "attnbench-rank: cannot write %s: %s\n", record, strerror(errno));
+    }
+    json_decref(out);
+    free(times), free(every);
+    free(p.q), free(p.k), free(p.v), free(p.out), free(p.lse), free(p.work);
+    free(p.dout), free(p.dq), free(p.dk), free(p.dv);
+    MPI_Finalize();
+    return written ? 0 : 1;
+}

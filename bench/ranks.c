@@ -1,0 +1,244 @@
+/* ranks.c: see ranks.h. */
+#include "ranks.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "inputs.h"
+#include "timing.h"
+
+int ranks_program(char *path, size_t size)
+{
+    char exe[PATH_MAX];
+    ssize_t len = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (len <= 0) {
+        snprintf(path, size, "cannot read /proc/self/exe");
+        return -1;
+    }
+    exe[len] = '\0';
+    char *slash = strrchr(exe, '/');
+    if (slash)
+        *slash = '\0';
+    snprintf(path, size, "%s/attnbench-rank", exe);
+    if (access(path, X_OK) != 0) {
+        snprintf(path, size, "%s/attnbench-rank was not built (MPI, libopenmpi-dev, was not "
+                 "found when building: scripts/install-deps.sh installs it)", exe);
+        return -1;
+    }
+    return 0;
+}
+
+/* The point as the rank program reads it (--point). */
+static char *point_json(const point_spec *s)
+{
+    json_t *j = json_object(), *params = json_object();
+    const attn_method *m = s->params.method;
+    for (int i = 0; i < m->n_params; i++) {
+        char val[64];
+        json_object_set_new(params, m->params[i].name,
+                            json_string(attn_param_format(&s->params, i, val, sizeof val)));
+    }
+    json_object_set_new(j, "n", json_integer(s->shape.n));
+    json_object_set_new(j, "d", json_integer(s->shape.d));
+    json_object_set_new(j, "heads", json_integer(s->shape.H));
+    json_object_set_new(j, "batch", json_integer(s->shape.B));
+    json_object_set_new(j, "causal", json_boolean(s->shape.causal));
+    json_object_set_new(j, "threads", json_integer(s->threads));
+    json_object_set_new(j, "seed", json_integer((json_int_t)s->seed));
+    json_object_set_new(j, "reps", json_integer(s->reps));
+    json_object_set_new(j, "warmup", json_integer(s->warmup));
+    json_object_set_new(j, "inputs", json_string(inputs_name(s->inputs)));
+    json_object_set_new(j, "backward", json_boolean(s->backward));
+    json_object_set_new(j, "accuracy", json_boolean(s->accuracy));
+    json_object_set_new(j, "params", params);
+    char *text = json_dumps(j, JSON_COMPACT);
+    json_decref(j);
+    return text;
+}
+
+/* Execs the launcher in the forked process; never returns. */
+static void exec_launcher(const point_spec *s, const char *program, const char *point,
+                          const char *record, const char *log)
+{
+    prctl(PR_SET_PDEATHSIG, SIGTERM); /* the point's child killed (time limit): mpirun cleans up */
+    int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (fd >= 0) {
+        dup2(fd, STDOUT_FILENO);
+        dup2(fd, STDERR_FILENO);
+        close(fd);
+    }
+    const char *env = getenv("ATTNBENCH_MPIRUN");
+    char launcher[1024], np[16];
+    snprintf(launcher, sizeof launcher, "%s",
+             env && *env ? env : "mpirun --allow-run-as-root --oversubscribe --bind-to none");
+    snprintf(np, sizeof np, "%d", s->ranks);
+    char *argv[64];
+    int argc = 0;
+    for (char *save, *w = strtok_r(launcher, " \t", &save); w && argc < 50;
+         w = strtok_r(NULL, " \t", &save))
+        argv[argc++] = w;
+    argv[argc++] = "-np", argv[argc++] = np;
+    argv[argc++] = (char *)program;
+    argv[argc++] = "--point", argv[argc++] = (char *)point;
+    argv[argc++] = "--record", argv[argc++] = (char *)record;
+    argv[argc] = NULL;
+    execvp(argv[0], argv);
+    fprintf(stderr, "attnbench: cannot run %s: %s\n", argv[0], strerror(errno));
+    _exit(127);
+}
+
+/* The first line of the launcher's log that names a dead rank, and its rank: Open MPI says
+ * "process rank 1 with PID ... exited on signal 11" or "Process name: [[J,1],1]". */
+static int dead_rank(const char *log, char *line, size_t size)
+{
+    FILE *f = fopen(log, "r");
+    if (!f)
+        return -1;
+    char buf[1024];
+    int rank = -1;
+    while (rank < 0 && fgets(buf, sizeof buf, f)) {
+        const char *p;
+        if ((p = strstr(buf, "process rank ")) && sscanf(p, "process rank %d", &rank) == 1) {
+            buf[strcspn(buf, "\n")] = '\0';
+            snprintf(line, size, "%.300s", buf);
+        } else if ((p = strstr(buf, "Process name: [[")) && (p = strchr(p + 16, ']')) &&
+                   sscanf(p, "],%d]", &rank) == 1) {
+            snprintf(line, size, "it exited without finishing");
+            char more[256];
+            if (fgets(more, sizeof more, f) && strstr(more, "Exit code")) {
+                more[strcspn(more, "\n")] = '\0';
+                snprintf(line, size, "%s", more + strspn(more, " \t"));
+            }
+        }
+    }
+    fclose(f);
+    return rank;
+}
+
+/* The last non-empty line of the log, for a failure mpirun reported without naming a rank. */
+static void last_line(const char *log, char *line, size_t size)
+{
+    FILE *f = fopen(log, "r");
+    char buf[1024];
+    snprintf(line, size, "no output");
+    while (f && fgets(buf, sizeof buf, f)) {
+        buf[strcspn(buf, "\n")] = '\0';
+        if (buf[strspn(buf, " \t-")])
+            snprintf(line, size, "%.300s", buf);
+    }
+    if (f)
+        fclose(f);
+}
+
+static void set_unavailable(json_t *r)
+{
+    json_t *u = json_object();
+    static const char *const fields[] = {"heap_peak_bytes", "heap_kernel_alloc_bytes", "jemalloc",
+                                         "counters", "rusage", "machine_load"};
+    for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++)
+        json_object_set_new(u, fields[i], json_string("a ring over ranks runs as P processes "
+                                                      "started by mpirun: not gathered from them "
+                                                      "(each rank's memory is in `ranks`)"));
+    json_object_set_new(r, "unavailable", u);
+}
+
+int ranks_measure(const point_spec *s, json_t *r, char *reason, size_t size)
+{
+    char program[PATH_MAX + 128];
+    json_object_set_new(r, "peak_rss_bytes", json_null()); /* not this process's */
+    set_unavailable(r);
+    if (ranks_program(program, sizeof program) != 0) {
+        snprintf(reason, size, "%s", program);
+        return POINT_ERROR;
+    }
+    char dir[PATH_MAX], record[PATH_MAX + 32], log[PATH_MAX + 32];
+    const char *tmp = getenv("TMPDIR");
+    snprintf(dir, sizeof dir, "%s/attnbench-ranks-XXXXXX", tmp && *tmp ? tmp : "/tmp");
+    if (!mkdtemp(dir)) {
+        snprintf(reason, size, "cannot make a folder for the ranks' record: %s", strerror(errno));
+        return POINT_ERROR;
+    }
+    snprintf(record, sizeof record, "%s/record.json", dir);
+    snprintf(log, sizeof log, "%s/mpirun.log", dir);
+    char *point = point_json(s);
+    fflush(NULL);
+    const pid_t pid = fork();
+    if (pid == 0)
+        exec_launcher(s, program, point, record, log);
+    int wstatus = 0, status = POINT_ERROR;
+    if (pid < 0) {
+        snprintf(reason, size, "fork() failed");
+        goto done;
+    }
+    while (waitpid(pid, &wstatus, 0) < 0 && errno == EINTR)
+        ;
+    json_error_t err;
+    json_t *got = json_load_file(record, 0, &err);
+    if (!json_is_object(got)) { /* no record: a rank died, or the launcher failed */
+        char line[512];
+        const int rank = dead_rank(log, line, sizeof line);
+        if (rank >= 0) {
+            snprintf(reason, size, "rank %d of %d died: %s", rank, s->ranks, line);
+            status = POINT_CRASHED;
+        } else if (WIFEXITED(wstatus) && WEXITSTATUS(wstatus) == 127) {
+            last_line(log, line, sizeof line);
+            snprintf(reason, size, "the MPI launcher could not run: %s", line);
+        } else {
+            last_line(log, line, sizeof line);
+            snprintf(reason, size, "the ranks ended without a record (launcher %s %d): %s",
+                     WIFSIGNALED(wstatus) ? "killed by signal" : "exit status",
+                     WIFSIGNALED(wstatus) ? WTERMSIG(wstatus) : WEXITSTATUS(wstatus), line);
+            status = POINT_CRASHED;
+        }
+        json_decref(got);
+        goto done;
+    }
+    const char *said = json_string_value(json_object_get(got, "status"));
+    status = said ? point_status_parse(said) : -1;
+    if (status < 0)
+        status = POINT_ERROR;
+    said = json_string_value(json_object_get(got, "reason"));
+    if (status != POINT_OK)
+        snprintf(reason, size, "%s", said ? said : "the ranks' record gives no reason");
+    static const char *const copied[] = {"peak_rss_bytes", "rss_before_inputs_bytes",
+                                         "rss_before_kernel_bytes", "ranks", "err_vs_exact"};
+    for (size_t i = 0; i < sizeof copied / sizeof copied[0]; i++)
+        if (json_object_get(got, copied[i]))
+            json_object_set(r, copied[i], json_object_get(got, copied[i]));
+    const json_t *reps = json_object_get(got, "wall_s_reps");
+    if (status == POINT_OK && json_array_size(reps) == (size_t)s->reps) {
+        double *t = calloc((size_t)s->reps, sizeof *t), median, min, max;
+        for (int i = 0; i < s->reps; i++)
+            t[i] = json_number_value(json_array_get(reps, (size_t)i));
+        json_object_set(r, "wall_s_reps", (json_t *)reps);
+        timing_summary(t, s->reps, &median, &min, &max);
+        json_object_set_new(r, "wall_s", json_real(median));
+        json_object_set_new(r, "wall_s_min", json_real(min));
+        json_object_set_new(r, "wall_s_max", json_real(max));
+        point_model pm;
+        const char *why;
+        if (point_model_of(s, &pm, &why) == 0)
+            json_object_set_new(r, "gflops", json_real(pm.flops / median / 1e9));
+        free(t);
+    } else if (status == POINT_OK) {
+        snprintf(reason, size, "the ranks' record has %zu repetitions, not %d",
+                 json_array_size(reps), s->reps);
+        status = POINT_ERROR;
+    }
+    json_decref(got);
+done:
+    free(point);
+    unlink(record);
+    unlink(log);
+    rmdir(dir);
+    return status;
+}
