@@ -79,9 +79,10 @@ static size_t block_floats(const attn_shape *s, int64_t rows)
 
 /* The workspace of either pass, carved in one place so size and layout agree. */
 typedef struct ring_work {
-    float *kv[2];   /* the block computed on and the one arriving: K then V, packed */
+    float *kv[2];   /* the block computed on and the one arriving: K then V, packed (one
+                       rank: kv[0] only) */
     float *grad[2]; /* backward: this rank's dK, dV share of the block, then the sum sent on */
-    float *acc;     /* backward: the sum arriving from the previous rank */
+    float *acc;     /* backward: the sum arriving from the previous rank (not with one rank) */
     float *row;     /* forward: each row's running softmax sum l; backward: D = rowsum(dO o O) */
     char *tiles;    /* one tile per thread */
 } ring_work;
@@ -104,12 +105,15 @@ static size_t ring_carve(const attn_shape *s, const attn_params *p, int ranks, i
     ring_work local;
     w = w ? w : &local;
     *w = (ring_work){0};
-    for (int i = 0; i < 2; i++)
+    /* one rank: no block arrives, and its gradient sums stay home */
+    const int buffers = ranks > 1 ? 2 : 1;
+    for (int i = 0; i < buffers; i++)
         w->kv[i] = kern_take(&c, pair, sizeof(float));
     if (backward) {
-        for (int i = 0; i < 2; i++)
+        for (int i = 0; i < buffers; i++)
             w->grad[i] = kern_take(&c, pair, sizeof(float));
-        w->acc = kern_take(&c, pair, sizeof(float));
+        if (ranks > 1)
+            w->acc = kern_take(&c, pair, sizeof(float));
     }
     w->row = kern_take(&c, (size_t)(s->B * s->H * me.rows), sizeof(float));
     const size_t per_thread = backward ? bwd_tile_bytes(tq, tk, (int)s->d)
