@@ -176,7 +176,7 @@ static int64_t chunk_local(const attn_ring_part *pt, int i)
  * count. */
 static void forward_block(const attn_shape *s, const attn_ring_part *me, const attn_ring_part *blk,
                           const float *kv, const attn_tensors *t, float *l, char *tiles, int tq,
-                          int tk, int nthreads)
+                          int tk, int nthreads, const attn_ring_exchange *x)
 {
     const int d = (int)s->d;
     const int64_t BH = s->B * s->H, qt0 = (me->len[0] + tq - 1) / tq,
@@ -193,6 +193,8 @@ static void forward_block(const attn_shape *s, const attn_ring_part *me, const a
         tile.stats = t->stats ? &mine : NULL;
 #pragma omp for schedule(dynamic)
         for (int64_t item = 0; item < items; item++) {
+            if (x->progress && omp_get_thread_num() == 0) /* the caller's thread */
+                x->progress(x->ctx);
             const int64_t bh = item / qtiles, qt = item % qtiles;
             const int qc = qt >= qt0;
             const int64_t q0 = (qt - (qc ? qt0 : 0)) * tq;
@@ -257,7 +259,7 @@ int attn_ring_forward(const attn_shape *s, const attn_params *p, const attn_ring
                               2 * block_floats(s, blk.rows) * sizeof(float), nxt,
                               2 * block_floats(s, next.rows) * sizeof(float)) != 0;
         if (!failed)
-            forward_block(s, &me, &blk, cur, t, w.row, w.tiles, tq, tk, nthreads);
+            forward_block(s, &me, &blk, cur, t, w.row, w.tiles, tq, tk, nthreads, x);
         if (more && !failed)
             failed = x->wait(x->ctx, ATTN_RING_KV) != 0;
     }
@@ -291,6 +293,7 @@ static void ring_causal_mask(const void *ctx, float *s, int lds, int rows, int c
 /* One head's units for one block: each query tile of each chunk against each key tile of the
  * block's chunks that it sees, in that order. */
 typedef struct ring_units {
+    const attn_ring_exchange *x; /* its progress runs as the caller's thread claims units */
     const attn_ring_part *me, *blk;
     int tq, tk;
     bool causal;
@@ -302,6 +305,8 @@ typedef struct ring_units {
 static bool ring_next(void *state, bwd_tile *t, bwd_unit *u)
 {
     ring_units *c = state;
+    if (c->x->progress && omp_get_thread_num() == 0)
+        c->x->progress(c->x->ctx);
     for (;;) {
         if (c->qc >= c->me->chunks)
             return false;
@@ -341,7 +346,8 @@ static bool ring_next(void *state, bwd_tile *t, bwd_unit *u)
  * in a fixed order (backward.h). */
 static void backward_block(const attn_shape *s, const attn_params *p, const attn_ring_part *me,
                            const attn_ring_part *blk, const float *kv, float *grad,
-                           const attn_grads *g, const float *D, char *tiles, int nthreads)
+                           const attn_grads *g, const float *D, char *tiles, int nthreads,
+                           const attn_ring_exchange *x)
 {
     const int d = (int)s->d;
     int tq, tk;
@@ -363,7 +369,7 @@ static void backward_block(const attn_shape *s, const attn_params *p, const attn
 #pragma omp single
             {
                 bwd_order_init(&order);
-                units = (ring_units){.me = me, .blk = blk, .tq = tq, .tk = tk,
+                units = (ring_units){.x = x, .me = me, .blk = blk, .tq = tq, .tk = tk,
                                      .causal = s->causal};
                 for (int qc = 0; qc < 2; qc++)
                     for (int kc = 0; kc < 2; kc++)
@@ -416,7 +422,7 @@ int attn_ring_backward(const attn_shape *s, const attn_params *p, const attn_rin
                               2 * block_floats(s, next.rows) * sizeof(float)) != 0;
         if (failed)
             break;
-        backward_block(s, p, &me, &blk, cur, share, g, w.row, w.tiles, nthreads);
+        backward_block(s, p, &me, &blk, cur, share, g, w.row, w.tiles, nthreads, x);
         if (step > 0) { /* the sum of the ranks before this one: ring order, fixed */
             failed = x->wait(x->ctx, ATTN_RING_GRAD) != 0;
             for (size_t i = 0; i < pair && !failed; i++)

@@ -43,6 +43,10 @@ typedef struct attn_ring_exchange {
                  size_t recv_bytes);
     /* Completes the channel's shift. Returns 0 or nonzero (a failed transfer). */
     int (*wait)(void *ctx, int chan);
+    /* Optional (NULL: not called): lets the transfers in flight advance while the rank
+     * computes, for a library that moves a large message only inside its own calls (MPI's
+     * progress rule). Called between tiles, only from the thread that called the ring. */
+    void (*progress)(void *ctx);
 } attn_ring_exchange;
 
 /* The rows of one rank: one or two chunks, in sequence order. */

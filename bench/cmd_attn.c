@@ -13,6 +13,8 @@
 #include "cli.h"
 #include "commands.h"
 #include "npy.h"
+#include "ranks.h"
+#include "../attn/ring.h"
 #include "probe.h"
 
 /* The counter groups --counters knows, and every attn work counter with what it counts. */
@@ -83,14 +85,15 @@ int cmd_list(int argc, char **argv)
 static const char forward_usage[] =
     "usage: attnbench forward --method M --q Q.npy --k K.npy --v V.npy --out O.npy\n"
     "                         [--causal] [--param key=value]... [--threads T]\n"
-    "                         [--lse LSE.npy] [--structure S.npy]\n"
+    "                         [--lse LSE.npy] [--structure S.npy] [--ranks P]\n"
     "Inputs are float32 C-order .npy arrays of shape (n, d) or (B, H, n, d); the output has\n"
-    "the inputs' shape, the logsumexp (n) or (B, H, n), the structure the method's own.\n";
+    "the inputs' shape, the logsumexp (n) or (B, H, n), the structure the method's own.\n"
+    "--ranks P (method ring): P MPI processes through mpirun, each with its rows.\n";
 
 static const char backward_usage[] =
     "usage: attnbench backward --method M --q Q.npy --k K.npy --v V.npy --dout dO.npy\n"
     "                          --dq dQ.npy --dk dK.npy --dv dV.npy [--causal]\n"
-    "                          [--param key=value]... [--threads T]\n"
+    "                          [--param key=value]... [--threads T] [--ranks P]\n"
     "Runs the forward, then the backward of the loss whose gradient with respect to the output\n"
     "is dO, and writes dq, dk, dv in the inputs' shape.\n";
 
@@ -190,7 +193,8 @@ static int attn_command(const char *cmd, int argc, char **argv, int backward)
         {"dq", required_argument, 0, F_DQ},      {"dk", required_argument, 0, F_DK},
         {"dv", required_argument, 0, F_DV},      {"causal", no_argument, 0, 'c'},
         {"param", required_argument, 0, 'p'},    {"threads", required_argument, 0, 't'},
-        {"help", no_argument, 0, 'h'},           {0, 0, 0, 0},
+        {"ranks", required_argument, 0, 'r'},    {"help", no_argument, 0, 'h'},
+        {0, 0, 0, 0},
     };
     /* the flags each command takes */
     static const int fwd_files[] = {F_Q, F_K, F_V, F_OUT, F_LSE, F_STRUCTURE};
@@ -198,7 +202,8 @@ static int attn_command(const char *cmd, int argc, char **argv, int backward)
     const char *method = NULL, *path[F_COUNT] = {0}; /* by flag - F_FIRST */
     const char *params[64];
     int nparams = 0, causal = 0;
-    int64_t threads = omp_get_max_threads();
+    int64_t threads = omp_get_max_threads(), ranks = 0;
+    int threads_given = 0;
     opterr = 0;
     for (int c; (c = getopt_long(argc, argv, "", opts, NULL)) != -1;) {
         if (c >= F_FIRST && c < F_LAST) {
@@ -225,6 +230,11 @@ static int attn_command(const char *cmd, int argc, char **argv, int backward)
         case 't':
             if (cli_parse_int(optarg, 1, 1024, &threads))
                 return cli_error(cmd, "--threads '%s' is not an integer in [1, 1024]", optarg);
+            threads_given = 1;
+            break;
+        case 'r':
+            if (cli_parse_int(optarg, 1, 1024, &ranks))
+                return cli_error(cmd, "--ranks '%s' is not an integer in [1, 1024]", optarg);
             break;
         case 'h': fputs(backward ? backward_usage : forward_usage, stdout); return 0;
         default: return cli_getopt_error(cmd, optopt, argv, optind);
@@ -260,6 +270,26 @@ static int attn_command(const char *cmd, int argc, char **argv, int backward)
     const char *why;
     if ((rc = attn_check(&shape, &p, &why))) {
         rc = cli_check_error(cmd, &p, rc, why);
+        goto done;
+    }
+    if (ranks) { /* the ring over MPI processes: they read the files themselves */
+        if (strcmp(p.method->name, "ring") != 0) {
+            rc = cli_error(cmd, "--ranks runs the ring method over MPI processes, not %s",
+                           p.method->name);
+        } else if (path[F_STRUCTURE - F_FIRST]) {
+            rc = cli_error(cmd, "--structure: method ring has no discrete structure");
+        } else if ((rc = attn_ring_check(&shape, &p, (int)ranks, &why))) {
+            rc = cli_check_error(cmd, &p, rc, why);
+        } else {
+            const char *files[9];
+            for (int i = 0; i < 9; i++) /* q k v dout out lse dq dk dv */
+                files[i] = path[(i < 4 ? F_Q + i : i == 4 ? F_OUT : i == 5 ? F_LSE : F_DQ + i - 6) -
+                                F_FIRST];
+            /* ranks on this machine share its cores, unless told otherwise */
+            const int64_t each = threads_given || threads / ranks < 1 ? (threads_given ? threads : 1)
+                                                                        : threads / ranks;
+            rc = ranks_files((int)ranks, &p, causal, (int)each, files);
+        }
         goto done;
     }
     attn_cost cost;

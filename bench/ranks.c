@@ -65,12 +65,12 @@ static char *point_json(const point_spec *s)
     return text;
 }
 
-/* Execs the launcher in the forked process; never returns. */
-static void exec_launcher(const point_spec *s, const char *program, const char *point,
-                          const char *record, const char *log)
+/* Execs the launcher in the forked process, `-np ranks program args...`, its output to log
+ * (NULL: inherited); never returns. */
+static void exec_launcher(int ranks, const char *program, char *const *args, const char *log)
 {
     prctl(PR_SET_PDEATHSIG, SIGTERM); /* the point's child killed (time limit): mpirun cleans up */
-    int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    int fd = log ? open(log, O_WRONLY | O_CREAT | O_TRUNC, 0644) : -1;
     if (fd >= 0) {
         dup2(fd, STDOUT_FILENO);
         dup2(fd, STDERR_FILENO);
@@ -80,7 +80,7 @@ static void exec_launcher(const point_spec *s, const char *program, const char *
     char launcher[1024], np[16];
     snprintf(launcher, sizeof launcher, "%s",
              env && *env ? env : "mpirun --allow-run-as-root --oversubscribe --bind-to none");
-    snprintf(np, sizeof np, "%d", s->ranks);
+    snprintf(np, sizeof np, "%d", ranks);
     char *argv[64];
     int argc = 0;
     for (char *save, *w = strtok_r(launcher, " \t", &save); w && argc < 50;
@@ -88,12 +88,46 @@ static void exec_launcher(const point_spec *s, const char *program, const char *
         argv[argc++] = w;
     argv[argc++] = "-np", argv[argc++] = np;
     argv[argc++] = (char *)program;
-    argv[argc++] = "--point", argv[argc++] = (char *)point;
-    argv[argc++] = "--record", argv[argc++] = (char *)record;
+    for (int i = 0; args[i] && argc < 63; i++)
+        argv[argc++] = args[i];
     argv[argc] = NULL;
     execvp(argv[0], argv);
     fprintf(stderr, "attnbench: cannot run %s: %s\n", argv[0], strerror(errno));
     _exit(127);
+}
+
+int ranks_files(int ranks, const attn_params *p, int causal, int threads, const char *const *paths)
+{
+    char program[PATH_MAX + 128];
+    if (ranks_program(program, sizeof program) != 0) {
+        fprintf(stderr, "attnbench: %s\n", program);
+        return 1;
+    }
+    static const char *const keys[9] = {"q", "k", "v", "dout", "out", "lse", "dq", "dk", "dv"};
+    json_t *j = json_object(), *params = json_object();
+    for (int i = 0; i < p->method->n_params; i++) {
+        char val[64];
+        json_object_set_new(params, p->method->params[i].name,
+                            json_string(attn_param_format(p, i, val, sizeof val)));
+    }
+    json_object_set_new(j, "params", params);
+    json_object_set_new(j, "causal", json_boolean(causal));
+    json_object_set_new(j, "threads", json_integer(threads));
+    for (int i = 0; i < 9; i++)
+        if (paths[i])
+            json_object_set_new(j, keys[i], json_string(paths[i]));
+    char *text = json_dumps(j, JSON_COMPACT);
+    json_decref(j);
+    char *args[] = {"--files", text, NULL};
+    fflush(NULL);
+    const pid_t pid = fork();
+    if (pid == 0)
+        exec_launcher(ranks, program, args, NULL);
+    int wstatus = 0;
+    while (pid > 0 && waitpid(pid, &wstatus, 0) < 0 && errno == EINTR)
+        ;
+    free(text);
+    return pid > 0 && WIFEXITED(wstatus) && WEXITSTATUS(wstatus) == 0 ? 0 : 1;
 }
 
 /* The first line of the launcher's log that names a dead rank, and its rank: Open MPI says
@@ -114,10 +148,11 @@ static int dead_rank(const char *log, char *line, size_t size)
                    sscanf(p, "],%d]", &rank) == 1) {
             snprintf(line, size, "it exited without finishing");
             char more[256];
-            if (fgets(more, sizeof more, f) && strstr(more, "Exit code")) {
-                more[strcspn(more, "\n")] = '\0';
-                snprintf(line, size, "%s", more + strspn(more, " \t"));
-            }
+            int code;
+            const char *at;
+            if (fgets(more, sizeof more, f) && (at = strstr(more, "Exit code:")) &&
+                sscanf(at, "Exit code: %d", &code) == 1)
+                snprintf(line, size, "it exited with status %d", code);
         }
     }
     fclose(f);
@@ -172,8 +207,9 @@ int ranks_measure(const point_spec *s, json_t *r, char *reason, size_t size)
     char *point = point_json(s);
     fflush(NULL);
     const pid_t pid = fork();
+    char *args[] = {"--point", point, "--record", record, NULL};
     if (pid == 0)
-        exec_launcher(s, program, point, record, log);
+        exec_launcher(s->ranks, program, args, log);
     int wstatus = 0, status = POINT_ERROR;
     if (pid < 0) {
         snprintf(reason, size, "fork() failed");

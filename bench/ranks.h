@@ -26,6 +26,11 @@
  * status; reason is set when it is not ok. */
 int ranks_measure(const point_spec *s, json_t *r, char *reason, size_t size);
 
+/* `attnbench forward|backward --ranks P`: the ring over P processes on .npy files. paths, by
+ * q, k, v, dout, out, lse, dq, dk, dv (NULL: none; dout for backward), were checked by the
+ * caller. Returns 0, or 1 after the ranks or the launcher said why on stderr. */
+int ranks_files(int ranks, const attn_params *p, int causal, int threads, const char *const *paths);
+
 /* The rank program next to this binary (build/attnbench-rank) into path; 0, or -1 when it was
  * not built (no MPI when building) with the reason in path. */
 int ranks_program(char *path, size_t size);

@@ -907,6 +907,42 @@ static void write_not_ok(FILE *md, json_t *records)
         fprintf(md, "Every point was measured (status ok).\n");
 }
 
+/* Ring points over MPI processes: each rank's memory, what it sent and how long it waited,
+ * against the single-process points of the same n (the question: does memory fall as 1/P?). */
+static void write_ranks(FILE *md, json_t *records)
+{
+    size_t i, count = 0;
+    json_t *rec;
+    json_array_foreach(records, i, rec)
+    {
+        const json_t *rk = json_object_get(rec, "ranks");
+        if (!json_is_object(rk) || strcmp(report_str(rec, "status"), "ok") != 0)
+            continue;
+        if (!count++)
+            fprintf(md, "\n## Ranks\n\nRing attention over P MPI processes (`--ranks`): the "
+                        "slowest rank's time, the largest rank's peak RSS and model, the sum over "
+                        "ranks, bytes each rank sent per run (all equal to the model's when "
+                        "marked =), and the largest share of a rank's run spent waiting for a "
+                        "block.\n\n| n | causal | P | threads/rank | time (s) | peak RSS / rank "
+                        "| model / rank | peak RSS, sum | sent / rank | waiting |\n"
+                        "|---|---|---|---|---|---|---|---|---|---|\n");
+        char a[32], b[32], c[32], d[32];
+        fmt_bytes(report_num(rec, "peak_rss_bytes"), a, sizeof a);
+        fmt_bytes(report_num(rec, "model_bytes"), b, sizeof b);
+        fmt_bytes(report_num(rk, "peak_rss_bytes_sum"), c, sizeof c);
+        fmt_bytes(report_num(rk, "bytes_sent_max"), d, sizeof d);
+        size_t r;
+        json_t *per;
+        int as_model = 1;
+        json_array_foreach(json_object_get(rk, "per_rank"), r, per)
+            as_model &= report_num(per, "bytes_sent") == report_num(per, "model_bytes_sent");
+        fprintf(md, "| %.0f | %s | %.0f | %.0f | %.4g | %s | %s | %s | %s%s | %.1f%% |\n",
+                report_num(rec, "n"), json_is_true(json_object_get(rec, "causal")) ? "yes" : "no",
+                report_num(rk, "count"), report_num(rec, "threads"), report_num(rec, "wall_s"), a,
+                b, c, d, as_model ? " =" : " (model differs)", 100 * report_num(rk, "wait_share_max"));
+    }
+}
+
 /* Counters per token: every PAPI counter some point could count, else getrusage's. */
 static void plot_counters(const char *dir, FILE *md, report_series_t *s, int ns, json_t *records,
                           int *failures)
@@ -1272,6 +1308,7 @@ int cmd_report(int argc, char **argv)
                     "duplicate candidates / scores", metric_work, "duplicates_share", &failures);
     plot_layers(dir, md, records, &failures);
     write_peers(dir, md, s, ns, &failures);
+    write_ranks(md, records);
     write_crossovers(md, s, ns, (double)fit_from);
     write_method_tables(md, s, ns, (double)fit_from);
     if (write_fits(dir, s, ns, (double)fit_from) != 0) {

@@ -655,6 +655,15 @@ if command -v mpirun >/dev/null && [ -x "$(dirname "$bin")/attnbench-rank" ]; th
             msg=$(ringcheck "$tmp/out" $P 203 2>&1) && pass || fail "ring --ranks $P $c: $msg"
         done
     done
+    # forward and backward on .npy files over ranks: NumPy's exact attention and gradients
+    expect_status 0 "forward --ranks 3" -- "$bin" forward --method ring --ranks 3 --q "$tmp/q.npy" --k "$tmp/k.npy" --v "$tmp/v.npy" --out "$tmp/ro.npy" --lse "$tmp/rl.npy" --causal
+    msg=$(allclose "$tmp/ro.npy" "$tmp/q.npy" "$tmp/k.npy" "$tmp/v.npy" causal 2>&1) && [ "$(stat -c %s "$tmp/rl.npy")" = $((128 + 33 * 4)) ] &&
+        pass || fail "forward --ranks 3: $msg"
+    rm -f "$tmp"/d[qkv].npy
+    expect_status 0 "backward --ranks 2" -- "$bin" backward --method ring --ranks 2 "${b[@]}"
+    msg=$(gradclose "${g[@]}" 2>&1) && pass || fail "backward --ranks 2: gradients differ from NumPy's: $msg"
+    expect_status 2 "forward --ranks with full_stream" -- "$bin" forward --method full_stream --ranks 2 --q "$tmp/q.npy" --k "$tmp/k.npy" --v "$tmp/v.npy" --out "$tmp/ro.npy"
+    expect_status 2 "forward --ranks past n" -- "$bin" forward --method ring --ranks 40 --q "$tmp/q.npy" --k "$tmp/k.npy" --v "$tmp/v.npy" --out "$tmp/ro.npy"
     # a rank that dies ends the point, named; nothing of the ring is left running
     live_ranks() { ps -eo stat=,comm= | awk '$2 == "attnbench-rank" || $2 == "mpirun" { if ($1 !~ /Z/) n++ } END { print n + 0 }'; }
     for f in segv exit; do
@@ -676,6 +685,9 @@ assert keys == [("full_stream", 256, None), ("full_stream", 512, None), ("ring",
                 ("ring", 256, 2), ("ring", 512, 1), ("ring", 512, 2)], keys
 assert len({r["point_id"] for r in recs}) == 6 and all(r["status"] == "ok" for r in recs)
 PY
+    expect_status 0 "report with ranks" -- "$bin" report "$tmp/ranks.jsonl" --out "$tmp/ranksrep"
+    grep -q "## Ranks" "$tmp/ranksrep/report.md" && grep -Eq '^\| 512 \| no \| 2 \| [0-9]+ \| .* = \|' "$tmp/ranksrep/report.md" &&
+        pass || fail "the report has no ranks table: $(grep -A6 '## Ranks' "$tmp/ranksrep/report.md")"
 else
     fail "ring --ranks: no mpirun or build/attnbench-rank (scripts/install-deps.sh installs Open MPI)"
 fi

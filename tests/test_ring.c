@@ -26,6 +26,9 @@ typedef struct mailbox {
     long posted[ATTN_RING_CHANNELS], consumed[ATTN_RING_CHANNELS];
     double sent_bytes;
     int size_mismatch;
+    long progress_calls;
+    pthread_t owner; /* the rank's thread: the only one that may call progress */
+    int progress_elsewhere;
 } mailbox;
 
 typedef struct ring_world {
@@ -77,6 +80,15 @@ static int threads_wait(void *ctx, int chan)
     return me->size_mismatch;
 }
 
+static void threads_progress(void *ctx)
+{
+    rank_ctx *c = ctx;
+    mailbox *me = &c->w->box[c->rank];
+    me->progress_calls++;
+    if (!pthread_equal(pthread_self(), me->owner))
+        me->progress_elsewhere = 1;
+}
+
 /* One rank's job: its rows of the inputs, its outputs, and what it counted. */
 typedef struct rank_job {
     const attn_shape *s;
@@ -93,6 +105,7 @@ typedef struct rank_job {
 static void *rank_main(void *arg)
 {
     rank_job *j = arg;
+    j->ctx.w->box[j->ctx.rank].owner = pthread_self();
     attn_ring_cost c;
     attn_ring_cost_of(j->s, j->p, j->x.ranks, j->x.rank, j->nthreads, &c);
     void *work = attn_aligned_alloc(c.cost.workspace_bytes > c.cost.bwd_workspace_bytes
@@ -165,7 +178,8 @@ static void run_ring(const attn_shape *s, const attn_params *p, int P, int nthre
         *j = (rank_job){.s = s, .p = p, .nthreads = nthreads};
         j->ctx = (rank_ctx){&w, r};
         j->x = (attn_ring_exchange){.rank = r, .ranks = P, .ctx = &j->ctx,
-                                    .shift = threads_shift, .wait = threads_wait};
+                                    .shift = threads_shift, .wait = threads_wait,
+                                    .progress = threads_progress};
         attn_ring_part_of(s, p, P, r, &j->part);
         j->q = take(s, &j->part, s->d, q), j->k = take(s, &j->part, s->d, k);
         j->v = take(s, &j->part, s->d, v), j->dout = take(s, &j->part, s->d, dout);
@@ -186,6 +200,9 @@ static void run_ring(const attn_shape *s, const attn_params *p, int P, int nthre
         assert_int_equal(j->fwd_rc, 0);
         assert_int_equal(j->bwd_rc, 0);
         assert_false(w.box[r].size_mismatch);
+        /* transfers are given their chance to move while the rank computes, from its thread */
+        assert_true(w.box[r].progress_calls > 0);
+        assert_false(w.box[r].progress_elsewhere);
         attn_ring_cost c;
         attn_ring_cost_of(s, p, P, r, nthreads, &c);
         /* what the rank sent is what its model says (one rank sends nothing: a copy) */

@@ -12,7 +12,15 @@
  * and the time it waited for blocks. Rank 0 gathers every rank's numbers and writes one JSON
  * object to FILE: the measured fields of the point's record (bench/ranks.c adds them to it).
  * With "accuracy", rank 0 also gathers the outputs and compares them with full_stream's on the
- * whole inputs (after the measured region). Exit status 0 when FILE was written. */
+ * whole inputs (after the measured region). Exit status 0 when FILE was written.
+ *
+ *   attnbench-rank --files JSON
+ *
+ * is `attnbench forward|backward --ranks P` (bench/cmd_attn.c checked the files first): JSON
+ * gives the method's parameters, causal, threads and the paths {"q", "k", "v", "dout", "out",
+ * "lse", "dq", "dk", "dv"} (dout and the gradients for backward). Each rank takes its rows of
+ * the .npy inputs, the ring runs, and rank 0 gathers the rows and writes the outputs; one line
+ * on stderr and exit status 1 on a failure. */
 #include <errno.h>
 #include <jansson.h>
 #include <math.h>
@@ -26,10 +34,23 @@
 
 #include "../../attn/ring.h"
 #include "../inputs.h"
+#include "../npy.h"
 #include "../point.h"
 #include "../probe.h"
 #include "../timing.h"
 #include "../workload.h"
+
+/* Under AddressSanitizer (make asan): Open MPI keeps allocations until the process exits, which
+ * LeakSanitizer would report as leaks of every rank; attnbench's own stay checked. */
+#if defined(__SANITIZE_ADDRESS__)
+const char *__lsan_default_suppressions(void);
+const char *__lsan_default_suppressions(void)
+{
+    return "leak:libmpi.so\nleak:libopen-pal.so\nleak:libopen-rte.so\nleak:libpmix.so\n"
+           "leak:libhwloc.so\nleak:libevent\nleak:mca_\nleak:libucp\nleak:libucs\n"
+           "leak:libfabric\nleak:libpsm\nleak:libibverbs\n";
+}
+#endif
 
 /* ---- the exchange, over MPI ---------------------------------------------------------- */
 
@@ -63,6 +84,17 @@ static int mpi_wait(void *ctx, int chan)
     const int rc = MPI_Waitall(2, x->req[chan], MPI_STATUSES_IGNORE);
     x->wait_s += timing_now() - t0;
     return rc != MPI_SUCCESS;
+}
+
+/* Lets the transfers in flight move: Open MPI advances a large message only inside its calls
+ * (the shared-memory transport copies it when the receiver polls), so without this the copy
+ * would wait for mpi_wait instead of running under the compute. */
+static void mpi_progress(void *ctx)
+{
+    mpi_ring *x = ctx;
+    int done;
+    for (int chan = 0; chan < ATTN_RING_CHANNELS; chan++)
+        MPI_Testall(2, x->req[chan], &done, MPI_STATUSES_IGNORE);
 }
 
 /* ---- the point ---------------------------------------------------------------------- */
@@ -333,6 +365,113 @@ static json_t *accuracy(rank_point *p, int ranks, int rank)
     return e;
 }
 
+/* ---- attnbench forward|backward --ranks P: .npy files in, .npy files out ------------ */
+
+/* One rank's rows of a whole (B, H, n, d) array (width d, or 1 for the lse). */
+static void take_rows(const attn_shape *s, const attn_ring_part *pt, int64_t width,
+                      const float *whole, float *local)
+{
+    for (int64_t bh = 0; bh < s->B * s->H; bh++)
+        for (int c = 0, at = 0; c < pt->chunks; at += (int)pt->len[c], c++)
+            memcpy(local + (bh * pt->rows + at) * width, whole + (bh * s->n + pt->start[c]) * width,
+                   (size_t)(pt->len[c] * width) * sizeof(float));
+}
+
+static int files_main(const char *text, int rank, int ranks)
+{
+    json_t *j = json_loads(text, 0, NULL);
+    const char *path[9];
+    static const char *const keys[9] = {"q", "k", "v", "dout", "out", "lse", "dq", "dk", "dv"};
+    for (int i = 0; i < 9; i++)
+        path[i] = json_string_value(json_object_get(j, keys[i]));
+    const int backward = path[3] != NULL, threads = (int)json_integer_value(json_object_get(j, "threads"));
+    attn_params p;
+    attn_params_default(attn_find("ring"), &p);
+    const char *key;
+    json_t *value;
+    json_object_foreach(json_object_get(j, "params"), key, value)
+        attn_params_set(&p, key, json_string_value(value));
+    npy_array in[4];
+    memset(in, 0, sizeof in);
+    char err[512] = "";
+    int bad = 0;
+    for (int i = 0; i < (backward ? 4 : 3) && !bad; i++)
+        bad = !path[i] || npy_read(path[i], "<f4", &in[i], err, sizeof err) != 0;
+    attn_shape s = {.B = 1, .H = 1, .causal = json_is_true(json_object_get(j, "causal"))};
+    if (!bad) {
+        if (in[0].ndim == 4)
+            s.B = in[0].shape[0], s.H = in[0].shape[1];
+        s.n = in[0].shape[in[0].ndim - 2], s.d = in[0].shape[in[0].ndim - 1];
+    }
+    attn_ring_part pt;
+    attn_ring_cost c;
+    float *local[9] = {NULL};
+    void *work = NULL;
+    int rc = bad ? -1 : 0;
+    if (!rc) {
+        attn_ring_part_of(&s, &p, ranks, rank, &pt);
+        attn_ring_cost_of(&s, &p, ranks, rank, threads, &c);
+        const size_t elems = (size_t)(s.B * s.H * pt.rows * s.d), rows = (size_t)(s.B * s.H * pt.rows);
+        for (int i = 0; i < 9; i++)
+            local[i] = alloc_floats(i == 5 ? rows : elems);
+        work = attn_aligned_alloc(c.cost.bwd_workspace_bytes > c.cost.workspace_bytes
+                                      ? c.cost.bwd_workspace_bytes : c.cost.workspace_bytes);
+        for (int i = 0; i < (backward ? 4 : 3); i++) {
+            take_rows(&s, &pt, s.d, in[i].data, local[i]);
+            npy_free(&in[i]);
+        }
+        mpi_ring ring = {.comm = MPI_COMM_WORLD, .rank = rank, .ranks = ranks};
+        for (int chan = 0; chan < ATTN_RING_CHANNELS; chan++)
+            ring.req[chan][0] = ring.req[chan][1] = MPI_REQUEST_NULL;
+        const attn_ring_exchange x = {.rank = rank, .ranks = ranks, .ctx = &ring, .shift = mpi_shift,
+                                      .wait = mpi_wait, .progress = mpi_progress};
+        attn_tensors t = {.q = local[0], .k = local[1], .v = local[2], .out = local[4], .lse = local[5]};
+        rc = attn_ring_forward(&s, &p, &x, &t, work, threads);
+        attn_grads g = {.q = local[0], .k = local[1], .v = local[2], .out = local[4],
+                        .lse = local[5], .dout = local[3], .dq = local[6], .dk = local[7], .dv = local[8]};
+        if (!rc && backward)
+            rc = attn_ring_backward(&s, &p, &x, &g, work, threads);
+        if (rc)
+            snprintf(err, sizeof err, "rank %d: %s (%s)", rank, attn_errname(rc), attn_strerror(rc));
+    }
+    int all_ok, ok = rc == 0;
+    MPI_Allreduce(&ok, &all_ok, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD);
+    if (all_ok) { /* rank 0 gathers each output and writes it */
+        rank_point rp = {.s = {.params = p, .shape = s}};
+        const int outputs[] = {4, 5, 6, 7, 8};
+        for (size_t i = 0; i < sizeof outputs / sizeof outputs[0] && !rc; i++) {
+            const int o = outputs[i];
+            if (!path[o] || (o >= 6 && !backward))
+                continue;
+            const int64_t width = o == 5 ? 1 : s.d;
+            attn_shape ws = s; /* the lse is gathered as rows of width 1 */
+            ws.d = width;
+            rp.s.shape = ws;
+            float *whole = rank == 0 ? alloc_floats((size_t)(s.B * s.H * s.n * width)) : NULL;
+            gather_rows(&rp, ranks, rank, local[o], whole);
+            if (rank == 0) {
+                int64_t shape[4] = {s.B, s.H, s.n, width};
+                const int nd = o == 5 ? (in[0].ndim == 4 ? 3 : 1) : in[0].ndim;
+                const int64_t *dims = in[0].ndim == 4 ? shape : shape + 2;
+                if (npy_write(path[o], "<f4", nd, dims, whole, sizeof(float), err, sizeof err) != 0)
+                    rc = -1;
+            }
+            free(whole);
+        }
+    } else if (rank == 0 && !err[0]) {
+        snprintf(err, sizeof err, "another rank failed");
+    }
+    if (err[0] && (rank == 0 || rc))
+        fprintf(stderr, "attnbench %s: %s\n", backward ? "backward" : "forward", err);
+    for (int i = 0; i < 9; i++)
+        free(local[i]);
+    for (int i = 0; i < 4; i++)
+        npy_free(&in[i]);
+    free(work);
+    json_decref(j);
+    return rc || !all_ok ? 1 : 0;
+}
+
 static int write_record(const char *path, json_t *j)
 {
     char tmp[4096];
@@ -345,12 +484,23 @@ static int write_record(const char *path, json_t *j)
 int main(int argc, char **argv)
 {
     prctl(PR_SET_PDEATHSIG, SIGKILL); /* mpirun gone (killed at a time limit): so are we */
-    const char *point_text = NULL, *record = NULL;
+    const char *point_text = NULL, *record = NULL, *files = NULL;
     for (int i = 1; i + 1 < argc; i += 2) {
         if (strcmp(argv[i], "--point") == 0)
             point_text = argv[i + 1];
         else if (strcmp(argv[i], "--record") == 0)
             record = argv[i + 1];
+        else if (strcmp(argv[i], "--files") == 0)
+            files = argv[i + 1];
+    }
+    if (files) {
+        int provided, rank, ranks;
+        MPI_Init_thread(&argc, &argv, MPI_THREAD_FUNNELED, &provided);
+        MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+        MPI_Comm_size(MPI_COMM_WORLD, &ranks);
+        const int rc = files_main(files, rank, ranks);
+        MPI_Finalize();
+        return rc;
     }
     if (!point_text || !record) {
         fprintf(stderr, "usage: attnbench-rank --point JSON --record FILE (run by attnbench "
@@ -391,8 +541,11 @@ int main(int argc, char **argv)
     uint64_t rss_kernel = 0;
     probe_rss_read(&rss_kernel, &hwm);
     mpi_ring ring = {.comm = MPI_COMM_WORLD, .rank = rank, .ranks = ranks};
+    for (int chan = 0; chan < ATTN_RING_CHANNELS; chan++) /* Testall on never-used requests */
+        ring.req[chan][0] = ring.req[chan][1] = MPI_REQUEST_NULL;
     const attn_ring_exchange x = {.rank = rank, .ranks = ranks, .ctx = &ring,
-                                  .shift = mpi_shift, .wait = mpi_wait};
+                                  .shift = mpi_shift, .wait = mpi_wait,
+                                  .progress = mpi_progress};
     double *times = calloc((size_t)(p.s.reps > 0 ? p.s.reps : 1), sizeof *times);
     double run_s = 0;
     if (status == POINT_OK) {

@@ -93,3 +93,15 @@ def torch_setup(point):
     return {"torch": torch.__version__, "threads": torch.get_num_threads(),
             "cpu_capability": capability, "blas": "; ".join(blas) or "see torch.__config__",
             "dtype": "float32"}
+
+
+def hf_training_step(model, x):
+    """The step a training peer times: one forward and backward of a Hugging Face model on the
+    embeddings x, loss 0.5 mean(y^2) (a zero target, as attnbench's own stacks use)."""
+    def step():
+        model.zero_grad(set_to_none=True)
+        y = model(inputs_embeds=x).last_hidden_state
+        loss = 0.5 * y.pow(2).mean()
+        loss.backward()
+        return y.detach()
+    return step
