@@ -77,14 +77,24 @@ static size_t block_floats(const attn_shape *s, int64_t rows)
     return (size_t)(s->B * s->H * rows * s->d);
 }
 
+/* Buffers for arriving key/value blocks: none with one rank, one with two (the only block that
+ * arrives is computed last), two from three ranks on (one computed on, one arriving). */
+static int ring_kv_buffers(int ranks)
+{
+    return ranks - 1 < 2 ? ranks - 1 : 2;
+}
+
 /* The workspace of either pass, carved in one place so size and layout agree. */
 typedef struct ring_work {
-    float *kv[2];   /* the block computed on and the one arriving: K then V, packed (one
-                       rank: kv[0] only) */
+    float *kv[2];   /* blocks arriving from the previous rank, K then V (each sized for the
+                       largest block): ring_kv_buffers of them, since a rank computes its own
+                       block from its inputs, uncopied */
     float *grad[2]; /* backward: this rank's dK, dV share of the block, then the sum sent on */
     float *acc;     /* backward: the sum arriving from the previous rank (not with one rank) */
     float *row;     /* forward: each row's running softmax sum l; backward: D = rowsum(dO o O) */
     char *tiles;    /* one tile per thread */
+    int ranks;
+    size_t block;   /* floats of the largest block: where V starts in a kv buffer */
 } ring_work;
 
 static size_t ring_carve(const attn_shape *s, const attn_params *p, int ranks, int rank,
@@ -104,13 +114,11 @@ static size_t ring_carve(const attn_shape *s, const attn_params *p, int ranks, i
     kern_cursor c = {base, 0};
     ring_work local;
     w = w ? w : &local;
-    *w = (ring_work){0};
-    /* one rank: no block arrives, and its gradient sums stay home */
-    const int buffers = ranks > 1 ? 2 : 1;
-    for (int i = 0; i < buffers; i++)
+    *w = (ring_work){.ranks = ranks, .block = block_floats(s, maxblk)};
+    for (int i = 0; i < ring_kv_buffers(ranks); i++)
         w->kv[i] = kern_take(&c, pair, sizeof(float));
-    if (backward) {
-        for (int i = 0; i < buffers; i++)
+    if (backward) { /* one rank: its gradient sums stay home, in grad[0] */
+        for (int i = 0; i < (ranks > 1 ? 2 : 1); i++)
             w->grad[i] = kern_take(&c, pair, sizeof(float));
         if (ranks > 1)
             w->acc = kern_take(&c, pair, sizeof(float));
@@ -120,6 +128,39 @@ static size_t ring_carve(const attn_shape *s, const attn_params *p, int ranks, i
                                        : tile_bytes(tq, tk, (int)s->d);
     w->tiles = kern_take(&c, (size_t)nthreads * per_thread, 1);
     return c.off;
+}
+
+/* The keys and values computed at `step`: the rank's own inputs at step 0, then the blocks
+ * that arrived, in turn. */
+static void step_block(const ring_work *w, int step, const float *own_k, const float *own_v,
+                       const float **k, const float **v)
+{
+    if (step == 0) {
+        *k = own_k, *v = own_v;
+        return;
+    }
+    const float *buf = w->kv[(step - 1) % ring_kv_buffers(w->ranks)];
+    *k = buf, *v = buf + w->block;
+}
+
+/* Starts passing the block computed at `step` (its rows: blk) on, and receiving the next one
+ * (next) into the buffer not computed on. Returns the exchange's error. */
+static int pass_block(const ring_work *w, const attn_ring_exchange *x, const attn_shape *s,
+                      int step, const float *k, const float *v, const attn_ring_part *blk,
+                      const attn_ring_part *next)
+{
+    float *to = w->kv[step % ring_kv_buffers(w->ranks)];
+    const size_t out = block_floats(s, blk->rows) * sizeof(float),
+                 in = block_floats(s, next->rows) * sizeof(float);
+    if (x->shift(x->ctx, ATTN_RING_K, k, out, to, in) != 0)
+        return 1;
+    return x->shift(x->ctx, ATTN_RING_V, v, out, to + w->block, in) != 0;
+}
+
+static int wait_block(const attn_ring_exchange *x)
+{
+    const int k = x->wait(x->ctx, ATTN_RING_K) != 0;
+    return (x->wait(x->ctx, ATTN_RING_V) != 0) | k;
 }
 
 /* The scores query rows [a, a + len) see: every key, or with the causal mask keys <= row. */
@@ -171,18 +212,17 @@ static int64_t chunk_local(const attn_ring_part *pt, int i)
 
 /* ---- forward ------------------------------------------------------------------------- */
 
-/* This rank's queries against one block (K then V packed, `blk` its rows), merged into out,
+/* This rank's queries against one block (K and V, `blk` its rows), merged into out,
  * m (kept in lse) and l. Each item is one head's query tile, run the same way for any thread
  * count. */
 static void forward_block(const attn_shape *s, const attn_ring_part *me, const attn_ring_part *blk,
-                          const float *kv, const attn_tensors *t, float *l, char *tiles, int tq,
-                          int tk, int nthreads, const attn_ring_exchange *x)
+                          const float *K, const float *V, const attn_tensors *t, float *l,
+                          char *tiles, int tq, int tk, int nthreads, const attn_ring_exchange *x)
 {
     const int d = (int)s->d;
     const int64_t BH = s->B * s->H, qt0 = (me->len[0] + tq - 1) / tq,
                   qtiles = qt0 + (me->len[1] + tq - 1) / tq, items = BH * qtiles;
     const float scale = 1.0f / sqrtf((float)d);
-    const float *K = kv, *V = kv + block_floats(s, blk->rows);
     const size_t per_thread = tile_bytes(tq, tk, d);
 #pragma omp parallel num_threads(nthreads)
     {
@@ -243,25 +283,22 @@ int attn_ring_forward(const attn_shape *s, const attn_params *p, const attn_ring
     const size_t mine_floats = block_floats(s, me.rows), rows = (size_t)(s->B * s->H * me.rows);
 
     /* own block first; every row starts with nothing seen (l = 0: the first merge sets it) */
-    memcpy(w.kv[0], t->k, mine_floats * sizeof(float));
-    memcpy(w.kv[0] + mine_floats, t->v, mine_floats * sizeof(float));
     memset(t->out, 0, mine_floats * sizeof(float));
     memset(w.row, 0, rows * sizeof(float));
     int failed = 0;
-    for (int step = 0; step < P; step++) {
+    for (int step = 0; step < P && !failed; step++) {
         attn_ring_part blk, next;
         attn_ring_part_of(s, p, P, ((me_rank - step) % P + P) % P, &blk);
         attn_ring_part_of(s, p, P, ((me_rank - step - 1) % P + P) % P, &next);
-        float *cur = w.kv[step & 1], *nxt = w.kv[(step + 1) & 1];
+        const float *K, *V;
+        step_block(&w, step, t->k, t->v, &K, &V);
         const int more = step + 1 < P;
-        if (more && !failed)
-            failed = x->shift(x->ctx, ATTN_RING_KV, cur,
-                              2 * block_floats(s, blk.rows) * sizeof(float), nxt,
-                              2 * block_floats(s, next.rows) * sizeof(float)) != 0;
+        if (more)
+            failed = pass_block(&w, x, s, step, K, V, &blk, &next);
         if (!failed)
-            forward_block(s, &me, &blk, cur, t, w.row, w.tiles, tq, tk, nthreads, x);
+            forward_block(s, &me, &blk, K, V, t, w.row, w.tiles, tq, tk, nthreads, x);
         if (more && !failed)
-            failed = x->wait(x->ctx, ATTN_RING_KV) != 0;
+            failed = wait_block(x);
     }
     if (failed)
         return ATTN_EEXCHANGE;
@@ -342,10 +379,10 @@ static bool ring_next(void *state, bwd_tile *t, bwd_unit *u)
 }
 
 /* This rank's share of one block's gradients: dq += ..., and the block's dK, dV (grad: dK then
- * dV, packed as K and V are) written from zero. Head by head, each head's units over the team
+ * dV, packed) written from zero. Head by head, each head's units over the team
  * in a fixed order (backward.h). */
 static void backward_block(const attn_shape *s, const attn_params *p, const attn_ring_part *me,
-                           const attn_ring_part *blk, const float *kv, float *grad,
+                           const attn_ring_part *blk, const float *K, const float *V, float *grad,
                            const attn_grads *g, const float *D, char *tiles, int nthreads,
                            const attn_ring_exchange *x)
 {
@@ -378,7 +415,7 @@ static void backward_block(const attn_shape *s, const attn_params *p, const attn
                                            blk->start[kc] - chunk_local(blk, kc)};
             }
             const size_t qo = (size_t)(bh * me->rows), ko = (size_t)(bh * blk->rows);
-            const bwd_io io = {.q = g->q + qo * d, .k = kv + ko * d, .v = kv + bf + ko * d,
+            const bwd_io io = {.q = g->q + qo * d, .k = K + ko * d, .v = V + ko * d,
                                .dout = g->dout + qo * d, .lse = g->lse + qo, .D = D + qo,
                                .dq = g->dq + qo * d, .dk = grad + ko * d,
                                .dv = grad + bf + ko * d, .d = d,
@@ -401,8 +438,6 @@ int attn_ring_backward(const attn_shape *s, const attn_params *p, const attn_rin
     const size_t mine_floats = block_floats(s, me.rows), rows = (size_t)(s->B * s->H * me.rows);
     const int d = (int)s->d;
 
-    memcpy(w.kv[0], g->k, mine_floats * sizeof(float));
-    memcpy(w.kv[0] + mine_floats, g->v, mine_floats * sizeof(float));
     memset(g->dq, 0, mine_floats * sizeof(float));
 #pragma omp parallel for num_threads(nthreads) schedule(static)
     for (int64_t i0 = 0; i0 < (int64_t)rows; i0 += 1024) {
@@ -414,15 +449,16 @@ int attn_ring_backward(const attn_shape *s, const attn_params *p, const attn_rin
         attn_ring_part blk, next;
         attn_ring_part_of(s, p, P, ((me_rank - step) % P + P) % P, &blk);
         attn_ring_part_of(s, p, P, ((me_rank - step - 1) % P + P) % P, &next);
-        float *cur = w.kv[step & 1], *nxt = w.kv[(step + 1) & 1], *share = w.grad[step & 1];
+        const float *K, *V;
+        step_block(&w, step, g->k, g->v, &K, &V);
+        float *share = w.grad[step & 1];
         const size_t pair = 2 * block_floats(s, blk.rows);
         const int more = step + 1 < P;
         if (more)
-            failed = x->shift(x->ctx, ATTN_RING_KV, cur, pair * sizeof(float), nxt,
-                              2 * block_floats(s, next.rows) * sizeof(float)) != 0;
+            failed = pass_block(&w, x, s, step, K, V, &blk, &next);
         if (failed)
             break;
-        backward_block(s, p, &me, &blk, cur, share, g, w.row, w.tiles, nthreads, x);
+        backward_block(s, p, &me, &blk, K, V, share, g, w.row, w.tiles, nthreads, x);
         if (step > 0) { /* the sum of the ranks before this one: ring order, fixed */
             failed = x->wait(x->ctx, ATTN_RING_GRAD) != 0;
             for (size_t i = 0; i < pair && !failed; i++)
@@ -435,7 +471,7 @@ int attn_ring_backward(const attn_shape *s, const attn_params *p, const attn_rin
             failed = x->shift(x->ctx, ATTN_RING_GRAD, share, pair * sizeof(float), w.acc,
                               incoming * sizeof(float)) != 0;
         if (more && !failed)
-            failed = x->wait(x->ctx, ATTN_RING_KV) != 0;
+            failed = wait_block(x);
     }
     if (failed || (P > 1 && x->wait(x->ctx, ATTN_RING_GRAD) != 0))
         return ATTN_EEXCHANGE;

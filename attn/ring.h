@@ -30,8 +30,9 @@
 
 #include "attn.h"
 
-/* Channels of the exchange: the key/value blocks, and the dK/dV sums of the backward. */
-enum { ATTN_RING_KV, ATTN_RING_GRAD, ATTN_RING_CHANNELS };
+/* Channels of the exchange: the key and the value blocks (two messages, so a rank sends its own
+ * block from its inputs, uncopied), and the dK/dV sums of the backward. */
+enum { ATTN_RING_K, ATTN_RING_V, ATTN_RING_GRAD, ATTN_RING_CHANNELS };
 
 typedef struct attn_ring_exchange {
     int rank, ranks;
