@@ -40,15 +40,15 @@
 #include "../timing.h"
 #include "../workload.h"
 
-/* Under AddressSanitizer (make asan): Open MPI keeps allocations until the process exits, which
- * LeakSanitizer would report as leaks of every rank; attnbench's own stay checked. */
+/* Under AddressSanitizer (make asan): Open MPI keeps allocations until exit, many of them in
+ * plugins it has unloaded by then (unnamed frames, so no suppression can name them), and
+ * LeakSanitizer would fail every rank. Leak checking is off in this program only: the ring's
+ * code is leak-checked in test_ring, and the harness in every other test. */
 #if defined(__SANITIZE_ADDRESS__)
-const char *__lsan_default_suppressions(void);
-const char *__lsan_default_suppressions(void)
+const char *__asan_default_options(void);
+const char *__asan_default_options(void)
 {
-    return "leak:libmpi.so\nleak:libopen-pal.so\nleak:libopen-rte.so\nleak:libpmix.so\n"
-           "leak:libhwloc.so\nleak:libevent\nleak:mca_\nleak:libucp\nleak:libucs\n"
-           "leak:libfabric\nleak:libpsm\nleak:libibverbs\n";
+    return "detect_leaks=0";
 }
 #endif
 
