@@ -678,7 +678,8 @@ elif command -v mpirun >/dev/null && [ -x "$(dirname "$bin")/attnbench-rank" ]; 
     done
     ATTNBENCH_FAULT=sleep ATTNBENCH_FAULT_RANK=1 "$bin" run --method ring --ranks 3 --n 300 --counters none --time-limit 2 --json >"$tmp/out" 2>/dev/null
     grep -q '"status":"timeout"' "$tmp/out" && pass || fail "ring with a hung rank: not a timeout"
-    sleep 1
+    # mpirun, told by the killed point's child (SIGTERM), takes its ranks down: give it 10 s
+    for _ in $(seq 20); do [ "$(live_ranks)" = 0 ] && break; sleep 0.5; done
     [ "$(live_ranks)" = 0 ] && pass || fail "ranks or mpirun left running: $(ps -eo pid,stat,comm | grep -E 'attnbench-rank|mpirun')"
     # a sweep over rank counts: one point per count, the count in the id; other methods once
     expect_status 0 "sweep --ranks" -- "$bin" sweep --methods ring,full_stream --n 256,512 --ranks 1,2 --reps 1 --counters none --out "$tmp/ranks.jsonl"
