@@ -455,19 +455,7 @@ int external_measure(const point_spec *s, json_t *r, char *reason, size_t size)
     }
 
     /* the record: measured from outside */
-    double median, min, max;
-    json_t *all = json_array();
-    for (int i = 0; i < s->reps; i++)
-        json_array_append_new(all, json_real(o.times[i]));
-    json_object_set_new(r, "wall_s_reps", all);
-    timing_summary(o.times, s->reps, &median, &min, &max);
-    json_object_set_new(r, "wall_s", json_real(median));
-    json_object_set_new(r, "wall_s_min", json_real(min));
-    json_object_set_new(r, "wall_s_max", json_real(max));
-    point_model pm;
-    const char *why;
-    if (point_model_of(s, &pm, &why) == 0)
-        json_object_set_new(r, "gflops", json_real(pm.flops / median / 1e9));
+    point_record_times(r, s, o.times);
     const int hwm_ok = (o.rss_ok & 12) == 12; /* reset at ready, read at done */
     json_object_set_new(r, "peak_rss_bytes", number_or_null(hwm_ok, (double)o.hwm));
     json_object_set_new(r, "rss_before_inputs_bytes", number_or_null(o.rss_ok & 1, (double)o.rss_start));

@@ -467,19 +467,10 @@ static void child_measure(child_state *c)
 static void child_record(child_state *c, double t_start)
 {
     const int reps = c->s->reps;
-    json_t *all = json_array();
     double kernel_s = 0;
-    for (int i = 0; i < reps; i++) {
-        json_array_append_new(all, json_real(c->times[i]));
+    for (int i = 0; i < reps; i++)
         kernel_s += c->times[i];
-    }
-    json_object_set_new(c->r, "wall_s_reps", all); /* in run order, before the summary sorts */
-    double median, min, max;
-    timing_summary(c->times, reps, &median, &min, &max);
-    json_object_set_new(c->r, "wall_s", json_real(median));
-    json_object_set_new(c->r, "wall_s_min", json_real(min));
-    json_object_set_new(c->r, "wall_s_max", json_real(max));
-    json_object_set_new(c->r, "gflops", json_real(c->w.model.flops / median / 1e9));
+    point_record_times(c->r, c->s, c->times);
     workload_report(&c->w, c->r);
     probes_report(&c->probes, reps);
     probes_close(&c->probes);
@@ -576,6 +567,26 @@ static json_t *wait_for_quiet(double limit, volatile sig_atomic_t *stop)
     json_object_set_new(j, "quiet", json_boolean(share < PROBE_BUSY_SHARE));
     json_object_set_new(j, "other_share", json_real(share));
     return j;
+}
+
+void point_record_times(json_t *r, const point_spec *s, const double *times)
+{
+    json_t *all = json_array();
+    double *sorted = malloc((size_t)s->reps * sizeof *sorted), median, min, max;
+    for (int i = 0; i < s->reps; i++) {
+        json_array_append_new(all, json_real(times[i]));
+        sorted[i] = times[i];
+    }
+    json_object_set_new(r, "wall_s_reps", all); /* in run order; the summary sorts a copy */
+    timing_summary(sorted, s->reps, &median, &min, &max);
+    free(sorted);
+    json_object_set_new(r, "wall_s", json_real(median));
+    json_object_set_new(r, "wall_s_min", json_real(min));
+    json_object_set_new(r, "wall_s_max", json_real(max));
+    point_model pm;
+    const char *why;
+    if (point_model_of(s, &pm, &why) == 0)
+        json_object_set_new(r, "gflops", json_real(pm.flops / median / 1e9));
 }
 
 int point_over_memory(const point_spec *s, const point_limits *lim, char *buf, size_t size)

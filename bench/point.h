@@ -114,6 +114,10 @@ json_t *point_record_new(const point_spec *s, const json_t *context, int status,
 /* Runs the point in a forked child and returns its complete record (new reference); or NULL
  * when *lim->stop was set before the child finished on its own (the point is no result). */
 json_t *point_run(const point_spec *s, const point_limits *lim, const json_t *context);
+/* Sets the record's timings from the repetitions' wall times (in run order; not changed):
+ * wall_s_reps, wall_s (the median), wall_s_min, wall_s_max, and gflops from the point's model.
+ * One place for our own points, external programs and ranks. */
+void point_record_times(json_t *r, const point_spec *s, const double *times);
 /* Whether the point's model exceeds the memory limit (and --no-skip is off): then returns 1
  * with the reason in buf. */
 int point_over_memory(const point_spec *s, const point_limits *lim, char *buf, size_t size);

@@ -252,18 +252,10 @@ int ranks_measure(const point_spec *s, json_t *r, char *reason, size_t size)
             json_object_set(r, copied[i], json_object_get(got, copied[i]));
     const json_t *reps = json_object_get(got, "wall_s_reps");
     if (status == POINT_OK && json_array_size(reps) == (size_t)s->reps) {
-        double *t = calloc((size_t)s->reps, sizeof *t), median, min, max;
+        double *t = calloc((size_t)s->reps, sizeof *t);
         for (int i = 0; i < s->reps; i++)
             t[i] = json_number_value(json_array_get(reps, (size_t)i));
-        json_object_set(r, "wall_s_reps", (json_t *)reps);
-        timing_summary(t, s->reps, &median, &min, &max);
-        json_object_set_new(r, "wall_s", json_real(median));
-        json_object_set_new(r, "wall_s_min", json_real(min));
-        json_object_set_new(r, "wall_s_max", json_real(max));
-        point_model pm;
-        const char *why;
-        if (point_model_of(s, &pm, &why) == 0)
-            json_object_set_new(r, "gflops", json_real(pm.flops / median / 1e9));
+        point_record_times(r, s, t);
         free(t);
     } else if (status == POINT_OK) {
         snprintf(reason, size, "the ranks' record has %zu repetitions, not %d",

@@ -561,8 +561,9 @@ r = json.load(open(sys.argv[1]))
 assert r["status"] == "ok" and r["method"] == "ext:numpy_textbook" and r["implements"] == "full"
 assert "method=ext:numpy_textbook;" in r["point_key"]
 assert len(r["wall_s_reps"]) == 2 and r["wall_s"] > 0 and r["gflops"] > 0
-# the peak is reset at ready, so a program that allocates nothing more peaks where it stood
-assert r["peak_rss_bytes"] >= r["rss_before_kernel_bytes"] > r["rss_before_inputs_bytes"] > 0, r
+# the peak is reset at ready, so a program that allocates nothing more peaks where it stood;
+# at n = 512 the 384 KiB of numpy inputs can land in pages it already holds: ready >= start
+assert r["peak_rss_bytes"] >= r["rss_before_kernel_bytes"] >= r["rss_before_inputs_bytes"] > 0, r
 assert r["model_bytes"] > 0 and r["model_flops"] == 4 * 512 * 512 * 64  # the full model
 assert r["heap_peak_bytes"] is None and "jemalloc" in r["unavailable"]["heap_peak_bytes"]
 # the counters attached to the program: each counts (task clock and page faults > 0: it ran
