@@ -483,22 +483,8 @@ int attn_ring_backward(const attn_shape *s, const attn_params *p, const attn_rin
 
 /* ---- the registered method: one rank ---------------------------------------------- */
 
-static int self_shift(void *ctx, int chan, const void *send, size_t send_bytes, void *recv,
-                      size_t recv_bytes)
-{
-    (void)ctx, (void)chan;
-    memcpy(recv, send, send_bytes < recv_bytes ? send_bytes : recv_bytes);
-    return 0;
-}
-
-static int self_wait(void *ctx, int chan)
-{
-    (void)ctx, (void)chan;
-    return 0;
-}
-
-static const attn_ring_exchange one_rank = {.rank = 0, .ranks = 1, .shift = self_shift,
-                                            .wait = self_wait};
+/* One rank never shifts (every ring loop runs P - 1 exchanges), so it needs no transport. */
+static const attn_ring_exchange one_rank = {.rank = 0, .ranks = 1};
 
 static int ring_check(const attn_shape *s, const attn_params *p, const char **why)
 {

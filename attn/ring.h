@@ -37,6 +37,7 @@ enum { ATTN_RING_K, ATTN_RING_V, ATTN_RING_GRAD, ATTN_RING_CHANNELS };
 typedef struct attn_ring_exchange {
     int rank, ranks;
     void *ctx;
+    /* shift and wait may be NULL when ranks == 1: the ring never calls them then. */
     /* Starts sending send_bytes at `send` to rank (rank + 1) % ranks and receiving recv_bytes
      * into `recv` from rank (rank - 1) % ranks, on channel `chan`; neither buffer is touched
      * until wait(chan). At most one shift per channel is in flight. Returns 0 or nonzero. */
