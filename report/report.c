@@ -99,6 +99,30 @@ static void sort_points(report_series_t *s, const char *xfield)
     free(arr);
 }
 
+static const char *mechanism(const report_series_t *s);
+static int is_peer(const report_series_t *s);
+
+/* Where a series' mechanism comes in the report: exact attention, the methods that approximate
+ * it, training steps. */
+static int mechanism_rank(const report_series_t *s)
+{
+    const char *m = mechanism(s);
+    return strcmp(m, "exact attention") == 0 ? 0 : strcmp(m, "training step") == 0 ? 2 : 1;
+}
+
+/* The series' order in tables and plots: ours before the peers, by mechanism, then by key. It
+ * depends on the series alone, never on the order of the records, so the shards of a sweep
+ * merged in any order report exactly as the sweep run in one piece. */
+static int cmp_series(const void *a, const void *b)
+{
+    const report_series_t *p = a, *q = b;
+    if (is_peer(p) != is_peer(q))
+        return is_peer(p) - is_peer(q);
+    if (mechanism_rank(p) != mechanism_rank(q))
+        return mechanism_rank(p) - mechanism_rank(q);
+    return strcmp(p->key, q->key);
+}
+
 int report_series(json_t *records, const char *xfield, report_series_t **out)
 {
     size_t count = json_array_size(records), ns = 0;
@@ -122,8 +146,10 @@ int report_series(json_t *records, const char *xfield, report_series_t **out)
         }
         json_array_append(s[k].points, rec);
     }
-    for (size_t k = 0; k < ns; k++) {
+    for (size_t k = 0; k < ns; k++)
         sort_points(&s[k], xfield);
+    qsort(s, ns, sizeof *s, cmp_series);
+    for (size_t k = 0; k < ns; k++) {
         /* the label: the method (a training series: its stack, over which attention), what
          * sets the series apart from the method's first one, and the depth unless it is x */
         const json_t *r0 = json_array_get(s[k].points, 0);
@@ -145,6 +171,21 @@ int report_series(json_t *records, const char *xfield, report_series_t **out)
     }
     *out = s;
     return (int)ns;
+}
+
+/* The records in the report's order: series by series (cmp_series), each by n. Taking it
+ * once, before anything is written, makes every table, CSV row and plot independent of the
+ * order of the records in the files. Consumes records. */
+static json_t *in_report_order(json_t *records)
+{
+    report_series_t *s;
+    const int ns = report_series(records, "n", &s);
+    json_t *ordered = json_array();
+    for (int k = 0; k < ns; k++)
+        json_array_extend(ordered, s[k].points);
+    report_series_free(s, ns);
+    json_decref(records);
+    return ordered;
 }
 
 void report_series_free(report_series_t *s, int count)
@@ -599,7 +640,6 @@ static int write_fits(const char *dir, report_series_t *s, int ns, double n_from
 
 /* ---- crossovers: from which n a sparse method is cheaper than exact attention ------------- */
 
-static const char *mechanism(const report_series_t *s);
 
 /* Whether two series were measured at the same shape, so only like meets like: d, heads,
  * batch, threads, depth, causal, forward or forward + backward, one forward or a training
@@ -1262,6 +1302,7 @@ int cmd_report(int argc, char **argv)
         json_decref(records);
         return cli_error("report", "the results files hold no records");
     }
+    records = in_report_order(records);
     if (cli_mkdirs(dir) != 0) {
         json_decref(records);
         return cli_error("report", "--out %s: %s", dir, strerror(errno));

@@ -453,12 +453,17 @@ first = json.loads(open(sys.argv[3]).readline())
 assert len(rows) == sum(1 for _ in open(sys.argv[2])), len(rows)
 assert [float(r["wall_s"]) for r in rows if r["point_id"] == first["point_id"]] == [123.5]
 PY
-# a depth sweep's tables do not depend on the order of its records (shards merge in any order)
-tac results/layers/results.jsonl >"$tmp/layers_rev.jsonl"
-"$bin" report results/layers/results.jsonl --out "$tmp/repl1" 2>/dev/null
-"$bin" report "$tmp/layers_rev.jsonl" --out "$tmp/repl2" 2>/dev/null
-diff <(grep -v ' points from ' "$tmp/repl1/report.md" | sort) <(grep -v ' points from ' "$tmp/repl2/report.md" | sort) >/dev/null &&
-    pass || fail "the layers report changes with the order of its records"
+# a report does not depend on the order of its records (shards merge in any order): the same
+# tables, CSV rows and plotted series, in the same order
+for f in layers default; do
+    tac results/$f/results.jsonl >"$tmp/${f}_rev.jsonl"
+    "$bin" report results/$f/results.jsonl --out "$tmp/rep_${f}1" 2>/dev/null
+    "$bin" report "$tmp/${f}_rev.jsonl" --out "$tmp/rep_${f}2" 2>/dev/null
+    diff <(grep -v ' points from ' "$tmp/rep_${f}1/report.md") <(grep -v ' points from ' "$tmp/rep_${f}2/report.md") >/dev/null &&
+        cat "$tmp/rep_${f}1"/*.dat | cmp -s - <(cat "$tmp/rep_${f}2"/*.dat) &&
+        cmp -s "$tmp/rep_${f}1/results.csv" "$tmp/rep_${f}2/results.csv" &&
+        pass || fail "the $f report changes with the order of its records"
+done
 # gnuplot failing or missing: the report says so, with gnuplot's own message, and exits 1
 mkdir -p "$tmp/fakegnu" "$tmp/nognu"
 printf '#!/bin/sh\ncat >/dev/null\necho "gnuplot> plot x" >&2\necho "         ^" >&2\necho "         line 3: fake failure" >&2\nexit 1\n' >"$tmp/fakegnu/gnuplot"
