@@ -40,26 +40,8 @@ int ranks_program(char *path, size_t size)
 /* The point as the rank program reads it (--point). */
 static char *point_json(const point_spec *s)
 {
-    json_t *j = json_object(), *params = json_object();
-    const attn_method *m = s->params.method;
-    for (int i = 0; i < m->n_params; i++) {
-        char val[64];
-        json_object_set_new(params, m->params[i].name,
-                            json_string(attn_param_format(&s->params, i, val, sizeof val)));
-    }
-    json_object_set_new(j, "n", json_integer(s->shape.n));
-    json_object_set_new(j, "d", json_integer(s->shape.d));
-    json_object_set_new(j, "heads", json_integer(s->shape.H));
-    json_object_set_new(j, "batch", json_integer(s->shape.B));
-    json_object_set_new(j, "causal", json_boolean(s->shape.causal));
-    json_object_set_new(j, "threads", json_integer(s->threads));
-    json_object_set_new(j, "seed", json_integer((json_int_t)s->seed));
-    json_object_set_new(j, "reps", json_integer(s->reps));
-    json_object_set_new(j, "warmup", json_integer(s->warmup));
-    json_object_set_new(j, "inputs", json_string(inputs_name(s->inputs)));
-    json_object_set_new(j, "backward", json_boolean(s->backward));
-    json_object_set_new(j, "accuracy", json_boolean(s->accuracy));
-    json_object_set_new(j, "params", params);
+    json_t *j = point_record_new(s, NULL, POINT_OK, NULL);
+    json_object_set_new(j, "accuracy", json_boolean(s->accuracy)); /* not a record field */
     char *text = json_dumps(j, JSON_COMPACT);
     json_decref(j);
     return text;

@@ -4,8 +4,9 @@
  *
  *   attnbench-rank --point JSON --record FILE
  *
- * JSON is the point: {"n", "d", "heads", "batch", "causal", "threads", "seed", "reps", "warmup",
- * "inputs", "backward", "accuracy", "params": {"tile_q": .., ...}}. Every rank generates its own
+ * JSON is the point: its record before measurement (point_record_new: "n", "d", "heads",
+ * "batch", "causal", "threads", "seed", "reps", "warmup", "inputs", "backward", "params": {..},
+ * the rest ignored here) and "accuracy". Every rank generates its own
  * rows of the inputs from the seed (the values they have in the whole tensors), resets its
  * VmHWM, runs the warm-up (outputs poisoned, then checked), then the timed repetitions, each
  * started together after a barrier and timed as the slowest rank's; it counts the bytes it sent
