@@ -163,6 +163,28 @@ static int wait_block(const attn_ring_exchange *x)
     return (x->wait(x->ctx, ATTN_RING_V) != 0) | k;
 }
 
+/* One step of the ring, as both passes begin it: the block computed now (its rows and its
+ * keys and values) and the block that arrives meanwhile, already asked for. */
+typedef struct ring_step {
+    attn_ring_part blk, next;
+    const float *k, *v;
+    int more; /* a block arrives during this step: wait_block before the next */
+} ring_step;
+
+/* Begins `step` of rank me_rank: finds its blocks and, unless it is the last, starts passing
+ * the current block on. Returns the exchange's error. */
+static int step_begin(const ring_work *w, const attn_ring_exchange *x, const attn_shape *s,
+                      const attn_params *p, int me_rank, int step, const float *own_k,
+                      const float *own_v, ring_step *st)
+{
+    const int P = w->ranks;
+    attn_ring_part_of(s, p, P, ((me_rank - step) % P + P) % P, &st->blk);
+    attn_ring_part_of(s, p, P, ((me_rank - step - 1) % P + P) % P, &st->next);
+    step_block(w, step, own_k, own_v, &st->k, &st->v);
+    st->more = step + 1 < P;
+    return st->more ? pass_block(w, x, s, step, st->k, st->v, &st->blk, &st->next) : 0;
+}
+
 /* The scores query rows [a, a + len) see: every key, or with the causal mask keys <= row. */
 static double chunk_scores(const attn_shape *s, int64_t a, int64_t len)
 {
@@ -287,17 +309,11 @@ int attn_ring_forward(const attn_shape *s, const attn_params *p, const attn_ring
     memset(w.row, 0, rows * sizeof(float));
     int failed = 0;
     for (int step = 0; step < P && !failed; step++) {
-        attn_ring_part blk, next;
-        attn_ring_part_of(s, p, P, ((me_rank - step) % P + P) % P, &blk);
-        attn_ring_part_of(s, p, P, ((me_rank - step - 1) % P + P) % P, &next);
-        const float *K, *V;
-        step_block(&w, step, t->k, t->v, &K, &V);
-        const int more = step + 1 < P;
-        if (more)
-            failed = pass_block(&w, x, s, step, K, V, &blk, &next);
+        ring_step st;
+        failed = step_begin(&w, x, s, p, me_rank, step, t->k, t->v, &st);
         if (!failed)
-            forward_block(s, &me, &blk, K, V, t, w.row, w.tiles, tq, tk, nthreads, x);
-        if (more && !failed)
+            forward_block(s, &me, &st.blk, st.k, st.v, t, w.row, w.tiles, tq, tk, nthreads, x);
+        if (st.more && !failed)
             failed = wait_block(x);
     }
     if (failed)
@@ -446,19 +462,12 @@ int attn_ring_backward(const attn_shape *s, const attn_params *p, const attn_rin
     }
     int failed = 0;
     for (int step = 0; step < P && !failed; step++) {
-        attn_ring_part blk, next;
-        attn_ring_part_of(s, p, P, ((me_rank - step) % P + P) % P, &blk);
-        attn_ring_part_of(s, p, P, ((me_rank - step - 1) % P + P) % P, &next);
-        const float *K, *V;
-        step_block(&w, step, g->k, g->v, &K, &V);
-        float *share = w.grad[step & 1];
-        const size_t pair = 2 * block_floats(s, blk.rows);
-        const int more = step + 1 < P;
-        if (more)
-            failed = pass_block(&w, x, s, step, K, V, &blk, &next);
-        if (failed)
+        ring_step st;
+        if ((failed = step_begin(&w, x, s, p, me_rank, step, g->k, g->v, &st)) != 0)
             break;
-        backward_block(s, p, &me, &blk, K, V, share, g, w.row, w.tiles, nthreads, x);
+        float *share = w.grad[step & 1];
+        const size_t pair = 2 * block_floats(s, st.blk.rows);
+        backward_block(s, p, &me, &st.blk, st.k, st.v, share, g, w.row, w.tiles, nthreads, x);
         if (step > 0) { /* the sum of the ranks before this one: ring order, fixed */
             failed = x->wait(x->ctx, ATTN_RING_GRAD) != 0;
             for (size_t i = 0; i < pair && !failed; i++)
@@ -466,11 +475,11 @@ int attn_ring_backward(const attn_shape *s, const attn_params *p, const attn_rin
         }
         /* pass the sum on; receive the next block's, or (last step) this rank's own, home
          * (one rank: its own sum is already here) */
-        const size_t incoming = more ? 2 * block_floats(s, next.rows) : 2 * mine_floats;
+        const size_t incoming = st.more ? 2 * block_floats(s, st.next.rows) : 2 * mine_floats;
         if (!failed && P > 1)
             failed = x->shift(x->ctx, ATTN_RING_GRAD, share, pair * sizeof(float), w.acc,
                               incoming * sizeof(float)) != 0;
-        if (more && !failed)
+        if (st.more && !failed)
             failed = wait_block(x);
     }
     if (failed || (P > 1 && x->wait(x->ctx, ATTN_RING_GRAD) != 0))
