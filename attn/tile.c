@@ -53,6 +53,16 @@ static inline int lanes_for(int rows)
     return (rows + TILE_LANES - 1) / TILE_LANES * TILE_LANES;
 }
 
+/* The stride of the transposed arrays: the lanes and one cache line more. The kernels walk
+ * them a row at a time (P^T and Q^T down the keys or columns, O^T down the columns); at a
+ * stride of a power of two lines (128 lanes: 512 B) those rows fall in 1/8 of L1's sets and
+ * evict each other and the V and K rows they meet; an odd number of lines spreads them over
+ * every set. */
+static inline int stride_for(int lanes)
+{
+    return lanes + 64 / (int)sizeof(float);
+}
+
 static inline const float *row_of(const float *base, int64_t ld, const int32_t *idx, int r)
 {
     return base + (idx ? (int64_t)idx[r] : (int64_t)r) * ld;
@@ -71,7 +81,7 @@ void tile_prefetch_rows(const float *base, int64_t ld, const int32_t *idx, int c
 
 size_t tile_bytes(int max_rows, int max_cols, int d)
 {
-    size_t ld = (size_t)lanes_for(max_rows);
+    size_t ld = (size_t)stride_for(lanes_for(max_rows));
     return 2 * kern_slice_bytes((size_t)d * ld, sizeof(float)) +
            kern_slice_bytes((size_t)max_cols * ld, sizeof(float)) +
            2 * kern_slice_bytes(ld, sizeof(float));
@@ -79,11 +89,12 @@ size_t tile_bytes(int max_rows, int max_cols, int d)
 
 void tile_init(kern_tile *t, kern_cursor *cursor, int max_rows, int max_cols, int d)
 {
-    size_t ld = (size_t)lanes_for(max_rows);
+    size_t ld = (size_t)stride_for(lanes_for(max_rows));
     t->max_rows = max_rows;
     t->max_cols = max_cols;
     t->d = d;
     t->rows = t->cols = 0;
+    t->lanes = lanes_for(max_rows);
     t->ld = (int)ld;
     t->qt = kern_take(cursor, (size_t)d * ld, sizeof(float));
     t->ot = kern_take(cursor, (size_t)d * ld, sizeof(float));
@@ -158,13 +169,14 @@ static inline void transpose8(__m256 r[8])
 void tile_begin(kern_tile *t, const float *q, int64_t ldq, const int32_t *qidx, int rows,
                 float scale)
 {
-    const int d = t->d, ld = lanes_for(rows);
+    const int d = t->d, lanes = lanes_for(rows), ld = stride_for(lanes);
     assert(rows >= 1 && rows <= t->max_rows); /* the workspace was sized for max_rows */
     if (qidx) {
         count(t, ATTN_STAT_ROWS_GATHERED, (uint64_t)rows);
         count(t, ATTN_STAT_BYTES_GATHERED, (uint64_t)rows * (uint64_t)t->d * sizeof(float));
     }
     t->rows = rows;
+    t->lanes = lanes;
     t->ld = ld;
     t->cols = 0;
     int cvec = 0; /* columns done by the vector path, for every row */
@@ -216,9 +228,9 @@ void tile_begin(kern_tile *t, const float *q, int64_t ldq, const int32_t *qidx, 
             t->qt[(size_t)c * ld + r] = qr[c] * scale;
     }
     for (int c = 0; c < d; c++)
-        for (int r = rows; r < ld; r++)
+        for (int r = rows; r < lanes; r++)
             t->qt[(size_t)c * ld + r] = 0.0f;
-    for (int r = 0; r < ld; r++) {
+    for (int r = 0; r < lanes; r++) {
         t->m[r] = -INFINITY;
         t->l[r] = 0.0f;
     }
@@ -233,11 +245,11 @@ static void scores_portable(kern_tile *t, const float *k, int64_t ldk, const int
     for (int j = 0; j < t->cols; j++) {
         const float *kr = row_of(k, ldk, kidx, j);
         float *s = t->st + (size_t)j * ld;
-        for (int r = 0; r < ld; r++)
+        for (int r = 0; r < t->lanes; r++)
             s[r] = 0.0f;
         for (int c = 0; c < d; c++) {
             const float kv = kr[c], *qt = t->qt + (size_t)c * ld;
-            for (int r = 0; r < ld; r++)
+            for (int r = 0; r < t->lanes; r++)
                 s[r] = fmaf(kv, qt[r], s[r]);
         }
     }
@@ -253,7 +265,7 @@ static void scores_portable(kern_tile *t, const float *k, int64_t ldk, const int
 static void scores_avx512(kern_tile *t, const float *k, int64_t ldk, const int32_t *kidx)
 {
     const int d = t->d, ld = t->ld, cols = t->cols;
-    for (int q0 = 0; q0 < ld; q0 += TILE_LANES) {
+    for (int q0 = 0; q0 < t->lanes; q0 += TILE_LANES) {
         const float *qt = t->qt + q0;
         int j = 0;
         for (; j + 8 <= cols; j += 8) {
@@ -336,7 +348,7 @@ static inline __attribute__((always_inline)) void scores_block_avx2(const float 
 static void scores_avx2(kern_tile *t, const float *k, int64_t ldk, const int32_t *kidx)
 {
     const int d = t->d, ld = t->ld, cols = t->cols;
-    for (int q0 = 0; q0 < ld; q0 += 8 * AVX2_NV) {
+    for (int q0 = 0; q0 < t->lanes; q0 += 8 * AVX2_NV) {
         const float *qt = t->qt + q0;
         int j = 0;
         for (; j + AVX2_NB <= cols; j += AVX2_NB) {
@@ -394,7 +406,7 @@ float *tile_scores(kern_tile *t, const float *k, int64_t ldk, const int32_t *kid
 static void softmax_portable(kern_tile *t)
 {
     const int ld = t->ld, cols = t->cols, d = t->d;
-    for (int r = 0; r < ld; r++) {
+    for (int r = 0; r < t->lanes; r++) {
         float mx = t->m[r];
         for (int j = 0; j < cols; j++)
             mx = fmaxf(mx, t->st[(size_t)j * ld + r]);
@@ -420,7 +432,7 @@ static void pv_portable(kern_tile *t, const float *v, int64_t ldv, const int32_t
         const float *vr = row_of(v, ldv, vidx, j), *p = t->st + (size_t)j * ld;
         for (int c = 0; c < d; c++) {
             float *o = t->ot + (size_t)c * ld;
-            for (int r = 0; r < ld; r++)
+            for (int r = 0; r < t->lanes; r++)
                 o[r] = fmaf(vr[c], p[r], o[r]);
         }
     }
@@ -431,7 +443,7 @@ static void softmax_avx512(kern_tile *t)
 {
     const int ld = t->ld, cols = t->cols, d = t->d;
     const __m512 neg_inf = _mm512_set1_ps(-INFINITY);
-    for (int r = 0; r < ld; r += 16) {
+    for (int r = 0; r < t->lanes; r += 16) {
         const __m512 mold = _mm512_load_ps(t->m + r);
         __m512 mx = mold;
         for (int j = 0; j < cols; j++)
@@ -473,7 +485,7 @@ static void softmax_avx512(kern_tile *t)
 static void pv_avx512(kern_tile *t, const float *v, int64_t ldv, const int32_t *vidx)
 {
     const int ld = t->ld, d = t->d, cols = t->cols;
-    for (int q0 = 0; q0 < ld; q0 += TILE_LANES) {
+    for (int q0 = 0; q0 < t->lanes; q0 += TILE_LANES) {
         int c0 = 0;
         for (; c0 + 8 <= d; c0 += 8) { /* 8 value columns by 32 query lanes */
             PV_LOAD(0); PV_LOAD(1); PV_LOAD(2); PV_LOAD(3);
@@ -505,18 +517,21 @@ static void pv_avx512(kern_tile *t, const float *v, int64_t ldv, const int32_t *
 #endif
 
 #if TILE_HAVE_AVX2
-/* exp(x) for 8 floats, within 2 ulp of expf: Cody-Waite reduction x = k ln2 + r, |r| <= ln2/2,
- * Cephes's degree-6 polynomial for exp(r), and 2^k through the exponent bits. Inlined, it
- * costs a fraction of a SLEEF call, which mattered: one exponential per score against 32
- * FMAs of products. Below -87.3 (and -inf, a masked score) it is 0, above 88.37 +inf (the
- * last 0.35 of float's range, which softmax never reaches: its arguments are <= 0); NaN stays
- * NaN. */
+/* exp(x) for 8 floats x <= 0, the online softmax's arguments (a score less the running max,
+ * or the old max less the new), within 2 ulp of expf: Cody-Waite reduction x = k ln2 + r,
+ * |r| <= ln2/2, Cephes's degree-6 polynomial for exp(r), and 2^k through the exponent bits.
+ * Inlined, it costs a fraction of a SLEEF call, which mattered: one exponential per score
+ * against 32 FMAs of products. k comes from adding 1.5 * 2^23 (the rounding of that sum
+ * leaves round(x log2 e) in the low mantissa bits, ready to shift into an exponent), which
+ * saves a round and a conversion; the domain saves the overflow clamp. Below -87.3 (and -inf,
+ * a masked score) it is 0; NaN stays NaN (max returns its second operand, the NaN, and the
+ * polynomial carries it). Not for x > 88: 2^k would wrap. */
 static inline __m256 exp8(__m256 x)
 {
-    const __m256 lo = _mm256_set1_ps(-87.3365447505531f), hi = _mm256_set1_ps(88.3762626647949f);
-    const __m256 xc = _mm256_min_ps(_mm256_max_ps(x, lo), hi);
-    const __m256 k = _mm256_round_ps(_mm256_mul_ps(xc, _mm256_set1_ps(1.44269504088896341f)),
-                                     _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    const __m256 lo = _mm256_set1_ps(-87.3365447505531f), shifter = _mm256_set1_ps(12582912.0f);
+    const __m256 xc = _mm256_max_ps(lo, x);
+    const __m256 t = _mm256_fmadd_ps(xc, _mm256_set1_ps(1.44269504088896341f), shifter);
+    const __m256 k = _mm256_sub_ps(t, shifter);
     __m256 r = _mm256_fnmadd_ps(k, _mm256_set1_ps(0.693359375f), xc);
     r = _mm256_fnmadd_ps(k, _mm256_set1_ps(-2.12194440e-4f), r);
     __m256 y = _mm256_set1_ps(1.9875691500E-4f);
@@ -526,19 +541,18 @@ static inline __m256 exp8(__m256 x)
     y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(1.6666665459E-1f));
     y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(5.0000001201E-1f));
     y = _mm256_fmadd_ps(y, _mm256_mul_ps(r, r), _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
-    const __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(k),
+    /* t's bits are those of 1.5 * 2^23 plus k; shifted by 23, only k + 127 stays */
+    const __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_castps_si256(t),
                                                          _mm256_set1_epi32(127)), 23);
     y = _mm256_mul_ps(y, _mm256_castsi256_ps(e));
-    y = _mm256_andnot_ps(_mm256_cmp_ps(x, lo, _CMP_LT_OQ), y);      /* underflow and -inf: 0 */
-    y = _mm256_blendv_ps(y, _mm256_set1_ps(INFINITY), _mm256_cmp_ps(x, hi, _CMP_GT_OQ));
-    return _mm256_blendv_ps(y, x, _mm256_cmp_ps(x, x, _CMP_UNORD_Q)); /* NaN: NaN */
+    return _mm256_andnot_ps(_mm256_cmp_ps(x, lo, _CMP_LT_OQ), y); /* underflow and -inf: 0 */
 }
 
 static void softmax_avx2(kern_tile *t)
 {
     const int ld = t->ld, cols = t->cols, d = t->d;
     const __m256 neg_inf = _mm256_set1_ps(-INFINITY), one = _mm256_set1_ps(1.0f);
-    for (int r = 0; r < ld; r += 8) {
+    for (int r = 0; r < t->lanes; r += 8) {
         const __m256 mold = _mm256_load_ps(t->m + r);
         __m256 mx = mold;
         for (int j = 0; j < cols; j++)
@@ -602,10 +616,10 @@ enum { PV_KEYS = 64 };
 
 static void pv_avx2(kern_tile *t, const float *v, int64_t ldv, const int32_t *vidx)
 {
-    const int ld = t->ld, d = t->d, cols = t->cols;
+    const int d = t->d, cols = t->cols;
     for (int j0 = 0; j0 < cols; j0 += PV_KEYS) {
         const int j1 = cols - j0 < PV_KEYS ? cols : j0 + PV_KEYS;
-        for (int q0 = 0; q0 < ld; q0 += 8 * AVX2_NV) {
+        for (int q0 = 0; q0 < t->lanes; q0 += 8 * AVX2_NV) {
             int c0 = 0;
             for (; c0 + AVX2_NB <= d; c0 += AVX2_NB)
                 pv_block_avx2(t, v, ldv, vidx, j0, j1, q0, c0, AVX2_NB);

@@ -2,8 +2,8 @@
  * (full_stream, block_sparse, etc, lsh): one tile of up to max_rows queries against a stream
  * of key/value tiles of up to max_cols keys, FlashAttention-2 order.
  *
- * Layout, and why: the tile keeps its queries transposed, (d, ld) with ld = rows rounded up
- * to TILE_LANES, so queries run along the vector lanes. Then S^T = K Q^T and O^T += V^T P^T
+ * Layout, and why: the tile keeps its queries transposed, (d, ld): lanes = rows rounded up
+ * to TILE_LANES, so queries run along the vector lanes, and a stride ld one cache line more. Then S^T = K Q^T and O^T += V^T P^T
  * read K and V a row at a time, by broadcasting single elements: no packing, no transposed
  * copy of K, and any key row can come from anywhere. Every row argument is therefore a base
  * pointer plus an optional int32 index list (row r is base + idx[r] * ld), which is how lsh
@@ -30,7 +30,8 @@
 
 typedef struct kern_tile {
     int max_rows, max_cols, d;
-    int rows, ld, cols; /* current query count, its padded stride, current key count */
+    int rows, cols;     /* current query and key counts */
+    int lanes, ld;      /* rows rounded up to TILE_LANES (the lanes computed); the stride */
     float *qt;          /* (d, ld) scaled queries, transposed; padding lanes are zero */
     float *st;          /* (max_cols, ld) scores, then probabilities, transposed */
     float *ot;          /* (d, ld) output accumulator, transposed */
