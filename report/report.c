@@ -120,7 +120,7 @@ static int cmp_series(const void *a, const void *b)
         return is_peer(p) - is_peer(q);
     if (mechanism_rank(p) != mechanism_rank(q))
         return mechanism_rank(p) - mechanism_rank(q);
-    return strcmp(p->key, q->key);
+    return strverscmp(p->key, q->key); /* numbers in the key in numeric order: 8 < 32 < 256 */
 }
 
 int report_series(json_t *records, const char *xfield, report_series_t **out)

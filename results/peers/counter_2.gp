@@ -17,9 +17,9 @@ do for [term in 'pngcairo svg'] {
   plot 'counter_2.dat' index 0 using 1:2 with linespoints pt 7 ps 0.8 lw 2 lt 1 title "full" noenhanced, \
        'counter_2.dat' index 1 using 1:2 with linespoints pt 7 ps 0.8 lw 2 lt 2 title "full_stream" noenhanced, \
        'counter_2.dat' index 2 using 1:2 with linespoints pt 7 ps 0.8 lw 2 lt 3 title "full_stream causal=1" noenhanced, \
-       'counter_2.dat' index 3 using 1:2 with linespoints pt 7 ps 0.8 lw 2 lt 4 title "lsh" noenhanced, \
-       'counter_2.dat' index 4 using 1:2 with linespoints pt 7 ps 0.8 lw 2 lt 5 title "block_sparse" noenhanced, \
-       'counter_2.dat' index 5 using 1:2 with linespoints pt 7 ps 0.8 lw 2 lt 6 title "reversible (lsh) L=2" noenhanced, \
-       'counter_2.dat' index 6 using 1:2 with linespoints pt 7 ps 0.8 lw 2 lt 7 title "full_stream, standard stack heads=4 d_ff=0 ff_chunk=1024 L=2" noenhanced
+       'counter_2.dat' index 3 using 1:2 with linespoints pt 7 ps 0.8 lw 2 lt 4 title "block_sparse" noenhanced, \
+       'counter_2.dat' index 4 using 1:2 with linespoints pt 7 ps 0.8 lw 2 lt 5 title "lsh" noenhanced, \
+       'counter_2.dat' index 5 using 1:2 with linespoints pt 7 ps 0.8 lw 2 lt 6 title "full_stream, standard stack heads=4 d_ff=0 ff_chunk=1024 L=2" noenhanced, \
+       'counter_2.dat' index 6 using 1:2 with linespoints pt 7 ps 0.8 lw 2 lt 7 title "reversible (lsh) L=2" noenhanced
   set output
 }

@@ -17,19 +17,19 @@ do for [term in 'pngcairo svg'] {
   if (term eq 'pngcairo') { set terminal pngcairo size 1000,650 enhanced font 'DejaVu Sans,11'; set output 'memory.png' } else { set terminal svg size 1000,650 dynamic enhanced font 'DejaVu Sans,11'; set output 'memory.svg' }
   plot 'memory.dat' index 0 using 1:2 with linespoints pt 7 ps 0.8 lw 2 lt 1 title "full" noenhanced, \
        'memory.dat' index 1 using 1:2 with linespoints pt 7 ps 0.8 lw 2 lt 2 title "full_stream" noenhanced, \
-       'memory.dat' index 2 using 1:2 with linespoints pt 7 ps 0.8 lw 2 lt 3 title "ext:torch_sdpa" noenhanced, \
-       'memory.dat' index 3 using 1:2 with linespoints pt 7 ps 0.8 lw 2 lt 4 title "ext:torch_textbook" noenhanced, \
-       'memory.dat' index 4 using 1:2 with points pt 6 ps 1.5 lw 2 lt 4 title "ext:torch_textbook: model bytes, not run" noenhanced, \
-       'memory.dat' index 5 using 1:2 with linespoints pt 7 ps 0.8 lw 2 lt 5 title "full_stream causal=1" noenhanced, \
-       'memory.dat' index 6 using 1:2 with linespoints pt 7 ps 0.8 lw 2 lt 6 title "ext:torch_sdpa causal=1" noenhanced, \
-       'memory.dat' index 7 using 1:2 with linespoints pt 7 ps 0.8 lw 2 lt 7 title "lsh" noenhanced, \
-       'memory.dat' index 8 using 1:2 with linespoints pt 7 ps 0.8 lw 2 lt 8 title "ext:hf_reformer_lsh" noenhanced, \
-       'memory.dat' index 9 using 1:2 with linespoints pt 7 ps 0.8 lw 2 lt 9 title "block_sparse" noenhanced, \
-       'memory.dat' index 10 using 1:2 with linespoints pt 7 ps 0.8 lw 2 lt 10 title "ext:hf_bigbird" noenhanced, \
-       'memory.dat' index 11 using 1:2 with linespoints pt 7 ps 0.8 lw 2 lt 11 title "reversible (lsh) L=2" noenhanced, \
-       'memory.dat' index 12 using 1:2 with linespoints pt 7 ps 0.8 lw 2 lt 12 title "ext:hf_reformer_train (lsh) L=2" noenhanced, \
-       'memory.dat' index 13 using 1:2 with linespoints pt 7 ps 0.8 lw 2 lt 13 title "full_stream, standard stack heads=4 d_ff=0 ff_chunk=1024 L=2" noenhanced, \
-       'memory.dat' index 14 using 1:2 with linespoints pt 7 ps 0.8 lw 2 lt 14 title "ext:hf_bert_train (full_stream) L=2" noenhanced, \
+       'memory.dat' index 2 using 1:2 with linespoints pt 7 ps 0.8 lw 2 lt 3 title "full_stream causal=1" noenhanced, \
+       'memory.dat' index 3 using 1:2 with linespoints pt 7 ps 0.8 lw 2 lt 4 title "block_sparse" noenhanced, \
+       'memory.dat' index 4 using 1:2 with linespoints pt 7 ps 0.8 lw 2 lt 5 title "lsh" noenhanced, \
+       'memory.dat' index 5 using 1:2 with linespoints pt 7 ps 0.8 lw 2 lt 6 title "full_stream, standard stack heads=4 d_ff=0 ff_chunk=1024 L=2" noenhanced, \
+       'memory.dat' index 6 using 1:2 with linespoints pt 7 ps 0.8 lw 2 lt 7 title "reversible (lsh) L=2" noenhanced, \
+       'memory.dat' index 7 using 1:2 with linespoints pt 7 ps 0.8 lw 2 lt 8 title "ext:torch_sdpa" noenhanced, \
+       'memory.dat' index 8 using 1:2 with linespoints pt 7 ps 0.8 lw 2 lt 9 title "ext:torch_sdpa causal=1" noenhanced, \
+       'memory.dat' index 9 using 1:2 with linespoints pt 7 ps 0.8 lw 2 lt 10 title "ext:torch_textbook" noenhanced, \
+       'memory.dat' index 10 using 1:2 with points pt 6 ps 1.5 lw 2 lt 10 title "ext:torch_textbook: model bytes, not run" noenhanced, \
+       'memory.dat' index 11 using 1:2 with linespoints pt 7 ps 0.8 lw 2 lt 11 title "ext:hf_bigbird" noenhanced, \
+       'memory.dat' index 12 using 1:2 with linespoints pt 7 ps 0.8 lw 2 lt 12 title "ext:hf_reformer_lsh" noenhanced, \
+       'memory.dat' index 13 using 1:2 with linespoints pt 7 ps 0.8 lw 2 lt 13 title "ext:hf_bert_train (full_stream) L=2" noenhanced, \
+       'memory.dat' index 14 using 1:2 with linespoints pt 7 ps 0.8 lw 2 lt 14 title "ext:hf_reformer_train (lsh) L=2" noenhanced, \
        y0 * (x / x0) ls 1 title '∝ n', y0 * (x / x0)**2 ls 2 title '∝ n^2'
   set output
 }

@@ -17,10 +17,10 @@ do for [term in 'pngcairo svg'] {
   if (term eq 'pngcairo') { set terminal pngcairo size 1000,650 enhanced font 'DejaVu Sans,11'; set output 'peers_1_time.png' } else { set terminal svg size 1000,650 dynamic enhanced font 'DejaVu Sans,11'; set output 'peers_1_time.svg' }
   plot 'peers_1_time.dat' index 0 using 1:2 with linespoints pt 7 ps 0.8 lw 2 lt 1 title "full" noenhanced, \
        'peers_1_time.dat' index 1 using 1:2 with linespoints pt 7 ps 0.8 lw 2 lt 2 title "full_stream" noenhanced, \
-       'peers_1_time.dat' index 2 using 1:2 with linespoints pt 7 ps 0.8 lw 2 lt 3 title "ext:torch_sdpa" noenhanced, \
-       'peers_1_time.dat' index 3 using 1:2 with linespoints pt 7 ps 0.8 lw 2 lt 4 title "ext:torch_textbook" noenhanced, \
-       'peers_1_time.dat' index 4 using 1:2 with linespoints pt 7 ps 0.8 lw 2 lt 5 title "full_stream causal=1" noenhanced, \
-       'peers_1_time.dat' index 5 using 1:2 with linespoints pt 7 ps 0.8 lw 2 lt 6 title "ext:torch_sdpa causal=1" noenhanced, \
+       'peers_1_time.dat' index 2 using 1:2 with linespoints pt 7 ps 0.8 lw 2 lt 3 title "full_stream causal=1" noenhanced, \
+       'peers_1_time.dat' index 3 using 1:2 with linespoints pt 7 ps 0.8 lw 2 lt 4 title "ext:torch_sdpa" noenhanced, \
+       'peers_1_time.dat' index 4 using 1:2 with linespoints pt 7 ps 0.8 lw 2 lt 5 title "ext:torch_sdpa causal=1" noenhanced, \
+       'peers_1_time.dat' index 5 using 1:2 with linespoints pt 7 ps 0.8 lw 2 lt 6 title "ext:torch_textbook" noenhanced, \
        y0 * (x / x0) ls 1 title '∝ n', y0 * (x / x0)**2 ls 2 title '∝ n^2'
   set output
 }

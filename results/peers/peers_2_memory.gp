@@ -1,5 +1,5 @@
 # peers_2_memory.gp: written by `attnbench report`; run with `gnuplot peers_2_memory.gp` in this folder
-set title "lsh: peak memory (RSS), ours and the peers" noenhanced
+set title "block_sparse: peak memory (RSS), ours and the peers" noenhanced
 set xlabel "sequence length n (tokens)" noenhanced
 set ylabel "peak RSS" noenhanced
 set key left top box opaque
@@ -9,14 +9,14 @@ set logscale x 2
 set logscale y 2
 set format x '2^{%L}'
 set format y '%.0b %BB'
-set yrange [6471680:12169058304]
-x0 = 1024; y0 = 476917760
+set yrange [8118272:21728569344]
+x0 = 4096; y0 = 534310912
 set style line 1 lc rgb '#999999' dt 2 lw 1
 set style line 2 lc rgb '#555555' dt 2 lw 1
 do for [term in 'pngcairo svg'] {
   if (term eq 'pngcairo') { set terminal pngcairo size 1000,650 enhanced font 'DejaVu Sans,11'; set output 'peers_2_memory.png' } else { set terminal svg size 1000,650 dynamic enhanced font 'DejaVu Sans,11'; set output 'peers_2_memory.svg' }
-  plot 'peers_2_memory.dat' index 0 using 1:2 with linespoints pt 7 ps 0.8 lw 2 lt 1 title "lsh" noenhanced, \
-       'peers_2_memory.dat' index 1 using 1:2 with linespoints pt 7 ps 0.8 lw 2 lt 2 title "ext:hf_reformer_lsh" noenhanced, \
+  plot 'peers_2_memory.dat' index 0 using 1:2 with linespoints pt 7 ps 0.8 lw 2 lt 1 title "block_sparse" noenhanced, \
+       'peers_2_memory.dat' index 1 using 1:2 with linespoints pt 7 ps 0.8 lw 2 lt 2 title "ext:hf_bigbird" noenhanced, \
        y0 * (x / x0) ls 1 title '∝ n', y0 * (x / x0)**2 ls 2 title '∝ n^2'
   set output
 }

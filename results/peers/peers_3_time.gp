@@ -1,5 +1,5 @@
 # peers_3_time.gp: written by `attnbench report`; run with `gnuplot peers_3_time.gp` in this folder
-set title "block_sparse: time per run, ours and the peers" noenhanced
+set title "lsh: time per run, ours and the peers" noenhanced
 set xlabel "sequence length n (tokens)" noenhanced
 set ylabel "wall time (median)" noenhanced
 set key left top box opaque
@@ -9,14 +9,14 @@ set logscale x 2
 set logscale y 10
 set format y '%.0s %cs'
 set format x '2^{%L}'
-set yrange [0.0040789719993578428:41.37153684599798]
-x0 = 4096; y0 = 0.01718214100037585
+set yrange [0.00065486266733690479:47.868241072501405]
+x0 = 1024; y0 = 0.022404614999686601
 set style line 1 lc rgb '#999999' dt 2 lw 1
 set style line 2 lc rgb '#555555' dt 2 lw 1
 do for [term in 'pngcairo svg'] {
   if (term eq 'pngcairo') { set terminal pngcairo size 1000,650 enhanced font 'DejaVu Sans,11'; set output 'peers_3_time.png' } else { set terminal svg size 1000,650 dynamic enhanced font 'DejaVu Sans,11'; set output 'peers_3_time.svg' }
-  plot 'peers_3_time.dat' index 0 using 1:2 with linespoints pt 7 ps 0.8 lw 2 lt 1 title "block_sparse" noenhanced, \
-       'peers_3_time.dat' index 1 using 1:2 with linespoints pt 7 ps 0.8 lw 2 lt 2 title "ext:hf_bigbird" noenhanced, \
+  plot 'peers_3_time.dat' index 0 using 1:2 with linespoints pt 7 ps 0.8 lw 2 lt 1 title "lsh" noenhanced, \
+       'peers_3_time.dat' index 1 using 1:2 with linespoints pt 7 ps 0.8 lw 2 lt 2 title "ext:hf_reformer_lsh" noenhanced, \
        y0 * (x / x0) ls 1 title '∝ n', y0 * (x / x0)**2 ls 2 title '∝ n^2'
   set output
 }

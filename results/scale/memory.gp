@@ -15,9 +15,9 @@ set style line 1 lc rgb '#999999' dt 2 lw 1
 set style line 2 lc rgb '#555555' dt 2 lw 1
 do for [term in 'pngcairo svg'] {
   if (term eq 'pngcairo') { set terminal pngcairo size 1000,650 enhanced font 'DejaVu Sans,11'; set output 'memory.png' } else { set terminal svg size 1000,650 dynamic enhanced font 'DejaVu Sans,11'; set output 'memory.svg' }
-  plot 'memory.dat' index 0 using 1:2 with linespoints pt 7 ps 0.8 lw 2 lt 1 title "lsh" noenhanced, \
-       'memory.dat' index 1 using 1:2 with linespoints pt 7 ps 0.8 lw 2 lt 2 title "block_sparse" noenhanced, \
-       'memory.dat' index 2 using 1:2 with linespoints pt 7 ps 0.8 lw 2 lt 3 title "etc" noenhanced, \
+  plot 'memory.dat' index 0 using 1:2 with linespoints pt 7 ps 0.8 lw 2 lt 1 title "block_sparse" noenhanced, \
+       'memory.dat' index 1 using 1:2 with linespoints pt 7 ps 0.8 lw 2 lt 2 title "etc" noenhanced, \
+       'memory.dat' index 2 using 1:2 with linespoints pt 7 ps 0.8 lw 2 lt 3 title "lsh" noenhanced, \
        y0 * (x / x0) ls 1 title '∝ n', y0 * (x / x0)**2 ls 2 title '∝ n^2'
   set output
 }

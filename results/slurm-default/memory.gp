@@ -19,10 +19,10 @@ do for [term in 'pngcairo svg'] {
        'memory.dat' index 1 using 1:2 with points pt 6 ps 1.5 lw 2 lt 1 title "full: model bytes, not run" noenhanced, \
        'memory.dat' index 2 using 1:2 with linespoints pt 7 ps 0.8 lw 2 lt 2 title "full_stream" noenhanced, \
        'memory.dat' index 3 using 1:2 with points pt 6 ps 1.5 lw 2 lt 2 title "full_stream: model bytes, not run" noenhanced, \
-       'memory.dat' index 4 using 1:2 with linespoints pt 7 ps 0.8 lw 2 lt 3 title "reversible (lsh) L=2" noenhanced, \
-       'memory.dat' index 5 using 1:2 with linespoints pt 7 ps 0.8 lw 2 lt 4 title "lsh" noenhanced, \
-       'memory.dat' index 6 using 1:2 with linespoints pt 7 ps 0.8 lw 2 lt 5 title "block_sparse" noenhanced, \
-       'memory.dat' index 7 using 1:2 with linespoints pt 7 ps 0.8 lw 2 lt 6 title "etc" noenhanced, \
+       'memory.dat' index 4 using 1:2 with linespoints pt 7 ps 0.8 lw 2 lt 3 title "block_sparse" noenhanced, \
+       'memory.dat' index 5 using 1:2 with linespoints pt 7 ps 0.8 lw 2 lt 4 title "etc" noenhanced, \
+       'memory.dat' index 6 using 1:2 with linespoints pt 7 ps 0.8 lw 2 lt 5 title "lsh" noenhanced, \
+       'memory.dat' index 7 using 1:2 with linespoints pt 7 ps 0.8 lw 2 lt 6 title "reversible (lsh) L=2" noenhanced, \
        y0 * (x / x0) ls 1 title '∝ n', y0 * (x / x0)**2 ls 2 title '∝ n^2'
   set output
 }

@@ -16,9 +16,9 @@ do for [term in 'pngcairo svg'] {
   if (term eq 'pngcairo') { set terminal pngcairo size 1000,650 enhanced font 'DejaVu Sans,11'; set output 'scores_per_token.png' } else { set terminal svg size 1000,650 dynamic enhanced font 'DejaVu Sans,11'; set output 'scores_per_token.svg' }
   plot 'scores_per_token.dat' index 0 using 1:2 with linespoints pt 7 ps 0.8 lw 2 lt 1 title "full" noenhanced, \
        'scores_per_token.dat' index 1 using 1:2 with linespoints pt 7 ps 0.8 lw 2 lt 2 title "full_stream" noenhanced, \
-       'scores_per_token.dat' index 2 using 1:2 with linespoints pt 7 ps 0.8 lw 2 lt 3 title "reversible (lsh) L=2" noenhanced, \
-       'scores_per_token.dat' index 3 using 1:2 with linespoints pt 7 ps 0.8 lw 2 lt 4 title "lsh" noenhanced, \
-       'scores_per_token.dat' index 4 using 1:2 with linespoints pt 7 ps 0.8 lw 2 lt 5 title "block_sparse" noenhanced, \
-       'scores_per_token.dat' index 5 using 1:2 with linespoints pt 7 ps 0.8 lw 2 lt 6 title "etc" noenhanced
+       'scores_per_token.dat' index 2 using 1:2 with linespoints pt 7 ps 0.8 lw 2 lt 3 title "block_sparse" noenhanced, \
+       'scores_per_token.dat' index 3 using 1:2 with linespoints pt 7 ps 0.8 lw 2 lt 4 title "etc" noenhanced, \
+       'scores_per_token.dat' index 4 using 1:2 with linespoints pt 7 ps 0.8 lw 2 lt 5 title "lsh" noenhanced, \
+       'scores_per_token.dat' index 5 using 1:2 with linespoints pt 7 ps 0.8 lw 2 lt 6 title "reversible (lsh) L=2" noenhanced
   set output
 }
