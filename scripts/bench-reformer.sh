@@ -18,9 +18,12 @@ point=(run --method reversible --layers 12 --heads 4 --n "$n" --reps 1 --warmup 
        --counters sw --time-limit 7200 --mem-limit 21G --json)
 mkdir -p results/reformer
 for bin in "$work/base/build/attnbench" build/attnbench; do
-    "$bin" "${point[@]}" | tee -a "$out" | /usr/bin/python3 -c '
+    "$bin" "${point[@]}" >>"$out" # the record first: a summary that fails loses nothing
+    tail -n 1 "$out" | /usr/bin/python3 -c '
 import json, sys
 r = json.load(sys.stdin)
-print(f"{r[\"context\"][\"git_commit\"][:8]}: {r[\"status\"]}, {r[\"wall_s\"]:.1f} s, peak RSS "
-      f"{r[\"peak_rss_bytes\"] / 2**30:.2f} GiB, model {r[\"model_bytes\"] / 2**30:.2f} GiB")'
+gib = lambda key: "%.2f GiB" % (r[key] / 2**30) if r[key] is not None else "-"
+wall = "%.1f s" % r["wall_s"] if r["wall_s"] is not None else "-"
+print("%s: %s, %s, peak RSS %s, model %s" % (r["context"]["git_commit"][:8], r["status"], wall,
+      gib("peak_rss_bytes"), gib("model_bytes")))'
 done
