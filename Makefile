@@ -75,13 +75,15 @@ $(BUILD)/%.o: %.c
 	$(CC) $(CFLAGS) -c -o $@ $<
 
 # What every record says about the build: commit, whether tracked files were modified, and
-# the flags. Rewritten only when it changes, so it does not force rebuilds.
+# the flags. Rewritten only when it changes, so it does not force rebuilds. Files under
+# results/ do not count: they are what the tool writes, and a measurement that appended to
+# one must not make the next build of the same code say it is not the commit.
 BUILDINFO := $(BUILD)/gen/buildinfo.h
 CFLAGS += -I$(BUILD)/gen
 $(BUILDINFO): FORCE
 	@mkdir -p $(dir $@)
 	@{ printf '#define BUILD_GIT_COMMIT "%s"\n' "$$(git rev-parse HEAD 2>/dev/null || echo unknown)"; \
-	   printf '#define BUILD_GIT_DIRTY %s\n' "$$(git status --porcelain --untracked-files=no 2>/dev/null | grep -q . && echo 1 || echo 0)"; \
+	   printf '#define BUILD_GIT_DIRTY %s\n' "$$(git status --porcelain --untracked-files=no -- . ':(exclude)results' 2>/dev/null | grep -q . && echo 1 || echo 0)"; \
 	   printf '#define BUILD_CFLAGS "%s"\n' '$(filter-out -MMD -MP -I%,$(subst ",,$(CFLAGS)))'; } >$@.tmp
 	@if cmp -s $@.tmp $@; then rm $@.tmp; else mv $@.tmp $@; fi
 $(BUILD)/bench/context.o: $(BUILDINFO)
