@@ -1,7 +1,7 @@
 # counter_0.gp: written by `attnbench report`; run with `gnuplot counter_0.gp` in this folder
-set title "rusage.cpu_s per token and repetition" noenhanced
+set title "perf::TASK-CLOCK per token and repetition" noenhanced
 set xlabel "sequence length n (tokens)" noenhanced
-set ylabel "rusage.cpu_s" noenhanced
+set ylabel "perf::TASK-CLOCK" noenhanced
 set key left top box opaque
 set grid
 set rmargin 4
@@ -9,7 +9,7 @@ set logscale x 2
 set logscale y 10
 set format y '%g'
 set format x '2^{%L}'
-set yrange [0.00098754896291097013:0.0024002330131530766]
+set yrange [1139677.1757723491:2646921.0760345459]
 set style line 1 lc rgb '#999999' dt 2 lw 1
 set style line 2 lc rgb '#555555' dt 2 lw 1
 do for [term in 'pngcairo svg'] {

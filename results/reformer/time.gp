@@ -1,5 +1,5 @@
 # time.gp: written by `attnbench report`; run with `gnuplot time.gp` in this folder
-set title "Time per forward pass against sequence length" noenhanced
+set title "Time per training step against sequence length" noenhanced
 set xlabel "sequence length n (tokens)" noenhanced
 set ylabel "wall time (median)" noenhanced
 set key left top box opaque
@@ -9,8 +9,8 @@ set logscale x 2
 set logscale y 10
 set format y '%.0s %cs'
 set format x '2^{%L}'
-set yrange [134.27996832133309:1301.3551666680009]
-x0 = 262144; y0 = 201.41995248199964
+set yrange [157.91739875133013:1374.585525391496]
+x0 = 262144; y0 = 236.8760981269952
 set style line 1 lc rgb '#999999' dt 2 lw 1
 set style line 2 lc rgb '#555555' dt 2 lw 1
 do for [term in 'pngcairo svg'] {
