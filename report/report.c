@@ -640,7 +640,6 @@ static int write_fits(const char *dir, report_series_t *s, int ns, double n_from
 
 /* ---- crossovers: from which n a sparse method is cheaper than exact attention ------------- */
 
-
 /* Whether two series were measured at the same shape, so only like meets like: d, heads,
  * batch, threads, depth, causal, forward or forward + backward, one forward or a training
  * step of the same kind of stack. */
