@@ -177,11 +177,15 @@ int cli_param(const char *cmd, attn_params *p, const char *assignment)
         return cli_error(cmd, "%s: %s.%s='%s' is not one of: %s", attn_errname(rc), m->name,
                          spec->name, eq + 1, list);
     }
-    return cli_error(cmd, "%s: %s.%s='%s' %s; accepted: %s in [%g, %g]%s", attn_errname(rc),
-                     m->name, spec->name, eq + 1,
+    /* the range as `attnbench list` writes it: [1..2147483648], never 2.14748e+09 */
+    char range[96];
+    snprintf(range, sizeof range, spec->kind == ATTN_PARAM_INT ? "[%.0f..%.0f]" : "[%g..%g]",
+             spec->min, spec->max);
+    return cli_error(cmd, "%s: %s.%s='%s' %s; accepted: %s in %s%s", attn_errname(rc), m->name,
+                     spec->name, eq + 1,
                      rc == ATTN_EPARAM_RANGE ? "is out of range" : "is not a number",
-                     spec->kind == ATTN_PARAM_INT ? "an integer" : "a number", spec->min,
-                     spec->max, spec->auto_ok ? " or auto" : "");
+                     spec->kind == ATTN_PARAM_INT ? "an integer" : "a number", range,
+                     spec->auto_ok ? " or auto" : "");
 }
 
 int cli_check_error(const char *cmd, const attn_params *p, int rc, const char *why)

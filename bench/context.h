@@ -7,6 +7,8 @@
 #include <stdint.h>
 
 #define RECORD_SCHEMA "attnbench/1"
+/* The release; the record's schema changes only when its format does. */
+#define ATTNBENCH_VERSION "0.9.0"
 
 /* Collects the machine and build context (host, CPU, cores, memory, kernel, compiler and
  * flags, git commit and dirty flag, library versions, overcommit, THP, cgroup version, date).

@@ -5,6 +5,7 @@
 #include "blas_env.h"
 #include "cli.h"
 #include "commands.h"
+#include "context.h"
 
 static const struct {
     const char *name;
@@ -24,7 +25,8 @@ static const struct {
 
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: attnbench <command> [options]   (attnbench <command> --help)\n\n");
+    fprintf(f, "usage: attnbench <command> [options]   (attnbench <command> --help)\n"
+               "       attnbench --version\n\n");
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
         fprintf(f, "  %-9s %s\n", commands[i].name, commands[i].summary);
 }
@@ -39,6 +41,12 @@ int main(int argc, char **argv)
     if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
         strcmp(argv[1], "help") == 0) {
         usage(stdout);
+        return 0;
+    }
+    if (strcmp(argv[1], "--version") == 0 || strcmp(argv[1], "version") == 0) {
+        printf("attnbench %s (commit %s%s, record schema %s)\n", ATTNBENCH_VERSION,
+               context_git_commit(), context_built_dirty() ? ", built with uncommitted changes" : "",
+               RECORD_SCHEMA);
         return 0;
     }
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)

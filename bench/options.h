@@ -44,13 +44,13 @@ enum {
     "  --backward       each run is the forward and the backward (to q, k, v) of the method\n" \
     "  --counters LIST  PAPI events and groups, comma-separated: hw, sw, sde (attn's work\n"      \
     "                   counters, sde:::attn::SCORES ...), default (all three), none\n"          \
-    "  --mem-limit SIZE skip points whose model exceeds SIZE (K/M/G suffixes; default 80%% of\n" \
+    "  --mem-limit SIZE skip points whose model exceeds SIZE (K/M/G suffixes; default 80% of\n" \
     "                   the smallest of physical memory, the cgroup limit, RLIMIT_AS and a\n"  \
     "                   Slurm job's memory); the child's address space is capped at SIZE + 2G\n" \
     "  --time-limit S   kill a point after S seconds (default 600)\n"                           \
     "  --no-skip        run points even when their model exceeds the memory limit\n"          \
     "  --quiet-wait S   before each point, wait up to S seconds for other processes to use\n" \
-    "                   less than 10%% of the machine (every record says how busy it was)\n" \
+    "                   less than 10% of the machine (every record says how busy it was)\n" \
     "  --train          measure a training step of a layer stack over the method instead of\n" \
     "                   one forward; method `reversible` is --train --stack reversible over lsh\n" \
     "  --stack KIND     standard (default) or reversible  --layers L (default 2; sweeps: a\n"  \

@@ -57,8 +57,9 @@ void record_print_table(FILE *f, const json_t *rec)
     const json_t *value;
     json_object_foreach((json_t *)params, key, value)
     {
-        char *t = json_dumps(value, JSON_ENCODE_ANY);
-        fprintf(f, " %s=%s", key, t);
+        /* as --param takes it back: n_buckets=auto, not n_buckets="auto" */
+        char *t = json_is_string(value) ? NULL : json_dumps(value, JSON_ENCODE_ANY);
+        fprintf(f, " %s=%s", key, t ? t : json_string_value(value));
         free(t);
     }
     fprintf(f, "  n=%.0f d=%.0f heads=%.0f batch=%.0f%s threads=%.0f inputs=%s\n",

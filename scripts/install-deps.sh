@@ -48,9 +48,9 @@ fi
 # measures the same code; the environment is this tree's own, never the system's.
 if [ "$peers" = 1 ]; then
     venv="$(cd "$(dirname "$0")/.." && pwd)/.venv-peers"
-    pins=(torch==2.5.1 transformers==4.46.3 numpy==1.26.4)
+    pins=(torch==2.15.0 transformers==5.24.0 numpy==2.4.6)
     if [ -x "$venv/bin/python" ] && "$venv/bin/python" -m pip freeze 2>/dev/null |
-        grep -qx "transformers==4.46.3"; then
+        grep -qx "transformers==5.24.0"; then
         echo "install-deps: $venv present"
     else
         /usr/bin/python3 -m venv "$venv"
