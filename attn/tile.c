@@ -35,6 +35,11 @@ void tile_force_portable(bool on)
     portable_forced = on;
 }
 
+const char *tile_isa(void)
+{
+    return portable_forced ? "portable" : TILE_HAVE_AVX512 ? "avx512" : TILE_HAVE_AVX2 ? "avx2" : "portable";
+}
+
 #if TILE_HAVE_AVX512
 static inline bool use_avx512(void)
 {

@@ -73,7 +73,10 @@ void tile_end_merge(kern_tile *t, float *out, int64_t ldo, const int32_t *oidx, 
  * sooner. Does nothing when idx is NULL (contiguous rows prefetch themselves). */
 void tile_prefetch_rows(const float *base, int64_t ld, const int32_t *idx, int count, int d);
 
-/* Tests only: run the portable C path instead of the AVX-512 one. */
+/* Tests only: run the portable C path instead of the vector one. */
 void tile_force_portable(bool on);
+/* The path the kernel runs, chosen when it was compiled (-march): "avx512", "avx2" or
+ * "portable". Every record's context names it. */
+const char *tile_isa(void);
 
 #endif

@@ -12,6 +12,7 @@
 #include <omp.h>
 #include <papi.h>
 
+#include "../attn/tile.h"
 #include "blas_env.h"
 #include "cgroup.h"
 #include "buildinfo.h"
@@ -92,6 +93,27 @@ static json_t *slurm_context(void)
     return j;
 }
 
+/* The vector extensions of the CPU that decide which kernels can run (its /proc/cpuinfo
+ * flags among them), so a record says what the machine could do beside what the build did. */
+static json_t *vector_flags(void)
+{
+    static const char *const wanted[] = {"avx2", "fma", "avx512f", "avx512_bf16", "amx_bf16",
+                                         "amx_tile"};
+    char flags[4096];
+    json_t *a = json_array();
+    if (proc_field("/proc/cpuinfo", "flags", flags, sizeof flags) != 0)
+        return a;
+    for (size_t i = 0; i < sizeof wanted / sizeof wanted[0]; i++) {
+        const size_t len = strlen(wanted[i]);
+        for (const char *p = flags; (p = strstr(p, wanted[i])) != NULL; p += len)
+            if ((p == flags || p[-1] == ' ') && (p[len] == ' ' || p[len] == '\0')) {
+                json_array_append_new(a, json_string(wanted[i]));
+                break;
+            }
+    }
+    return a;
+}
+
 json_t *context_collect(void)
 {
     json_t *c = json_object();
@@ -106,6 +128,17 @@ json_t *context_collect(void)
                                                    sizeof buf) == 0
                                             ? json_string(buf)
                                             : json_null());
+    /* "AMD EPYC" names Zen 3 and Zen 5 alike: the family and model tell them apart */
+    json_object_set_new(c, "cpu_family", proc_field("/proc/cpuinfo", "cpu family", buf,
+                                                    sizeof buf) == 0
+                                             ? json_integer(atoi(buf))
+                                             : json_null());
+    json_object_set_new(c, "cpu_model_number", proc_field("/proc/cpuinfo", "model\t", buf,
+                                                          sizeof buf) == 0
+                                                   ? json_integer(atoi(buf))
+                                                   : json_null());
+    json_object_set_new(c, "cpu_vector_flags", vector_flags());
+    json_object_set_new(c, "kernel_isa", json_string(tile_isa()));
     json_object_set_new(c, "cores", json_integer(sysconf(_SC_NPROCESSORS_ONLN)));
     json_object_set_new(c, "omp_max_threads", json_integer(omp_get_max_threads()));
     memory_bound mb;

@@ -19,7 +19,9 @@
 #include "../bench/commands.h"
 #include "../bench/context.h"
 #include "../bench/record.h"
-#include "report.h"
+#include "check.h"
+#include "records.h"
+#include "series.h"
 
 typedef struct gate {
     const char *field;  /* record field */
@@ -191,7 +193,7 @@ static void warn_context(json_t *base, json_t *cur)
     }
 }
 
-static int series_timed_busy(const report_series_t *s)
+static int series_timed_busy(const report_series *s)
 {
     size_t i;
     json_t *r;
@@ -213,8 +215,8 @@ static void compare_exponents(json_t *base, json_t *cur, int *compared, int *reg
         any |= exponent_gates[g].on;
     if (!any)
         return;
-    report_series_t *bs, *cs;
-    const int nb = report_series(base, "n", &bs), nc = report_series(cur, "n", &cs);
+    report_series *bs, *cs;
+    const int nb = report_series_make(base, "n", &bs), nc = report_series_make(cur, "n", &cs);
     for (int i = 0; i < nb; i++) {
         int j = 0;
         while (j < nc && strcmp(bs[i].key, cs[j].key) != 0)
@@ -225,7 +227,7 @@ static void compare_exponents(json_t *base, json_t *cur, int *compared, int *reg
             char what[80];
             snprintf(what, sizeof what, "exponent:%s", exponent_gates[g].metric);
             fit_result fb, fc;
-            report_fit_metric(&bs[i], exponent_gates[g].metric, REPORT_FIT_FROM, &fb);
+            report_fit_metric_named(&bs[i], exponent_gates[g].metric, REPORT_FIT_FROM, &fb);
             if (!fb.ok)
                 continue; /* nothing to gate against */
             if (j == nc) {
@@ -241,7 +243,7 @@ static void compare_exponents(json_t *base, json_t *cur, int *compared, int *reg
                 (*incomplete)++;
                 continue;
             }
-            report_fit_metric(&cs[j], exponent_gates[g].metric, REPORT_FIT_FROM, &fc);
+            report_fit_metric_named(&cs[j], exponent_gates[g].metric, REPORT_FIT_FROM, &fc);
             if (!fc.ok) {
                 printf("%-44.44s %-16s %12.3f %12s %9s  not fitted: fewer than two ok points\n",
                        bs[i].label, what, fb.b, "-", "-");

@@ -7,7 +7,10 @@
 #include <string.h>
 
 #include "../../bench/record.h"
-#include "../../report/report.h"
+#include "../../report/check.h"
+#include "../../report/csv.h"
+#include "../../report/records.h"
+#include "../../report/series.h"
 #include "fuzz.h"
 
 static json_t *read_records(const uint8_t *data, size_t size)
@@ -35,8 +38,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         devnull = fopen("/dev/null", "w");
     if (base) {
         for (int x = 0; x < 2; x++) {
-            report_series_t *s = NULL;
-            int ns = report_series(base, x ? "layers" : "n", &s);
+            report_series *s = NULL;
+            int ns = report_series_make(base, x ? "layers" : "n", &s);
             report_series_free(s, ns);
         }
         char err[512];

@@ -7,7 +7,10 @@
 
 #include "../../bench/cli.h"
 #include "../../bench/options.h"
-#include "../../report/report.h"
+#include "../../report/check.h"
+#include "../../report/csv.h"
+#include "../../report/records.h"
+#include "../../report/series.h"
 #include "fuzz.h"
 
 static void one(const char *text)
