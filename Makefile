@@ -6,8 +6,10 @@
 #   make asan       the same tests under AddressSanitizer + UndefinedBehaviorSanitizer
 #   make test-targets  the same tests built for x86-64-v3 (AVX2) and x86-64 (SSE2)
 #   make fuzz       libFuzzer on every parser of outside data (clang), FUZZ_SECONDS each
-#   make sweep      the default sweep suite and its report under results/default/
-#                   (RESUME=1 continues an interrupted one)
+#   make sweep      the default sweep suite and its report under results/local/default/,
+#                   beside the committed reference run (RESUME=1 continues an interrupted one)
+#   make docs       rewrites the generated tables of README.md and docs/ from results/
+#   make docs-check fails, naming the block, where they differ from what results/ gives
 #   make peers      ours beside PyTorch and Hugging Face (scripts/peers/), results/peers/
 #   make regression the CI suite, gated with `attnbench check` against results/baseline/
 #   make slurm-test the sharded sweep as a job array on a real one-node Slurm
@@ -56,7 +58,7 @@ RANK_OBJ := $(patsubst %.c,$(BUILD)/%.o,$(wildcard bench/mpi/*.c))
 MPI_CFLAGS = $(shell $(PKG_CONFIG) --cflags ompi-c)
 MPI_LIBS = $(shell $(PKG_CONFIG) --libs ompi-c)
 
-.PHONY: all test asan test-targets fuzz fuzz-run sweep peers regression slurm-test clean FORCE
+.PHONY: all test asan test-targets fuzz fuzz-run sweep peers regression slurm-test docs docs-check clean FORCE
 .SECONDARY:
 all: $(BUILD)/attnbench $(RANK_BIN)
 
@@ -147,18 +149,29 @@ test-targets:
 	    $(MAKE) --no-print-directory BUILD=build/$$t OPT="-O3 -march=$$t" test; \
 	done
 
-# The main job: the default suite into results/default/, then its report. A fresh measurement
-# replaces the results there (the committed ones are a sample from another machine);
-# `make sweep RESUME=1` continues an interrupted run instead.
+# The main job: the default suite and its report into results/local/default/ (ignored by git),
+# with every point beside the same point of the committed reference run, results/default/.
+# A fresh measurement starts over; `make sweep RESUME=1` continues an interrupted one.
 RESUME ?= 0
+SWEEP_OUT ?= results/local/default
 sweep: $(BUILD)/attnbench
 ifeq ($(RESUME),1)
-	$(BUILD)/attnbench sweep --suite scripts/suites/default.suite --resume
+	$(BUILD)/attnbench sweep --suite scripts/suites/default.suite --out $(SWEEP_OUT)/results.jsonl --resume
 else
-	rm -f results/default/results.jsonl
-	$(BUILD)/attnbench sweep --suite scripts/suites/default.suite
+	rm -f $(SWEEP_OUT)/results.jsonl
+	$(BUILD)/attnbench sweep --suite scripts/suites/default.suite --out $(SWEEP_OUT)/results.jsonl
 endif
-	$(BUILD)/attnbench report results/default/results.jsonl --out results/default
+	$(BUILD)/attnbench report $(SWEEP_OUT)/results.jsonl --reference results/default/results.jsonl \
+	    --out $(SWEEP_OUT)
+	@echo "make sweep: the report is $(SWEEP_OUT)/report.md"
+
+# The measured tables of the docs are generated: each is a block between marker lines naming
+# its results files, rewritten by `make docs` and checked by `make docs-check` (CI).
+DOCS := README.md $(wildcard docs/*.md)
+docs: $(BUILD)/attnbench
+	$(BUILD)/attnbench docs $(DOCS)
+docs-check: $(BUILD)/attnbench
+	$(BUILD)/attnbench docs --check $(DOCS)
 
 # Ours beside the peers (scripts/peers/: PyTorch 2 SDPA, Hugging Face Reformer and BigBird):
 # the peers suite into results/peers/ and its report. Needs `scripts/install-deps.sh --peers`.

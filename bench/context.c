@@ -36,10 +36,11 @@ static int proc_field(const char *path, const char *key, char *buf, size_t size)
     FILE *f = fopen(path, "r");
     if (!f)
         return -1;
-    char line[512];
+    char *line = NULL; /* getline: the flags line of a recent CPU is over 1 KiB */
+    size_t cap = 0;
     int found = -1;
     size_t klen = strlen(key);
-    while (found < 0 && fgets(line, sizeof line, f)) {
+    while (found < 0 && getline(&line, &cap, f) > 0) {
         if (strncmp(line, key, klen) != 0)
             continue;
         const char *v = line + klen;
@@ -49,6 +50,7 @@ static int proc_field(const char *path, const char *key, char *buf, size_t size)
         buf[strcspn(buf, "\n")] = '\0';
         found = 0;
     }
+    free(line);
     fclose(f);
     return found;
 }

@@ -210,8 +210,8 @@ int table_compare_fits(FILE *md, const report_data *d, char *err, size_t errlen)
         for (size_t m = 0; m < report_fit_metric_count; m++) {
             const fit_result a = report_fit(&d->s[k], &report_fit_metrics[m], d->fit_from);
             const fit_result b = report_fit(other, &report_fit_metrics[m], d->fit_from);
-            if (!a.ok && !b.ok)
-                continue;
+            if (!a.ok || !b.ok)
+                continue; /* a run too short to fit has nothing to set beside the other */
             if (!header)
                 fprintf(md, "| series | exponent of | this run | reference | difference | "
                             "within the standard errors |\n|---|---|---|---|---|---|\n");
@@ -219,7 +219,7 @@ int table_compare_fits(FILE *md, const report_data *d, char *err, size_t errlen)
             char ca[64], cb[64], diff[32] = "", within[48] = "";
             fmt_b(a, ca, sizeof ca);
             fmt_b(b, cb, sizeof cb);
-            if (a.ok && b.ok) {
+            {
                 const double delta = a.b - b.b;
                 const double se = sqrt((isfinite(a.se_b) ? a.se_b * a.se_b : 0) +
                                        (isfinite(b.se_b) ? b.se_b * b.se_b : 0));

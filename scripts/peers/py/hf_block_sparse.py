@@ -3,6 +3,8 @@
 block size and random-block count of attnbench's block_sparse. In training mode, so it draws
 random blocks (in eval mode HF draws none); or with attnbench's own table injected, for the
 equality test. Shared by the hf_bigbird peer and tests/peers_test.py."""
+import inspect
+
 import numpy as np
 
 
@@ -42,9 +44,12 @@ def run(m, q, k, v):
         m._masks_for, m._masks = (b, n), (band, from_mask, to_mask, blocked)
     band, from_mask, to_mask, blocked = m._masks
     Q, K, V = (torch.from_numpy(x) for x in (q, k, v))
+    # transformers 4 took output_attentions; 5 has no such argument (and always builds the
+    # (B, H, n, n) probabilities it returns beside the output)
+    extra = {"output_attentions": False} if "output_attentions" in inspect.signature(
+        m.bigbird_block_sparse_attention).parameters else {}
     with torch.no_grad():
         out, _ = m.bigbird_block_sparse_attention(
             Q, K, V, band, from_mask, to_mask, blocked, blocked, h, m.num_random_blocks, d, block,
-            block, b, n, n, seed=m.seed, plan_from_length=None, plan_num_rand_blocks=None,
-            output_attentions=False)
+            block, b, n, n, seed=m.seed, plan_from_length=None, plan_num_rand_blocks=None, **extra)
     return out.reshape(b, n, h, d).permute(0, 2, 1, 3)
