@@ -58,4 +58,7 @@ if [ "$peers" = 1 ]; then
         "$venv/bin/python" -m pip install -q "${pins[@]}"
         echo "install-deps: $venv made with ${pins[*]}"
     fi
+    # MKL's fast paths on AMD CPUs (scripts/peers/mkl_intel_path.c), preloaded by the peers
+    gcc -shared -fPIC -O2 -o "$venv/lib/libmkl_intel_path.so" \
+        "$(dirname "$0")/peers/mkl_intel_path.c"
 fi

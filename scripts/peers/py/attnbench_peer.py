@@ -90,8 +90,11 @@ def torch_setup(point):
         capability = torch.backends.cpu.get_cpu_capability()
     except AttributeError:
         capability = "unknown"
+    preload = os.environ.get("LD_PRELOAD", "")
     return {"torch": torch.__version__, "threads": torch.get_num_threads(),
             "cpu_capability": capability, "blas": "; ".join(blas) or "see torch.__config__",
+            "mkl_intel_path": "forced on this AMD CPU (scripts/peers/mkl_intel_path.c)"
+            if "libmkl_intel_path" in preload else "as MKL chose",
             "dtype": "float32"}
 
 
