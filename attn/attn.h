@@ -184,7 +184,22 @@ struct attn_method {
      * structure a forward wrote; it allocates its own scratch. Returns 0 or ATTN_ENOMEM. */
     int (*duplicates)(const attn_shape *s, const attn_params *p, const int32_t *structure,
                       uint64_t *count, int nthreads);
+    /* Optional: the exact softmax mass that falls on the distinct keys a forward with this
+     * structure scored, summed over every query row: for row i, sum over those keys j of
+     * exp(l_ij - lse_exact_i), with l the exact counterpart's logits and lse_exact its
+     * logsumexp (B, H, n). t holds the inputs and the structure the forward wrote. NULL: every
+     * key a query scored, it scored once, so the row's mass is exp(lse_i - lse_exact_i) from
+     * the forward's own logsumexp (attn_mass_recall does that). Returns 0 or ATTN_ENOMEM. */
+    int (*mass)(const attn_shape *s, const attn_params *p, const attn_tensors *t,
+                const float *lse_exact, double *sum, int nthreads);
 };
+
+/* The mean over query rows of the exact softmax mass on the keys the forward with t scored
+ * (t->lse its logsumexp, t->structure its structure): 1 for exact attention, below 1 by what a
+ * sparse pattern or a hash missed. lse_exact: the exact counterpart's logsumexp on the same
+ * inputs. Returns 0 or ATTN_ENOMEM. */
+int attn_mass_recall(const attn_shape *s, const attn_params *p, const attn_tensors *t,
+                     const float *lse_exact, double *recall, int nthreads);
 
 /* The registry. attn_methods() returns the methods in methods.def order and sets *count. */
 const attn_method *const *attn_methods(int *count);

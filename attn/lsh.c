@@ -559,6 +559,69 @@ static int lsh_duplicates(const attn_shape *s, const attn_params *p, const int32
     return rc;
 }
 
+/* Mass: the exact shared-QK softmax (one chunk, one round: lsh_exact) over each query's
+ * distinct candidates in every round, found as lsh_duplicates finds repeats; the logits are the
+ * forward's, q_i . q_j kscale_j with the causal and self masks replacing them. */
+static int lsh_mass(const attn_shape *s, const attn_params *p, const attn_tensors *t,
+                    const float *lse_exact, double *sum, int nthreads)
+{
+    const lsh_geom g = geom(s, p);
+    const int64_t n = s->n, total = g.h * g.chunks;
+    const int d = s->d;
+    int32_t *sorted = malloc((size_t)(g.h * n) * sizeof *sorted);
+    int32_t *where = malloc((size_t)(g.h * n) * sizeof *where);
+    int32_t *cnt = malloc((size_t)(g.nb + 1) * sizeof *cnt);
+    int32_t *stamps = malloc((size_t)nthreads * (size_t)n * sizeof *stamps);
+    float *kscale = malloc((size_t)n * sizeof *kscale);
+    int rc = sorted && where && cnt && stamps && kscale ? ATTN_OK : ATTN_ENOMEM;
+    double mass = 0;
+    for (int64_t bh = 0; bh < s->B * s->H && rc == ATTN_OK; bh++) {
+        const int64_t b = bh / s->H, head = bh % s->H;
+        const float *q = t->q + (size_t)bh * (size_t)n * (size_t)d;
+        const float *lse = lse_exact + (size_t)bh * (size_t)n;
+        key_scales(q, d, 0, n, kscale);
+        for (int r = 0; r < g.h; r++) {
+            sort_round(&g, t->structure + (size_t)((r * s->B + b) * s->H + head) * (size_t)n, cnt,
+                       sorted + (size_t)r * (size_t)n, NULL);
+            for (int64_t e = 0; e < n; e++)
+                where[r * n + sorted[r * n + e]] = (int32_t)(r * n + e);
+        }
+#pragma omp parallel num_threads(nthreads) reduction(+ : mass)
+        {
+            int32_t *stamp = stamps + (size_t)omp_get_thread_num() * (size_t)n;
+            for (int64_t j = 0; j < n; j++)
+                stamp[j] = -1;
+#pragma omp for schedule(static)
+            for (int64_t i = 0; i < n; i++)
+                for (int r = 0; r < g.h; r++) {
+                    const int64_t a = where[r * n + i] / g.c, prev = (a + total - 1) % total;
+                    for (int side = prev == a; side < 2; side++)
+                        for (int64_t e = (side ? a : prev) * g.c, end = e + g.c; e < end; e++) {
+                            const int32_t j = sorted[e];
+                            if (stamp[j] == (int32_t)i)
+                                continue; /* seen in another round: its mass counts once */
+                            stamp[j] = (int32_t)i;
+                            double l;
+                            if (s->causal && j > i)
+                                l = LSH_CAUSAL_MASK;
+                            else if (j == i)
+                                l = LSH_SELF_MASK;
+                            else {
+                                double dot = 0;
+                                for (int c = 0; c < d; c++)
+                                    dot += (double)q[i * d + c] * q[(int64_t)j * d + c];
+                                l = dot * kscale[j];
+                            }
+                            mass += exp(l - lse[i]);
+                        }
+                }
+        }
+    }
+    *sum = rc == ATTN_OK ? mass : 0;
+    free(sorted), free(where), free(cnt), free(stamps), free(kscale);
+    return rc;
+}
+
 const attn_method attn_lsh = {
     .name = "lsh",
     .summary = "Reformer LSH attention: shared QK, n_hashes rounds of angular LSH, sorted chunks",
@@ -570,5 +633,6 @@ const attn_method attn_lsh = {
     .backward = lsh_backward,
     .exact = lsh_exact,
     .duplicates = lsh_duplicates,
+    .mass = lsh_mass,
     .shared_qk = true,
 };

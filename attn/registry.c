@@ -261,3 +261,23 @@ int attn_forward_alloc(const attn_shape *s, const attn_params *p, const attn_ten
     free(work);
     return rc;
 }
+
+int attn_mass_recall(const attn_shape *s, const attn_params *p, const attn_tensors *t,
+                     const float *lse_exact, double *recall, int nthreads)
+{
+    const int64_t rows = s->B * s->H * s->n;
+    double sum = 0;
+    if (p->method->mass) {
+        const int rc = p->method->mass(s, p, t, lse_exact, &sum, nthreads);
+        if (rc)
+            return rc;
+    } else {
+        /* each scored key once: the row's logsumexp is log sum over its keys of exp(l), so
+         * exp(lse - lse_exact) is their share of the exact mass (capped at 1 for rounding; a
+         * row with no key at all, lse -inf, recalled nothing) */
+        for (int64_t i = 0; i < rows; i++)
+            sum += isinf(t->lse[i]) && t->lse[i] < 0 ? 0 : fmin(1.0, exp((double)t->lse[i] - lse_exact[i]));
+    }
+    *recall = rows ? sum / (double)rows : 1;
+    return ATTN_OK;
+}

@@ -13,5 +13,6 @@ int cmd_report(int argc, char **argv);
 int cmd_check(int argc, char **argv);
 int cmd_merge(int argc, char **argv);
 int cmd_docs(int argc, char **argv);
+int cmd_table(int argc, char **argv);
 
 #endif

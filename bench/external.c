@@ -66,7 +66,8 @@ static int capture(char *const argv[], char *out, size_t size, double seconds)
         return -1;
     }
     if (pid == 0) {
-        dup2(fds[1], STDOUT_FILENO);
+        if (dup2(fds[1], STDOUT_FILENO) < 0)
+            _exit(126); /* its answer would go elsewhere: no answer (the caller's -1) */
         execv(argv[0], argv);
         _exit(127);
     }
@@ -368,6 +369,10 @@ int external_measure(const point_spec *s, json_t *r, char *reason, size_t size)
     json_object_set_new(r, "peak_rss_bytes", json_null());
     int report[2] = {-1, -1}, control[2] = {-1, -1};
     pid_t pid = -1;
+    if (!o.times) {
+        snprintf(reason, size, "out of memory for the %d repetition times", s->reps);
+        goto done;
+    }
     if (!s->train && write_inputs(s, dir, reason, size) != 0) /* a training step makes its own */
         goto done;
     if (s->accuracy)
@@ -528,7 +533,7 @@ int external_measure(const point_spec *s, json_t *r, char *reason, size_t size)
             float *q = malloc(elems * 4), *k = malloc(elems * 4), *v = malloc(elems * 4);
             if (q && k && v) {
                 inputs_generate(&s->shape, s->inputs, s->seed, q, k, v, s->threads);
-                json_object_set_new(r, "err_vs_exact", point_exact_error(s, q, k, v, out[3].data));
+                json_object_set_new(r, "err_vs_exact", point_exact_error(s, q, k, v, out[3].data, NULL, NULL));
             }
             free(q), free(k), free(v);
         }

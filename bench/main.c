@@ -21,6 +21,7 @@ static const struct {
     {"check", cmd_check, "gate memory against a baseline results file (CI's regression check)"},
     {"merge", cmd_merge, "merge the shards of a sweep into one results file, one record a point"},
     {"sgemm", cmd_sgemm, "the speed yardstick: OpenBLAS sgemm GFLOP/s on this machine"},
+    {"table", cmd_table, "one measured table from results files, as the report and docs hold it"},
     {"docs", cmd_docs, "rewrite (or --check) the generated tables of the docs from results"},
 };
 

@@ -39,6 +39,8 @@ void options_default(options *o)
         snprintf(o->limits.mem_limit_source, sizeof o->limits.mem_limit_source, "80%% of %s",
                  b.source);
     o->limits.time_limit = 600;
+    o->limits.busy_retries = -1; /* run: 0; sweep: SWEEP_BUSY_RETRIES */
+    o->limits.retry_wait = 10;
 }
 
 int options_apply(const char *cmd, int opt, const char *arg, options *o)
@@ -107,6 +109,16 @@ int options_apply(const char *cmd, int opt, const char *arg, options *o)
         if (cli_parse_real(arg, &secs))
             return cli_error(cmd, "--quiet-wait '%s' is not a number of seconds", arg);
         o->limits.quiet_wait = secs;
+        return 0;
+    case OPT_BUSY_RETRIES:
+        if (cli_parse_int(arg, 0, 10, &x))
+            return cli_error(cmd, "--busy-retries '%s' is not an integer in [0, 10]", arg);
+        o->limits.busy_retries = (int)x;
+        return 0;
+    case OPT_RETRY_WAIT:
+        if (cli_parse_real(arg, &secs) || secs < 0)
+            return cli_error(cmd, "--retry-wait '%s' is not a number of seconds", arg);
+        o->limits.retry_wait = secs;
         return 0;
     case OPT_WARMUP:
         if (cli_parse_int(arg, 0, 100, &x))

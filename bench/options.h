@@ -13,6 +13,7 @@ enum {
     OPT_D = 1000, OPT_HEADS, OPT_BATCH, OPT_CAUSAL, OPT_REPS, OPT_SEED, OPT_THREADS, OPT_INPUTS,
     OPT_ACCURACY, OPT_COUNTERS, OPT_MEM_LIMIT, OPT_TIME_LIMIT, OPT_NO_SKIP, OPT_WARMUP, OPT_TRAIN,
     OPT_STACK, OPT_LAYERS, OPT_D_FF, OPT_FF_CHUNK, OPT_BACKWARD, OPT_QUIET_WAIT, OPT_RANKS,
+    OPT_BUSY_RETRIES, OPT_RETRY_WAIT,
 };
 
 #define OPTIONS_COMMON_LONG                                                                      \
@@ -31,6 +32,8 @@ enum {
         {"ff-chunk", required_argument, 0, OPT_FF_CHUNK},                                       \
         {"backward", no_argument, 0, OPT_BACKWARD},                                             \
         {"quiet-wait", required_argument, 0, OPT_QUIET_WAIT},                                   \
+        {"busy-retries", required_argument, 0, OPT_BUSY_RETRIES},                               \
+        {"retry-wait", required_argument, 0, OPT_RETRY_WAIT},                                   \
         {"ranks", required_argument, 0, OPT_RANKS}
 
 #define OPTIONS_COMMON_HELP                                                                      \
@@ -51,6 +54,10 @@ enum {
     "  --no-skip        run points even when their model exceeds the memory limit\n"          \
     "  --quiet-wait S   before each point, wait up to S seconds for other processes to use\n" \
     "                   less than 10% of the machine (every record says how busy it was)\n" \
+    "  --busy-retries N a point timed while others used over 10% of the machine runs again,\n" \
+    "                   up to N more times (run: 0, sweep: 2); the record keeps every attempt\n" \
+    "  --retry-wait S   each such attempt first waits up to S seconds for a quiet machine\n" \
+    "                   (default 10)\n"                                                      \
     "  --train          measure a training step of a layer stack over the method instead of\n" \
     "                   one forward; method `reversible` is --train --stack reversible over lsh\n" \
     "  --stack KIND     standard (default) or reversible  --layers L (default 2; sweeps: a\n"  \

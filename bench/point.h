@@ -89,6 +89,9 @@ typedef struct point_limits {
     bool no_skip;         /* run points even when the model exceeds mem_limit */
     double quiet_wait;    /* seconds to wait, before the point, for other processes to leave
                              the machine (0: do not wait) */
+    int busy_retries;     /* a point timed while others used the machine runs again, up to
+                             this many more times (-1: the command's default) */
+    double retry_wait;    /* seconds each such attempt first waits for a quiet machine */
     volatile sig_atomic_t *stop; /* set by a signal handler: kill the point's child (or NULL) */
 } point_limits;
 
@@ -121,10 +124,12 @@ void point_record_times(json_t *r, const point_spec *s, const double *times);
 /* Whether the point's model exceeds the memory limit (and --no-skip is off): then returns 1
  * with the reason in buf. */
 int point_over_memory(const point_spec *s, const point_limits *lim, char *buf, size_t size);
-/* A method's output against its exact counterpart's on the same inputs: {max_rel, mean_rel,
+/* A method's output against its exact counterpart's on the same inputs: {max_rel, mean_rel
+ * (row-wise), rel_fro (the whole output), mass_recall (the exact softmax mass on the keys the
+ * method scored; from its logsumexp lse_m and structure, null when they are not given),
  * metric, reference, reference_s}, or {"error": why} when the reference could not run. */
 json_t *point_exact_error(const point_spec *s, const float *q, const float *k, const float *v,
-                          const float *out);
+                          const float *out, const float *lse_m, const int32_t *structure_m);
 /* The point's model. Returns 0, or the attn error of a configuration that cannot run
  * (*why says why). */
 int point_model_of(const point_spec *s, point_model *m, const char **why);

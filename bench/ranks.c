@@ -51,11 +51,22 @@ static char *point_json(const point_spec *s)
  * (NULL: inherited); never returns. */
 static void exec_launcher(int ranks, const char *program, char *const *args, const char *log)
 {
-    prctl(PR_SET_PDEATHSIG, SIGTERM); /* the point's child killed (time limit): mpirun cleans up */
+    /* the point's child killed (time limit): mpirun cleans up; without that promise a dead
+     * point could leave its ranks running, so not launching is the safer failure */
+    if (prctl(PR_SET_PDEATHSIG, SIGTERM) != 0) {
+        fprintf(stderr, "attnbench: prctl(PR_SET_PDEATHSIG): %s\n", strerror(errno));
+        _exit(127);
+    }
     int fd = log ? open(log, O_WRONLY | O_CREAT | O_TRUNC, 0644) : -1;
+    if (log && fd < 0) {
+        fprintf(stderr, "attnbench: cannot write the launcher's log %s: %s\n", log, strerror(errno));
+        _exit(127);
+    }
     if (fd >= 0) {
-        dup2(fd, STDOUT_FILENO);
-        dup2(fd, STDERR_FILENO);
+        if (dup2(fd, STDOUT_FILENO) < 0 || dup2(fd, STDERR_FILENO) < 0) {
+            fprintf(stderr, "attnbench: dup2 onto the launcher's log: %s\n", strerror(errno));
+            _exit(127);
+        }
         close(fd);
     }
     const char *env = getenv("ATTNBENCH_MPIRUN");
@@ -105,11 +116,19 @@ int ranks_files(int ranks, const attn_params *p, int causal, int threads, const 
     const pid_t pid = fork();
     if (pid == 0)
         exec_launcher(ranks, program, args, NULL);
-    int wstatus = 0;
-    while (pid > 0 && waitpid(pid, &wstatus, 0) < 0 && errno == EINTR)
-        ;
     free(text);
-    return pid > 0 && WIFEXITED(wstatus) && WEXITSTATUS(wstatus) == 0 ? 0 : 1;
+    if (pid < 0) {
+        fprintf(stderr, "attnbench: cannot start the launcher: fork: %s\n", strerror(errno));
+        return 1;
+    }
+    int wstatus = 0;
+    while (waitpid(pid, &wstatus, 0) < 0 && errno == EINTR)
+        ;
+    if (!WIFEXITED(wstatus) || WEXITSTATUS(wstatus) != 0)
+        fprintf(stderr, "attnbench: the %d ranks failed (%s %d); their messages are above\n",
+                ranks, WIFEXITED(wstatus) ? "exit status" : "signal",
+                WIFEXITED(wstatus) ? WEXITSTATUS(wstatus) : WTERMSIG(wstatus));
+    return WIFEXITED(wstatus) && WEXITSTATUS(wstatus) == 0 ? 0 : 1;
 }
 
 /* The first line of the launcher's log that names a dead rank, and its rank: Open MPI says
@@ -233,17 +252,20 @@ int ranks_measure(const point_spec *s, json_t *r, char *reason, size_t size)
         if (json_object_get(got, copied[i]))
             json_object_set(r, copied[i], json_object_get(got, copied[i]));
     const json_t *reps = json_object_get(got, "wall_s_reps");
-    if (status == POINT_OK && json_array_size(reps) == (size_t)s->reps) {
-        double *t = calloc((size_t)s->reps, sizeof *t);
+    double *t = status == POINT_OK ? calloc((size_t)s->reps, sizeof *t) : NULL;
+    if (status == POINT_OK && !t) {
+        snprintf(reason, size, "out of memory for the ranks' %d repetition times", s->reps);
+        status = POINT_ERROR;
+    } else if (status == POINT_OK && json_array_size(reps) == (size_t)s->reps) {
         for (int i = 0; i < s->reps; i++)
             t[i] = json_number_value(json_array_get(reps, (size_t)i));
         point_record_times(r, s, t);
-        free(t);
     } else if (status == POINT_OK) {
         snprintf(reason, size, "the ranks' record has %zu repetitions, not %d",
                  json_array_size(reps), s->reps);
         status = POINT_ERROR;
     }
+    free(t);
     json_decref(got);
 done:
     free(point);

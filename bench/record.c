@@ -3,11 +3,13 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <sys/file.h>
-#include <time.h>
 #include <math.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "context.h"
@@ -327,21 +329,60 @@ static void writer_note_path(const char *path, char *buf, size_t size)
     snprintf(buf, size, "%s.writer", path);
 }
 
-/* Who holds path's lock, as its note says; "another process" when the note is unreadable. */
-static void read_writer_note(const char *path, char *who, size_t size)
+/* Who holds path's lock, as its note says; "another process" when the note is unreadable.
+ * Returns the note's pid when it names a process on this host that no longer exists (a stale
+ * note), else 0. */
+static int read_writer_note(const char *path, char *who, size_t size)
 {
     char note[1100];
     writer_note_path(path, note, sizeof note);
     snprintf(who, size, "another process");
     FILE *f = fopen(note, "r");
     if (!f)
-        return;
-    char line[512];
+        return 0;
+    char line[512], host[256] = "", here[256] = "";
+    int pid = 0, gone = 0;
     if (fgets(line, sizeof line, f)) {
         line[strcspn(line, "\n")] = '\0';
         snprintf(who, size, "%s", line);
+        gethostname(here, sizeof here);
+        gone = sscanf(line, "pid %d on %255s", &pid, host) == 2 && strcmp(host, here) == 0 &&
+               pid > 0 && kill(pid, 0) != 0 && errno == ESRCH;
     }
     fclose(f);
+    return gone ? pid : 0;
+}
+
+/* The writers' descriptors a forked child must not keep: a flock belongs to the open file,
+ * which a child shares, so a point's child (forked to measure, holding GiBs it takes time to
+ * free) would keep the results file locked after a killed sweep, and its --resume would be
+ * refused. A child drops its copies at fork; the parent's lock is untouched. */
+enum { MAX_WRITERS = 16 };
+static int writer_fds[MAX_WRITERS];
+static int writer_count;
+
+static void drop_writers_in_child(void)
+{
+    for (int i = 0; i < writer_count; i++)
+        close(writer_fds[i]);
+    writer_count = 0;
+}
+
+static void writers_track(int fd, int add)
+{
+    static int registered;
+    if (add) {
+        if (!registered)
+            registered = pthread_atfork(NULL, NULL, drop_writers_in_child) == 0;
+        if (writer_count < MAX_WRITERS)
+            writer_fds[writer_count++] = fd;
+        return;
+    }
+    for (int i = 0; i < writer_count; i++)
+        if (writer_fds[i] == fd) {
+            writer_fds[i] = writer_fds[--writer_count];
+            break;
+        }
 }
 
 int record_writer_open(record_writer *w, const char *path, char *err, size_t errlen)
@@ -354,15 +395,23 @@ int record_writer_open(record_writer *w, const char *path, char *err, size_t err
         snprintf(err, errlen, "%s: %s", path, strerror(errno));
         return -1;
     }
+    char who[512];
     if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
-        char who[512];
-        read_writer_note(path, who, sizeof who);
-        snprintf(err, errlen, "%s is being written by %s; wait for it, or choose another --out "
-                 "(one writer per results file)", path, who);
+        const int stale = read_writer_note(path, who, sizeof who);
+        if (stale)
+            snprintf(err, errlen, "%s is still locked, though its writer (%s) is gone: a process "
+                     "it started still holds the file; retry when it has exited", path, who);
+        else
+            snprintf(err, errlen, "%s is being written by %s; wait for it, or choose another "
+                     "--out (one writer per results file)", path, who);
         close(fd);
         return -1;
     }
+    if (read_writer_note(path, who, sizeof who))
+        fprintf(stderr, "attnbench: %s: its writer note (%s) is stale, that process is gone; "
+                        "taking the file over\n", path, who);
     w->fd = fd;
+    writers_track(fd, 1);
     char note[1100], host[256] = "?", date[64];
     writer_note_path(path, note, sizeof note);
     gethostname(host, sizeof host);
@@ -370,11 +419,12 @@ int record_writer_open(record_writer *w, const char *path, char *err, size_t err
     struct tm tm;
     gmtime_r(&now, &tm);
     strftime(date, sizeof date, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    /* the note only names the holder for another writer's message: a sweep goes on without */
     FILE *f = fopen(note, "w");
-    if (f) {
-        fprintf(f, "pid %d on %s since %s\n", (int)getpid(), host, date);
-        fclose(f);
-    }
+    const int noted = f && fprintf(f, "pid %d on %s since %s\n", (int)getpid(), host, date) > 0;
+    if (!f || fclose(f) != 0 || !noted)
+        fprintf(stderr, "attnbench: warning: cannot write %s (%s); another writer of %s will not "
+                        "learn who holds it\n", note, strerror(errno), path);
     return 0;
 }
 
@@ -385,6 +435,7 @@ void record_writer_close(record_writer *w)
     char note[1100];
     writer_note_path(w->path, note, sizeof note);
     unlink(note); /* before the lock goes: a note always belongs to a live holder */
+    writers_track(w->fd, 0);
     close(w->fd);
     w->fd = -1;
 }

@@ -173,6 +173,8 @@ static int parse_group(const char *cmd, int argc, char **argv, const options *de
     if (sw->ngroups == (int)(sizeof sw->groups / sizeof sw->groups[0]))
         return cli_error(cmd, "too many point groups");
     options *o = malloc(sizeof *o);
+    if (!o)
+        return cli_fail(cmd, "out of memory for a point group");
     *o = *defaults;
     sw->groups[sw->ngroups++] = o;
     const char *methods = NULL, *lengths = NULL;
@@ -447,10 +449,15 @@ static int by_cost(const void *a, const void *b)
 /* Series to shards by predicted cost, longest first, each to the least loaded shard (LPT):
  * shards take similar time, and a series stays whole, so its skip rules and time
  * predictions work inside a shard. Depends only on the points, never on the machine. */
-static void assign_shards(plan *pl, int nshards)
+static int assign_shards(plan *pl, int nshards)
 {
-    series **order = malloc((size_t)pl->nseries * sizeof *order);
+    series **order = malloc((size_t)(pl->nseries + 1) * sizeof *order);
     double *load = calloc((size_t)nshards, sizeof *load);
+    if (!order || !load) {
+        free(order);
+        free(load);
+        return -1;
+    }
     for (int i = 0; i < pl->nseries; i++)
         order[i] = &pl->all[i];
     qsort(order, (size_t)pl->nseries, sizeof *order, by_cost);
@@ -464,6 +471,7 @@ static void assign_shards(plan *pl, int nshards)
     }
     free(order);
     free(load);
+    return 0;
 }
 
 /* Ids, series and shards of every point; which of them this run skips (done, duplicate,
@@ -495,7 +503,8 @@ static int plan_points(const sweep *sw, const sweep_cmdline *cl, const record_fi
             point_cost(&sw->points[i], &sw->groups[sw->group_of[i]]->limits);
     }
     json_decref(index);
-    assign_shards(pl, cl->shard_n > 0 ? cl->shard_n : 1);
+    if (assign_shards(pl, cl->shard_n > 0 ? cl->shard_n : 1) != 0)
+        return -1;
 
     json_t *done = rf ? record_index(rf->records) : json_object(), *planned = json_object();
     pl->done_count = rf ? json_array_size(rf->records) : 0;
@@ -524,6 +533,11 @@ static int print_plan(const sweep *sw, const sweep_cmdline *cl, const plan *pl)
     const int nshards = cl->shard_n > 0 ? cl->shard_n : 1;
     double *total = calloc((size_t)nshards, sizeof *total);
     int *count = calloc((size_t)nshards, sizeof *count);
+    if (!total || !count) {
+        free(total);
+        free(count);
+        return cli_fail("sweep", "out of memory for the plan of %d shards", nshards);
+    }
     printf("%-7s %-16s %-28s %9s %11s %11s  %s\n", "shard", "point_id", "method", "n", "model bytes",
            "predicted", "status");
     for (int i = 0; i < sw->npoints; i++) {
@@ -563,6 +577,11 @@ static int print_plan(const sweep *sw, const sweep_cmdline *cl, const plan *pl)
 }
 
 /* ---- running ---------------------------------------------------------------------------- */
+
+/* A sweep measures a busy point again this many times by default (--busy-retries), and stops
+ * retrying after this many points in a row stayed busy through every attempt. */
+#define SWEEP_BUSY_RETRIES 2
+#define SWEEP_BUSY_GIVE_UP 3
 
 static const char *errno_name(int e)
 {
@@ -707,12 +726,19 @@ static int run_points(sweep *sw, const sweep_cmdline *cl)
     const int tty = isatty(STDERR_FILENO);
     const double t_start = timing_now();
     int ran = 0, counts[POINT_NSTATUS] = {0};
+    int stayed_busy = 0; /* points in a row whose every attempt was busy */
     for (int i = 0; i < sw->npoints && !rc; i++) {
         if (pl.skip[i])
             continue;
         point_spec *s = &sw->points[i];
         point_limits lim = sw->groups[sw->group_of[i]]->limits;
         lim.stop = &interrupted;
+        if (lim.busy_retries < 0)
+            lim.busy_retries = SWEEP_BUSY_RETRIES;
+        /* a machine that stays busy is not waited out point after point: after a few points
+         * whose every attempt was busy, one attempt each until a point finds it quiet again */
+        if (stayed_busy >= SWEEP_BUSY_GIVE_UP)
+            lim.busy_retries = 0;
         series *x = &pl.all[pl.series_of[i]];
         char reason[768];
         skip_reason(s, &lim, x, reason, sizeof reason);
@@ -724,6 +750,15 @@ static int run_points(sweep *sw, const sweep_cmdline *cl)
             break; /* interrupted while the point ran: it runs again on --resume */
         const int status = point_status_parse(json_string_value(json_object_get(rec, "status")));
         counts[status >= 0 ? status : POINT_ERROR]++;
+        if (status == POINT_OK) {
+            const int busy = json_is_true(json_object_get(json_object_get(rec, "machine_load"), "busy"));
+            stayed_busy = busy ? stayed_busy + 1 : 0;
+            if (busy && stayed_busy == SWEEP_BUSY_GIVE_UP && lim.busy_retries > 0)
+                fprintf(stderr, "%sattnbench sweep: the machine stayed busy through %d points and "
+                                "their retries; measuring each point once until one finds it "
+                                "quiet (their records say busy)\n",
+                        tty ? "\r\033[K" : "", SWEEP_BUSY_GIVE_UP);
+        }
         series_learn(x, rec);
         if (record_append(wr.fd, rec) != 0) {
             const int e = errno;

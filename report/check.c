@@ -193,18 +193,6 @@ static void warn_context(json_t *base, json_t *cur)
     }
 }
 
-static int series_timed_busy(const report_series *s)
-{
-    size_t i;
-    json_t *r;
-    json_array_foreach(s->points, i, r)
-    {
-        if (json_is_true(json_object_get(json_object_get(r, "machine_load"), "busy")))
-            return 1;
-    }
-    return 0;
-}
-
 /* The exponent gates: each series of the baseline against the same series (the same point
  * key but n) of the current run, fitted the same way. */
 static void compare_exponents(json_t *base, json_t *cur, int *compared, int *regressions,
@@ -227,7 +215,8 @@ static void compare_exponents(json_t *base, json_t *cur, int *compared, int *reg
             char what[80];
             snprintf(what, sizeof what, "exponent:%s", exponent_gates[g].metric);
             fit_result fb, fc;
-            report_fit_metric_named(&bs[i], exponent_gates[g].metric, REPORT_FIT_FROM, &fb);
+            report_fit_note nb_, nc_;
+            report_fit_metric_named(&bs[i], exponent_gates[g].metric, REPORT_FIT_FROM, &fb, &nb_);
             if (!fb.ok)
                 continue; /* nothing to gate against */
             if (j == nc) {
@@ -236,17 +225,19 @@ static void compare_exponents(json_t *base, json_t *cur, int *compared, int *reg
                 (*incomplete)++;
                 continue;
             }
-            if (strcmp(exponent_gates[g].metric, "time") == 0 &&
-                (series_timed_busy(&bs[i]) || series_timed_busy(&cs[j]))) {
-                printf("%-44.44s %-16s %12.3f %12s %9s  NOT GATED: a point of the series was "
-                       "timed on a busy machine\n", bs[i].label, what, fb.b, "-", "-");
-                (*incomplete)++;
-                continue;
-            }
-            report_fit_metric_named(&cs[j], exponent_gates[g].metric, REPORT_FIT_FROM, &fc);
+            report_fit_metric_named(&cs[j], exponent_gates[g].metric, REPORT_FIT_FROM, &fc, &nc_);
             if (!fc.ok) {
                 printf("%-44.44s %-16s %12.3f %12s %9s  not fitted: fewer than two ok points\n",
                        bs[i].label, what, fb.b, "-", "-");
+                (*incomplete)++;
+                continue;
+            }
+            /* an exponent that does not stand (busy points left out, too few points, a poor
+             * fit) is no ground for a verdict either way */
+            if (!nb_.reliable || !nc_.reliable) {
+                printf("%-44.44s %-16s %12.3f %12.3f %9s  NOT GATED: the %s fit is unreliable "
+                       "(%s)\n", bs[i].label, what, fb.b, fc.b, "-",
+                       !nb_.reliable ? "baseline's" : "current", !nb_.reliable ? nb_.reason : nc_.reason);
                 (*incomplete)++;
                 continue;
             }

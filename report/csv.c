@@ -31,7 +31,8 @@ static const struct csv_column {
     {"jemalloc_resident", "jemalloc.resident"}, {"jemalloc_mapped", "jemalloc.mapped"},
     {"jemalloc_retained", "jemalloc.retained"}, {"jemalloc_metadata", "jemalloc.metadata"},
     {"loss", "loss"}, {"err_max_rel", "err_vs_exact.max_rel"},
-    {"err_mean_rel", "err_vs_exact.mean_rel"}, {"err_reference_s", "err_vs_exact.reference_s"},
+    {"err_mean_rel", "err_vs_exact.mean_rel"}, {"err_rel_fro", "err_vs_exact.rel_fro"},
+    {"err_mass_recall", "err_vs_exact.mass_recall"}, {"err_reference_s", "err_vs_exact.reference_s"},
     {"cpu_s", "rusage.cpu_s"}, {"user_s", "rusage.user_s"}, {"system_s", "rusage.system_s"},
     {"minor_faults", "rusage.minor_faults"}, {"major_faults", "rusage.major_faults"},
     {"voluntary_switches", "rusage.voluntary_switches"},
@@ -166,10 +167,12 @@ int report_write_fits(const char *dir, const report_series *s, int ns, double n_
     if (!f)
         return -1;
     json_t *all = json_array();
-    fprintf(f, "series,method,series_key,metric,b,se_b,a,r2,points,n_min,n_max\n");
+    fprintf(f, "series,method,series_key,metric,b,se_b,a,r2,points,n_min,n_max,b_theil_sen,"
+               "busy_excluded,reliable,reason\n");
     for (int k = 0; k < ns; k++) {
         for (size_t m = 0; m < report_fit_metric_count; m++) {
-            const fit_result fr = report_fit(&s[k], &report_fit_metrics[m], n_from);
+            report_fit_note note;
+            const fit_result fr = report_fit(&s[k], &report_fit_metrics[m], n_from, &note);
             csv_cell(f, s[k].label);
             fputc(',', f);
             csv_cell(f, s[k].method);
@@ -183,10 +186,15 @@ int report_write_fits(const char *dir, const report_series *s, int ns, double n_
                 fprintf(f, ",%.6g,", fr.b);
                 if (isfinite(fr.se_b))
                     fprintf(f, "%.6g", fr.se_b);
-                fprintf(f, ",%.6g,%.6g,%zu,%.0f,%.0f\n", fr.a, fr.r2, fr.k, fr.n_min, fr.n_max);
+                fprintf(f, ",%.6g,%.6g,%zu,%.0f,%.0f,", fr.a, fr.r2, fr.k, fr.n_min, fr.n_max);
+                if (isfinite(note.b_theil_sen))
+                    fprintf(f, "%.6g", note.b_theil_sen);
             } else {
-                fprintf(f, ",,,,,,,\n");
+                fprintf(f, ",,,,,,,,");
             }
+            fprintf(f, ",%zu,%s,", note.busy_excluded, note.reliable ? "true" : "false");
+            csv_cell(f, note.reason);
+            fputc('\n', f);
             json_object_set_new(row, "b", fr.ok ? json_real(fr.b) : json_null());
             json_object_set_new(row, "se_b", fr.ok ? real_or_null(fr.se_b) : json_null());
             json_object_set_new(row, "a", fr.ok ? json_real(fr.a) : json_null());
@@ -194,6 +202,10 @@ int report_write_fits(const char *dir, const report_series *s, int ns, double n_
             json_object_set_new(row, "points", json_integer(fr.ok ? (json_int_t)fr.k : 0));
             json_object_set_new(row, "n_min", fr.ok ? json_real(fr.n_min) : json_null());
             json_object_set_new(row, "n_max", fr.ok ? json_real(fr.n_max) : json_null());
+            json_object_set_new(row, "b_theil_sen", real_or_null(note.b_theil_sen));
+            json_object_set_new(row, "busy_excluded", json_integer((json_int_t)note.busy_excluded));
+            json_object_set_new(row, "reliable", json_boolean(note.reliable));
+            json_object_set_new(row, "reason", note.reliable ? json_null() : json_string(note.reason));
             json_array_append_new(all, row);
         }
     }

@@ -391,6 +391,32 @@ static int docs_file(const char *path, int check, docs_tally *t)
     return rc;
 }
 
+/* `attnbench table TABLE FILE.jsonl... [OPTION=VALUE]...`: one generated table on stdout, as a
+ * docs block with the same words would hold it. */
+int cmd_table(int argc, char **argv)
+{
+    if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
+        printf("usage: attnbench table TABLE FILE.jsonl... [OPTION=VALUE]...\n"
+               "Writes one table to stdout, exactly as a generated block of the docs with the same\n"
+               "words holds it (`attnbench docs --help` lists the tables and options).\n");
+        return argc < 2 ? CLI_EUSAGE : 0;
+    }
+    char words[1024] = "";
+    for (int i = 1; i < argc; i++) {
+        if (strchr(argv[i], ' ') || strlen(words) + strlen(argv[i]) + 2 > sizeof words)
+            return cli_error("table", "'%s': a word with a space, or too many words", argv[i]);
+        snprintf(words + strlen(words), sizeof words - strlen(words), "%s%s", i > 1 ? " " : "",
+                 argv[i]);
+    }
+    block_spec b;
+    char err[1024], *text = NULL;
+    if (parse_spec(words, &b, err, sizeof err) || generate(&b, &text, err, sizeof err))
+        return cli_error("table", "%s", err);
+    fputs(text, stdout);
+    free(text);
+    return 0;
+}
+
 static void docs_usage(void)
 {
     printf("usage: attnbench docs [--check] FILE.md...\n"
@@ -437,9 +463,11 @@ int cmd_docs(int argc, char **argv)
         if (rc)
             return rc;
     }
-    if (t.errors)
+    if (t.errors > 1) /* one bad block is one line; several get a count after their lines */
         return cli_error("docs", "%d of %d blocks could not be generated (see above)", t.errors,
                          t.blocks);
+    if (t.errors)
+        return CLI_EUSAGE;
     if (check && t.stale) {
         fprintf(stderr, "attnbench docs: %d of %d blocks differ from their results; `make docs` "
                         "rewrites them\n", t.stale, t.blocks);

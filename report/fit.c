@@ -63,3 +63,29 @@ fit_result fit_power(const double *n, const double *y, size_t count, double n_fr
     free(ln_y);
     return f;
 }
+
+static int cmp_double(const void *a, const void *b)
+{
+    const double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+double fit_theil_sen(const double *n, const double *y, size_t count, double n_from)
+{
+    double *slopes = malloc((count * (count - (count > 0)) / 2 + 1) * sizeof *slopes);
+    size_t m = 0;
+    for (size_t i = 0; slopes && i < count; i++)
+        for (size_t j = i + 1; j < count; j++) {
+            if (n[i] < n_from || n[j] < n_from || !(y[i] > 0) || !(y[j] > 0) || !(n[i] > 0) ||
+                !(n[j] > 0) || n[i] == n[j] || !isfinite(y[i]) || !isfinite(y[j]))
+                continue;
+            slopes[m++] = (log(y[j]) - log(y[i])) / (log(n[j]) - log(n[i]));
+        }
+    double b = NAN;
+    if (m > 0) {
+        qsort(slopes, m, sizeof *slopes, cmp_double);
+        b = m % 2 ? slopes[m / 2] : 0.5 * (slopes[m / 2 - 1] + slopes[m / 2]);
+    }
+    free(slopes);
+    return b;
+}

@@ -18,6 +18,12 @@ typedef struct fit_result {
 /* Fits y ~ a * n^b over the points with n >= n_from and y > 0. */
 fit_result fit_power(const double *n, const double *y, size_t count, double n_from);
 
+/* The Theil-Sen exponent of y ~ n^b over the same points as fit_power: the median of the
+ * slopes between every pair of points on the log-log axes. One bad point (a time measured while
+ * the machine was busy) moves it little, where it can bend least squares. NAN with fewer than
+ * two distinct n. */
+double fit_theil_sen(const double *n, const double *y, size_t count, double n_from);
+
 /* Ordinary least squares of y = a + b x (b: the slope, e.g. bytes per layer), with b's
  * standard error and R^2; n_min/n_max are the x range. */
 fit_result fit_linear(const double *x, const double *y, size_t count);

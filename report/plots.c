@@ -214,12 +214,6 @@ int plots_scores(const char *dir, FILE *md, const report_series *s, int ns, int 
     return 1;
 }
 
-static double metric_err(const json_t *r, const void *ctx)
-{
-    (void)ctx;
-    return report_num(json_object_get(r, "err_vs_exact"), "mean_rel");
-}
-
 /* A metric of the lsh points that measured their error against n_hashes: one series per n and
  * inputs. */
 static void plot_lsh_hashes(const char *dir, FILE *md, json_t *records, const char *name,
@@ -277,11 +271,70 @@ static void plot_lsh_hashes(const char *dir, FILE *md, json_t *records, const ch
     draw(dir, &p, ps, nps, "n_hashes", md, title, failures);
 }
 
+/* One accuracy measure (a field of err_vs_exact) against the work each configuration did,
+ * scores per token, one curve per method and inputs: where a knob (n_hashes, n_rand, radius)
+ * buys accuracy, and at what cost. */
+static void plot_accuracy(const char *dir, FILE *md, json_t *records, const char *name,
+                          const char *title, const char *ylabel, const char *field, int logy,
+                          int *failures)
+{
+    enum { MAX_SERIES = 16, MAX_POINTS = 64 };
+    plot_series ps[MAX_SERIES];
+    size_t nps = 0, i;
+    json_t *rec;
+    json_array_foreach(records, i, rec)
+    {
+        const double y = report_num(json_object_get(rec, "err_vs_exact"), field);
+        const double x = report_num(json_object_get(rec, "work"), "scores_per_token");
+        if (!report_is_ok(rec) || !isfinite(y) || !isfinite(x) || x <= 0)
+            continue;
+        char label[160];
+        snprintf(label, sizeof label, "%s, %s inputs", report_str(rec, "method"),
+                 report_str(rec, "inputs"));
+        size_t k = 0;
+        while (k < nps && strcmp(ps[k].title, label) != 0)
+            k++;
+        if (k == nps) {
+            if (nps == MAX_SERIES)
+                continue;
+            memset(&ps[nps], 0, sizeof ps[nps]);
+            snprintf(ps[nps].title, sizeof ps[nps].title, "%s", label);
+            ps[nps].x = malloc(MAX_POINTS * sizeof(double));
+            ps[nps].y = malloc(MAX_POINTS * sizeof(double));
+            if (!ps[nps].x || !ps[nps].y) {
+                free(ps[nps].x), free(ps[nps].y);
+                continue;
+            }
+            nps++;
+        }
+        if (ps[k].count < MAX_POINTS) {
+            ps[k].x[ps[k].count] = x;
+            ps[k].y[ps[k].count++] = y;
+        }
+    }
+    if (nps == 0)
+        return; /* no point measured its accuracy */
+    for (size_t k = 0; k < nps; k++) /* by work */
+        for (size_t a = 1; a < ps[k].count; a++)
+            for (size_t b = a; b > 0 && ps[k].x[b - 1] > ps[k].x[b]; b--) {
+                double tx = ps[k].x[b], ty = ps[k].y[b];
+                ps[k].x[b] = ps[k].x[b - 1], ps[k].y[b] = ps[k].y[b - 1];
+                ps[k].x[b - 1] = tx, ps[k].y[b - 1] = ty;
+            }
+    plot_spec p = {.name = name, .title = title, .xlabel = "query-key scores per token",
+                   .ylabel = ylabel, .logx = 1, .logy = logy, .yformat = "%g"};
+    draw(dir, &p, ps, nps, "configurations", md, title, failures);
+}
+
 void plots_lsh(const char *dir, FILE *md, json_t *records, int *failures)
 {
-    plot_lsh_hashes(dir, md, records, "lsh_error", "LSH error against exact shared-QK attention",
-                    "mean row-wise relative error", metric_err, NULL, failures);
-    /* beside it, why the error stops falling: more rounds, more keys seen twice */
+    plot_accuracy(dir, md, records, "accuracy_error",
+                  "Error against the exact attention, by the work done",
+                  "||out - exact||_F / ||exact||_F", "rel_fro", 10, failures);
+    plot_accuracy(dir, md, records, "accuracy_recall",
+                  "Exact softmax mass on the keys scored, by the work done",
+                  "mass recalled (1: all)", "mass_recall", 0, failures);
+    /* beside them, why LSH's error stops falling: more rounds, more keys seen twice */
     plot_lsh_hashes(dir, md, records, "lsh_duplicates",
                     "LSH candidates seen again (share of the scores) against n_hashes",
                     "duplicate candidates / scores", metric_work, "duplicates_share", failures);

@@ -25,7 +25,8 @@ void plots_counters(const char *dir, FILE *md, const report_series *s, int ns, j
                     int *failures);
 /* Query-key scores per token as the kernels counted them. Returns 0 when no point counted. */
 int plots_scores(const char *dir, FILE *md, const report_series *s, int ns, int *failures);
-/* LSH's error (mean row error) and its share of duplicate candidates against n_hashes. */
+/* Accuracy (the whole output's relative error, the exact mass recalled) against the work done,
+ * per method and inputs, and LSH's share of duplicate candidates against n_hashes. */
 void plots_lsh(const char *dir, FILE *md, json_t *records, int *failures);
 /* Activation memory against depth, for series over several L. */
 void plots_layers(const char *dir, FILE *md, json_t *records, int *failures);

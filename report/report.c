@@ -174,6 +174,7 @@ static void write_report(const char *dir, FILE *md, const report_data *d, int nf
                     "run took longer or held more. Times from different machines differ by "
                     "their speed; memory should not, beyond the process's own pages.\n\n");
         table(md, "", "compare-context", d);
+        table(md, "\n", "compare-summary", d);
         table(md, "\n", "compare-points", d);
         table(md, "\nThe scaling exponents of both runs:\n\n", "compare-fits", d);
         fputc('\n', md);
@@ -231,10 +232,21 @@ static void write_report(const char *dir, FILE *md, const report_data *d, int nf
                 "over the ok points with n >= %.0f (or the three largest), ± its standard "
                 "error. Quadratic memory shows as b near 2, linear as b near 1. The process's "
                 "own pages (a few MiB) bend peak RSS at small n; point RSS, peak RSS less the "
-                "RSS before the inputs were allocated, is the memory the point itself added.\n\n",
-            d->fit_from);
+                "RSS before the inputs were allocated, is the memory the point itself added. "
+                "Time is the median of each point's timed repetitions; a time fit leaves out "
+                "the points timed while other processes used the machine (busy). A fit is "
+                "marked **unreliable**, with the reason, when it stands on fewer than %d "
+                "(quiet) points, when busy points were left out of its range, when R² is below "
+                "%.2f, or when b's standard error is above %.2f. fits.csv and fits.json give "
+                "the same verdict (`reliable`, `reason`) and, beside b, the Theil-Sen exponent "
+                "of the same points (the median pairwise slope, which one bad point moves "
+                "little).\n\n",
+            d->fit_from, REPORT_FIT_MIN_POINTS, REPORT_FIT_MIN_R2, REPORT_FIT_MAX_SE);
     table(md, "", "exponents", d);
-    table(md, "\n", "series", d);
+    table(md, "\nEach series point by point. Time is the median of the timed repetitions; "
+              "spread is (slowest - fastest) / median, in bold above 10%; busy: other "
+              "processes used more than 10% of the machine while it was timed.\n\n",
+          "series", d);
     if (report_write_fits(dir, d->s, d->ns, d->fit_from) != 0) {
         fprintf(stderr, "attnbench report: cannot write %s/fits.csv or fits.json\n", dir);
         (*failures)++;

@@ -251,26 +251,80 @@ const report_fit_metric report_fit_metrics[] = {
 };
 const size_t report_fit_metric_count = sizeof report_fit_metrics / sizeof report_fit_metrics[0];
 
-fit_result report_fit(const report_series *s, const report_fit_metric *m, double n_from)
+/* The points a fit of metric m takes: ok, metric finite and positive, and for time not timed on
+ * a busy machine (counted in *busy). x and y have room for every point. */
+static size_t fit_points(const report_series *s, const report_fit_metric *m, double *x,
+                         double *y, size_t *busy)
 {
-    double *x, *y;
-    const size_t count = report_series_xy(s, "n", m->metric, m->field, &x, &y);
+    const int is_time = m == &report_fit_metrics[REPORT_FIT_TIME];
+    size_t count = 0;
+    *busy = 0;
+    for (size_t j = 0; j < json_array_size(s->points); j++) {
+        const json_t *r = json_array_get(s->points, j);
+        const double v = m->metric(r, m->field);
+        if (!report_is_ok(r) || !isfinite(v) || v <= 0)
+            continue;
+        if (is_time && report_is_busy(r)) {
+            x[count + *busy] = -report_num(r, "n"); /* kept aside, negated, for the count */
+            (*busy)++;
+            continue;
+        }
+        x[count] = report_num(r, "n");
+        y[count++] = v;
+    }
+    return count;
+}
+
+static void judge(const fit_result *f, report_fit_note *note, int is_time)
+{
+    char *w = note->reason;
+    const size_t size = sizeof note->reason;
+    w[0] = '\0';
+#define WHY(...) snprintf(w + strlen(w), size - strlen(w), __VA_ARGS__)
+    if (!f->ok || f->k < REPORT_FIT_MIN_POINTS)
+        WHY("%s%zu %spoints", *w ? "; " : "", f->ok ? f->k : 0, is_time ? "quiet " : "");
+    if (note->busy_excluded)
+        WHY("%s%zu busy point%s left out", *w ? "; " : "", note->busy_excluded,
+            note->busy_excluded > 1 ? "s" : "");
+    if (f->ok && isfinite(f->r2) && f->r2 < REPORT_FIT_MIN_R2)
+        WHY("%sR² %.3f below %.2f", *w ? "; " : "", f->r2, REPORT_FIT_MIN_R2);
+    if (f->ok && isfinite(f->se_b) && f->se_b > REPORT_FIT_MAX_SE)
+        WHY("%sstandard error %.2f above %.2f", *w ? "; " : "", f->se_b, REPORT_FIT_MAX_SE);
+#undef WHY
+    note->reliable = w[0] == '\0';
+}
+
+fit_result report_fit(const report_series *s, const report_fit_metric *m, double n_from,
+                      report_fit_note *note)
+{
+    const size_t np = json_array_size(s->points);
+    double *x = malloc((np + 1) * sizeof *x), *y = malloc((np + 1) * sizeof *y);
+    size_t count = 0, busy = 0;
+    if (x && y)
+        count = fit_points(s, m, x, y, &busy);
     size_t above = 0;
     for (size_t j = 0; j < count; j++)
         above += x[j] >= n_from;
     const double from = above < 3 && count >= 2 ? x[count >= 3 ? count - 3 : 0] : n_from;
     const fit_result f = fit_power(x, y, count, from);
+    if (note) {
+        memset(note, 0, sizeof *note);
+        for (size_t j = 0; j < busy; j++) /* the busy ones within the range fitted */
+            note->busy_excluded += -x[count + j] >= from;
+        note->b_theil_sen = fit_theil_sen(x, y, count, from);
+        judge(&f, note, m == &report_fit_metrics[REPORT_FIT_TIME]);
+    }
     free(x);
     free(y);
     return f;
 }
 
 int report_fit_metric_named(const report_series *s, const char *metric, double n_from,
-                            fit_result *out)
+                            fit_result *out, report_fit_note *note)
 {
     for (size_t m = 0; m < report_fit_metric_count; m++)
         if (strcmp(report_fit_metrics[m].name, metric) == 0) {
-            *out = report_fit(s, &report_fit_metrics[m], n_from);
+            *out = report_fit(s, &report_fit_metrics[m], n_from, note);
             return 0;
         }
     return -1;

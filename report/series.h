@@ -61,13 +61,29 @@ extern const report_fit_metric report_fit_metrics[];
 extern const size_t report_fit_metric_count;
 enum { REPORT_FIT_PEAK_RSS, REPORT_FIT_POINT_RSS, REPORT_FIT_HEAP_PEAK, REPORT_FIT_TIME };
 
+/* What a fit stands on, beside the fit itself. */
+typedef struct report_fit_note {
+    size_t busy_excluded; /* ok points timed on a busy machine, left out of a time fit */
+    double b_theil_sen;   /* the median pairwise slope over the same points (NAN: none) */
+    bool reliable;        /* enough quiet points, R² and standard error within bounds */
+    char reason[200];     /* why not, when not reliable */
+} report_fit_note;
+
+/* A fit is reliable with at least this many points, R² at least this, and b's standard error
+ * at most this (two of them, the ±0.1 a reader would call a different exponent). */
+#define REPORT_FIT_MIN_POINTS 3
+#define REPORT_FIT_MIN_R2 0.99
+#define REPORT_FIT_MAX_SE 0.05
+
 /* The power law metric ~ a n^b over a series' ok points. Fixed costs (the process, the
  * allocator) dominate small n, so it fits the tail n >= n_from, and at least the three largest
- * points. */
-fit_result report_fit(const report_series *s, const report_fit_metric *m, double n_from);
+ * points. A time fit leaves out the points timed on a busy machine (memory does not care about
+ * load). note (may be NULL) receives what the fit stands on and whether it is reliable. */
+fit_result report_fit(const report_series *s, const report_fit_metric *m, double n_from,
+                      report_fit_note *note);
 /* The same by name. Returns 0, or -1 for an unknown metric name. */
 int report_fit_metric_named(const report_series *s, const char *metric, double n_from,
-                            fit_result *out);
+                            fit_result *out, report_fit_note *note);
 /* The default n_from of the fits. */
 #define REPORT_FIT_FROM 16384
 

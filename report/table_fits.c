@@ -25,10 +25,18 @@ int table_exponents(FILE *md, const report_data *d, char *err, size_t errlen)
                 largest = report_num(r, "n");
         }
         fit_result f[4];
-        char cell[4][96], range[64] = "n/a", big[32] = "none";
+        report_fit_note note[4];
+        char cell[4][160], range[64] = "n/a", big[32] = "none";
         for (int m = 0; m < 4; m++) {
-            f[m] = report_fit(s, &report_fit_metrics[m], d->fit_from);
+            f[m] = report_fit(s, &report_fit_metrics[m], d->fit_from, &note[m]);
             table_fmt_fit(f[m], cell[m], sizeof cell[m]);
+            /* a fit that does not stand is marked where it is printed, never shown as fine */
+            if (f[m].ok && !note[m].reliable)
+                snprintf(cell[m] + strlen(cell[m]), sizeof cell[m] - strlen(cell[m]),
+                         " **unreliable**: %s", note[m].reason);
+            else if (note[m].busy_excluded)
+                snprintf(cell[m] + strlen(cell[m]), sizeof cell[m] - strlen(cell[m]),
+                         ", %zu busy left out", note[m].busy_excluded);
         }
         if (f[REPORT_FIT_PEAK_RSS].ok)
             snprintf(range, sizeof range, "%.0f..%.0f (%zu points)", f[0].n_min, f[0].n_max, f[0].k);
@@ -72,7 +80,7 @@ static void crossover(FILE *md, const report_series *sp, const report_series *dn
     } else if (common && prev_r < 0) {
         snprintf(what, sizeof what, "n ≈ %.0f (2^%.1f), measured", cross, log2(cross));
     } else if (common) {
-        const fit_result fs = report_fit(sp, m, n_from), fd = report_fit(dn, m, n_from);
+        const fit_result fs = report_fit(sp, m, n_from, NULL), fd = report_fit(dn, m, n_from, NULL);
         const double slope = fs.b - fd.b;
         const double se = sqrt((isfinite(fs.se_b) ? fs.se_b * fs.se_b : 0) +
                                (isfinite(fd.se_b) ? fd.se_b * fd.se_b : 0));
@@ -208,8 +216,9 @@ int table_compare_fits(FILE *md, const report_data *d, char *err, size_t errlen)
         if (!other)
             continue;
         for (size_t m = 0; m < report_fit_metric_count; m++) {
-            const fit_result a = report_fit(&d->s[k], &report_fit_metrics[m], d->fit_from);
-            const fit_result b = report_fit(other, &report_fit_metrics[m], d->fit_from);
+            report_fit_note na, nb;
+            const fit_result a = report_fit(&d->s[k], &report_fit_metrics[m], d->fit_from, &na);
+            const fit_result b = report_fit(other, &report_fit_metrics[m], d->fit_from, &nb);
             if (!a.ok || !b.ok)
                 continue; /* a run too short to fit has nothing to set beside the other */
             if (!header)
@@ -219,6 +228,10 @@ int table_compare_fits(FILE *md, const report_data *d, char *err, size_t errlen)
             char ca[64], cb[64], diff[32] = "", within[48] = "";
             fmt_b(a, ca, sizeof ca);
             fmt_b(b, cb, sizeof cb);
+            if (!na.reliable)
+                snprintf(ca + strlen(ca), sizeof ca - strlen(ca), " (unreliable)");
+            if (!nb.reliable)
+                snprintf(cb + strlen(cb), sizeof cb - strlen(cb), " (unreliable)");
             {
                 const double delta = a.b - b.b;
                 const double se = sqrt((isfinite(a.se_b) ? a.se_b * a.se_b : 0) +
@@ -227,6 +240,8 @@ int table_compare_fits(FILE *md, const report_data *d, char *err, size_t errlen)
                 if (isfinite(a.se_b) && isfinite(b.se_b))
                     snprintf(within, sizeof within, "%s (combined %.2f)",
                              fabs(delta) <= se ? "yes" : "**no**", se);
+                if (!na.reliable || !nb.reliable)
+                    snprintf(within, sizeof within, "not compared: unreliable");
             }
             fprintf(md, "| %s | %s | %s | %s | %s | %s |\n", d->s[k].label,
                     report_fit_metrics[m].name, ca, cb, diff, within);

@@ -74,6 +74,35 @@ int table_peers(FILE *md, const report_data *d, char *err, size_t errlen)
     return 0;
 }
 
+/* What each peer ran: the versions, threads and kernels it reported of itself (the first ok
+ * point of its series; every point of a run reports the same). */
+int table_peer_context(FILE *md, const report_data *d, char *err, size_t errlen)
+{
+    (void)err, (void)errlen;
+    int header = 0;
+    for (int k = 0; k < d->ns; k++) {
+        const json_t *r = report_first_ok(&d->s[k]);
+        if (!report_is_peer(&d->s[k]) || !r)
+            continue;
+        if (!header)
+            fprintf(md, "| peer | implements | what it reported |\n|---|---|---|\n");
+        header = 1;
+        fprintf(md, "| %s | %s |", d->s[k].label, report_str(r, "implements"));
+        const char *key;
+        json_t *v;
+        int first = 1;
+        json_object_foreach(json_object_get(json_object_get((json_t *)r, "peer"), "context"), key, v)
+        {
+            char *text = json_is_string(v) ? NULL : json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT);
+            fprintf(md, "%s %s: %s", first ? "" : ";", key, text ? text : json_string_value(v));
+            first = 0;
+            free(text);
+        }
+        fprintf(md, " |\n");
+    }
+    return 0;
+}
+
 /* ---- ranks ---------------------------------------------------------------------------------- */
 
 int table_ranks(FILE *md, const report_data *d, char *err, size_t errlen)

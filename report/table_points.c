@@ -15,8 +15,8 @@ int table_series(FILE *md, const report_data *d, char *err, size_t errlen)
     (void)err, (void)errlen;
     for (int k = 0; k < d->ns; k++) {
         fprintf(md, "%s### %s\n\n", k ? "\n" : "", d->s[k].label);
-        fprintf(md, "| n | status | time (s) | GFLOP/s | peak RSS | heap peak | model bytes | "
-                    "RSS / model | machine |\n|---|---|---|---|---|---|---|---|---|\n");
+        fprintf(md, "| n | status | time (s) | spread | GFLOP/s | peak RSS | heap peak | "
+                    "model bytes | RSS / model | machine |\n|---|---|---|---|---|---|---|---|---|---|\n");
         const size_t np = json_array_size(d->s[k].points);
         for (size_t j = 0; j < np; j++) {
             const json_t *r = json_array_get(d->s[k].points, j);
@@ -31,11 +31,19 @@ int table_series(FILE *md, const report_data *d, char *err, size_t errlen)
             if (report_is_busy(r))
                 snprintf(machine, sizeof machine, "**busy**: others %.0f%%",
                          100 * report_num(json_object_get(r, "machine_load"), "other_share"));
+            /* the spread of the repetitions about their median, marked where it is large */
+            const double spread = (report_num(r, "wall_s_max") - report_num(r, "wall_s_min")) /
+                                  report_num(r, "wall_s");
+            char sp[32] = "";
+            if (isfinite(spread))
+                snprintf(sp, sizeof sp, spread > REPORT_LARGE_SPREAD ? "**%.0f%%**" : "%.1f%%",
+                         100 * spread);
             if (report_is_ok(r))
-                fprintf(md, "%.4g | %.1f | %s | %s | %s | %.2f | %s |\n", report_num(r, "wall_s"),
-                        report_num(r, "gflops"), rss, heap, model, ratio, machine);
+                fprintf(md, "%.4g | %s | %.1f | %s | %s | %s | %.2f | %s |\n",
+                        report_num(r, "wall_s"), sp, report_num(r, "gflops"), rss, heap, model,
+                        ratio, machine);
             else
-                fprintf(md, " |  | %s |  | %s |  | %s |\n", rss, model, machine);
+                fprintf(md, " |  |  | %s |  | %s |  | %s |\n", rss, model, machine);
         }
     }
     return 0;
@@ -96,6 +104,8 @@ static const column columns[] = {
     {"loss", "loss", COL_NUM, "loss", "g6"},
     {"err_mean", "mean row error", COL_NUM, "err_vs_exact.mean_rel", "f3"},
     {"err_max", "max row error", COL_NUM, "err_vs_exact.max_rel", "f3"},
+    {"err_fro", "relative error", COL_NUM, "err_vs_exact.rel_fro", "g3"},
+    {"recall", "mass recalled", COL_NUM, "err_vs_exact.mass_recall", "f4"},
     {"scores_per_token", "scores per token", COL_NUM, "work.scores_per_token", "f0"},
     {"duplicates", "duplicate candidates", COL_SHARE, "work.duplicates_share", "f1"},
     {"busy", "machine", COL_SPECIAL, NULL, NULL},
@@ -540,6 +550,49 @@ int table_compare_points(FILE *md, const report_data *d, char *err, size_t errle
     if (rows)
         fprintf(md, "| median of %zu points |  |  |  | %.2f (%zu quiet) |  |  | %.3f |\n", rows,
                 median(tr, nt), nt, median(mr, nm));
+    free(tr);
+    free(mr);
+    json_decref(index);
+    return 0;
+}
+
+/* Two runs in a few numbers: the points each has, those both measured, statuses that differ,
+ * and the median ratios of time (quiet points only) and of peak RSS. */
+int table_compare_summary(FILE *md, const report_data *d, char *err, size_t errlen)
+{
+    if (!d->reference) {
+        snprintf(err, errlen, "compare-summary needs reference=FILE");
+        return -1;
+    }
+    json_t *index = json_object();
+    size_t i;
+    json_t *r;
+    json_array_foreach(d->reference, i, r)
+        json_object_set(index, report_str(r, "point_id"), r);
+    const size_t cap = json_array_size(d->records) + 1;
+    double *tr = malloc(cap * sizeof *tr), *mr = malloc(cap * sizeof *mr);
+    size_t both = 0, same_status = 0, nt = 0, nm = 0;
+    json_array_foreach(d->records, i, r)
+    {
+        const json_t *ref = json_object_get(index, report_str(r, "point_id"));
+        if (!ref || !tr || !mr)
+            continue;
+        both++;
+        same_status += strcmp(report_str(r, "status"), report_str(ref, "status")) == 0;
+        if (!report_is_ok(r) || !report_is_ok(ref))
+            continue;
+        const double t = report_num(r, "wall_s") / report_num(ref, "wall_s");
+        const double m = report_num(r, "peak_rss_bytes") / report_num(ref, "peak_rss_bytes");
+        if (!report_is_busy(r) && !report_is_busy(ref) && isfinite(t))
+            tr[nt++] = t;
+        if (isfinite(m))
+            mr[nm++] = m;
+    }
+    fprintf(md, "| points: this run | reference | in both | same status | median time ratio "
+                "(quiet points) | median peak RSS ratio |\n|---|---|---|---|---|---|\n");
+    fprintf(md, "| %zu | %zu | %zu | %zu | %.2f (%zu) | %.3f (%zu) |\n",
+            json_array_size(d->records), json_array_size(d->reference), both, same_status,
+            median(tr, nt), nt, median(mr, nm), nm);
     free(tr);
     free(mr);
     json_decref(index);

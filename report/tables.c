@@ -20,6 +20,8 @@ static const report_table tables[] = {
     {"work", "the scores the kernels counted against the model's", table_work},
     {"harness", "the harness's own memory and the probes' share of the timed time", table_harness},
     {"peers", "ours beside the external programs: time and memory ratios", table_peers},
+    {"peer-context", "what each peer reported of itself: versions, threads, kernels",
+     table_peer_context},
     {"ranks", "ring points over MPI ranks: memory, bytes sent and waiting per rank", table_ranks},
     {"ring-model", "ring attention on a cluster, from the measured rate", table_ring_model},
     {"compare-context", "the machines of two runs side by side (reference=FILE)",
@@ -27,6 +29,8 @@ static const report_table tables[] = {
     {"compare-points", "two runs point by point: time and memory ratios (reference=FILE)",
      table_compare_points},
     {"compare-fits", "two runs' exponents side by side (reference=FILE)", table_compare_fits},
+    {"compare-summary", "two runs in a line: points in both, statuses, median ratios "
+     "(reference=FILE)", table_compare_summary},
     {"not-measured", "the points that were not measured, and why", table_not_measured},
     {"record", "one record as `attnbench run` prints it", table_record},
 };

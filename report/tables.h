@@ -25,6 +25,10 @@ typedef struct report_data {
     int largest_only;        /* peers: one row per pair, at the largest n both measured */
 } report_data;
 
+/* The spread of a point's repetitions, (slowest - fastest) / median, above which the tables
+ * mark it: the median still stands, but the point was not timed steadily. */
+#define REPORT_LARGE_SPREAD 0.10
+
 /* Takes records (consumed) into d in report order, with their series; options zeroed. */
 void report_data_init(report_data *d, json_t *records, double fit_from);
 void report_data_free(report_data *d);
@@ -57,6 +61,8 @@ int table_harness(FILE *md, const report_data *d, char *err, size_t errlen);
 int table_compare_context(FILE *md, const report_data *d, char *err, size_t errlen);
 int table_compare_points(FILE *md, const report_data *d, char *err, size_t errlen);
 int table_peers(FILE *md, const report_data *d, char *err, size_t errlen);
+int table_peer_context(FILE *md, const report_data *d, char *err, size_t errlen);
+int table_compare_summary(FILE *md, const report_data *d, char *err, size_t errlen);
 int table_ranks(FILE *md, const report_data *d, char *err, size_t errlen);
 int table_ring_model(FILE *md, const report_data *d, char *err, size_t errlen);
 

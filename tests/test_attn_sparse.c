@@ -385,6 +385,111 @@ static void test_etc_rejects_causal(void **state)
     free_inputs(&in);
 }
 
+/* ---- mass recall: the exact softmax mass on the keys a forward scored ---------------------- */
+
+/* The oracle in double: for each row, the exact softmax over every key (logits of `logit`),
+ * summed over the distinct candidates of mult; the mean over the head's rows. */
+static double oracle_recall(int64_t n, const int *mult, ref_logit_fn logit, const void *ctx)
+{
+    double total = 0;
+    double *l = malloc((size_t)n * sizeof *l);
+    for (int64_t i = 0; i < n; i++) {
+        double m = -INFINITY, z = 0, in = 0;
+        for (int64_t j = 0; j < n; j++)
+            m = fmax(m, l[j] = logit(i, j, ctx));
+        for (int64_t j = 0; j < n; j++) {
+            z += exp(l[j] - m);
+            in += mult[i * n + j] ? exp(l[j] - m) : 0;
+        }
+        total += in / z;
+    }
+    free(l);
+    return total / (double)n;
+}
+
+/* Runs `name` with params, its exact counterpart on the same inputs, and attn_mass_recall. */
+static double method_recall(const char *name, const char *const *params, const inputs *in,
+                            float **lse, int32_t **structure)
+{
+    float *out, *out_x, *lse_x;
+    int32_t *st_x;
+    assert_int_equal(run_method(name, params, &in->s, in->q, in->k, in->v, 2, &out, lse, structure), 0);
+    attn_params p, x;
+    attn_params_default(attn_find(name), &p);
+    for (int i = 0; params && params[i]; i++)
+        assert_int_equal(attn_params_parse(&p, params[i]), 0);
+    attn_exact_params(&in->s, &p, &x);
+    char values[8][64];
+    const char *xp[9] = {NULL};
+    for (int i = 0; i < x.method->n_params && i < 8; i++) {
+        char val[48];
+        snprintf(values[i], sizeof values[i], "%s=%s", x.method->params[i].name,
+                 attn_param_format(&x, i, val, sizeof val));
+        xp[i] = values[i];
+    }
+    assert_int_equal(run_method(x.method->name, xp, &in->s, in->q, in->k, in->v, 2, &out_x,
+                                &lse_x, &st_x), 0);
+    const attn_tensors t = {.q = in->q, .k = in->k, .v = in->v, .out = out, .lse = *lse,
+                            .structure = *structure};
+    double recall = -1;
+    assert_int_equal(attn_mass_recall(&in->s, &p, &t, lse_x, &recall, 2), 0);
+    free(out), free(out_x), free(lse_x), free(st_x);
+    return recall;
+}
+
+static void test_mass_recall_against_oracle(void **state)
+{
+    (void)state;
+    for (int causal = 0; causal <= 1; causal++) { /* lsh: 3 rounds, so keys repeat */
+        inputs in = make_inputs(1, 1, 128, 16, causal, 40 + causal);
+        const char *const params[] = {"chunk_len=16", "n_hashes=3", NULL};
+        float *lse;
+        int32_t *st;
+        const double got = method_recall("lsh", params, &in, &lse, &st);
+        int *mult = malloc(128 * 128 * sizeof *mult);
+        ref_mult_lsh(st, 128, 3, 16, mult);
+        double *qd = ref_doubles(in.q, 128 * 16);
+        ref_sqk ctx = {.q = qd, .d = 16, .causal = causal};
+        const double want = oracle_recall(128, mult, ref_sqk_logit, &ctx);
+        print_message("lsh causal=%d: recall %.6f, oracle %.6f\n", causal, got, want);
+        assert_true(want > 0.05 && want < 0.999); /* a real selection, neither all nor none */
+        assert_float_equal(got, want, 1e-5);
+        free(mult), free(qd), free(lse), free(st);
+        free_inputs(&in);
+    }
+    { /* block_sparse and etc: every candidate once, from the forward's own logsumexp */
+        inputs in = make_inputs(1, 1, 320, 16, 0, 44);
+        const char *const bs[] = {"block=16", "n_rand=2", NULL};
+        const char *const et[] = {"radius=5", "globals=12", NULL};
+        int *mult = malloc(320 * 320 * sizeof *mult);
+        double *qd = ref_doubles(in.q, 320 * 16), *kd = ref_doubles(in.k, 320 * 16);
+        ref_dot ctx = {.q = qd, .k = kd, .d = 16, .scale = 0.25};
+        float *lse;
+        int32_t *st;
+        double got = method_recall("block_sparse", bs, &in, &lse, &st);
+        ref_mult_block_sparse(320, 16, 2, st, mult);
+        double want = oracle_recall(320, mult, ref_dot_logit, &ctx);
+        assert_true(want > 0.05 && want < 0.999);
+        assert_float_equal(got, want, 1e-5);
+        free(lse), free(st);
+        got = method_recall("etc", et, &in, &lse, &st);
+        ref_mult_etc(320, 12, 5, 0, 0, st, mult);
+        want = oracle_recall(320, mult, ref_dot_logit, &ctx);
+        assert_true(want > 0.05 && want < 0.999);
+        assert_float_equal(got, want, 1e-5);
+        free(lse), free(st), free(mult), free(qd), free(kd);
+        free_inputs(&in);
+    }
+    for (int causal = 0; causal <= 1; causal++) { /* exact attention recalls everything */
+        inputs in = make_inputs(2, 2, 77, 16, causal, 46);
+        float *lse;
+        int32_t *st;
+        assert_float_equal(method_recall("full_stream", NULL, &in, &lse, &st), 1.0, 1e-6);
+        free(lse), free(st);
+        free_inputs(&in);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -400,6 +505,7 @@ int main(void)
         cmocka_unit_test(test_etc_radius_covering_everything_is_full_attention),
         cmocka_unit_test(test_etc_general_masks),
         cmocka_unit_test(test_etc_rejects_causal),
+        cmocka_unit_test(test_mass_recall_against_oracle),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

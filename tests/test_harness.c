@@ -84,24 +84,42 @@ static void test_ok_record_has_every_field(void **state)
         assert_non_null(json_object_get(rec, keys[i]));
     /* every measured field of an ok point is a number in its range: a null reads as 0 in a
      * careless reader, so a missing measurement must fail here */
-    const double model = num(rec, "model_bytes"), GiB = 0x1p30;
-    assert_measured(rec, "model_flops", 1, 1e12);
-    assert_measured(rec, "wall_s", 1e-7, 60);
-    assert_measured(rec, "wall_s_min", 1e-7, num(rec, "wall_s"));
-    assert_measured(rec, "wall_s_max", num(rec, "wall_s"), 60);
-    assert_measured(rec, "gflops", 1e-3, 1e5);
-    assert_measured(rec, "rss_before_inputs_bytes", 1 << 20, 64 * GiB);
-    assert_measured(rec, "rss_before_kernel_bytes", num(rec, "rss_before_inputs_bytes"), 64 * GiB);
-    /* the buffers are touched before the kernel runs: the peak holds the whole model */
-    assert_measured(rec, "peak_rss_bytes", num(rec, "rss_before_inputs_bytes") + 0.9 * model,
-                    64 * GiB);
-    assert_measured(rec, "ru_maxrss_bytes", 0.9 * num(rec, "peak_rss_bytes"), 64 * GiB);
+    const double model = num(rec, "model_bytes"), MiB = 0x1p20;
+#if defined(__SANITIZE_ADDRESS__)
+    const double own = 64 * MiB, slack = 0.25 * model + 64 * MiB; /* ASan's shadow and quarantine */
+#else
+    const double own = 8 * MiB, slack = 0.1 * model + 8 * MiB; /* thread stacks, BLAS, OpenMP */
+#endif
+    /* the model is the method's own: 4 d flops a score, n^2 scores */
+    assert_measured(rec, "model_flops", 4.0 * 64 * 1000 * 1000, 4.0 * 64 * 1000 * 1000);
+    /* the times are the repetitions' own: median, fastest, slowest, and gflops from them */
     const json_t *reps = json_object_get(rec, "wall_s_reps");
     assert_int_equal(json_array_size(reps), 3);
-    for (size_t i = 0; i < 3; i++)
-        assert_true(json_number_value(json_array_get(reps, i)) > 0);
+    double t[3];
+    for (size_t i = 0; i < 3; i++) {
+        t[i] = json_number_value(json_array_get(reps, i));
+        assert_true(t[i] > 0 && t[i] < 30); /* the point's time limit */
+    }
+    const double lo = fmin(t[0], fmin(t[1], t[2])), hi = fmax(t[0], fmax(t[1], t[2]));
+    const double mid = fmax(fmin(t[0], t[1]), fmin(fmax(t[0], t[1]), t[2]));
+    assert_measured(rec, "wall_s", mid, mid);
+    assert_measured(rec, "wall_s_min", lo, lo);
+    assert_measured(rec, "wall_s_max", hi, hi);
+    const double gflops = num(rec, "model_flops") / num(rec, "wall_s") / 1e9;
+    assert_measured(rec, "gflops", gflops * (1 - 1e-12), gflops * (1 + 1e-12));
+    /* memory: the harness's own pages, then the model touched, and little beyond it */
+    assert_measured(rec, "rss_before_inputs_bytes", 1 * MiB, own);
+    assert_measured(rec, "rss_before_kernel_bytes", num(rec, "rss_before_inputs_bytes"),
+                    num(rec, "rss_before_inputs_bytes") + model + slack);
+    /* the buffers are touched before the kernel runs: the peak holds the whole model */
+    assert_measured(rec, "peak_rss_bytes", num(rec, "rss_before_inputs_bytes") + 0.9 * model,
+                    num(rec, "rss_before_inputs_bytes") + model + slack);
+    /* wait4's view of the child's whole life: its peak, read by the parent (the kernel keeps it
+     * apart from VmHWM: they differ by a few pages) */
+    assert_measured(rec, "ru_maxrss_bytes", 0.95 * num(rec, "peak_rss_bytes"),
+                    num(rec, "peak_rss_bytes") + slack);
     const json_t *ru = json_object_get(rec, "rusage");
-    assert_measured(ru, "cpu_s", 1e-7, 60);
+    assert_measured(ru, "cpu_s", 1e-7, 2 * 30); /* two threads at most, within the time limit */
     assert_measured(ru, "minor_faults", 0, 1e9);
     assert_measured(json_object_get(rec, "harness"), "probe_fraction", 0, 1);
 #if !defined(__SANITIZE_ADDRESS__)
@@ -112,7 +130,9 @@ static void test_ok_record_has_every_field(void **state)
         /* the point's buffers are its model: the heap peak sees them, plus jemalloc's
          * size-class rounding (at most 25% for these small buffers) and small JSON objects */
         assert_measured(rec, "heap_peak_bytes", model, 1.25 * model + 64 * 1024);
-        assert_measured(rec, "heap_kernel_alloc_bytes", 0, 64 * 1024);
+        /* the kernels allocate nothing inside the repetitions (on one thread, GCC's OpenMP
+         * runtime allocates a team per parallel region; this point runs two) */
+        assert_measured(rec, "heap_kernel_alloc_bytes", 0, 0);
         assert_true(json_is_object(json_object_get(rec, "jemalloc")));
     } else { /* sanitizer builds: no jemalloc, and the record says nothing rather than 0 */
         assert_true(json_is_null(json_object_get(rec, "heap_peak_bytes")));
@@ -171,8 +191,8 @@ static void test_failed_counter_start_is_null_with_reason(void **state)
                                                         "perf::TASK-CLOCK"));
     json_decref(rec);
     if (!counting) {
-        print_message("perf::TASK-CLOCK does not count here: no start to fail\n");
-        return;
+        print_message("skipped: perf::TASK-CLOCK does not count here: no start to fail\n");
+        skip();
     }
     rec = run(&s, 0, 30, false, "papi-busy");
     assert_string_equal(status(rec), "ok");

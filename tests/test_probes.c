@@ -318,8 +318,8 @@ static void test_papi_events_added_from_threads_all_count(void **state)
     for (; inits < 40; inits++) {
         in_child(papi_two_thread_load, v, 2);
         if (!v[0]) {
-            print_message("PAPI's perf_event component is disabled here: no event to add\n");
-            return;
+            print_message("skipped: PAPI's perf_event component is disabled here: no event to add\n");
+            skip();
         }
         missing += v[1];
     }
@@ -384,8 +384,8 @@ static void test_papi_failed_start_makes_counters_unavailable(void **state)
     assert_int_equal(waitpid(pid, &st, 0), pid);
     assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
     if (!counting) {
-        print_message("no PAPI event counts here: a start cannot fail\n");
-        return;
+        print_message("skipped: no PAPI event counts here: a start cannot fail\n");
+        skip();
     }
     assert_true(v[0]);                  /* the start said it failed */
     assert_true(v[1]);                  /* the stop had nothing to stop */

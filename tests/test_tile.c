@@ -1,5 +1,6 @@
 /* test_tile.c: the fused tile kernel on its own: gathered rows, several key tiles of odd
- * sizes, masking, merging two candidate sets, and the AVX-512 and portable paths alike. */
+ * sizes, masking, merging two candidate sets, in the vector path this build compiled (AVX-512 or
+ * AVX2, tile_isa() says which) and the portable path alike. */
 #include "helpers.h"
 
 #include <math.h>

@@ -334,7 +334,7 @@ static json_t *accuracy(rank_point *p, int ranks, int rank)
     if (rank == 0) {
         float *q = alloc_floats(whole), *k = alloc_floats(whole), *v = alloc_floats(whole);
         inputs_generate(&s->shape, s->inputs, s->seed, q, k, v, s->threads);
-        e = point_exact_error(s, q, k, v, got[0]);
+        e = point_exact_error(s, q, k, v, got[0], NULL, NULL);
         if (s->backward) { /* full_stream's forward and backward on the whole inputs */
             const size_t rows = (size_t)(s->shape.B * s->shape.H * s->shape.n);
             float *out = alloc_floats(whole), *lse = alloc_floats(rows), *dout = alloc_floats(whole);
@@ -532,7 +532,8 @@ int main(int argc, char **argv)
     /* memory: the peak from here on is the rank's point (MPI's own buffers included) */
     probe_rss_read(&rss_inputs, &hwm);
     probe_rss_reset_peak();
-    int ok = status == POINT_OK && prepare(&p, ranks, rank) == 0, all_ok;
+    double *times = calloc((size_t)(p.s.reps > 0 ? p.s.reps : 1), sizeof *times);
+    int ok = status == POINT_OK && times && prepare(&p, ranks, rank) == 0, all_ok;
     MPI_Allreduce(&ok, &all_ok, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD);
     if (status == POINT_OK && !all_ok) {
         status = POINT_ALLOC_FAILED;
@@ -547,7 +548,6 @@ int main(int argc, char **argv)
     const attn_ring_exchange x = {.rank = rank, .ranks = ranks, .ctx = &ring,
                                   .shift = mpi_shift, .wait = mpi_wait,
                                   .progress = mpi_progress};
-    double *times = calloc((size_t)(p.s.reps > 0 ? p.s.reps : 1), sizeof *times);
     double run_s = 0;
     if (status == POINT_OK) {
         inject_fault(rank);

@@ -11,6 +11,7 @@
 #include "../../report/csv.h"
 #include "../../report/records.h"
 #include "../../report/series.h"
+#include "../../report/tables.h"
 #include "fuzz.h"
 
 static json_t *read_records(const uint8_t *data, size_t size)
@@ -44,6 +45,24 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         }
         char err[512];
         report_write_csv("/dev/null", base, err, sizeof err);
+        /* every table of the report and the docs, whatever the records hold: the current
+         * file as the reference of the compare tables, every column of points */
+        report_data d;
+        report_data_init(&d, json_deep_copy(base), REPORT_FIT_FROM);
+        d.reference = cur;
+        d.yardsticks = json_pack("[{s:i, s:f}]", "threads", 1, "gflops_median", 100.0);
+        d.columns = "series,method,varies,params,kind,n,d,heads,batch,causal,threads,ranks,"
+                    "layers,inputs,status,time,time_min,time_max,spread,gflops,sgemm_share,"
+                    "model_tflop,recompute_tflop,peak_rss,point_rss,heap_peak,model_bytes,"
+                    "rss_model,param_bytes,activation,model_activation,rss_before_inputs,loss,"
+                    "err_mean,err_max,err_fro,recall,scores_per_token,duplicates,busy,"
+                    "other_share,probe_fraction,sent_per_rank,peak_rss_sum,wait_share,commit,date";
+        size_t count;
+        const report_table *all = report_tables(&count);
+        for (size_t t = 0; t < count; t++)
+            all[t].write(devnull, &d, err, sizeof err);
+        json_decref(d.yardsticks);
+        report_data_free(&d);
     }
     if (base && cur) {
         /* the table goes to stdout and the verdicts to stderr: keep both quiet */
