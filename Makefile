@@ -11,6 +11,7 @@
 #   make docs       rewrites the generated tables of README.md and docs/ from results/
 #   make docs-check fails, naming the block, where they differ from what results/ gives
 #   make peers      ours beside PyTorch and Hugging Face (scripts/peers/), results/peers/
+#   make peers-test our lsh and block_sparse against Hugging Face's code (makes .venv-peers)
 #   make regression the CI suite, gated with `attnbench check` against results/baseline/
 #   make slurm-test the sharded sweep as a job array on a real one-node Slurm
 #   make clean
@@ -58,7 +59,7 @@ RANK_OBJ := $(patsubst %.c,$(BUILD)/%.o,$(wildcard bench/mpi/*.c))
 MPI_CFLAGS = $(shell $(PKG_CONFIG) --cflags ompi-c)
 MPI_LIBS = $(shell $(PKG_CONFIG) --libs ompi-c)
 
-.PHONY: all test asan test-targets fuzz fuzz-run sweep peers regression slurm-test docs docs-check clean FORCE
+.PHONY: all test asan test-targets fuzz fuzz-run sweep peers peers-test regression slurm-test docs docs-check clean FORCE
 .SECONDARY:
 all: $(BUILD)/attnbench $(RANK_BIN)
 
@@ -104,7 +105,14 @@ test: $(BUILD)/attnbench $(RANK_BIN) $(TEST_BIN) $(REPLAY_BIN)
 	@ATTNBENCH=$(BUILD)/attnbench bash tests/cli_test.sh
 	@ATTNBENCH=$(BUILD)/attnbench /usr/bin/python3 tests/forward_numpy.py
 	@if [ -x .venv-peers/bin/python ]; then ATTNBENCH=$(BUILD)/attnbench .venv-peers/bin/python tests/peers_test.py; \
-	 else echo "peers_test: skipped: no .venv-peers (scripts/install-deps.sh --peers makes it)"; fi
+	 else echo "peers_test: SKIPPED: no .venv-peers (make peers-test makes it and runs the test)"; fi
+
+# Our lsh and block_sparse against Hugging Face's own code with the same structure injected. Its
+# environment (PyTorch and transformers, several GB) is made on first use; CI does not run it:
+# the install alone would take a tenth of CI's time. `make test` runs it when it exists.
+peers-test: $(BUILD)/attnbench
+	bash scripts/install-deps.sh --peers
+	ATTNBENCH=$(BUILD)/attnbench .venv-peers/bin/python tests/peers_test.py
 
 # float-cast-overflow is not part of gcc's "undefined": a NaN or huge float turned into an
 # index is exactly what hostile inputs do.

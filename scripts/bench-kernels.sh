@@ -3,7 +3,7 @@
 # with the same OpenBLAS kernels and threads: full_stream at n = 16384 on one and two threads,
 # lsh, block_sparse and etc at 2^20 on two, and every streaming method's forward + backward
 # (run --backward) with B = H = 1 on one thread and on two. Writes results/kernels/ (records
-# and sgemm yardsticks) and prints the table README.md shows.
+# and sgemm yardsticks) and prints the table docs/benchmarks.md holds (`make docs` puts it there).
 #   bash scripts/bench-kernels.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,24 +21,6 @@ for t in 1 2; do
     "$bin" sweep --methods full_stream --n 16K --backward --threads $t "${common[@]}"
     "$bin" sweep --methods lsh,block_sparse,etc --n 256K --backward --threads $t "${common[@]}"
 done
-/usr/bin/python3 - "$out" <<'PY'
-import json, sys
-d = sys.argv[1]
-sg = {t: json.load(open(f"{d}/sgemm-{t}.json")) for t in (1, 2)}
-recs = [json.loads(l) for l in open(f"{d}/results.jsonl")]
-ctx = recs[0]["context"]
-print(f"{ctx['cpu_model']}, OpenBLAS {ctx['openblas_core']} kernels; sgemm "
-      f"{sg[1]['gflops_median']:.0f} GFLOP/s on 1 thread, {sg[2]['gflops_median']:.0f} on 2\n")
-print("| what | n | threads | time (s) | GFLOP/s | % of sgemm (same threads) |")
-print("|---|---|---|---|---|---|")
-for r in recs:
-    what = r["method"] + (" forward + backward" if r.get("backward") else "")
-    pct = 100 * r["gflops"] / sg[r["threads"]]["gflops_median"]
-    print(f"| {what} | {r['n']} | {r['threads']} | {r['wall_s']:.3f} | {r['gflops']:.1f} | {pct:.0f}% |")
-print("\n| forward + backward, B = H = 1 | n | 1 thread (s) | 2 threads (s) | speed-up |")
-print("|---|---|---|---|---|")
-for m in ("full_stream", "lsh", "block_sparse", "etc"):
-    t = {r["threads"]: r["wall_s"] for r in recs if r["method"] == m and r.get("backward")}
-    n = next(r["n"] for r in recs if r["method"] == m and r.get("backward"))
-    print(f"| {m} | {n} | {t[1]:.3f} | {t[2]:.3f} | {t[1] / t[2]:.2f}x |")
-PY
+"$bin" table machine "$out/results.jsonl"
+"$bin" table points "$out/results.jsonl" columns=method,kind,n,threads,time,gflops,sgemm_share \
+    "yardstick=$out/sgemm-1.json,$out/sgemm-2.json"

@@ -53,21 +53,24 @@ def tokens(x):
     return np.ascontiguousarray(x.transpose(0, 2, 1, 3).reshape(b, n, h * d))
 
 
-def run(module, q, v, buckets=None):
+def run(module, q, v, buckets=None, dtype="float32"):
     """The attention of (B, H, n, d) q (shared QK) and v; buckets (n_hashes, B, H, n) as
-    `attnbench forward --structure` writes them, or None to let HF hash. Returns (B, H, n, d)."""
+    `attnbench forward --structure` writes them, or None to let HF hash. dtype float64 runs HF's
+    module in double precision (its masks as in float32). Returns (B, H, n, d)."""
     import torch
     b, h, n, d = q.shape
-    module.query_key.value = torch.from_numpy(tokens(q))
-    module.value.value = torch.from_numpy(tokens(v))
+    module.to(getattr(torch, dtype))
+    module.query_key.value = torch.from_numpy(tokens(q).astype(dtype))
+    module.value.value = torch.from_numpy(tokens(v).astype(dtype))
     hf_buckets = None
     if buckets is not None:  # HF's layout: (B, H, rounds x n), round r offset by r x n_buckets
         nb = module.num_buckets if isinstance(module.num_buckets, int) else int(np.prod(module.num_buckets))
         rounds = buckets.shape[0]
         offset = (np.arange(rounds) * nb)[None, None, :, None]
         hf_buckets = torch.from_numpy((buckets.transpose(1, 2, 0, 3) + offset).reshape(b, h, rounds * n).astype(np.int64))
-    if getattr(module, "_shape", None) != (b, n, h * d):  # only its shape is read
-        module._shape, module._hidden = (b, n, h * d), torch.zeros(b, n, h * d)
+    if getattr(module, "_shape", None) != (b, n, h * d, dtype):  # only its shape is read
+        module._shape = (b, n, h * d, dtype)
+        module._hidden = torch.zeros(b, n, h * d, dtype=getattr(torch, dtype))
     with torch.no_grad():
         out = module(module._hidden, buckets=hf_buckets).hidden_states
     return out.reshape(b, n, h, d).permute(0, 2, 1, 3)
