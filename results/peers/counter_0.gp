@@ -1,7 +1,7 @@
 # counter_0.gp: written by `attnbench report`; run with `gnuplot counter_0.gp` in this folder
-set title "perf::TASK-CLOCK per token and repetition" noenhanced
+set title "rusage.cpu_s per token and repetition" noenhanced
 set xlabel "sequence length n (tokens)" noenhanced
-set ylabel "perf::TASK-CLOCK" noenhanced
+set ylabel "rusage.cpu_s" noenhanced
 set key left top box opaque
 set grid
 set rmargin 4
@@ -9,7 +9,7 @@ set logscale x 2
 set logscale y 10
 set format y '%g'
 set format x '2^{%L}'
-set yrange [1312.1245659722222:3603555.5440979004]
+set yrange [2.5000000000000004e-07:0.0016804716796875001]
 set style line 1 lc rgb '#999999' dt 2 lw 1
 set style line 2 lc rgb '#555555' dt 2 lw 1
 do for [term in 'pngcairo svg'] {
@@ -20,6 +20,13 @@ do for [term in 'pngcairo svg'] {
        'counter_0.dat' index 3 using 1:2 with linespoints pt 7 ps 0.8 lw 2 lt 4 title "block_sparse" noenhanced, \
        'counter_0.dat' index 4 using 1:2 with linespoints pt 7 ps 0.8 lw 2 lt 5 title "lsh" noenhanced, \
        'counter_0.dat' index 5 using 1:2 with linespoints pt 7 ps 0.8 lw 2 lt 6 title "full_stream, standard stack heads=4 d_ff=0 ff_chunk=1024 L=2" noenhanced, \
-       'counter_0.dat' index 6 using 1:2 with linespoints pt 7 ps 0.8 lw 2 lt 7 title "reversible (lsh) L=2" noenhanced
+       'counter_0.dat' index 6 using 1:2 with linespoints pt 7 ps 0.8 lw 2 lt 7 title "reversible (lsh) L=2" noenhanced, \
+       'counter_0.dat' index 7 using 1:2 with linespoints pt 7 ps 0.8 lw 2 lt 8 title "ext:torch_sdpa" noenhanced, \
+       'counter_0.dat' index 8 using 1:2 with linespoints pt 7 ps 0.8 lw 2 lt 9 title "ext:torch_sdpa causal=1" noenhanced, \
+       'counter_0.dat' index 9 using 1:2 with linespoints pt 7 ps 0.8 lw 2 lt 10 title "ext:torch_textbook" noenhanced, \
+       'counter_0.dat' index 10 using 1:2 with linespoints pt 7 ps 0.8 lw 2 lt 11 title "ext:hf_bigbird" noenhanced, \
+       'counter_0.dat' index 11 using 1:2 with linespoints pt 7 ps 0.8 lw 2 lt 12 title "ext:hf_reformer_lsh" noenhanced, \
+       'counter_0.dat' index 12 using 1:2 with linespoints pt 7 ps 0.8 lw 2 lt 13 title "ext:hf_bert_train (full_stream) L=2" noenhanced, \
+       'counter_0.dat' index 13 using 1:2 with linespoints pt 7 ps 0.8 lw 2 lt 14 title "ext:hf_reformer_train (lsh) L=2" noenhanced
   set output
 }

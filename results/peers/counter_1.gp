@@ -1,7 +1,7 @@
 # counter_1.gp: written by `attnbench report`; run with `gnuplot counter_1.gp` in this folder
-set title "perf::PAGE-FAULTS per token and repetition" noenhanced
+set title "rusage.minor_faults per token and repetition" noenhanced
 set xlabel "sequence length n (tokens)" noenhanced
-set ylabel "perf::PAGE-FAULTS" noenhanced
+set ylabel "rusage.minor_faults" noenhanced
 set key left top box opaque
 set grid
 set rmargin 4
@@ -9,7 +9,7 @@ set logscale x 2
 set logscale y 10
 set format y '%g'
 set format x '2^{%L}'
-set yrange [6.3578287760416663e-07:0.00439453125]
+set yrange [4.2385525173611109e-07:170.97867965698242]
 set style line 1 lc rgb '#999999' dt 2 lw 1
 set style line 2 lc rgb '#555555' dt 2 lw 1
 do for [term in 'pngcairo svg'] {
@@ -20,6 +20,13 @@ do for [term in 'pngcairo svg'] {
        'counter_1.dat' index 3 using 1:2 with linespoints pt 7 ps 0.8 lw 2 lt 4 title "block_sparse" noenhanced, \
        'counter_1.dat' index 4 using 1:2 with linespoints pt 7 ps 0.8 lw 2 lt 5 title "lsh" noenhanced, \
        'counter_1.dat' index 5 using 1:2 with linespoints pt 7 ps 0.8 lw 2 lt 6 title "full_stream, standard stack heads=4 d_ff=0 ff_chunk=1024 L=2" noenhanced, \
-       'counter_1.dat' index 6 using 1:2 with linespoints pt 7 ps 0.8 lw 2 lt 7 title "reversible (lsh) L=2" noenhanced
+       'counter_1.dat' index 6 using 1:2 with linespoints pt 7 ps 0.8 lw 2 lt 7 title "reversible (lsh) L=2" noenhanced, \
+       'counter_1.dat' index 7 using 1:2 with linespoints pt 7 ps 0.8 lw 2 lt 8 title "ext:torch_sdpa" noenhanced, \
+       'counter_1.dat' index 8 using 1:2 with linespoints pt 7 ps 0.8 lw 2 lt 9 title "ext:torch_sdpa causal=1" noenhanced, \
+       'counter_1.dat' index 9 using 1:2 with linespoints pt 7 ps 0.8 lw 2 lt 10 title "ext:torch_textbook" noenhanced, \
+       'counter_1.dat' index 10 using 1:2 with linespoints pt 7 ps 0.8 lw 2 lt 11 title "ext:hf_bigbird" noenhanced, \
+       'counter_1.dat' index 11 using 1:2 with linespoints pt 7 ps 0.8 lw 2 lt 12 title "ext:hf_reformer_lsh" noenhanced, \
+       'counter_1.dat' index 12 using 1:2 with linespoints pt 7 ps 0.8 lw 2 lt 13 title "ext:hf_bert_train (full_stream) L=2" noenhanced, \
+       'counter_1.dat' index 13 using 1:2 with linespoints pt 7 ps 0.8 lw 2 lt 14 title "ext:hf_reformer_train (lsh) L=2" noenhanced
   set output
 }

@@ -9,8 +9,8 @@ set logscale x 2
 set logscale y 2
 set format x '2^{%L}'
 set format y '%.0b %BB'
-set yrange [6045696:28698378240]
-x0 = 1024; y0 = 599236608
+set yrange [5775360:29586192384]
+x0 = 1024; y0 = 904060928
 set style line 1 lc rgb '#999999' dt 2 lw 1
 set style line 2 lc rgb '#555555' dt 2 lw 1
 do for [term in 'pngcairo svg'] {
@@ -27,9 +27,10 @@ do for [term in 'pngcairo svg'] {
        'memory.dat' index 9 using 1:2 with linespoints pt 7 ps 0.8 lw 2 lt 10 title "ext:torch_textbook" noenhanced, \
        'memory.dat' index 10 using 1:2 with points pt 6 ps 1.5 lw 2 lt 10 title "ext:torch_textbook: model bytes, not run" noenhanced, \
        'memory.dat' index 11 using 1:2 with linespoints pt 7 ps 0.8 lw 2 lt 11 title "ext:hf_bigbird" noenhanced, \
-       'memory.dat' index 12 using 1:2 with linespoints pt 7 ps 0.8 lw 2 lt 12 title "ext:hf_reformer_lsh" noenhanced, \
-       'memory.dat' index 13 using 1:2 with linespoints pt 7 ps 0.8 lw 2 lt 13 title "ext:hf_bert_train (full_stream) L=2" noenhanced, \
-       'memory.dat' index 14 using 1:2 with linespoints pt 7 ps 0.8 lw 2 lt 14 title "ext:hf_reformer_train (lsh) L=2" noenhanced, \
+       'memory.dat' index 12 using 1:2 with points pt 6 ps 1.5 lw 2 lt 11 title "ext:hf_bigbird: model bytes, not run" noenhanced, \
+       'memory.dat' index 13 using 1:2 with linespoints pt 7 ps 0.8 lw 2 lt 12 title "ext:hf_reformer_lsh" noenhanced, \
+       'memory.dat' index 14 using 1:2 with linespoints pt 7 ps 0.8 lw 2 lt 13 title "ext:hf_bert_train (full_stream) L=2" noenhanced, \
+       'memory.dat' index 15 using 1:2 with linespoints pt 7 ps 0.8 lw 2 lt 14 title "ext:hf_reformer_train (lsh) L=2" noenhanced, \
        y0 * (x / x0) ls 1 title '∝ n', y0 * (x / x0)**2 ls 2 title '∝ n^2'
   set output
 }

@@ -9,8 +9,8 @@ set logscale x 2
 set logscale y 2
 set format x '2^{%L}'
 set format y '%.0b %BB'
-set yrange [6045696:25884702720]
-x0 = 1024; y0 = 427278336
+set yrange [5775360:25883486208]
+x0 = 1024; y0 = 583757824
 set style line 1 lc rgb '#999999' dt 2 lw 1
 set style line 2 lc rgb '#555555' dt 2 lw 1
 do for [term in 'pngcairo svg'] {

@@ -9,8 +9,8 @@ set logscale x 2
 set logscale y 10
 set format y '%.0s %cs'
 set format x '2^{%L}'
-set yrange [0.0011731646663974971:26.039225891999195]
-x0 = 1024; y0 = 0.0061626900005649077
+set yrange [0.00064332600004490814:13.243256315999929]
+x0 = 1024; y0 = 0.0079804429999512649
 set style line 1 lc rgb '#999999' dt 2 lw 1
 set style line 2 lc rgb '#555555' dt 2 lw 1
 do for [term in 'pngcairo svg'] {

@@ -9,8 +9,8 @@ set logscale x 2
 set logscale y 2
 set format x '2^{%L}'
 set format y '%.0b %BB'
-set yrange [8118272:21728569344]
-x0 = 4096; y0 = 534310912
+set yrange [7894357.333333333:28441927680]
+x0 = 4096; y0 = 891400192
 set style line 1 lc rgb '#999999' dt 2 lw 1
 set style line 2 lc rgb '#555555' dt 2 lw 1
 do for [term in 'pngcairo svg'] {

@@ -9,8 +9,8 @@ set logscale x 2
 set logscale y 10
 set format y '%.0s %cs'
 set format x '2^{%L}'
-set yrange [0.0040789719993578428:41.37153684599798]
-x0 = 4096; y0 = 0.01718214100037585
+set yrange [0.0014324426665552892:14.347093383000129]
+x0 = 4096; y0 = 0.03944296800000302
 set style line 1 lc rgb '#999999' dt 2 lw 1
 set style line 2 lc rgb '#555555' dt 2 lw 1
 do for [term in 'pngcairo svg'] {

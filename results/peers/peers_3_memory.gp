@@ -9,8 +9,8 @@ set logscale x 2
 set logscale y 2
 set format x '2^{%L}'
 set format y '%.0b %BB'
-set yrange [6471680:12169058304]
-x0 = 1024; y0 = 476917760
+set yrange [6015658.666666667:13070100480]
+x0 = 1024; y0 = 771502080
 set style line 1 lc rgb '#999999' dt 2 lw 1
 set style line 2 lc rgb '#555555' dt 2 lw 1
 do for [term in 'pngcairo svg'] {

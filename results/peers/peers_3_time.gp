@@ -9,8 +9,8 @@ set logscale x 2
 set logscale y 10
 set format y '%.0s %cs'
 set format x '2^{%L}'
-set yrange [0.00065486266733690479:47.868241072501405]
-x0 = 1024; y0 = 0.022404614999686601
+set yrange [0.00024254866669555972:28.829557186499869]
+x0 = 1024; y0 = 0.0051144080000540271
 set style line 1 lc rgb '#999999' dt 2 lw 1
 set style line 2 lc rgb '#555555' dt 2 lw 1
 do for [term in 'pngcairo svg'] {

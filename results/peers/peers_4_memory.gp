@@ -9,8 +9,8 @@ set logscale x 2
 set logscale y 2
 set format x '2^{%L}'
 set format y '%.0b %BB'
-set yrange [30872917.333333332:28698378240]
-x0 = 1024; y0 = 599236608
+set yrange [30758229.333333332:29586192384]
+x0 = 1024; y0 = 904060928
 set style line 1 lc rgb '#999999' dt 2 lw 1
 set style line 2 lc rgb '#555555' dt 2 lw 1
 do for [term in 'pngcairo svg'] {

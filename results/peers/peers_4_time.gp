@@ -9,8 +9,8 @@ set logscale x 2
 set logscale y 10
 set format y '%.0s %cs'
 set format x '2^{%L}'
-set yrange [0.10383393799929763:313.39767620100247]
-x0 = 1024; y0 = 0.27183332700042229
+set yrange [0.046174969333454406:230.18833672799997]
+x0 = 1024; y0 = 0.19890745799989418
 set style line 1 lc rgb '#999999' dt 2 lw 1
 set style line 2 lc rgb '#555555' dt 2 lw 1
 do for [term in 'pngcairo svg'] {
