@@ -40,7 +40,7 @@ typedef struct block_spec {
     const report_table *table;
     char *files[MAX_WORDS], *wheres[MAX_WORDS], *refs[MAX_WORDS], *yards[MAX_WORDS];
     int nfiles, nwheres, nrefs, nyards;
-    const char *columns;
+    const char *columns, *metric;
     int largest;
     double fit_from;
     char copy[1024];
@@ -98,13 +98,15 @@ static int parse_spec(const char *words, block_spec *b, char *err, size_t errlen
             rc = split_list(value, b->refs, &b->nrefs);
         else if (strcmp(w, "yardstick") == 0)
             rc = split_list(value, b->yards, &b->nyards);
+        else if (strcmp(w, "metric") == 0)
+            b->metric = value;
         else if (strcmp(w, "largest") == 0)
             b->largest = strcmp(value, "1") == 0;
         else if (strcmp(w, "fit-from") == 0)
             b->fit_from = atof(value);
         else
             return cli_errf(err, errlen, "unknown option '%s' (options: where, columns, "
-                            "reference, yardstick, largest, fit-from)", w);
+                            "reference, yardstick, metric, largest, fit-from)", w);
         if (rc)
             return cli_errf(err, errlen, "too many files in %s=", w);
     }
@@ -191,6 +193,7 @@ static int generate(const block_spec *b, char **text, char *err, size_t errlen)
     d.reference = reference;
     d.yardsticks = yard;
     d.columns = b->columns;
+    d.metric = b->metric;
     d.largest_only = b->largest;
     size_t len = 0;
     FILE *mem = open_memstream(text, &len);
@@ -429,7 +432,8 @@ static void docs_usage(void)
            "Options: where=PATH=VALUE or where=PATH!=VALUE (repeatable; PATH a field or a dotted\n"
            "path such as params.n_hashes or machine_load.busy), columns=A,B,... (points),\n"
            "reference=FILE,... (compare-*), yardstick=SGEMM.json,... (sgemm_share: files of\n"
-           "`attnbench sgemm --json`), largest=1 (peers: the largest n of each pair), fit-from=N.\n\n"
+           "`attnbench sgemm --json`), metric=NAME (fits: one metric), largest=1 (peers: the\n"
+           "largest n of each pair), fit-from=N.\n\n"
            "Tables:\n");
     size_t count;
     const report_table *all = report_tables(&count);

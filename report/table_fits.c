@@ -250,3 +250,38 @@ int table_compare_fits(FILE *md, const report_data *d, char *err, size_t errlen)
     report_series_free(rs, nr);
     return 0;
 }
+
+/* Every fit of each series (or only metric d->metric): b by least squares and by Theil-Sen, the
+ * points it stands on, the busy points it left out, and whether it is reliable and why not. */
+int table_fits(FILE *md, const report_data *d, char *err, size_t errlen)
+{
+    int header = 0, known = !d->metric;
+    for (size_t m = 0; m < report_fit_metric_count; m++)
+        known |= d->metric && strcmp(d->metric, report_fit_metrics[m].name) == 0;
+    if (!known) {
+        snprintf(err, errlen, "unknown metric '%s' (metrics: peak_rss, point_rss, heap_peak, time)",
+                 d->metric);
+        return -1;
+    }
+    for (int k = 0; k < d->ns; k++)
+        for (size_t m = 0; m < report_fit_metric_count; m++) {
+            if (d->metric && strcmp(d->metric, report_fit_metrics[m].name) != 0)
+                continue;
+            report_fit_note note;
+            const fit_result f = report_fit(&d->s[k], &report_fit_metrics[m], d->fit_from, &note);
+            if (!header)
+                fprintf(md, "| series | exponent of | b (least squares) | b (Theil-Sen) | points | "
+                            "busy left out | reliable |\n|---|---|---|---|---|---|---|\n");
+            header = 1;
+            char b[64], ts[32] = "", pts[48] = "";
+            fmt_b(f, b, sizeof b);
+            if (isfinite(note.b_theil_sen))
+                snprintf(ts, sizeof ts, "%.2f", note.b_theil_sen);
+            if (f.ok)
+                snprintf(pts, sizeof pts, "%zu (%.0f..%.0f)", f.k, f.n_min, f.n_max);
+            fprintf(md, "| %s | %s | %s | %s | %s | %zu | %s%s |\n", d->s[k].label,
+                    report_fit_metrics[m].name, b, ts, pts, note.busy_excluded,
+                    note.reliable ? "yes" : "**no**: ", note.reliable ? "" : note.reason);
+        }
+    return 0;
+}

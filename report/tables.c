@@ -13,6 +13,8 @@
 static const report_table tables[] = {
     {"machine", "which machine and build measured the records", table_machine},
     {"exponents", "the scaling exponent of each metric per series", table_exponents},
+    {"fits", "every fit: least squares and Theil-Sen, points, busy left out, reliable "
+     "(metric=NAME: one metric)", table_fits},
     {"series", "per series, every point: time, GFLOP/s, memory, model, load", table_series},
     {"points", "selected records, one row each, columns=NAME,... (see --help)", table_points},
     {"crossovers", "from which n each approximate method is cheaper than exact", table_crossovers},

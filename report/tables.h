@@ -23,6 +23,7 @@ typedef struct report_data {
     const char *columns;     /* points: comma-separated column names */
     const char *mechanism;   /* peers: only this mechanism's pairs */
     int largest_only;        /* peers: one row per pair, at the largest n both measured */
+    const char *metric;      /* fits: only this fitted metric (peak_rss, point_rss, ...) */
 } report_data;
 
 /* The spread of a point's repetitions, (slowest - fastest) / median, above which the tables
@@ -54,6 +55,7 @@ int table_exponents(FILE *md, const report_data *d, char *err, size_t errlen);
 int table_crossovers(FILE *md, const report_data *d, char *err, size_t errlen);
 int table_depth(FILE *md, const report_data *d, char *err, size_t errlen);
 int table_compare_fits(FILE *md, const report_data *d, char *err, size_t errlen);
+int table_fits(FILE *md, const report_data *d, char *err, size_t errlen);
 int table_series(FILE *md, const report_data *d, char *err, size_t errlen);
 int table_points(FILE *md, const report_data *d, char *err, size_t errlen);
 int table_work(FILE *md, const report_data *d, char *err, size_t errlen);
