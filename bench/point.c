@@ -828,7 +828,8 @@ static json_t *attempt_summary(const json_t *rec)
     json_object_set_new(a, "other_share", json_is_object(load) && json_object_get(load, "other_share")
                                               ? json_deep_copy(json_object_get(load, "other_share"))
                                               : json_null());
-    json_object_set_new(a, "busy", json_boolean(timed_busy(rec)));
+    const json_t *busy = json_object_get(json_object_get(rec, "machine_load"), "busy");
+    json_object_set_new(a, "busy", busy ? json_deep_copy(busy) : json_null());
     const json_t *qw = json_object_get(json_object_get(rec, "quiet_wait"), "waited_s");
     json_object_set_new(a, "waited_s", qw ? json_deep_copy(qw) : json_null());
     return a;

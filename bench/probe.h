@@ -94,12 +94,18 @@ int probe_rss_reset_peak_pid(pid_t pid);
 typedef struct probe_load {
     double busy_s, total_s;
     int procs_running;
+    double wall_s;     /* CLOCK_MONOTONIC at the reading */
+    int cores;         /* online CPUs */
+    double tick_s;     /* /proc/stat's unit, 1 / CLK_TCK */
 } probe_load;
 
 int probe_load_read(probe_load *l);
 /* The record's machine_load from two readings and the CPU seconds the point itself used in
  * between (every thread of the measured process): other processes' CPU time and share of
- * the machine, the runnable tasks at both ends, and `busy` above PROBE_BUSY_SHARE. */
+ * the machine, the runnable tasks at both ends, and `busy`: true when others took more than
+ * PROBE_BUSY_SHARE even allowing for /proc/stat's resolution (a tick per core at each end),
+ * false when less even so, and null when the window is too short to tell (a few milliseconds
+ * against 10 ms ticks); `resolution_s` is that allowance. */
 json_t *probe_load_record(const probe_load *before, const probe_load *after, double own_cpu_s);
 /* This process's CPU seconds so far, every thread (getrusage). */
 double probe_load_self_cpu_s(void);

@@ -1,10 +1,13 @@
 /* probe_load.c: how busy the rest of the machine was while a point was timed (see probe.h).
  * /proc/stat's first line counts every CPU's time in jiffies since boot; the busy part of it
  * over the timed repetitions, less the point's own CPU time (getrusage), is what other
- * processes took; procs_running is the number of runnable tasks at the moment of reading. */
+ * processes took; procs_running is the number of runnable tasks at the moment of reading.
+ * Jiffies are coarse (10 ms on Debian's kernels), so a window of a few milliseconds cannot be
+ * judged from them: the verdict allows for that resolution and says when it cannot tell. */
 #include <stdio.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "probe.h"
@@ -32,6 +35,11 @@ int probe_load_read(probe_load *l)
         }
     }
     fclose(f);
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    l->wall_s = (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+    l->cores = (int)sysconf(_SC_NPROCESSORS_ONLN);
+    l->tick_s = 1.0 / (double)sysconf(_SC_CLK_TCK);
     return found == 3 ? 0 : -1;
 }
 
@@ -70,14 +78,25 @@ static void load_stop(void *state, probe_point *pt)
 json_t *probe_load_record(const probe_load *before, const probe_load *after, double own_cpu_s)
 {
     const double other = after->busy_s - before->busy_s - own_cpu_s;
-    const double total = after->total_s - before->total_s;
+    /* the machine's time by the clock, not in jiffies: a short window holds none or two */
+    const double total = (after->wall_s - before->wall_s) * after->cores;
+    /* each core's counter read twice, each off by up to a tick */
+    const double resolution = 2.0 * after->cores * after->tick_s;
     const double share = total > 0 ? (other > 0 ? other : 0) / total : 0;
     json_t *j = json_object();
     json_object_set_new(j, "other_cpu_s", json_real(other > 0 ? other : 0));
     json_object_set_new(j, "other_share", json_real(share));
+    json_object_set_new(j, "resolution_s", json_real(resolution));
     json_object_set_new(j, "procs_running_before", json_integer(before->procs_running));
     json_object_set_new(j, "procs_running_after", json_integer(after->procs_running));
-    json_object_set_new(j, "busy", json_boolean(share > PROBE_BUSY_SHARE));
+    json_t *busy;
+    if (total > 0 && other - resolution > PROBE_BUSY_SHARE * total)
+        busy = json_true(); /* others took more than the share, even at the counters' worst */
+    else if (total > 0 && other + resolution <= PROBE_BUSY_SHARE * total)
+        busy = json_false();
+    else
+        busy = json_null(); /* the window is too short for /proc/stat's ticks to tell */
+    json_object_set_new(j, "busy", busy);
     return j;
 }
 

@@ -284,12 +284,12 @@ fi
 # --- a busy machine is flagged in the record, in the report, and not gated on time
 busy() { while :; do :; done; }
 busy & b1=$!; busy & b2=$!
-"$bin" run --method full_stream --n 4K --reps 5 --threads 2 --counters none --json >"$tmp/busy.json" 2>/dev/null
+"$bin" run --method full_stream --n 8K --reps 5 --threads 2 --counters none --json >"$tmp/busy.json" 2>/dev/null
 # measured again while the machine stays busy: every attempt kept, the record busy, bounded
-"$bin" sweep --methods full_stream --n 4K --reps 3 --threads 2 --counters none --retry-wait 0.5 \
+"$bin" sweep --methods full_stream --n 8K --reps 3 --threads 2 --counters none --retry-wait 0.5 \
     --out "$tmp/retry.jsonl" 2>/dev/null
 "$bin" run --method full_stream --n 256 --reps 1 --counters none --quiet-wait 1 --json >"$tmp/wait.json" 2>/dev/null
-"$bin" run --method ext:numpy_textbook --n 2K --reps 5 --threads 1 --counters none --json >"$tmp/busy_ext.json" 2>/dev/null
+"$bin" run --method ext:numpy_textbook --n 4K --reps 5 --threads 1 --counters none --json >"$tmp/busy_ext.json" 2>/dev/null
 kill $b1 $b2; wait $b1 $b2 2>/dev/null
 /usr/bin/python3 -c '
 import json, sys
@@ -300,7 +300,7 @@ assert w["quiet_wait"]["quiet"] is False and w["quiet_wait"]["waited_s"] >= 1.0,
 assert r["attempts"] is None  # run measures once unless told
 t = json.loads(open(sys.argv[4]).read())
 a = t["attempts"]
-assert len(a) == 3 and all(x["busy"] for x in a) and t["machine_load"]["busy"] is True, a
+assert len(a) == 3 and all(x["busy"] is True for x in a) and t["machine_load"]["busy"] is True, a
 assert all(x["waited_s"] >= 0.5 for x in a[1:]), a  # each retry waited for a quiet window
 best = min(a, key=lambda x: x["other_share"])  # none quiet: the least loaded attempt is kept
 assert t["wall_s"] == best["wall_s"] and t["machine_load"]["other_share"] == best["other_share"], (t["wall_s"], a)
@@ -308,7 +308,7 @@ assert t["wall_s"] == best["wall_s"] and t["machine_load"]["other_share"] == bes
 # the machine turns quiet during the retries: the quiet attempt is the record, the busy one kept
 busy & b1=$!; busy & b2=$!
 (sleep 1.5; kill $b1 $b2) &
-"$bin" sweep --methods full_stream --n 4K --reps 3 --threads 2 --counters none --retry-wait 20 \
+"$bin" sweep --methods full_stream --n 8K --reps 3 --threads 2 --counters none --retry-wait 20 \
     --out "$tmp/retry2.jsonl" 2>/dev/null
 wait $b1 $b2 2>/dev/null
 /usr/bin/python3 -c '
@@ -316,9 +316,9 @@ import json, sys
 t = json.loads(open(sys.argv[1]).read())
 a = t["attempts"]
 assert a[0]["busy"] is True and 2 <= len(a) <= 3, a
-quiet = [x for x in a if not x["busy"]]
-if quiet:  # the first quiet attempt is the record
-    assert t["machine_load"]["busy"] is False and t["wall_s"] == quiet[0]["wall_s"], (t["wall_s"], a)
+quiet = [x for x in a if x["busy"] is not True]
+if quiet:  # the first attempt not busy is the record (quiet, or too short for the ticks to tell)
+    assert t["machine_load"]["busy"] is not True and t["wall_s"] == quiet[0]["wall_s"], (t["wall_s"], a)
 else:  # others kept the machine busy after the loops ended: then all three ran, and it says so
     assert len(a) == 3 and t["machine_load"]["busy"] is True, a
 ' "$tmp/retry2.jsonl" && pass || fail "a busy point measured again once the machine was quiet"
