@@ -109,7 +109,8 @@ int point_model_of(const point_spec *s, point_model *m, const char **why)
 /* The measured fields, in record order; all null until measured. */
 static const char *const measured_keys[] = {
     "wall_s", "wall_s_min", "wall_s_max", "wall_s_reps", "gflops", "peak_rss_bytes",
-    "rss_before_inputs_bytes", "rss_before_kernel_bytes", "ru_maxrss_bytes", "heap_peak_bytes",
+    "rss_before_inputs_bytes", "rss_before_kernel_bytes", "rss_file_growth_bytes",
+    "ru_maxrss_bytes", "heap_peak_bytes",
     "heap_kernel_alloc_bytes", "jemalloc", "counters", "counters_unavailable", "rusage",
     "err_vs_exact", "loss", "work",
     "harness", "unavailable", "peer", "ranks", "machine_load", "quiet_wait", "attempts",

@@ -214,7 +214,11 @@ double report_metric_field(const json_t *rec, const void *field)
 double report_metric_point_rss(const json_t *rec, const void *ctx)
 {
     (void)ctx;
-    return report_num(rec, "peak_rss_bytes") - report_num(rec, "rss_before_inputs_bytes");
+    /* and the code pages first run after the baseline, where the record has them (older
+     * records and external programs do not) */
+    const double code = report_num(rec, "rss_file_growth_bytes");
+    return report_num(rec, "peak_rss_bytes") - report_num(rec, "rss_before_inputs_bytes") -
+           (isfinite(code) ? code : 0);
 }
 
 double report_metric_activation(const json_t *rec, const void *ctx)

@@ -41,7 +41,8 @@ const json_t *report_first_ok(const report_series *s);
 /* A metric of one record; ctx is the metric's own (a field name, say). */
 typedef double (*report_metric)(const json_t *rec, const void *ctx);
 double report_metric_field(const json_t *rec, const void *field); /* report_num(rec, field) */
-/* Peak RSS less the process's own pages before the inputs existed: what the point added. */
+/* Peak RSS less the process's own pages before the inputs existed, and less the code pages it
+ * first ran after them (rss_file_growth_bytes, when the record has it): what the point added. */
 double report_metric_point_rss(const json_t *rec, const void *ctx);
 /* Peak RSS less the weights and gradients: what a training step keeps beyond its parameters. */
 double report_metric_activation(const json_t *rec, const void *ctx);

@@ -281,7 +281,12 @@ else
     echo "cli_test: the full-tmpfs case skipped (needs root and mount)"
 fi
 
-# --- a busy machine is flagged in the record, in the report, and not gated on time
+# --- a busy machine is flagged in the record, in the report, and not gated on time. These runs
+# keep both cores busy for tens of seconds: ATTNBENCH_TEST_LOAD=0 skips them (CI's extra passes
+# over the instruction-set paths and without PAPI, which the load logic does not depend on).
+if [ "${ATTNBENCH_TEST_LOAD:-1}" = 0 ]; then
+    echo "cli_test: SKIPPED: the busy-machine runs (ATTNBENCH_TEST_LOAD=0)"
+else
 busy() { while :; do :; done; }
 busy & b1=$!; busy & b2=$!
 "$bin" run --method full_stream --n 8K --reps 5 --threads 2 --counters none --json >"$tmp/busy.json" 2>/dev/null
@@ -305,12 +310,16 @@ assert all(x["waited_s"] >= 0.5 for x in a[1:]), a  # each retry waited for a qu
 best = min(a, key=lambda x: x["other_share"])  # none quiet: the least loaded attempt is kept
 assert t["wall_s"] == best["wall_s"] and t["machine_load"]["other_share"] == best["other_share"], (t["wall_s"], a)
 ' "$tmp/busy.json" "$tmp/wait.json" "$tmp/busy_ext.json" "$tmp/retry.jsonl" && pass || fail "a point timed beside two busy loops is not flagged busy, or not measured again"
-# the machine turns quiet during the retries: the quiet attempt is the record, the busy one kept
+# the machine turns quiet during the retries: the quiet attempt is the record, the busy one kept.
+# The loops end when the first attempt's child has ended, whatever the build's speed.
 busy & b1=$!; busy & b2=$!
-(sleep 1.5; kill $b1 $b2) &
 "$bin" sweep --methods full_stream --n 8K --reps 3 --threads 2 --counters none --retry-wait 20 \
-    --out "$tmp/retry2.jsonl" 2>/dev/null
-wait $b1 $b2 2>/dev/null
+    --out "$tmp/retry2.jsonl" 2>/dev/null &
+sp=$!
+for _ in $(seq 1200); do [ -n "$(pgrep -P $sp)" ] && break; sleep 0.05; done
+for _ in $(seq 2400); do [ -z "$(pgrep -P $sp)" ] && break; sleep 0.05; done
+kill $b1 $b2; wait $b1 $b2 2>/dev/null
+wait $sp
 /usr/bin/python3 -c '
 import json, sys
 t = json.loads(open(sys.argv[1]).read())
@@ -334,12 +343,11 @@ st=$?
 
 # a load that changes during a sweep, the case that bends a fit: quiet points first, then larger
 # ones resumed while both cores are kept busy. The time fit must either stand within 1.8..2.2
-# (full_stream is quadratic) or say it is unreliable and why; the memory fit does not care (to
-# 32K: below it, the process's own constant 1 MiB or so bends point RSS under 0.9).
+# (full_stream is quadratic) or say it is unreliable and why; the memory fit does not care.
 ls=(--methods full_stream --reps 3 --threads 2 --counters none --retry-wait 0.5 --out "$tmp/load.jsonl")
 "$bin" sweep "${ls[@]}" --n 2K:4K 2>/dev/null
 busy & b1=$!; busy & b2=$!
-"$bin" sweep "${ls[@]}" --n 2K:32K --resume 2>/dev/null
+"$bin" sweep "${ls[@]}" --n 2K:16K --resume --busy-retries 1 2>/dev/null
 kill $b1 $b2; wait $b1 $b2 2>/dev/null
 "$bin" report "$tmp/load.jsonl" --out "$tmp/loadrep" 2>/dev/null
 /usr/bin/python3 - "$tmp/loadrep/fits.json" "$tmp/loadrep/report.md" <<'PY' && pass || fail "a fit over points timed under a changing load"
@@ -352,6 +360,8 @@ assert 0.85 <= m["b"] <= 1.15, m
 if not t["reliable"]:  # and the report says so where it prints the exponent
     assert "**unreliable**: " + t["reason"] in open(sys.argv[2]).read()
 PY
+
+fi
 
 # --- the kernels' work counters, read through PAPI as software-defined events (no PMU needed)
 expect_status 0 "run with the sde counters" -- "$bin" run --method lsh --n 64K --reps 2 --threads 2 --counters sde --json
@@ -490,7 +500,8 @@ recs = [json.loads(l) for l in open(sys.argv[2])]
 full = sorted((r for r in recs if r["method"] == "full" and r["status"] == "ok"), key=lambda r: r["n"])
 x = np.log([r["n"] for r in full])
 for metric, y in (("peak_rss", [r["peak_rss_bytes"] for r in full]),
-                  ("point_rss", [r["peak_rss_bytes"] - r["rss_before_inputs_bytes"] for r in full])):
+                  ("point_rss", [r["peak_rss_bytes"] - r["rss_before_inputs_bytes"] -
+                                 (r["rss_file_growth_bytes"] or 0) for r in full])):
     fit = [r for r in js if r["series"] == "full" and r["metric"] == metric][0]
     b = np.polyfit(x, np.log(y), 1)[0]
     assert abs(fit["b"] - b) < 1e-9 and fit["points"] == 3 and fit["n_min"] == 1024 and fit["n_max"] == 4096, (fit, b)
@@ -761,7 +772,7 @@ PY
 # ATTNBENCH_TEST_MPI=0 skips the mpirun runs (CI's extra passes over the instruction-set paths
 # and without PAPI, which the MPI launch does not touch; `make test` and `make asan` run them)
 if [ "${ATTNBENCH_TEST_MPI:-1}" = 0 ]; then
-    echo "cli_test: ring --ranks under mpirun skipped (ATTNBENCH_TEST_MPI=0)"
+    echo "cli_test: SKIPPED: ring --ranks under mpirun (ATTNBENCH_TEST_MPI=0)"
 elif command -v mpirun >/dev/null && [ -x "$(dirname "$bin")/attnbench-rank" ]; then
     # (each mpirun costs 2-3 s of start-up here: P = 1..4 once each, causal and not alternating;
     # test_ring covers every P with both in process)
