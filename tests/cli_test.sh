@@ -695,7 +695,7 @@ for e, v in c.items():
     assert v is None or v >= 0, (e, v)
 for e in "perf::TASK-CLOCK", "perf::PAGE-FAULTS":
     assert c[e] is None or c[e] > 0, (e, c)
-# the program's CPU time comes from /proc/PID/stat in 10 ms ticks over its 3 runs (warm-up too):
+# the CPU time of the program comes from /proc/PID/stat in 10 ms ticks over its 3 runs (warm-up too):
 # a whole number of ticks, which at n = 512 can be none
 ticks = r["rusage"]["cpu_s"] * 3 * 100
 assert ticks >= 0 and abs(ticks - round(ticks)) < 1e-6 and r["peer"]["context"]["numpy"], r["rusage"]
