@@ -284,3 +284,47 @@ void bwd_run_units(bwd_tile *t, const bwd_io *io, bwd_next_fn next, void *state,
         pause_or_yield(&spins);
     }
 }
+
+size_t bwd_thread_bytes(const bwd_plan *plan, int d)
+{
+    return plan->thread_extra + bwd_tile_bytes(plan->max_rows, plan->max_cols, d);
+}
+
+void bwd_drive(const attn_shape *s, const attn_grads *g, const bwd_plan *plan, float *D,
+               char *threads, int nthreads)
+{
+    const int d = (int)s->d;
+    const size_t per_thread = bwd_thread_bytes(plan, d);
+    bwd_order order;
+#pragma omp parallel num_threads(nthreads)
+    {
+        kern_blas_serial();
+        char *mine = threads + (size_t)omp_get_thread_num() * per_thread;
+        kern_cursor cursor = {mine + plan->thread_extra, 0};
+        bwd_tile tile;
+        bwd_tile_init(&tile, &cursor, plan->max_rows, plan->max_cols, d);
+        attn_stats counted = {{0}};
+        tile.stats = g->stats ? &counted : NULL;
+        for (int64_t bh = 0; bh < s->B * s->H; bh++) {
+            if (plan->prepare)
+                bwd_head_prepare(g, bh, s->n, d, D);
+            bwd_io io;
+            if (plan->head_io)
+                plan->head_io(plan->state, g, bh, &io);
+            else
+                io = bwd_head_io(g, bh, s->n, d, plan->scale, D);
+            if (plan->head_begin)
+                plan->head_begin(plan->state, bh, &io, mine);
+#pragma omp single
+            {
+                plan->head_units(plan->state, bh, &io);
+                bwd_order_init(&order);
+            }
+            bwd_run_units(&tile, &io, plan->next, plan->state, &order);
+#pragma omp barrier
+            if (plan->head_end)
+                plan->head_end(plan->state, bh, &io);
+        }
+        attn_stats_add(g->stats, &counted);
+    }
+}

@@ -106,6 +106,38 @@ typedef struct bwd_order {
 
 /* Resets the order for a new head (one thread, then a barrier). */
 void bwd_order_init(bwd_order *o);
+
+/* ---- the driver: one backward pass, head by head, over the team ------------------------------ */
+
+/* What a method says of its backward; bwd_drive runs the rest, the same for every method:
+ * a parallel region, each thread's workspace and tile, and per head its setup, its units over
+ * the team in a fixed order, its finish, and the counted work. */
+typedef struct bwd_plan {
+    int max_rows, max_cols;  /* the largest unit */
+    size_t thread_extra;     /* bytes at the start of each thread's workspace, before its tile,
+                                for the method (lsh's sort counters) */
+    bool prepare;            /* zero the head's dq, dk, dv and compute its D (bwd_head_prepare);
+                                false when the method did (ring, once for all its blocks) */
+    float scale;             /* the scores' scale in the default io */
+    void *state;             /* the method's, passed to every call below */
+    /* The head's io; NULL: bwd_head_io(g, bh, n, d, scale, D). Every thread, after prepare. */
+    void (*head_io)(void *state, const struct attn_grads *g, int64_t bh, bwd_io *io);
+    /* Every thread of the team, after the io (may use omp for; may change io's fields, and
+     * use its thread's extra bytes). Optional. */
+    void (*head_begin)(void *state, int64_t bh, bwd_io *io, void *extra);
+    /* One thread: the unit generator's state for head bh; then the team runs `next`. */
+    void (*head_units)(void *state, int64_t bh, const bwd_io *io);
+    bwd_next_fn next;
+    /* Every thread, after all the head's units were added. Optional. */
+    void (*head_end)(void *state, int64_t bh, const bwd_io *io);
+} bwd_plan;
+
+/* Each thread's workspace: its extra bytes and its tile. */
+size_t bwd_thread_bytes(const bwd_plan *plan, int d);
+/* Runs the backward of every head of s as plan says, with nthreads threads whose workspaces
+ * follow one another from `threads` (bwd_thread_bytes each); D holds n floats (one head's). */
+void bwd_drive(const attn_shape *s, const struct attn_grads *g, const bwd_plan *plan, float *D,
+               char *threads, int nthreads);
 /* Runs every unit `next` yields; call from every thread of the team, each with its own tile.
  * A thread computes into one of its BWD_SLOTS partial buffers and publishes it; whichever
  * thread finds the next unit in line published adds it (and those after it), so a thread

@@ -285,8 +285,9 @@ static int bs_forward(const attn_shape *s, const attn_params *p, const attn_tens
  * global row in tiles of BS_GLOBAL_TILE keys), in block order. */
 typedef struct bs_units {
     const bs_geom *g;
-    const int32_t *table; /* the head's random blocks, or NULL */
-    int64_t n, i, k0;     /* the next unit */
+    const int32_t *structure; /* every head's random blocks */
+    const int32_t *table;     /* the head's, or NULL */
+    int64_t n, i, k0;         /* the next unit */
 } bs_units;
 
 static bool bs_next(void *state, bwd_tile *t, bwd_unit *u)
@@ -312,44 +313,28 @@ static bool bs_next(void *state, bwd_tile *t, bwd_unit *u)
     return true;
 }
 
-/* The backward: head by head, its units spread over the team with their partials added in a
- * fixed order (backward.h), so one head uses every thread and the result does not depend on
- * the thread count. */
+static void bs_head_units(void *state, int64_t bh, const bwd_io *io)
+{
+    (void)io;
+    bs_units *c = state;
+    const bs_geom *g = c->g;
+    c->table = g->n_rand ? c->structure + (size_t)(bh * g->nb) * (size_t)g->n_rand : NULL;
+    c->i = c->k0 = 0;
+}
+
+/* The backward: each block row against its window, globals and random blocks, run by the one
+ * driver (backward.h): one head uses every thread, and the result does not depend on the thread
+ * count. */
 static int bs_backward(const attn_shape *s, const attn_params *p, const attn_grads *gr,
                        void *work, int nthreads)
 {
     const bs_geom g = geom(s, p);
-    const int d = (int)s->d, mc = max_cols(&g);
-    const int64_t n = s->n, nb = g.nb;
-    float *D = work;
-    char *tiles = (char *)work + kern_slice_bytes((size_t)n, sizeof(float));
-    const size_t per_thread = bwd_tile_bytes(g.block, mc, d);
-    bwd_order order;
-    bs_units units;
-#pragma omp parallel num_threads(nthreads)
-    {
-        kern_blas_serial();
-        kern_cursor cursor = {tiles + (size_t)omp_get_thread_num() * per_thread, 0};
-        bwd_tile tile;
-        bwd_tile_init(&tile, &cursor, g.block, mc, d);
-        attn_stats counted = {{0}};
-        tile.stats = gr->stats ? &counted : NULL;
-        for (int64_t bh = 0; bh < s->B * s->H; bh++) {
-            bwd_head_prepare(gr, bh, n, d, D);
-#pragma omp single
-            {
-                bwd_order_init(&order);
-                units = (bs_units){.g = &g, .n = n,
-                                   .table = g.n_rand ? gr->structure +
-                                                           (size_t)(bh * nb) * (size_t)g.n_rand
-                                                     : NULL};
-            }
-            const bwd_io io = bwd_head_io(gr, bh, n, d, 1.0f / sqrtf((float)d), D);
-            bwd_run_units(&tile, &io, bs_next, &units, &order);
-#pragma omp barrier
-        }
-        attn_stats_add(gr->stats, &counted);
-    }
+    bs_units units = {.g = &g, .structure = gr->structure, .n = s->n};
+    const bwd_plan plan = {.max_rows = g.block, .max_cols = max_cols(&g), .prepare = true,
+                           .scale = 1.0f / sqrtf((float)s->d), .state = &units,
+                           .head_units = bs_head_units, .next = bs_next};
+    bwd_drive(s, gr, &plan, work, (char *)work + kern_slice_bytes((size_t)s->n, sizeof(float)),
+              nthreads);
     return ATTN_OK;
 }
 

@@ -297,41 +297,25 @@ static bool etc_next(void *state, bwd_tile *t, bwd_unit *u)
     return false;
 }
 
-/* The backward: head by head, its units spread over the team with their partials added in a
- * fixed order (backward.h), so one head uses every thread and the result does not depend on
- * the thread count. */
+static void etc_head_units(void *state, int64_t bh, const bwd_io *io)
+{
+    (void)bh, (void)io;
+    etc_units *c = state;
+    *c = (etc_units){.e = c->e, .j0 = -1};
+}
+
+/* The backward: every query tile against its key ranges, run by the one driver (backward.h):
+ * one head uses every thread, and the result does not depend on the thread count. */
 static int etc_backward(const attn_shape *s, const attn_params *p, const attn_grads *gr,
                         void *work, int nthreads)
 {
     const etc_geom e = geom(s, p);
-    const int d = (int)s->d;
-    const int64_t n = s->n;
-    float *D = work;
-    char *tiles = (char *)work + kern_slice_bytes((size_t)n, sizeof(float));
-    const size_t per_thread = bwd_tile_bytes(ETC_TILE_Q, ETC_TILE_K, d);
-    bwd_order order;
-    etc_units units;
-#pragma omp parallel num_threads(nthreads)
-    {
-        kern_blas_serial();
-        kern_cursor cursor = {tiles + (size_t)omp_get_thread_num() * per_thread, 0};
-        bwd_tile tile;
-        bwd_tile_init(&tile, &cursor, ETC_TILE_Q, ETC_TILE_K, d);
-        attn_stats counted = {{0}};
-        tile.stats = gr->stats ? &counted : NULL;
-        for (int64_t bh = 0; bh < s->B * s->H; bh++) {
-            bwd_head_prepare(gr, bh, n, d, D);
-#pragma omp single
-            {
-                bwd_order_init(&order);
-                units = (etc_units){.e = &e, .j0 = -1};
-            }
-            const bwd_io io = bwd_head_io(gr, bh, n, d, 1.0f / sqrtf((float)d), D);
-            bwd_run_units(&tile, &io, etc_next, &units, &order);
-#pragma omp barrier
-        }
-        attn_stats_add(gr->stats, &counted);
-    }
+    etc_units units = {.e = &e};
+    const bwd_plan plan = {.max_rows = ETC_TILE_Q, .max_cols = ETC_TILE_K, .prepare = true,
+                           .scale = 1.0f / sqrtf((float)s->d), .state = &units,
+                           .head_units = etc_head_units, .next = etc_next};
+    bwd_drive(s, gr, &plan, work, (char *)work + kern_slice_bytes((size_t)s->n, sizeof(float)),
+              nthreads);
     return ATTN_OK;
 }
 

@@ -141,41 +141,27 @@ static bool fs_next(void *state, bwd_tile *t, bwd_unit *u)
     return true;
 }
 
-/* FlashAttention's backward from the saved lse, head by head, each head's tile pairs spread
- * over the team with their partials added in a fixed order (backward.h): bitwise the same for
- * any thread count, and a single head uses every thread. */
+static void fs_head_units(void *state, int64_t bh, const bwd_io *io)
+{
+    (void)bh, (void)io;
+    fs_units *c = state;
+    c->q0 = c->k0 = 0;
+}
+
+/* FlashAttention's backward from the saved lse: every query tile against each key tile it saw,
+ * run by the one driver (backward.h): bitwise the same for any thread count, and a single head
+ * uses every thread. */
 static int fs_backward(const attn_shape *s, const attn_params *p, const attn_grads *g, void *work,
                        int nthreads)
 {
-    const int n = (int)s->n, d = (int)s->d;
     int tq, tk;
     fs_tiles(s, p, &tq, &tk);
-    float *D = work;
-    char *tiles = (char *)work + kern_slice_bytes((size_t)n, sizeof(float));
-    const size_t per_thread = bwd_tile_bytes(tq, tk, d);
-    bwd_order order;
-    fs_units units;
-#pragma omp parallel num_threads(nthreads)
-    {
-        kern_blas_serial();
-        kern_cursor cursor = {tiles + (size_t)omp_get_thread_num() * per_thread, 0};
-        bwd_tile tile;
-        bwd_tile_init(&tile, &cursor, tq, tk, d);
-        attn_stats counted = {{0}};
-        tile.stats = g->stats ? &counted : NULL;
-        for (int64_t bh = 0; bh < s->B * s->H; bh++) {
-            bwd_head_prepare(g, bh, n, d, D);
-#pragma omp single
-            {
-                bwd_order_init(&order);
-                units = (fs_units){.n = n, .tq = tq, .tk = tk, .causal = s->causal};
-            }
-            const bwd_io io = bwd_head_io(g, bh, n, d, 1.0f / sqrtf((float)d), D);
-            bwd_run_units(&tile, &io, fs_next, &units, &order);
-#pragma omp barrier
-        }
-        attn_stats_add(g->stats, &counted);
-    }
+    fs_units units = {.n = (int)s->n, .tq = tq, .tk = tk, .causal = s->causal};
+    const bwd_plan plan = {.max_rows = tq, .max_cols = tk, .prepare = true,
+                           .scale = 1.0f / sqrtf((float)s->d), .state = &units,
+                           .head_units = fs_head_units, .next = fs_next};
+    bwd_drive(s, g, &plan, work, (char *)work + kern_slice_bytes((size_t)s->n, sizeof(float)),
+              nthreads);
     return ATTN_OK;
 }
 

@@ -132,7 +132,7 @@ static size_t bwd_shared_bytes(const lsh_geom *g)
            kern_slice_bytes((size_t)g->h * (size_t)g->n, sizeof(int32_t));      /* sorted */
 }
 
-static size_t bwd_thread_bytes(const lsh_geom *g, int d)
+static size_t lsh_bwd_thread_bytes(const lsh_geom *g, int d)
 {
     return kern_slice_bytes((size_t)(g->nb + 1), sizeof(int32_t)) +             /* counts */
            bwd_tile_bytes(g->tq, 2 * g->tk, d);
@@ -153,7 +153,7 @@ static void lsh_cost(const attn_shape *s, const attn_params *p, int nthreads, at
     /* every candidate of every round is scored, the causally masked ones too */
     c->scores = (double)(s->B * s->H) * g.h * n * keys;
     c->flops = (double)(s->B * s->H) * 2.0 * n * d * (double)(g.h * g.rot) + 4.0 * c->scores * d;
-    c->bwd_workspace_bytes = bwd_shared_bytes(&g) + (size_t)nthreads * bwd_thread_bytes(&g, (int)s->d);
+    c->bwd_workspace_bytes = bwd_shared_bytes(&g) + (size_t)nthreads * lsh_bwd_thread_bytes(&g, (int)s->d);
     c->bwd_flops = (double)(s->B * s->H) * 10.0 * g.h * n * keys * d; /* no hashing */
 }
 
@@ -394,6 +394,12 @@ typedef struct lsh_units {
     const int32_t *sorted;
     const bwd_ctx *ctx;
     int64_t a, q0, k0; /* the next unit */
+    /* what the driver's hooks need of the call (lsh_backward) */
+    const attn_shape *s;
+    const int32_t *structure;
+    float *kscale;
+    int32_t *sorted_rw, *selfs, *stamp;
+    bwd_ctx head_ctx;
 } lsh_units;
 
 static bool lsh_next(void *state, bwd_tile *t, bwd_unit *u)
@@ -424,83 +430,89 @@ static bool lsh_next(void *state, bwd_tile *t, bwd_unit *u)
     return true;
 }
 
+/* Every thread, at a head's start: the keys are the queries, scaled (no 1/sqrt(d), and k itself
+ * is not used); the key scales, and the saved buckets sorted round by round. */
+static void lsh_head_begin(void *state, int64_t bh, bwd_io *io, void *extra)
+{
+    lsh_units *c = state;
+    const attn_shape *s = c->s;
+    const lsh_geom *g = c->g;
+    const int64_t n = s->n, b = bh / s->H, head = bh % s->H;
+    const int d = io->d;
+    io->scale = 1.0f;
+    io->k = io->q;
+    io->kscale = c->kscale;
+#pragma omp for schedule(static)
+    for (int64_t j0 = 0; j0 < n; j0 += 1024)
+        key_scales(io->q, d, j0, j0 + 1024 < n ? j0 + 1024 : n, c->kscale);
+#pragma omp for schedule(static)
+    for (int r = 0; r < g->h; r++)
+        sort_round(g, c->structure + (size_t)((r * s->B + b) * s->H + head) * (size_t)n,
+                   (int32_t *)extra, c->sorted_rw + (size_t)r * (size_t)n, NULL);
+}
+
+static void lsh_head_units(void *state, int64_t bh, const bwd_io *io)
+{
+    (void)bh;
+    lsh_units *c = state;
+    count_selfs(c->g, c->sorted_rw, c->selfs, c->stamp);
+    c->head_ctx = (bwd_ctx){.causal = c->s->causal, .lse = io->lse, .selfs = c->selfs};
+    c->ctx = &c->head_ctx;
+    c->sorted = c->sorted_rw;
+    c->a = c->q0 = c->k0 = 0;
+}
+
+/* Every thread, after the head's units: the keys' gradient, collected in dk, flows through the
+ * normalization k = x rho / sqrt(d), rho = (mean(x^2) + 1e-6)^-1/2, into dq (the keys are the
+ * queries): dx = (rho / sqrt(d)) (g - x rho^2 (x . g) / d), with rho / sqrt(d) = kscale. */
+static void lsh_head_end(void *state, int64_t bh, const bwd_io *io)
+{
+    (void)bh;
+    const lsh_units *c = state;
+    const int d = io->d;
+    const float *q = io->q;
+    float *dq = io->dq, *dk = io->dk;
+#pragma omp for schedule(static)
+    for (int64_t j = 0; j < c->s->n; j++) {
+        const float *x = q + j * d;
+        float *gk = dk + j * d;
+        double xg = 0;
+        for (int k = 0; k < d; k++)
+            xg += (double)x[k] * gk[k];
+        const double a1 = c->kscale[j], rho2 = a1 * a1 * d;
+        for (int k = 0; k < d; k++) {
+            dq[j * d + k] += (float)(a1 * (gk[k] - x[k] * rho2 * xg / d));
+            gk[k] = 0.0f;
+        }
+    }
+}
+
 /* The backward from the saved buckets (never hashed again) and the combined lse: each
  * query's candidates are one softmax (the multiset over rounds), so every (chunk, key tile)
  * is a tile backward with P = exp(s - lse). The keys' gradient first collects in dk as the
  * gradient of the normalized keys, then flows through the normalization into dq (the keys
- * are the queries); k has no gradient. Head by head: the team sorts the saved buckets, runs
- * the head's units with their partials added in a fixed order (backward.h), then applies the
- * normalization, so one head uses every thread and the result does not depend on the thread
- * count. */
+ * are the queries); k has no gradient. Run by the one driver (backward.h): the team sorts the
+ * saved buckets, runs the head's units with their partials added in a fixed order, then
+ * applies the normalization, so one head uses every thread and the result does not depend on
+ * the thread count. */
 static int lsh_backward(const attn_shape *s, const attn_params *p, const attn_grads *gr,
                         void *work, int nthreads)
 {
     const lsh_geom g = geom(s, p);
-    const int d = (int)s->d;
     const int64_t n = s->n;
     kern_cursor cursor = {work, 0};
-    float *kscale = kern_take(&cursor, (size_t)n, sizeof(float));
+    lsh_units units = {.g = &g, .s = s, .structure = gr->structure};
+    units.kscale = kern_take(&cursor, (size_t)n, sizeof(float));
     float *D = kern_take(&cursor, (size_t)n, sizeof(float));
-    int32_t *selfs = kern_take(&cursor, (size_t)n, sizeof(int32_t));
-    int32_t *stamp = kern_take(&cursor, (size_t)n, sizeof(int32_t));
-    int32_t *sorted = kern_take(&cursor, (size_t)g.h * (size_t)n, sizeof(int32_t));
-    char *threads_base = cursor.base + cursor.off;
-    const size_t per_thread = bwd_thread_bytes(&g, d);
-    bwd_order order;
-    lsh_units units;
-    bwd_ctx ctx;
-#pragma omp parallel num_threads(nthreads)
-    {
-        kern_blas_serial();
-        kern_cursor mine = {threads_base + (size_t)omp_get_thread_num() * per_thread, 0};
-        int32_t *cnt = kern_take(&mine, (size_t)(g.nb + 1), sizeof(int32_t));
-        bwd_tile tile;
-        bwd_tile_init(&tile, &mine, g.tq, 2 * g.tk, d);
-        attn_stats counted = {{0}};
-        tile.stats = gr->stats ? &counted : NULL;
-        for (int64_t bh = 0; bh < s->B * s->H; bh++) {
-            const int64_t b = bh / s->H, head = bh % s->H;
-            /* the keys are the queries, scaled: no 1/sqrt(d), and k itself is not used */
-            bwd_io io = bwd_head_io(gr, bh, n, d, 1.0f, D);
-            const float *q = io.q;
-            io.k = q;
-            io.kscale = kscale;
-            bwd_head_prepare(gr, bh, n, d, D);
-#pragma omp for schedule(static)
-            for (int64_t j0 = 0; j0 < n; j0 += 1024)
-                key_scales(q, d, j0, j0 + 1024 < n ? j0 + 1024 : n, kscale);
-#pragma omp for schedule(static)
-            for (int r = 0; r < g.h; r++)
-                sort_round(&g, gr->structure + (size_t)((r * s->B + b) * s->H + head) * (size_t)n,
-                           cnt, sorted + (size_t)r * (size_t)n, NULL);
-#pragma omp single
-            {
-                count_selfs(&g, sorted, selfs, stamp);
-                ctx = (bwd_ctx){.causal = s->causal, .lse = io.lse, .selfs = selfs};
-                units = (lsh_units){.g = &g, .sorted = sorted, .ctx = &ctx};
-                bwd_order_init(&order);
-            }
-            bwd_run_units(&tile, &io, lsh_next, &units, &order);
-#pragma omp barrier
-            /* through the key normalization k = x rho / sqrt(d), rho = (mean(x^2) + 1e-6)^-1/2:
-             * dx = (rho / sqrt(d)) (g - x rho^2 (x . g) / d), with rho / sqrt(d) = kscale */
-            float *dq = io.dq, *dk = io.dk;
-#pragma omp for schedule(static)
-            for (int64_t j = 0; j < n; j++) {
-                const float *x = q + j * d;
-                float *gk = dk + j * d;
-                double xg = 0;
-                for (int c = 0; c < d; c++)
-                    xg += (double)x[c] * gk[c];
-                const double a1 = kscale[j], rho2 = a1 * a1 * d;
-                for (int c = 0; c < d; c++) {
-                    dq[j * d + c] += (float)(a1 * (gk[c] - x[c] * rho2 * xg / d));
-                    gk[c] = 0.0f;
-                }
-            }
-        }
-        attn_stats_add(gr->stats, &counted);
-    }
+    units.selfs = kern_take(&cursor, (size_t)n, sizeof(int32_t));
+    units.stamp = kern_take(&cursor, (size_t)n, sizeof(int32_t));
+    units.sorted_rw = kern_take(&cursor, (size_t)g.h * (size_t)n, sizeof(int32_t));
+    const bwd_plan plan = {.max_rows = (int)g.tq, .max_cols = 2 * (int)g.tk,
+                           .thread_extra = kern_slice_bytes((size_t)(g.nb + 1), sizeof(int32_t)),
+                           .prepare = true, .scale = 1.0f, .state = &units,
+                           .head_begin = lsh_head_begin, .head_units = lsh_head_units,
+                           .next = lsh_next, .head_end = lsh_head_end};
+    bwd_drive(s, gr, &plan, D, cursor.base + cursor.off, nthreads);
     return ATTN_OK;
 }
 

@@ -353,6 +353,11 @@ typedef struct ring_units {
     int qc, kc;
     int64_t q0, k0;
     ring_offsets offsets[2][2]; /* per (query chunk, key chunk): stable while units run */
+    /* the block the units are of, for the driver's head_io (backward_block) */
+    const float *K, *V, *D;
+    float *grad;
+    size_t bf;
+    int d;
 } ring_units;
 
 static bool ring_next(void *state, bwd_tile *t, bwd_unit *u)
@@ -394,53 +399,49 @@ static bool ring_next(void *state, bwd_tile *t, bwd_unit *u)
     }
 }
 
+/* One head's io against the block: this rank's query rows, the block's key rows, and the block's
+ * dK, dV (grad: dK then dV, packed). */
+static void ring_head_io(void *state, const attn_grads *g, int64_t bh, bwd_io *io)
+{
+    const ring_units *c = state;
+    const int d = c->d;
+    const size_t qo = (size_t)(bh * c->me->rows), ko = (size_t)(bh * c->blk->rows);
+    *io = (bwd_io){.q = g->q + qo * d, .k = c->K + ko * d, .v = c->V + ko * d,
+                   .dout = g->dout + qo * d, .lse = g->lse + qo, .D = c->D + qo,
+                   .dq = g->dq + qo * d, .dk = c->grad + ko * d, .dv = c->grad + c->bf + ko * d,
+                   .d = d, .scale = 1.0f / sqrtf((float)d)};
+}
+
+static void ring_head_units(void *state, int64_t bh, const bwd_io *io)
+{
+    (void)bh, (void)io;
+    ring_units *c = state;
+    c->qc = c->kc = 0;
+    c->q0 = c->k0 = 0;
+    for (int qc = 0; qc < 2; qc++)
+        for (int kc = 0; kc < 2; kc++)
+            c->offsets[qc][kc] = (ring_offsets){c->me->start[qc] - chunk_local(c->me, qc),
+                                                c->blk->start[kc] - chunk_local(c->blk, kc)};
+}
+
 /* This rank's share of one block's gradients: dq += ..., and the block's dK, dV (grad: dK then
- * dV, packed) written from zero. Head by head, each head's units over the team
- * in a fixed order (backward.h). */
+ * dV, packed) written from zero, by the one driver (backward.h): each head's units over the
+ * team in a fixed order. dq was zeroed and D computed once, before the first block. */
 static void backward_block(const attn_shape *s, const attn_params *p, const attn_ring_part *me,
                            const attn_ring_part *blk, const float *K, const float *V, float *grad,
                            const attn_grads *g, const float *D, char *tiles, int nthreads,
                            const attn_ring_exchange *x)
 {
-    const int d = (int)s->d;
     int tq, tk;
     ring_tiles(s, p, &tq, &tk);
     const size_t bf = block_floats(s, blk->rows);
-    const size_t per_thread = bwd_tile_bytes(tq, tk, d);
     memset(grad, 0, 2 * bf * sizeof(float));
-    bwd_order order;
-    ring_units units;
-#pragma omp parallel num_threads(nthreads)
-    {
-        kern_blas_serial();
-        kern_cursor cursor = {tiles + (size_t)omp_get_thread_num() * per_thread, 0};
-        bwd_tile tile;
-        bwd_tile_init(&tile, &cursor, tq, tk, d);
-        attn_stats counted = {{0}};
-        tile.stats = g->stats ? &counted : NULL;
-        for (int64_t bh = 0; bh < s->B * s->H; bh++) {
-#pragma omp single
-            {
-                bwd_order_init(&order);
-                units = (ring_units){.x = x, .me = me, .blk = blk, .tq = tq, .tk = tk,
-                                     .causal = s->causal};
-                for (int qc = 0; qc < 2; qc++)
-                    for (int kc = 0; kc < 2; kc++)
-                        units.offsets[qc][kc] =
-                            (ring_offsets){me->start[qc] - chunk_local(me, qc),
-                                           blk->start[kc] - chunk_local(blk, kc)};
-            }
-            const size_t qo = (size_t)(bh * me->rows), ko = (size_t)(bh * blk->rows);
-            const bwd_io io = {.q = g->q + qo * d, .k = K + ko * d, .v = V + ko * d,
-                               .dout = g->dout + qo * d, .lse = g->lse + qo, .D = D + qo,
-                               .dq = g->dq + qo * d, .dk = grad + ko * d,
-                               .dv = grad + bf + ko * d, .d = d,
-                               .scale = 1.0f / sqrtf((float)d)};
-            bwd_run_units(&tile, &io, ring_next, &units, &order);
-#pragma omp barrier
-        }
-        attn_stats_add(g->stats, &counted);
-    }
+    ring_units units = {.x = x, .me = me, .blk = blk, .tq = tq, .tk = tk, .causal = s->causal,
+                        .K = K, .V = V, .D = D, .grad = grad, .bf = bf, .d = (int)s->d};
+    const bwd_plan plan = {.max_rows = tq, .max_cols = tk, .prepare = false, .state = &units,
+                           .head_io = ring_head_io, .head_units = ring_head_units,
+                           .next = ring_next};
+    bwd_drive(s, g, &plan, NULL, tiles, nthreads);
 }
 
 int attn_ring_backward(const attn_shape *s, const attn_params *p, const attn_ring_exchange *x,
