@@ -20,8 +20,9 @@
 #include "cgroup.h"
 #include "inputs.h"
 #include "npy.h"
-#include "probe.h"
+#include "measure.h"
 #include "timing.h"
+#include "workload.h"
 
 /* ---- finding the program ------------------------------------------------------------------ */
 
@@ -154,32 +155,6 @@ const external_peer *external_resolve(const char *method, char *why, size_t size
 /* ---- the run ------------------------------------------------------------------------------ */
 
 /* CPU seconds (user + system, every thread) and page faults of a process, from /proc. */
-typedef struct proc_usage {
-    double user_s, system_s;
-    double minor_faults, major_faults;
-} proc_usage;
-
-static int proc_usage_read(pid_t pid, proc_usage *u)
-{
-    char path[64], text[2048];
-    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return -1;
-    size_t len = fread(text, 1, sizeof text - 1, f);
-    fclose(f);
-    text[len] = '\0';
-    const char *p = strrchr(text, ')'); /* the command name may hold spaces */
-    unsigned long long minflt, majflt, utime, stime;
-    if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %llu %*u %llu %*u %llu %llu", &minflt,
-                     &majflt, &utime, &stime) != 4)
-        return -1;
-    const double tick = (double)sysconf(_SC_CLK_TCK);
-    *u = (proc_usage){.user_s = (double)utime / tick, .system_s = (double)stime / tick,
-                      .minor_faults = (double)minflt, .major_faults = (double)majflt};
-    return 0;
-}
-
 /* The inputs, as the program will read them: attnbench's own q, k, v of the point. */
 static int write_inputs(const point_spec *s, const char *dir, char *why, size_t size)
 {
@@ -266,289 +241,273 @@ static void remove_dir(const char *dir)
     rmdir(dir);
 }
 
-/* What the harness saw of one run. */
-typedef struct observed {
-    int started, ready, done;
-    double *times;
-    int nreps;
-    uint64_t rss_start, rss_ready, hwm;
-    int rss_ok;
-    proc_usage u0, u1;
-    int usage_ok;
-    probe_papi papi;         /* counters attached to the program's threads at ready */
-    int papi_open;
-    probe_load load0, load1; /* the machine, from ready to done */
-    double self0, self1;     /* the harness's own CPU seconds meanwhile */
-    int load_ok;
-    json_t *context;
-} observed;
+/* The program as the pipeline's driver (measure.h): started and heard from over the report
+ * pipe, let go by a byte on the control pipe, and reaped. */
+typedef struct ext_run {
+    const point_spec *s;
+    char dir[PATH_MAX], output[PATH_MAX + 16];
+    int report, control; /* our ends of the pipes, or -1 */
+    pid_t pid;
+    oom_watch oom;       /* a SIGKILL is the OOM killer's only if the kernel counts one */
+    char buf[65536];     /* the report pipe's text not yet read as lines */
+    size_t len;
+    int eof;
+    int broken;          /* the program broke the protocol (garbage, a message out of turn) */
+    const char *heard;   /* the last event heard: "start", "ready", "done" */
+    int nreps;           /* repetitions reported */
+    json_t *context;     /* the program's "done" */
+} ext_run;
 
-/* One message of the program; returns -1 when it breaks the protocol (why set). */
-static int on_message(pid_t pid, const char *line, observed *o, int control, int reps,
-                      const char *counters, char *why, size_t size)
+/* The program's next message (a new reference), or NULL with why: the pipe closed (the
+ * program ended or died: why empty), a line too long, or not a JSON object with an event. */
+static json_t *next_message(ext_run *e, char *why, size_t size)
 {
-    json_error_t jerr;
-    json_t *msg = json_loads(line, 0, &jerr);
-    const char *event = json_string_value(json_object_get(msg, "event"));
-    int rc = 0;
-    uint64_t rss, hwm;
-    if (!event) {
-        snprintf(why, size, "the program's report is not {\"event\": ...}: %.120s", line);
-        rc = -1;
-    } else if (strcmp(event, "start") == 0) {
-        o->started = 1;
-        if (probe_rss_read_pid(pid, &rss, &hwm) == 0)
-            o->rss_start = rss, o->rss_ok |= 1;
-    } else if (strcmp(event, "ready") == 0) {
-        o->ready = 1;
-        if (probe_rss_read_pid(pid, &rss, &hwm) == 0)
-            o->rss_ready = rss, o->rss_ok |= 2;
-        if (probe_rss_reset_peak_pid(pid) != 0)
-            o->rss_ok &= ~4;
-        o->usage_ok = proc_usage_read(pid, &o->u0) == 0;
-        o->load_ok = probe_load_read(&o->load0) == 0;
-        o->self0 = probe_load_self_cpu_s();
-        if (counters && *counters) { /* before it may start its first call */
-            probe_papi_attach(&o->papi, counters, pid);
-            probe_papi_start(&o->papi);
-            o->papi_open = 1;
-        }
-        /* the program waits for this before its first call, so what it touches after ready
-         * is never in rss_before_kernel nor before the peak's reset */
-        if (write(control, "g", 1) != 1) {
-            snprintf(why, size, "cannot let the program go after ready: %s", strerror(errno));
-            rc = -1;
-        }
-    } else if (strcmp(event, "rep") == 0) {
-        const json_t *t = json_object_get(msg, "wall_s");
-        if (!o->ready || o->nreps == reps || !json_is_number(t) ||
-            !(json_number_value(t) > 0)) {
-            snprintf(why, size, "a repetition reported out of turn or without a positive "
-                     "wall_s: %.120s", line);
-            rc = -1;
-        } else {
-            o->times[o->nreps++] = json_number_value(t);
-        }
-    } else if (strcmp(event, "done") == 0) {
-        o->done = 1;
-        /* read before the program may go: a zombie has no VmHWM */
-        if (probe_rss_read_pid(pid, &rss, &hwm) == 0)
-            o->hwm = hwm, o->rss_ok |= 8;
-        o->usage_ok = o->usage_ok && proc_usage_read(pid, &o->u1) == 0;
-        if (o->papi_open)
-            probe_papi_stop(&o->papi);
-        o->self1 = probe_load_self_cpu_s();
-        o->load_ok = o->load_ok && probe_load_read(&o->load1) == 0;
-        o->context = json_incref(json_object_get(msg, "context"));
-        close(control); /* the program may exit now */
-    } else {
-        snprintf(why, size, "unknown event '%s' in the program's report", event);
-        rc = -1;
-    }
-    json_decref(msg);
-    return rc;
-}
-
-static json_t *number_or_null(int ok, double v)
-{
-    return ok ? json_real(v) : json_null();
-}
-
-int external_measure(const point_spec *s, json_t *r, char *reason, size_t size)
-{
-    char dir[PATH_MAX], output[PATH_MAX + 16] = "";
-    const char *tmp = getenv("TMPDIR");
-    snprintf(dir, sizeof dir, "%s/attnbench-ext-XXXXXX", tmp && *tmp ? tmp : "/tmp");
-    if (!mkdtemp(dir)) {
-        snprintf(reason, size, "cannot make a folder for the inputs: %s", strerror(errno));
-        return POINT_ERROR;
-    }
-    int status = POINT_ERROR;
-    observed o = {.rss_ok = 4, .times = calloc((size_t)s->reps, sizeof(double))};
-    /* nothing of this process stands for the program's memory, even when it fails */
-    json_object_set_new(r, "peak_rss_bytes", json_null());
-    int report[2] = {-1, -1}, control[2] = {-1, -1};
-    pid_t pid = -1;
-    if (!o.times) {
-        snprintf(reason, size, "out of memory for the %d repetition times", s->reps);
-        goto done;
-    }
-    if (!s->train && write_inputs(s, dir, reason, size) != 0) /* a training step makes its own */
-        goto done;
-    if (s->accuracy)
-        snprintf(output, sizeof output, "%s/out.npy", dir);
-    if (pipe2(report, O_CLOEXEC) != 0 || pipe2(control, O_CLOEXEC) != 0) {
-        snprintf(reason, size, "pipe() failed");
-        goto done;
-    }
-    oom_watch oom; /* a SIGKILL is the OOM killer's only if the kernel counts one meanwhile */
-    oom_watch_begin(&oom);
-    fflush(NULL);
-    if ((pid = fork()) < 0) {
-        snprintf(reason, size, "fork() failed");
-        goto done;
-    }
-    if (pid == 0) {
-        close(report[0]);
-        close(control[1]);
-        exec_program(s, dir, output, report[1], control[0]);
-    }
-    close(report[1]), report[1] = -1;
-    close(control[0]), control[0] = -1;
-    signal(SIGPIPE, SIG_IGN); /* a program that died before reading "go" is an EPIPE, not our death */
-
-    /* the reports, a line at a time, until the program closes its end */
-    char buf[65536];
-    size_t len = 0;
-    int broken = 0;
+    why[0] = '\0';
     for (;;) {
-        ssize_t got = read(report[0], buf + len, sizeof buf - 1 - len);
+        char *nl = memchr(e->buf, '\n', e->len);
+        if (nl) {
+            *nl = '\0';
+            json_error_t jerr;
+            json_t *msg = json_loads(e->buf, 0, &jerr);
+            const size_t used = (size_t)(nl - e->buf) + 1;
+            if (!json_is_string(json_object_get(msg, "event"))) {
+                snprintf(why, size, "the program's report is not {\"event\": ...}: %.120s", e->buf);
+                json_decref(msg);
+                msg = NULL;
+                e->broken = 1;
+            }
+            memmove(e->buf, e->buf + used, e->len - used);
+            e->len -= used;
+            if (msg || why[0])
+                return msg;
+            continue;
+        }
+        if (e->eof)
+            return NULL;
+        if (e->len == sizeof e->buf - 1) {
+            snprintf(why, size, "a report line longer than %zu bytes", sizeof e->buf - 1);
+            e->broken = 1;
+            return NULL;
+        }
+        const ssize_t got = read(e->report, e->buf + e->len, sizeof e->buf - 1 - e->len);
         if (got < 0 && errno == EINTR)
             continue;
         if (got <= 0)
-            break;
-        len += (size_t)got;
-        buf[len] = '\0';
-        char *line = buf, *nl;
-        while (!broken && (nl = strchr(line, '\n'))) {
-            *nl = '\0';
-            if (*line && on_message(pid, line, &o, control[1], s->reps, s->counters, reason, size) != 0)
-                broken = 1;
-            if (o.done)
-                control[1] = -1; /* closed by on_message */
-            line = nl + 1;
+            e->eof = 1;
+        else
+            e->len += (size_t)got;
+    }
+}
+
+/* Reads messages until `event`; POINT_OK, or the program broke the protocol or ended first. */
+static int expect(ext_run *e, const char *event, char *why, size_t size)
+{
+    json_t *msg = next_message(e, why, size);
+    const char *got = json_string_value(json_object_get(msg, "event"));
+    const int ok = got && strcmp(got, event) == 0;
+    if (msg && !ok) {
+        snprintf(why, size, "the program reported '%s' where '%s' was due", got, event);
+        e->broken = 1;
+    }
+    if (ok)
+        e->heard = event;
+    json_decref(msg);
+    return ok ? POINT_OK : POINT_ERROR;
+}
+
+static int ext_launch(void *ctx, pid_t *pid, char *why, size_t size)
+{
+    ext_run *e = ctx;
+    const point_spec *s = e->s;
+    if (!s->train && write_inputs(s, e->dir, why, size) != 0) /* a training step makes its own */
+        return POINT_ERROR;
+    if (s->accuracy)
+        snprintf(e->output, sizeof e->output, "%s/out.npy", e->dir);
+    int report[2], control[2];
+    if (pipe2(report, O_CLOEXEC) != 0 || pipe2(control, O_CLOEXEC) != 0) {
+        snprintf(why, size, "pipe() failed: %s", strerror(errno));
+        return POINT_ERROR;
+    }
+    oom_watch_begin(&e->oom);
+    fflush(NULL);
+    if ((e->pid = fork()) < 0) {
+        snprintf(why, size, "fork() failed: %s", strerror(errno));
+        return POINT_ERROR;
+    }
+    if (e->pid == 0) {
+        close(report[0]);
+        close(control[1]);
+        exec_program(s, e->dir, e->output, report[1], control[0]);
+    }
+    close(report[1]);
+    close(control[0]);
+    e->report = report[0], e->control = control[1];
+    signal(SIGPIPE, SIG_IGN); /* a program that died before reading "go" is an EPIPE, not our death */
+    *pid = e->pid;
+    return expect(e, "start", why, size); /* imported: the baseline is now */
+}
+
+static int ext_prepare(void *ctx, attn_stats *work, workload **w, char *why, size_t size)
+{
+    (void)work;
+    *w = NULL;
+    return expect(ctx, "ready", why, size);
+}
+
+/* Lets the program go (its warm-up and repetitions follow, in the window) and collects the
+ * repetitions' times until "done", while the program is alive to be read. */
+static int ext_repeat(void *ctx, double *times, char *why, size_t size)
+{
+    ext_run *e = ctx;
+    if (write(e->control, "g", 1) != 1) {
+        snprintf(why, size, "cannot let the program go after ready: %s", strerror(errno));
+        return POINT_ERROR;
+    }
+    for (;;) {
+        json_t *msg = next_message(e, why, size);
+        const char *event = json_string_value(json_object_get(msg, "event"));
+        const json_t *t = json_object_get(msg, "wall_s");
+        int rc = POINT_OK, done = 0;
+        if (!msg) {
+            rc = POINT_ERROR; /* the program ended, or broke the protocol: finish tells */
+        } else if (strcmp(event, "rep") == 0 && e->nreps < e->s->reps && json_is_number(t) &&
+                   json_number_value(t) > 0) {
+            times[e->nreps++] = json_number_value(t);
+        } else if (strcmp(event, "done") == 0) {
+            e->heard = "done";
+            e->context = json_incref(json_object_get(msg, "context"));
+            done = 1;
+            rc = e->nreps == e->s->reps ? POINT_OK : POINT_ERROR; /* too few: finish tells */
+        } else {
+            char *text = json_dumps(msg, JSON_COMPACT);
+            snprintf(why, size, "a repetition reported out of turn or without a positive "
+                     "wall_s: %.120s", text ? text : event);
+            free(text);
+            e->broken = 1;
+            rc = POINT_ERROR;
         }
-        len -= (size_t)(line - buf);
-        memmove(buf, line, len);
-        if (broken || len == sizeof buf - 1) {
-            if (!broken)
-                snprintf(reason, size, "a report line longer than %zu bytes", sizeof buf - 1);
-            broken = 1;
-            kill(pid, SIGKILL);
-            break;
-        }
+        json_decref(msg);
+        if (rc != POINT_OK || done)
+            return rc;
+    }
+}
+
+/* The program is let go (the control pipe closed) and reaped; how it ended decides. */
+static int ext_finish(void *ctx, int status, json_t *record, char *why, size_t size)
+{
+    ext_run *e = ctx;
+    const int protocol_broken = e->broken;
+    if (e->control >= 0)
+        close(e->control), e->control = -1;
+    if (protocol_broken && e->pid > 0)
+        kill(e->pid, SIGKILL);
+    while (!e->eof) { /* what it says after done, or before dying, is not read */
+        char tmp[4096];
+        const ssize_t got = read(e->report, tmp, sizeof tmp);
+        if (got < 0 && errno == EINTR)
+            continue;
+        e->eof = got <= 0;
     }
     int wstatus = 0;
     struct rusage ru;
     memset(&ru, 0, sizeof ru);
-    while (wait4(pid, &wstatus, 0, &ru) < 0 && errno == EINTR)
+    while (e->pid > 0 && wait4(e->pid, &wstatus, 0, &ru) < 0 && errno == EINTR)
         ;
-    if (broken)
-        goto done;
-    if (WIFSIGNALED(wstatus)) {
-        if (WTERMSIG(wstatus) == SIGKILL) { /* the OOM killer's, if the kernel counted one */
-            char evidence[600];
-            status = oom_watch_end(&oom, evidence, sizeof evidence) ? POINT_OOM_KILLED : POINT_KILLED;
-            snprintf(reason, size, "the program was %s (ru_maxrss at death %.2f GiB)", evidence,
-                     (double)ru.ru_maxrss / 0x1p20);
-        } else {
-            snprintf(reason, size, "the program was killed by signal %d (%s)", WTERMSIG(wstatus),
-                     strsignal(WTERMSIG(wstatus)));
-            status = POINT_CRASHED;
-        }
-        goto done;
+    e->pid = -1;
+    json_object_set_new(record, "ru_maxrss_bytes", json_real((double)ru.ru_maxrss * 1024));
+    if (WIFSIGNALED(wstatus) && WTERMSIG(wstatus) == SIGKILL && !protocol_broken) {
+        char evidence[600]; /* the OOM killer's, if the kernel counted one */
+        const int oom = oom_watch_end(&e->oom, evidence, sizeof evidence);
+        snprintf(why, size, "the program was %s (ru_maxrss at death %.2f GiB)", evidence,
+                 (double)ru.ru_maxrss / 0x1p20);
+        return oom ? POINT_OOM_KILLED : POINT_KILLED;
     }
-    if (!o.done || o.nreps != s->reps || WEXITSTATUS(wstatus) != 0) {
-        snprintf(reason, size, "the program exited with status %d after %s (%d of %d "
-                 "repetitions reported)", WEXITSTATUS(wstatus),
-                 o.done ? "reporting done" : o.ready ? "reporting ready" : o.started
-                                                                   ? "reporting start"
-                                                                   : "no report",
-                 o.nreps, s->reps);
-        status = WEXITSTATUS(wstatus) == 127 ? POINT_ERROR : POINT_CRASHED;
-        goto done;
+    if (WIFSIGNALED(wstatus) && !protocol_broken) {
+        snprintf(why, size, "the program was killed by signal %d (%s)", WTERMSIG(wstatus),
+                 strsignal(WTERMSIG(wstatus)));
+        return POINT_CRASHED;
     }
+    if (protocol_broken)
+        return POINT_ERROR; /* why says how */
+    if (status == POINT_OK && WEXITSTATUS(wstatus) == 0)
+        return POINT_OK;
+    snprintf(why, size, "the program exited with status %d after %s%s (%d of %d repetitions "
+             "reported)", WEXITSTATUS(wstatus), e->heard ? "reporting " : "no report",
+             e->heard ? e->heard : "", e->nreps, e->s->reps);
+    return WEXITSTATUS(wstatus) == 127 ? POINT_ERROR : POINT_CRASHED;
+}
 
-    /* the record: measured from outside */
-    point_record_times(r, s, o.times);
-    const int hwm_ok = (o.rss_ok & 12) == 12; /* reset at ready, read at done */
-    json_object_set_new(r, "peak_rss_bytes", number_or_null(hwm_ok, (double)o.hwm));
-    json_object_set_new(r, "rss_before_inputs_bytes", number_or_null(o.rss_ok & 1, (double)o.rss_start));
-    json_object_set_new(r, "rss_before_kernel_bytes", number_or_null(o.rss_ok & 2, (double)o.rss_ready));
-    json_object_set_new(r, "ru_maxrss_bytes", json_real((double)ru.ru_maxrss * 1024));
-    json_t *unavailable = json_object();
-    static const char *const heap[] = {"heap_peak_bytes", "heap_kernel_alloc_bytes", "jemalloc"};
-    for (size_t i = 0; i < sizeof heap / sizeof heap[0]; i++)
-        json_object_set_new(unavailable, heap[i],
-                            json_string("an external program: jemalloc is attnbench's allocator"));
-    if (!hwm_ok)
-        json_object_set_new(unavailable, "peak_rss_bytes",
-                            json_string("/proc/PID/clear_refs or status unreadable"));
-    json_object_set_new(r, "unavailable", unavailable);
-    /* counters: PAPI event sets attached to the program's threads from ready to done (the
-     * window the program reports in, warm-up included), per run as for our own points */
-    json_t *counters = json_object(), *why_not = json_object();
-    const int runs = s->reps + s->warmup;
-    for (int i = 0; o.papi_open && i < o.papi.nevents; i++) {
-        const probe_papi_event *e = &o.papi.events[i];
-        json_object_set_new(counters, e->name, e->ok ? json_real((double)e->value / runs) : json_null());
-        if (!e->ok)
-            json_object_set_new(why_not, e->name, json_string(e->reason));
-    }
-    json_object_set_new(r, "counters", counters);
-    json_object_set_new(r, "counters_unavailable", why_not);
-    if (o.usage_ok) {
-        const double reps = s->reps + s->warmup; /* the window holds the warm-up too */
-        json_t *j = json_object();
-        const double user = o.u1.user_s - o.u0.user_s, sys = o.u1.system_s - o.u0.system_s;
-        json_object_set_new(j, "cpu_s", json_real((user + sys) / reps));
-        json_object_set_new(j, "user_s", json_real(user / reps));
-        json_object_set_new(j, "system_s", json_real(sys / reps));
-        json_object_set_new(j, "minor_faults", json_real((o.u1.minor_faults - o.u0.minor_faults) / reps));
-        json_object_set_new(j, "major_faults", json_real((o.u1.major_faults - o.u0.major_faults) / reps));
-        json_object_set_new(j, "source", json_string("/proc/PID/stat from ready to done (warm-up "
-                                                     "included), per run"));
-        json_object_set_new(r, "rusage", j);
-    }
-    /* the busy-machine check, as for our own points: the program's CPU time and ours are the
-     * point's own (over warm-up and repetitions: the window the program reports in) */
-    if (o.usage_ok && o.load_ok) {
-        const double own = (o.u1.user_s - o.u0.user_s) + (o.u1.system_s - o.u0.system_s) +
-                           (o.self1 - o.self0);
-        json_object_set_new(r, "machine_load", probe_load_record(&o.load0, &o.load1, own));
+/* The program's output against the exact reference, on the same inputs. */
+static json_t *ext_accuracy(const ext_run *e)
+{
+    const point_spec *s = e->s;
+    npy_array out;
+    char err[512];
+    memset(&out, 0, sizeof out);
+    json_t *result;
+    if (npy_read(e->output, "<f4", &out, err, sizeof err) != 0 ||
+        out.count != attn_tensor_elems(&s->shape)) {
+        result = json_object();
+        json_object_set_new(result, "error", json_sprintf("the program's output: %s",
+                                                          out.data ? "wrong size" : err));
     } else {
-        json_object_set_new(unavailable, "machine_load", json_string("/proc/stat or the "
-                                                                     "program's /proc unreadable"));
-    }
-    json_t *peer = json_object();
-    json_object_set_new(peer, "program", json_string(s->external->path));
-    json_object_set_new(peer, "implements", json_string(s->external->implements));
-    json_object_set_new(peer, "context", o.context ? json_incref(o.context) : json_null());
-    json_object_set_new(peer, "measured", json_string("from outside: wall time per repetition as "
-                                                      "the program timed it; memory and CPU of "
-                                                      "its process"));
-    json_object_set_new(r, "peer", peer);
-    if (s->accuracy) { /* the program's output against the exact reference, on the same inputs */
-        npy_array out[4];
-        char err[512];
-        memset(out, 0, sizeof out);
-        if (npy_read(output, "<f4", &out[3], err, sizeof err) != 0 ||
-            out[3].count != attn_tensor_elems(&s->shape)) {
-            json_t *e = json_object();
-            json_object_set_new(e, "error", json_sprintf("the program's output: %s",
-                                                         out[3].data ? "wrong size" : err));
-            json_object_set_new(r, "err_vs_exact", e);
+        const size_t elems = attn_tensor_elems(&s->shape);
+        float *q = malloc(elems * 4), *k = malloc(elems * 4), *v = malloc(elems * 4);
+        if (q && k && v) {
+            inputs_generate(&s->shape, s->inputs, s->seed, q, k, v, s->threads);
+            result = point_exact_error(s, q, k, v, out.data, NULL, NULL);
         } else {
-            const size_t elems = attn_tensor_elems(&s->shape);
-            float *q = malloc(elems * 4), *k = malloc(elems * 4), *v = malloc(elems * 4);
-            if (q && k && v) {
-                inputs_generate(&s->shape, s->inputs, s->seed, q, k, v, s->threads);
-                json_object_set_new(r, "err_vs_exact", point_exact_error(s, q, k, v, out[3].data, NULL, NULL));
-            }
-            free(q), free(k), free(v);
+            result = json_pack("{s:s}", "error", "out of memory for the exact reference's inputs");
         }
-        npy_free(&out[3]);
+        free(q), free(k), free(v);
     }
-    status = POINT_OK;
-done:
-    if (report[0] >= 0)
-        close(report[0]);
-    if (control[1] >= 0)
-        close(control[1]);
-    json_decref(o.context);
-    if (o.papi_open)
-        probe_papi_free(&o.papi);
-    free(o.times);
-    remove_dir(dir);
+    npy_free(&out);
+    return result;
+}
+
+int external_measure(const point_spec *s, json_t *r, json_t *harness, char *why, size_t size)
+{
+    ext_run e = {.s = s, .report = -1, .control = -1, .pid = -1};
+    const char *tmp = getenv("TMPDIR");
+    snprintf(e.dir, sizeof e.dir, "%s/attnbench-ext-XXXXXX", tmp && *tmp ? tmp : "/tmp");
+    if (!mkdtemp(e.dir)) {
+        snprintf(why, size, "cannot make a folder for the inputs: %s", strerror(errno));
+        return POINT_ERROR;
+    }
+    /* nothing of this process stands for the program's memory, even when it fails */
+    json_object_set_new(r, "peak_rss_bytes", json_null());
+    double *times = calloc((size_t)s->reps, sizeof *times);
+    const measure_driver d = {.ctx = &e, .launch = ext_launch, .prepare = ext_prepare,
+                              .repeat = ext_repeat, .finish = ext_finish,
+                              .window_runs = s->reps + s->warmup};
+    int status = POINT_ERROR;
+    if (!times)
+        snprintf(why, size, "out of memory for the %d repetition times", s->reps);
+    else
+        status = measure_point(s, &d, r, harness, times, why, size);
+    if (e.pid > 0) { /* a step failed before finish could reap it */
+        kill(e.pid, SIGKILL);
+        while (waitpid(e.pid, NULL, 0) < 0 && errno == EINTR)
+            ;
+    }
+    if (status == POINT_OK) {
+        json_t *peer = json_object();
+        json_object_set_new(peer, "program", json_string(s->external->path));
+        json_object_set_new(peer, "implements", json_string(s->external->implements));
+        json_object_set_new(peer, "context", e.context ? json_incref(e.context) : json_null());
+        json_object_set_new(peer, "measured", json_string("from outside: wall time per "
+                                                          "repetition as the program timed it; "
+                                                          "memory and CPU of its process"));
+        json_object_set_new(r, "peer", peer);
+        if (s->accuracy)
+            json_object_set_new(r, "err_vs_exact", ext_accuracy(&e));
+    }
+    if (e.report >= 0)
+        close(e.report);
+    if (e.control >= 0)
+        close(e.control);
+    json_decref(e.context);
+    free(times);
+    remove_dir(e.dir);
     return status;
 }

@@ -51,8 +51,9 @@ typedef struct external_peer {
  * once per name, alive until exit), or NULL with one line in why. */
 const external_peer *external_resolve(const char *method, char *why, size_t size);
 
-/* In the point's child: writes the inputs, runs the program, measures it and fills the
- * measured fields of r. Returns the point status; reason is set when it is not ok. */
-int external_measure(const point_spec *s, json_t *r, char *reason, size_t size);
+/* In the point's child: writes the inputs, runs the program and measures it through the one
+ * pipeline (measure.h), filling the measured fields of r and the harness's timings. Returns the
+ * point status; why is set when it is not ok. */
+int external_measure(const point_spec *s, json_t *r, json_t *harness, char *why, size_t size);
 
 #endif

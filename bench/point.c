@@ -25,7 +25,8 @@
 #include "context.h"
 #include "external.h"
 #include "inputs.h"
-#include "probe.h"
+#include "measure.h"
+#include "probe.h" /* the load, for the parent's wait for a quiet machine */
 #include "ranks.h"
 #include "timing.h"
 #include "workload.h"
@@ -225,9 +226,6 @@ static void child_send(int fd, json_t *msg)
 /* Sends the point's record with its status: the child's first message. */
 static void child_report(int fd, json_t *r, int status, const char *reason)
 {
-    uint64_t rss = 0, hwm = 0;
-    if (!json_object_get(r, "peak_rss_bytes") && probe_rss_read(&rss, &hwm) == 0)
-        json_object_set_new(r, "peak_rss_bytes", json_integer((json_int_t)hwm));
     json_object_set_new(r, "status", json_string(point_status_name(status)));
     if (reason)
         json_object_set_new(r, "reason", json_string(reason));
@@ -350,39 +348,115 @@ json_t *point_exact_error(const point_spec *s, const float *q, const float *k, c
     return e;
 }
 
-/* Ends the point as an `error` unless the run before wrote every output element (and, for
- * training, every gradient) as a finite number. The "unwritten" fault plays a kernel that
- * forgot one element. */
-static void child_verify(int fd, json_t *r, json_t *harness, workload *w, const char *stage)
+/* Our own kernels in this process, as the pipeline's driver (measure.h): the buffers
+ * allocated and touched before anything is timed, warm-up runs on poisoned outputs checked,
+ * the repetitions on poisoned outputs checked after. */
+typedef struct own_run {
+    const point_spec *s;
+    workload w;
+    void *inflated; /* the inflate:PCT fault's extra memory */
+} own_run;
+
+static const char *run_name(const point_spec *s)
 {
-    char why[256], reason[400];
-    if (fault_is("unwritten")) {
-        size_t count;
-        workload_output(w, &count)[count / 2] = NAN;
-    }
-    if (workload_verify(w, why, sizeof why) == 0)
-        return;
-    snprintf(reason, sizeof reason, "after %s: %s", stage, why);
-    json_object_set_new(r, "harness", harness);
-    child_finish(fd, r, POINT_ERROR, reason);
+    return s->train ? "training step" : s->backward ? "forward and backward" : "forward";
 }
 
-/* One point's child: what it measures with, and what it has found so far. */
-typedef struct child_state {
-    const point_spec *s;
-    int fd;                 /* the pipe to the parent */
-    json_t *r, *harness;    /* the record (the child's part) and its harness timings */
-    probe_set probes;
-    workload w;
-    double *times;          /* each timed repetition's wall time */
-    void *inflated;         /* the inflate:PCT fault's extra memory */
-} child_state;
-
-/* Ends the point with a status other than ok: the record so far, with the harness timings. */
-static void child_fail(child_state *c, int status, const char *reason)
+/* POINT_ERROR unless the run before wrote every output element (and, for training, every
+ * gradient) as a finite number. The "unwritten" fault plays a kernel that forgot one. */
+static int own_verify(own_run *o, const char *stage, char *why, size_t size)
 {
-    json_object_set_new(c->r, "harness", c->harness);
-    child_finish(c->fd, c->r, status, reason);
+    char bad[256];
+    if (fault_is("unwritten")) {
+        size_t count;
+        workload_output(&o->w, &count)[count / 2] = NAN;
+    }
+    if (workload_verify(&o->w, bad, sizeof bad) == 0)
+        return POINT_OK;
+    snprintf(why, size, "after %s: %s", stage, bad);
+    return POINT_ERROR;
+}
+
+static int own_failed(const own_run *o, int rc, const char *what, char *why, size_t size)
+{
+    snprintf(why, size, "%s failed: %s (%s)", what ? what : run_name(o->s), attn_errname(rc),
+             attn_strerror(rc));
+    return rc == ATTN_ENOMEM ? POINT_ALLOC_FAILED : POINT_ERROR;
+}
+
+static int own_prepare(void *ctx, attn_stats *work, workload **w, char *why, size_t size)
+{
+    own_run *o = ctx;
+    if (workload_prepare(&o->w, o->s, work) != 0) {
+        snprintf(why, size, "allocating %llu bytes (model) failed: %s",
+                 (unsigned long long)o->w.model.bytes, strerror(ENOMEM));
+        return POINT_ALLOC_FAILED;
+    }
+    *w = &o->w;
+    inject_fault();
+    const char *fault = getenv("ATTNBENCH_FAULT");
+    if (fault && strncmp(fault, "inflate:", 8) == 0) {
+        const size_t extra = (size_t)((double)o->w.model.bytes * atof(fault + 8) / 100);
+        if ((o->inflated = malloc(extra ? extra : 1)))
+            memset(o->inflated, 1, extra);
+    }
+    return POINT_OK;
+}
+
+static int own_warmup(void *ctx, char *why, size_t size)
+{
+    own_run *o = ctx;
+    for (int i = 0; i < o->s->warmup; i++) {
+        workload_poison(&o->w);
+        const int rc = workload_run(&o->w);
+        if (rc)
+            return own_failed(o, rc, NULL, why, size);
+    }
+    return o->s->warmup > 0 ? own_verify(o, "the warm-up", why, size) : POINT_OK;
+}
+
+/* The outputs are poisoned first (every page was touched when the buffers were prepared, so
+ * that costs no page faults inside the window) and checked after it (finish). */
+static int own_repeat(void *ctx, double *times, char *why, size_t size)
+{
+    own_run *o = ctx;
+    workload_poison(&o->w);
+    for (int i = 0; i < o->s->reps; i++) {
+        const double a = timing_now();
+        const int rc = workload_run(&o->w);
+        times[i] = timing_now() - a;
+        if (rc)
+            return own_failed(o, rc, "a repetition", why, size);
+    }
+    return POINT_OK;
+}
+
+static int own_finish(void *ctx, int status, json_t *record, char *why, size_t size)
+{
+    own_run *o = ctx;
+    if (status != POINT_OK)
+        return status;
+    workload_report(&o->w, record);
+    return own_verify(o, "the timed repetitions", why, size);
+}
+
+/* The address-space cap: a runaway allocation fails inside the child instead of waking the
+ * OOM killer. */
+static void cap_address_space(const point_limits *lim)
+{
+    /* AddressSanitizer reserves terabytes of shadow address space: no cap in such builds */
+#if defined(__SANITIZE_ADDRESS__)
+    (void)lim;
+#else
+    if (lim->mem_limit) {
+        struct rlimit rl = {.rlim_cur = lim->mem_limit + POINT_AS_SLACK,
+                            .rlim_max = lim->mem_limit + POINT_AS_SLACK};
+        if (setrlimit(RLIMIT_AS, &rl) != 0)
+            fprintf(stderr, "attnbench: warning: the address space could not be capped (%s); "
+                            "an allocation past the memory limit may wake the OOM killer\n",
+                    strerror(errno));
+    }
+#endif
 }
 
 /* The death of the parent kills the child; crashes end it by default; stray prints go to
@@ -398,150 +472,56 @@ static void child_setup(pid_t parent)
     dup2(STDERR_FILENO, STDOUT_FILENO);
 }
 
-/* The address-space cap, the probes (before the inputs: their memory is the baseline), and
- * every buffer of the point, allocated and filled before anything is timed. */
-static void child_prepare(child_state *c, const point_limits *lim)
+/* --accuracy after the measured record: a reference that runs out of time or memory (it is an
+ * O(n^2) exact method) cannot take the measurements with it. */
+static void child_accuracy(int fd, const point_spec *s, json_t *record, const workload *w)
 {
-    /* AddressSanitizer reserves terabytes of shadow address space: no cap in such builds */
-#if defined(__SANITIZE_ADDRESS__)
-    (void)lim;
-#else
-    if (lim->mem_limit) {
-        struct rlimit rl = {.rlim_cur = lim->mem_limit + POINT_AS_SLACK,
-                            .rlim_max = lim->mem_limit + POINT_AS_SLACK};
-        setrlimit(RLIMIT_AS, &rl);
-    }
-#endif
-    double t0 = timing_now();
-    probes_open(&c->probes, c->s, c->r);
-    json_object_set_new(c->harness, "probes_open_s", json_real(timing_now() - t0));
-    t0 = timing_now();
-    if (workload_prepare(&c->w, c->s, c->probes.point.work) != 0) {
-        char reason[256];
-        snprintf(reason, sizeof reason, "allocating %llu bytes (model) failed: %s",
-                 (unsigned long long)c->w.model.bytes, strerror(ENOMEM));
-        child_fail(c, POINT_ALLOC_FAILED, reason);
-    }
-    json_object_set_new(c->harness, "inputs_s", json_real(timing_now() - t0));
-    probes_prepared(&c->probes, &c->w);
-    inject_fault();
-    const char *fault = getenv("ATTNBENCH_FAULT");
-    if (fault && strncmp(fault, "inflate:", 8) == 0) {
-        const size_t extra = (size_t)((double)c->w.model.bytes * atof(fault + 8) / 100);
-        if ((c->inflated = malloc(extra ? extra : 1)))
-            memset(c->inflated, 1, extra);
-    }
-}
-
-static const char *run_name(const point_spec *s)
-{
-    return s->train ? "training step" : s->backward ? "forward and backward" : "forward";
-}
-
-/* Untimed runs on poisoned outputs, checked, so a kernel that fails or leaves an element
- * unwritten is caught before the timed repetitions. */
-static void child_warmup(child_state *c)
-{
-    const double t0 = timing_now();
-    int rc = 0;
-    for (int i = 0; i < c->s->warmup && !rc; i++) {
-        workload_poison(&c->w);
-        rc = workload_run(&c->w);
-    }
-    json_object_set_new(c->harness, "warmup_s", json_real(timing_now() - t0));
-    if (rc) {
-        char reason[256];
-        snprintf(reason, sizeof reason, "%s failed: %s (%s)", run_name(c->s), attn_errname(rc),
-                 attn_strerror(rc));
-        child_fail(c, rc == ATTN_ENOMEM ? POINT_ALLOC_FAILED : POINT_ERROR, reason);
-    }
-    if (c->s->warmup > 0)
-        child_verify(c->fd, c->r, c->harness, &c->w, "the warm-up");
-}
-
-/* The measured region: the probes started, the repetitions, the probes stopped; nothing
- * else. The outputs are poisoned first (every page was touched when the buffers were
- * prepared, so that costs no page faults inside the region) and checked after. */
-static void child_measure(child_state *c)
-{
-    workload_poison(&c->w);
-    double t0 = timing_now();
-    probes_start(&c->probes);
-    double probe_s = timing_now() - t0;
-    int rc = 0;
-    for (int i = 0; i < c->s->reps && !rc; i++) {
-        const double a = timing_now();
-        rc = workload_run(&c->w);
-        c->times[i] = timing_now() - a;
-    }
-    t0 = timing_now();
-    probes_stop(&c->probes);
-    probe_s += timing_now() - t0;
-    json_object_set_new(c->harness, "probe_s", json_real(probe_s));
-    if (rc) { /* no timings or counters from repetitions that did not all run */
-        char reason[256];
-        snprintf(reason, sizeof reason, "a repetition failed: %s (%s)", attn_errname(rc),
-                 attn_strerror(rc));
-        child_fail(c, rc == ATTN_ENOMEM ? POINT_ALLOC_FAILED : POINT_ERROR, reason);
-    }
-    child_verify(c->fd, c->r, c->harness, &c->w, "the timed repetitions");
-}
-
-/* The timings and every probe's fields into the record. */
-static void child_record(child_state *c, double t_start)
-{
-    const int reps = c->s->reps;
-    double kernel_s = 0;
-    for (int i = 0; i < reps; i++)
-        kernel_s += c->times[i];
-    point_record_times(c->r, c->s, c->times);
-    workload_report(&c->w, c->r);
-    probes_report(&c->probes, reps);
-    probes_close(&c->probes);
-    const double probe_s = json_real_value(json_object_get(c->harness, "probe_s"));
-    json_object_set_new(c->harness, "probe_fraction", json_real(probe_s / kernel_s));
-    json_object_set_new(c->harness, "child_s", json_real(timing_now() - t_start));
-    json_object_set_new(c->r, "harness", c->harness);
-}
-
-static void child_main(const point_spec *s, const point_limits *lim, int fd, pid_t parent)
-{
-    const double t_start = timing_now();
-    child_setup(parent);
-    child_state c = {.s = s, .fd = fd, .r = json_object(), .harness = json_object()};
-    if (s->external || s->ranks > 0) { /* someone else's program, or our ring as P MPI
-                                          processes: measured from outside (no address-space
-                                          cap: an interpreter's or MPI's reservations are not
-                                          its memory) */
-        char reason[1024] = "";
-        const int status = s->external ? external_measure(s, c.r, reason, sizeof reason)
-                                       : ranks_measure(s, c.r, reason, sizeof reason);
-        json_object_set_new(c.harness, "child_s", json_real(timing_now() - t_start));
-        json_object_set_new(c.r, "harness", c.harness);
-        child_finish(fd, c.r, status, status == POINT_OK ? NULL : reason);
-    }
-    if (!(c.times = calloc((size_t)s->reps, sizeof *c.times)))
-        child_fail(&c, POINT_ALLOC_FAILED, "out of memory for the repetitions' times");
-    child_prepare(&c, lim);
-    child_warmup(&c);
-    child_measure(&c);
-    child_record(&c, t_start);
-    free(c.times);
-    free(c.inflated);
-    if (!s->accuracy || s->train)
-        child_finish(fd, c.r, POINT_OK, NULL);
-
-    /* --accuracy: the measured record goes first, so a reference that runs out of time or
-     * memory (it is an O(n^2) exact method) cannot take the measurements with it */
-    child_report(fd, c.r, POINT_OK, NULL);
+    child_report(fd, record, POINT_OK, NULL);
     if (fault_is("sleep-reference"))
         for (;;)
             pause();
     json_t *msg = json_object();
-    json_object_set_new(msg, "err_vs_exact", point_exact_error(s, c.w.q, c.w.k, c.w.v, c.w.out, c.w.lse, c.w.structure));
+    json_object_set_new(msg, "err_vs_exact", point_exact_error(s, w->q, w->k, w->v, w->out,
+                                                               w->lse, w->structure));
     child_send(fd, msg);
     close(fd);
     _exit(0);
+}
+
+/* One point's child: measured by the pipeline (measure.h), our own kernels here, or, through
+ * its launcher, someone else's program or the ranks of a ring; sends the record and exits. */
+static void child_main(const point_spec *s, const point_limits *lim, int fd, pid_t parent)
+{
+    const double t_start = timing_now();
+    child_setup(parent);
+    json_t *r = json_object(), *harness = json_object();
+    char why[1024] = "";
+    int status;
+    if (s->external || s->ranks > 0) { /* someone else's program, or our ring as P MPI
+                                          processes: no address-space cap (an interpreter's
+                                          or MPI's reservations are not its memory) */
+        status = s->external ? external_measure(s, r, harness, why, sizeof why)
+                             : ranks_measure(s, r, why, sizeof why);
+        json_object_set_new(harness, "child_s", json_real(timing_now() - t_start));
+        json_object_set_new(r, "harness", harness);
+        child_finish(fd, r, status, status == POINT_OK ? NULL : why);
+    }
+    cap_address_space(lim);
+    own_run o = {.s = s};
+    double *times = calloc((size_t)s->reps, sizeof *times);
+    const measure_driver d = {.ctx = &o, .prepare = own_prepare, .warmup = own_warmup,
+                              .repeat = own_repeat, .finish = own_finish,
+                              .window_runs = s->reps};
+    status = times ? measure_point(s, &d, r, harness, times, why, sizeof why) : POINT_ALLOC_FAILED;
+    if (!times)
+        snprintf(why, sizeof why, "out of memory for the repetitions' times");
+    json_object_set_new(harness, "child_s", json_real(timing_now() - t_start));
+    json_object_set_new(r, "harness", harness);
+    free(times);
+    free(o.inflated);
+    if (status != POINT_OK || !s->accuracy || s->train)
+        child_finish(fd, r, status, status == POINT_OK ? NULL : why);
+    child_accuracy(fd, s, r, &o.w);
 }
 
 /* ---- the parent --------------------------------------------------------------------- */

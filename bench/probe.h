@@ -1,10 +1,12 @@
 /* probe.h: what a point measures, one source per file, all behind one small interface.
  *
- * A probe source (probe_source) opens for a point in its child process, may start and stop
- * around the timed repetitions, and writes its fields into the point's record, saying in the
- * record's `unavailable` (field -> reason) why a field it owns is null. point.c runs every
- * source in probe_sources[] (probes.c) the same way; adding a source is one file and one line
- * there. The sources:
+ * A probe source (probe_source) measures a target: this process (our own kernels, or one rank
+ * of a ring), or another process, an external program measured from outside. It opens before
+ * the inputs exist, sees them ready, starts and stops around the timed runs, and writes its
+ * fields into the point's record, saying in the record's `unavailable` (field -> reason) why a
+ * field it owns is null, a field it cannot measure of such a target included. measure.c runs
+ * every source in probe_sources[] (probes.c) the same way for every kind of workload; adding a
+ * source is one file and one line there. The sources:
  *   sde       the attention library's work counters, registered as PAPI software-defined
  *             events (sde:::attn::SCORES, ...): they count on any machine, a VM's too
  *   load      how much CPU time other processes took while the point ran (/proc/stat)
@@ -24,17 +26,24 @@
 
 #include "../attn/attn.h"
 
-struct point_spec;
 struct workload;
 
 /* ---- the interface ------------------------------------------------------------------ */
 
-/* What a source sees of the point. */
+/* What a source sees of the point and of what it measures. */
 typedef struct probe_point {
-    const struct point_spec *spec;
-    json_t *record;           /* the child's report: a source sets its own fields */
+    pid_t pid;                /* the process measured: 0, this one; else a program's, from
+                                 outside (its threads included) */
+    bool siblings;            /* this process is one of several the point runs as, children of
+                                 one launcher on this host (the ranks of a ring): their CPU is
+                                 the point's too, not other processes' */
+    int threads;              /* the point's threads (this process's OpenMP team) */
+    const char *counters;     /* the PAPI events asked for, comma-separated ("" none) */
+    double model_scores;      /* the scores the point's model charges a run (0: no model) */
+    double tokens;            /* B H n, for work per token */
+    json_t *record;           /* the record being made: a source sets its own fields */
     json_t *unavailable;      /* field -> why it is null: a source adds its own */
-    struct workload *workload;/* the buffers, from `prepared` on (NULL before) */
+    struct workload *workload;/* our own point's buffers, from `prepared` on; NULL otherwise */
     attn_stats *work;         /* where the kernels count their work, if a source asks for it
                                  in `open` (sde does); NULL: the kernels count nothing */
 } probe_point;
@@ -51,8 +60,12 @@ typedef struct probe_source {
      * sources sit closest to the runs. Optional. */
     void (*start)(void *state, probe_point *pt);
     void (*stop)(void *state, probe_point *pt);
-    /* The repetitions ran and were verified: write the fields, per repetition. */
-    void (*report)(void *state, probe_point *pt, int reps);
+    /* The runs ran and were verified: write the fields, per run (`runs` ran between start
+     * and stop). */
+    void (*report)(void *state, probe_point *pt, int runs);
+    /* The runs did not all run or check out (a failed allocation, a kernel error): write
+     * what still means something, the memory's peak. Optional. */
+    void (*failed)(void *state, probe_point *pt);
     /* Releases what open took. Optional. */
     void (*close)(void *state);
 } probe_source;
@@ -60,19 +73,23 @@ typedef struct probe_source {
 /* Every source, in open (and start) order; NULL-terminated. */
 extern const probe_source *const probe_sources[];
 
-/* The sources opened for one point (probes.c). */
+/* The sources opened for one point (probes.c), run in this order by measure.c alone. */
 typedef struct probe_set {
     probe_point point;
     void *state[16];
     int count;
 } probe_set;
 
-void probes_open(probe_set *ps, const struct point_spec *s, json_t *record);
+/* Opens every source for the point described by `at` (its record and unavailable are made
+ * here). */
+void probes_open(probe_set *ps, const probe_point *at);
 void probes_prepared(probe_set *ps, struct workload *w);
 void probes_start(probe_set *ps);
 void probes_stop(probe_set *ps);
 /* Writes every source's fields and the `unavailable` map into the record. */
-void probes_report(probe_set *ps, int reps);
+void probes_report(probe_set *ps, int runs);
+/* After a failure, what the sources can still say (their `failed`). */
+void probes_failed(probe_set *ps);
 void probes_close(probe_set *ps);
 
 /* ---- RSS ---------------------------------------------------------------------------- */
@@ -85,6 +102,17 @@ int probe_rss_reset_peak(void);
  * one. */
 int probe_rss_read_pid(pid_t pid, uint64_t *rss, uint64_t *hwm);
 int probe_rss_reset_peak_pid(pid_t pid);
+
+/* ---- CPU time and faults ------------------------------------------------------------ */
+
+/* What the kernel accounts to a process, every thread: CPU seconds and page faults. */
+typedef struct probe_usage {
+    double user_s, system_s;
+    double minor_faults, major_faults;
+    double voluntary_switches, involuntary_switches; /* NAN for another process */
+} probe_usage;
+/* This process (getrusage), or pid's (/proc/PID/stat, in clock ticks). Returns 0 or -1. */
+int probe_usage_read(pid_t pid, probe_usage *u);
 
 /* ---- the rest of the machine -------------------------------------------------------- */
 
@@ -107,6 +135,7 @@ int probe_load_read(probe_load *l);
  * false when less even so, and null when the window is too short to tell (a few milliseconds
  * against 10 ms ticks); `resolution_s` is that allowance. */
 json_t *probe_load_record(const probe_load *before, const probe_load *after, double own_cpu_s);
+
 /* This process's CPU seconds so far, every thread (getrusage). */
 double probe_load_self_cpu_s(void);
 

@@ -134,16 +134,16 @@ static const char *const heap_fields[] = {"heap_peak_bytes", "heap_kernel_alloc_
 
 static void jemalloc_open(void *state, probe_point *pt)
 {
-    (void)pt;
     jemalloc_state *st = state;
-    st->peak_ok = probe_jemalloc_peak_reset() == 0; /* the inputs' allocation counts */
+    if (!pt->pid)
+        st->peak_ok = probe_jemalloc_peak_reset() == 0; /* the inputs' allocation counts */
 }
 
 static void jemalloc_start(void *state, probe_point *pt)
 {
-    (void)pt;
     jemalloc_state *st = state;
-    st->alloc_ok = st->peak_ok && probe_jemalloc_thread_allocated(&st->alloc_before) == 0;
+    st->alloc_ok = !pt->pid && st->peak_ok &&
+                   probe_jemalloc_thread_allocated(&st->alloc_before) == 0;
 }
 
 static void jemalloc_stop(void *state, probe_point *pt)
@@ -153,12 +153,19 @@ static void jemalloc_stop(void *state, probe_point *pt)
     st->alloc_ok = st->alloc_ok && probe_jemalloc_thread_allocated(&st->alloc_after) == 0;
 }
 
-static void jemalloc_report(void *state, probe_point *pt, int reps)
+static void jemalloc_report(void *state, probe_point *pt, int runs)
 {
-    (void)reps;
+    (void)runs;
     jemalloc_state *st = state;
     uint64_t peak = 0;
     probe_jemalloc_stats js;
+    if (pt->pid) {
+        for (size_t i = 0; i < sizeof heap_fields / sizeof heap_fields[0]; i++)
+            json_object_set_new(pt->unavailable, heap_fields[i],
+                                json_string("an external program: jemalloc is attnbench's "
+                                            "allocator"));
+        return;
+    }
     if (!probe_jemalloc_available()) {
         for (size_t i = 0; i < sizeof heap_fields / sizeof heap_fields[0]; i++)
             json_object_set_new(pt->unavailable, heap_fields[i],

@@ -16,7 +16,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "point.h"
 #include "probe.h"
 
 const char probe_papi_default_hw[] =
@@ -516,7 +515,17 @@ typedef struct papi_state {
 static void papi_open(void *state, probe_point *pt)
 {
     papi_state *st = state;
-    probe_papi_init(&st->papi, pt->spec->counters ? pt->spec->counters : "", pt->spec->threads);
+    if (!pt->pid) /* our own threads: one set each, opened before the inputs */
+        probe_papi_init(&st->papi, pt->counters ? pt->counters : "", pt->threads);
+}
+
+/* Another process: sets attached to each of its threads once it is ready (its threads exist
+ * by then), following the threads they create; before it may start its first run. */
+static void papi_prepared(void *state, probe_point *pt)
+{
+    papi_state *st = state;
+    if (pt->pid)
+        probe_papi_attach(&st->papi, pt->counters ? pt->counters : "", pt->pid);
 }
 
 static void papi_start(void *state, probe_point *pt)
@@ -576,6 +585,7 @@ const probe_source probe_source_papi = {
     .name = "papi",
     .state_bytes = sizeof(papi_state),
     .open = papi_open,
+    .prepared = papi_prepared,
     .start = papi_start,
     .stop = papi_stop,
     .report = papi_report,

@@ -38,11 +38,16 @@ int probe_rss_read_pid(pid_t pid, uint64_t *rss, uint64_t *hwm)
     return found == 3 ? 0 : -1;
 }
 
-/* The file-backed part of this process's RSS (RssFile: code and read-only data of the program
- * and its libraries, paged in as it first runs). Returns 0 or -1. */
-static int read_rss_file(uint64_t *bytes)
+/* The file-backed part of a process's RSS (RssFile: code and read-only data of the program
+ * and its libraries, paged in as it first runs); pid 0 is this one. Returns 0 or -1. */
+static int read_rss_file(pid_t pid, uint64_t *bytes)
 {
-    FILE *f = fopen("/proc/self/status", "r");
+    char path[64];
+    if (pid)
+        snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
+    else
+        snprintf(path, sizeof path, "/proc/self/status");
+    FILE *f = fopen(path, "r");
     if (!f)
         return -1;
     char line[256];
@@ -75,26 +80,32 @@ int probe_rss_reset_peak_pid(pid_t pid)
     return ok ? 0 : -1;
 }
 
-/* ---- the source: the point's RSS before its inputs, before its first run, and its peak --- */
+/* ---- the source: the point's RSS before its inputs, before its first run, and its peak ------
+ * Our own point's peak is reset before the inputs (they are part of it); an external
+ * program's at ready, once its inputs are loaded (the protocol lets it go only then, so what it
+ * touches after is in the peak and never in the RSS at ready). The peak is read when the runs
+ * stop, while a program is still alive to be read. */
 
 typedef struct rss_state {
     bool ok; /* every reading so far succeeded (a field after a failed one would mislead) */
     uint64_t rss, hwm;
     bool file_ok;
-    uint64_t file_before; /* RssFile at the baseline */
+    uint64_t file_before, file_after; /* RssFile at the baseline and at the stop */
 } rss_state;
 
 static void rss_unavailable(probe_point *pt, const char *field)
 {
     json_object_set_new(pt->unavailable, field,
-                        json_string("/proc/self/status or /proc/self/clear_refs unreadable"));
+                        json_string(pt->pid ? "/proc/PID/status or clear_refs unreadable"
+                                            : "/proc/self/status or /proc/self/clear_refs unreadable"));
 }
 
 static void rss_open(void *state, probe_point *pt)
 {
     rss_state *st = state;
-    st->ok = probe_rss_reset_peak() == 0 && probe_rss_read(&st->rss, &st->hwm) == 0;
-    st->file_ok = read_rss_file(&st->file_before) == 0;
+    st->ok = (pt->pid || probe_rss_reset_peak() == 0) &&
+             probe_rss_read_pid(pt->pid, &st->rss, &st->hwm) == 0;
+    st->file_ok = read_rss_file(pt->pid, &st->file_before) == 0;
     if (st->ok)
         json_object_set_new(pt->record, "rss_before_inputs_bytes", json_integer((json_int_t)st->rss));
     else
@@ -104,18 +115,25 @@ static void rss_open(void *state, probe_point *pt)
 static void rss_prepared(void *state, probe_point *pt)
 {
     rss_state *st = state;
-    st->ok = st->ok && probe_rss_read(&st->rss, &st->hwm) == 0;
+    st->ok = st->ok && probe_rss_read_pid(pt->pid, &st->rss, &st->hwm) == 0;
     if (st->ok)
         json_object_set_new(pt->record, "rss_before_kernel_bytes", json_integer((json_int_t)st->rss));
     else
         rss_unavailable(pt, "rss_before_kernel_bytes");
+    st->ok = st->ok && (!pt->pid || probe_rss_reset_peak_pid(pt->pid) == 0);
 }
 
-static void rss_report(void *state, probe_point *pt, int reps)
+static void rss_stop(void *state, probe_point *pt)
 {
-    (void)reps;
     rss_state *st = state;
-    st->ok = st->ok && probe_rss_read(&st->rss, &st->hwm) == 0;
+    st->ok = st->ok && probe_rss_read_pid(pt->pid, &st->rss, &st->hwm) == 0;
+    st->file_ok = st->file_ok && read_rss_file(pt->pid, &st->file_after) == 0;
+}
+
+static void rss_report(void *state, probe_point *pt, int runs)
+{
+    (void)runs;
+    rss_state *st = state;
     if (st->ok)
         json_object_set_new(pt->record, "peak_rss_bytes", json_integer((json_int_t)st->hwm));
     else
@@ -123,15 +141,23 @@ static void rss_report(void *state, probe_point *pt, int reps)
     /* code pages first run after the baseline (the kernels', the input generator's, their
      * libraries'): in the peak, but shared with every process mapping them, and the same at
      * any n; point RSS leaves them out */
-    uint64_t file_after;
-    if (st->file_ok && read_rss_file(&file_after) == 0)
+    if (st->file_ok)
         json_object_set_new(pt->record, "rss_file_growth_bytes",
-                            json_integer(file_after > st->file_before
-                                             ? (json_int_t)(file_after - st->file_before)
+                            json_integer(st->file_after > st->file_before
+                                             ? (json_int_t)(st->file_after - st->file_before)
                                              : 0));
     else
         json_object_set_new(pt->unavailable, "rss_file_growth_bytes",
-                            json_string("/proc/self/status has no RssFile line"));
+                            json_string("the process's status has no RssFile line"));
+}
+
+/* A failed point still says how high its memory went (an allocation that failed, say). */
+static void rss_failed(void *state, probe_point *pt)
+{
+    (void)state;
+    uint64_t rss, hwm;
+    if (probe_rss_read_pid(pt->pid, &rss, &hwm) == 0)
+        json_object_set_new(pt->record, "peak_rss_bytes", json_integer((json_int_t)hwm));
 }
 
 const probe_source probe_source_rss = {
@@ -139,5 +165,7 @@ const probe_source probe_source_rss = {
     .state_bytes = sizeof(rss_state),
     .open = rss_open,
     .prepared = rss_prepared,
+    .stop = rss_stop,
     .report = rss_report,
+    .failed = rss_failed,
 };

@@ -12,7 +12,6 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "point.h"
 #include "probe.h"
 #include "workload.h"
 
@@ -46,9 +45,9 @@ typedef struct sde_state {
 static void sde_open(void *state, probe_point *pt)
 {
     sde_state *st = state;
-    const char *events = pt->spec->counters;
-    if (!events || !strstr(events, "sde:::" SDE_LIBRARY "::"))
-        return; /* nobody asked: the kernels count nothing */
+    const char *events = pt->counters;
+    if (pt->pid || !events || !strstr(events, "sde:::" SDE_LIBRARY "::"))
+        return; /* nobody asked, or another program runs: the kernels count nothing */
     st->registered = probe_sde_register(&st->counts) == 0;
     pt->work = &st->counts; /* counted either way; PAPI reads them only if registered */
     if (!st->registered)
@@ -74,11 +73,12 @@ static void sde_stop(void *state, probe_point *pt)
 static void sde_report(void *state, probe_point *pt, int reps)
 {
     sde_state *st = state;
-    const point_spec *s = pt->spec;
     if (!pt->work) {
         json_object_set_new(pt->unavailable, "work",
-                            json_string("no sde:::attn:: event among --counters: the kernels "
-                                        "counted nothing"));
+                            json_string(pt->pid ? "an external program: the sde:::attn:: "
+                                                  "counters count attnbench's own kernels"
+                                                : "no sde:::attn:: event among --counters: the "
+                                                  "kernels counted nothing"));
         return;
     }
     json_t *work = json_object(), *counted = json_object();
@@ -91,25 +91,24 @@ static void sde_report(void *state, probe_point *pt, int reps)
     const double scores = (double)(st->after.v[ATTN_STAT_SCORES] - st->before.v[ATTN_STAT_SCORES]) / reps;
     const double masked = (double)(st->after.v[ATTN_STAT_SCORES_MASKED] -
                                    st->before.v[ATTN_STAT_SCORES_MASKED]) / reps;
-    point_model m;
-    const char *why;
-    if (!s->train && point_model_of(s, &m, &why) == 0 && m.scores > 0) {
-        json_object_set_new(work, "model_scores", json_real(m.scores));
-        json_object_set_new(work, "scores_vs_model", json_real(scores / m.scores));
-        json_object_set_new(work, "unmasked_vs_model", json_real((scores - masked) / m.scores));
+    if (pt->model_scores > 0) {
+        json_object_set_new(work, "model_scores", json_real(pt->model_scores));
+        json_object_set_new(work, "scores_vs_model", json_real(scores / pt->model_scores));
+        json_object_set_new(work, "unmasked_vs_model",
+                            json_real((scores - masked) / pt->model_scores));
     } else {
         json_object_set_new(work, "model_scores", json_null());
         json_object_set_new(work, "scores_vs_model", json_null());
         json_object_set_new(work, "unmasked_vs_model", json_null());
     }
-    json_object_set_new(work, "scores_per_token",
-                        json_real(scores / (double)(s->shape.B * s->shape.H * s->shape.n)));
+    json_object_set_new(work, "scores_per_token", json_real(scores / pt->tokens));
 
     /* what the structure implies (LSH's duplicate candidates), outside the timed runs */
-    const attn_method *am = s->params.method;
     const workload *w = pt->workload;
+    const point_spec *s = w ? w->spec : NULL;
+    const attn_method *am = s ? s->params.method : NULL;
     uint64_t dup = 0;
-    if (!s->train && am->duplicates && w && w->structure &&
+    if (s && !s->train && am->duplicates && w->structure &&
         am->duplicates(&s->shape, &s->params, w->structure, &dup, s->threads) == 0) {
         json_object_set_new(work, "duplicates", json_integer((json_int_t)dup));
         json_object_set_new(work, "duplicates_share", json_real(scores > 0 ? (double)dup / scores : 0));

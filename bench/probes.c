@@ -2,11 +2,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "point.h"
 #include "probe.h"
 
 extern const probe_source probe_source_sde, probe_source_load, probe_source_rusage,
-    probe_source_papi, probe_source_rss, probe_source_jemalloc;
+    probe_source_papi, probe_source_rss, probe_source_jemalloc, probe_source_test;
 
 /* Open order: sde registers its counters before PAPI looks their names up; PAPI initializes
  * before rss reads the baseline (its memory is part of it); jemalloc resets its peak last,
@@ -15,14 +14,14 @@ extern const probe_source probe_source_sde, probe_source_load, probe_source_rusa
 const probe_source *const probe_sources[] = {
     &probe_source_sde,  &probe_source_load, &probe_source_rusage,
     &probe_source_papi, &probe_source_rss,  &probe_source_jemalloc,
+    &probe_source_test, /* the tests' (ATTNBENCH_TEST_PROBE): a new source reaches every kind */
     NULL,
 };
 
-void probes_open(probe_set *ps, const point_spec *s, json_t *record)
+void probes_open(probe_set *ps, const probe_point *at)
 {
     memset(ps, 0, sizeof *ps);
-    ps->point.spec = s;
-    ps->point.record = record;
+    ps->point = *at;
     ps->point.unavailable = json_object();
     for (int i = 0; probe_sources[i] && i < (int)(sizeof ps->state / sizeof ps->state[0]); i++) {
         const probe_source *src = probe_sources[i];
@@ -58,12 +57,19 @@ void probes_stop(probe_set *ps)
             probe_sources[i]->stop(ps->state[i], &ps->point);
 }
 
-void probes_report(probe_set *ps, int reps)
+void probes_report(probe_set *ps, int runs)
 {
     for (int i = 0; i < ps->count; i++)
         if (ps->state[i])
-            probe_sources[i]->report(ps->state[i], &ps->point, reps);
+            probe_sources[i]->report(ps->state[i], &ps->point, runs);
     json_object_set(ps->point.record, "unavailable", ps->point.unavailable);
+}
+
+void probes_failed(probe_set *ps)
+{
+    for (int i = 0; i < ps->count; i++)
+        if (ps->state[i] && probe_sources[i]->failed)
+            probe_sources[i]->failed(ps->state[i], &ps->point);
 }
 
 void probes_close(probe_set *ps)

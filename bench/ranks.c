@@ -41,7 +41,9 @@ int ranks_program(char *path, size_t size)
 static char *point_json(const point_spec *s)
 {
     json_t *j = point_record_new(s, NULL, POINT_OK, NULL);
-    json_object_set_new(j, "accuracy", json_boolean(s->accuracy)); /* not a record field */
+    /* not record fields: what to check and what to count */
+    json_object_set_new(j, "accuracy", json_boolean(s->accuracy));
+    json_object_set_new(j, "counters", json_string(s->counters ? s->counters : ""));
     char *text = json_dumps(j, JSON_COMPACT);
     json_decref(j);
     return text;
@@ -175,23 +177,10 @@ static void last_line(const char *log, char *line, size_t size)
         fclose(f);
 }
 
-static void set_unavailable(json_t *r)
-{
-    json_t *u = json_object();
-    static const char *const fields[] = {"heap_peak_bytes", "heap_kernel_alloc_bytes", "jemalloc",
-                                         "counters", "rusage", "machine_load"};
-    for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++)
-        json_object_set_new(u, fields[i], json_string("a ring over ranks runs as P processes "
-                                                      "started by mpirun: not gathered from them "
-                                                      "(each rank's memory is in `ranks`)"));
-    json_object_set_new(r, "unavailable", u);
-}
-
 int ranks_measure(const point_spec *s, json_t *r, char *reason, size_t size)
 {
     char program[PATH_MAX + 128];
     json_object_set_new(r, "peak_rss_bytes", json_null()); /* not this process's */
-    set_unavailable(r);
     if (ranks_program(program, sizeof program) != 0) {
         snprintf(reason, size, "%s", program);
         return POINT_ERROR;
@@ -246,11 +235,13 @@ int ranks_measure(const point_spec *s, json_t *r, char *reason, size_t size)
     said = json_string_value(json_object_get(got, "reason"));
     if (status != POINT_OK)
         snprintf(reason, size, "%s", said ? said : "the ranks' record gives no reason");
-    static const char *const copied[] = {"peak_rss_bytes", "rss_before_inputs_bytes",
-                                         "rss_before_kernel_bytes", "ranks", "err_vs_exact"};
-    for (size_t i = 0; i < sizeof copied / sizeof copied[0]; i++)
-        if (json_object_get(got, copied[i]))
-            json_object_set(r, copied[i], json_object_get(got, copied[i]));
+    /* the ranks measured themselves through the one pipeline: rank 0's probes' fields, the
+     * largest rank's memory, every rank's under `ranks`; the times are this side's to sum up */
+    const char *key;
+    json_t *value;
+    json_object_foreach(got, key, value)
+        if (strcmp(key, "status") && strcmp(key, "reason") && strcmp(key, "wall_s_reps"))
+            json_object_set(r, key, value);
     const json_t *reps = json_object_get(got, "wall_s_reps");
     double *t = status == POINT_OK ? calloc((size_t)s->reps, sizeof *t) : NULL;
     if (status == POINT_OK && !t) {

@@ -844,6 +844,30 @@ PY
     /usr/bin/python3 -c 'import json, sys; e = json.load(sys.stdin)["err_vs_exact"]; sys.exit(0 if abs(e["mass_recall"] - 1) < 1e-6 and e["rel_fro"] < 1e-5 else e)' &&
     pass || fail "exact attention does not recall all its mass with no error"
 
+# --- one way to measure a point: a probe source added to the list (the tests' own, on with
+# ATTNBENCH_TEST_PROBE=1) reaches our own point, an external program and each rank of a ring,
+# through the same sequence of phases, or says why it cannot measure that target
+ATTNBENCH_TEST_PROBE=1 "$bin" run --method full_stream --n 512 --reps 2 --counters none --json >"$tmp/tp_own.json" 2>/dev/null
+ATTNBENCH_TEST_PROBE=1 "$bin" run --method ext:numpy_textbook --n 512 --reps 2 --counters none --json >"$tmp/tp_ext.json" 2>/dev/null
+"$bin" run --method full_stream --n 512 --reps 2 --counters none --json >"$tmp/tp_off.json" 2>/dev/null
+if [ "${ATTNBENCH_TEST_MPI:-1}" = 1 ]; then
+    ATTNBENCH_TEST_PROBE=1 "$bin" run --method ring --ranks 2 --n 512 --reps 2 --counters none --json >"$tmp/tp_ring.json" 2>/dev/null
+else
+    cp "$tmp/tp_own.json" "$tmp/tp_ring.json"
+    echo "cli_test: SKIPPED: the test probe in a ring over ranks (ATTNBENCH_TEST_MPI=0)"
+fi
+/usr/bin/python3 - "$tmp" <<'PY' && pass || fail "a new probe source does not reach every kind of workload"
+import json, sys
+d = sys.argv[1]
+own, ext, ring, off = (json.load(open(f"{d}/tp_{k}.json")) for k in ("own", "ext", "ring", "off"))
+phases = ["open", "prepared", "start", "stop", "report"]
+for r in own, ring:
+    assert r["status"] == "ok" and r["test_probe"]["phases"] == phases and r["test_probe"]["runs"] == 2, r.get("test_probe")
+assert ext["status"] == "ok" and ext["test_probe"] is None, ext.get("test_probe")
+assert "only its own process" in ext["unavailable"]["test_probe"], ext["unavailable"]
+assert "test_probe" not in off  # off unless asked
+PY
+
 # --- generated docs: every block of the tree as its results give it; a changed result makes
 # the check fail naming the block; `docs` rewrites it; bad blocks are one-line errors
 expect_status 0 "docs --check on the tree" -- "$bin" docs --check README.md docs/*.md

@@ -36,8 +36,8 @@
 #include "../../attn/ring.h"
 #include "../inputs.h"
 #include "../npy.h"
+#include "../measure.h"
 #include "../point.h"
-#include "../probe.h"
 #include "../timing.h"
 #include "../workload.h"
 
@@ -102,14 +102,17 @@ static void mpi_progress(void *ctx)
 
 typedef struct rank_point {
     point_spec s;
+    char counters[1024]; /* s.counters points here */
     attn_ring_part part;
     attn_ring_cost cost;
     float *q, *k, *v, *out, *lse, *dout, *dq, *dk, *dv;
     void *work;
     size_t elems, rows; /* this rank's */
+    attn_stats *stats;  /* the probes' work counters, or NULL */
 } rank_point;
 
-static int parse_point(const char *text, point_spec *s, char *why, size_t size)
+static int parse_point(const char *text, point_spec *s, char *counters, size_t counters_size,
+                       char *why, size_t size)
 {
     json_error_t err;
     json_t *j = json_loads(text, 0, &err);
@@ -135,6 +138,9 @@ static int parse_point(const char *text, point_spec *s, char *why, size_t size)
                                 : "random");
     s->backward = json_is_true(json_object_get(j, "backward"));
     s->accuracy = json_is_true(json_object_get(j, "accuracy"));
+    const char *events = json_string_value(json_object_get(j, "counters"));
+    snprintf(counters, counters_size, "%s", events ? events : "");
+    s->counters = counters;
     const char *key;
     json_t *value;
     int rc = 0;
@@ -208,12 +214,14 @@ static int prepare(rank_point *p, int ranks, int rank)
 static int run_once(rank_point *p, const attn_ring_exchange *x)
 {
     const point_spec *s = &p->s;
-    attn_tensors t = {.q = p->q, .k = p->k, .v = p->v, .out = p->out, .lse = p->lse};
+    attn_tensors t = {.q = p->q, .k = p->k, .v = p->v, .out = p->out, .lse = p->lse,
+                      .stats = p->stats};
     int rc = attn_ring_forward(&s->shape, &s->params, x, &t, p->work, s->threads);
     if (rc || !s->backward)
         return rc;
     attn_grads g = {.q = p->q, .k = p->k, .v = p->v, .out = p->out, .lse = p->lse,
-                    .dout = p->dout, .dq = p->dq, .dk = p->dk, .dv = p->dv};
+                    .dout = p->dout, .dq = p->dq, .dk = p->dk, .dv = p->dv,
+                    .stats = p->stats};
     return attn_ring_backward(&s->shape, &s->params, x, &g, p->work, s->threads);
 }
 
@@ -253,27 +261,6 @@ static void inject_fault(int rank)
     else if (strcmp(f, "sleep") == 0)
         for (;;)
             pause();
-}
-
-/* What each rank measured, gathered on rank 0: fixed slots of doubles. */
-enum { M_ROWS, M_PEAK, M_RSS_INPUTS, M_RSS_KERNEL, M_SENT, M_MODEL_SENT, M_WAIT, M_RUN,
-       M_MODEL_BYTES, M_SCORES, M_FIELDS };
-
-static json_t *rank_json(int r, const double *m)
-{
-    json_t *j = json_object();
-    json_object_set_new(j, "rank", json_integer(r));
-    json_object_set_new(j, "rows", json_integer((json_int_t)m[M_ROWS]));
-    json_object_set_new(j, "peak_rss_bytes", m[M_PEAK] > 0 ? json_integer((json_int_t)m[M_PEAK]) : json_null());
-    json_object_set_new(j, "rss_before_inputs_bytes", json_integer((json_int_t)m[M_RSS_INPUTS]));
-    json_object_set_new(j, "rss_before_kernel_bytes", json_integer((json_int_t)m[M_RSS_KERNEL]));
-    json_object_set_new(j, "model_bytes", json_integer((json_int_t)m[M_MODEL_BYTES]));
-    json_object_set_new(j, "bytes_sent", json_real(m[M_SENT]));
-    json_object_set_new(j, "model_bytes_sent", json_real(m[M_MODEL_SENT]));
-    json_object_set_new(j, "wait_s", json_real(m[M_WAIT]));
-    json_object_set_new(j, "wait_share", json_real(m[M_RUN] > 0 ? m[M_WAIT] / m[M_RUN] : 0));
-    json_object_set_new(j, "scores", json_real(m[M_SCORES]));
-    return j;
 }
 
 /* Rank r's rows of a local (B, H, rows, d) tensor into rank 0's whole (B, H, n, d) one (NULL
@@ -482,6 +469,308 @@ static int write_record(const char *path, json_t *j)
     return rename(tmp, path);
 }
 
+/* ---- the point, measured by the one pipeline (measure.h), rank by rank ----------------- */
+
+/* One rank as the pipeline's driver: its rows prepared, its warm-up, and the repetitions each
+ * started together after a barrier and timed as the slowest rank's. Every step ends with the
+ * ranks agreeing, so all of them take the same path. */
+typedef struct rank_run {
+    rank_point *p;
+    int rank, ranks;
+    mpi_ring ring;
+    attn_ring_exchange x;
+    double run_s; /* this rank's own time in the repetitions */
+} rank_run;
+
+/* POINT_OK when every rank ran clean (rc 0, nothing bad found); otherwise POINT_ERROR on every
+ * rank, with the first failing rank's reason on rank 0 (which writes the record). */
+static int agree(const rank_run *r, int rc, const char *bad, char *why, size_t size)
+{
+    const int failed = rc || bad[0], first = failed ? r->rank : r->ranks;
+    int who;
+    MPI_Allreduce(&first, &who, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD);
+    if (who == r->ranks)
+        return POINT_OK;
+    if (r->rank == who && rc)
+        snprintf(why, size, "rank %d: %s (%s)", r->rank, attn_errname(rc), attn_strerror(rc));
+    else if (r->rank == who)
+        snprintf(why, size, "rank %d: %s: not written, or not finite on finite inputs", r->rank,
+                 bad);
+    if (who != 0 && r->rank == who)
+        MPI_Send(why, (int)size, MPI_CHAR, 0, 9, MPI_COMM_WORLD);
+    else if (who != 0 && r->rank == 0)
+        MPI_Recv(why, (int)size, MPI_CHAR, who, 9, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
+    return POINT_ERROR;
+}
+
+static int rank_prepare(void *ctx, attn_stats *work, workload **w, char *why, size_t size)
+{
+    rank_run *r = ctx;
+    *w = NULL;
+    r->p->stats = work;
+    int ok = prepare(r->p, r->ranks, r->rank) == 0, all_ok;
+    MPI_Allreduce(&ok, &all_ok, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD);
+    if (all_ok)
+        return POINT_OK;
+    snprintf(why, size, "a rank could not allocate its %.3g GiB (model)",
+             (double)r->p->cost.cost.workspace_bytes / 0x1p30);
+    return POINT_ALLOC_FAILED;
+}
+
+static int rank_warmup(void *ctx, char *why, size_t size)
+{
+    rank_run *r = ctx;
+    inject_fault(r->rank);
+    int rc = 0;
+    for (int i = 0; i < r->p->s.warmup && !rc; i++)
+        rc = run_once(r->p, &r->x);
+    char bad[256] = "";
+    if (!rc && r->p->s.warmup > 0)
+        verify(r->p, bad, sizeof bad);
+    return agree(r, rc, bad, why, size);
+}
+
+static int rank_repeat(void *ctx, double *times, char *why, size_t size)
+{
+    rank_run *r = ctx;
+    r->ring.wait_s = r->ring.sent_bytes = 0;
+    int rc = 0;
+    for (int i = 0; i < r->p->s.reps; i++) {
+        MPI_Barrier(MPI_COMM_WORLD);
+        const double t0 = timing_now();
+        rc = run_once(r->p, &r->x);
+        const double mine[2] = {timing_now() - t0, rc ? 1 : 0};
+        double all[2];
+        r->run_s += mine[0];
+        MPI_Allreduce(mine, all, 2, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
+        times[i] = all[0]; /* the slowest rank's */
+        if (all[1] > 0)
+            break; /* every rank stops together */
+    }
+    return agree(r, rc, "", why, size);
+}
+
+static int rank_finish(void *ctx, int status, json_t *record, char *why, size_t size)
+{
+    (void)record;
+    rank_run *r = ctx;
+    if (status != POINT_OK) /* the same on every rank: they agreed at each step */
+        return status;
+    char bad[256] = "";
+    verify(r->p, bad, sizeof bad);
+    return agree(r, 0, bad, why, size);
+}
+
+/* What each rank measured, gathered on rank 0: fixed slots of doubles. */
+enum { M_ROWS, M_PEAK, M_RSS_INPUTS, M_RSS_KERNEL, M_SENT, M_MODEL_SENT, M_WAIT, M_RUN,
+       M_MODEL_BYTES, M_SCORES, M_FIELDS };
+
+static json_t *rank_json(int r, const double *m)
+{
+    json_t *j = json_object();
+    json_object_set_new(j, "rank", json_integer(r));
+    json_object_set_new(j, "rows", json_integer((json_int_t)m[M_ROWS]));
+    json_object_set_new(j, "peak_rss_bytes", m[M_PEAK] > 0 ? json_integer((json_int_t)m[M_PEAK]) : json_null());
+    json_object_set_new(j, "rss_before_inputs_bytes", json_integer((json_int_t)m[M_RSS_INPUTS]));
+    json_object_set_new(j, "rss_before_kernel_bytes", json_integer((json_int_t)m[M_RSS_KERNEL]));
+    json_object_set_new(j, "model_bytes", json_integer((json_int_t)m[M_MODEL_BYTES]));
+    json_object_set_new(j, "bytes_sent", json_real(m[M_SENT]));
+    json_object_set_new(j, "model_bytes_sent", json_real(m[M_MODEL_SENT]));
+    json_object_set_new(j, "wait_s", json_real(m[M_WAIT]));
+    json_object_set_new(j, "wait_share", json_real(m[M_RUN] > 0 ? m[M_WAIT] / m[M_RUN] : 0));
+    json_object_set_new(j, "scores", json_real(m[M_SCORES]));
+    return j;
+}
+
+/* A number of this rank's record (its probes'), or 0. */
+static double field(const json_t *rec, const char *key)
+{
+    const json_t *v = json_object_get(rec, key);
+    return json_is_number(v) ? json_number_value(v) : 0;
+}
+
+/* Every rank's record (its probes' fields) on rank 0, in rank order; NULL elsewhere. */
+static json_t *gather_records(const json_t *mine, int rank, int ranks)
+{
+    char *text = json_dumps(mine, JSON_COMPACT | JSON_REAL_PRECISION(17));
+    int len = text ? (int)strlen(text) + 1 : 1;
+    int *lens = rank == 0 ? calloc((size_t)ranks, sizeof *lens) : NULL;
+    MPI_Gather(&len, 1, MPI_INT, lens, 1, MPI_INT, 0, MPI_COMM_WORLD);
+    int *at = rank == 0 ? calloc((size_t)ranks, sizeof *at) : NULL;
+    size_t total = 0;
+    for (int r = 0; rank == 0 && lens && at && r < ranks; r++)
+        at[r] = (int)total, total += (size_t)lens[r];
+    char *all = rank == 0 ? malloc(total + 1) : NULL;
+    MPI_Gatherv(text ? text : "", len, MPI_CHAR, all, lens, at, MPI_CHAR, 0, MPI_COMM_WORLD);
+    json_t *records = NULL;
+    if (rank == 0 && all && lens && at) {
+        records = json_array();
+        for (int r = 0; r < ranks; r++) {
+            json_t *one = json_loads(all + at[r], 0, NULL);
+            json_array_append_new(records, one ? one : json_object());
+        }
+    }
+    free(text), free(lens), free(at), free(all);
+    return records;
+}
+
+/* Sums the numbers of object `key` (a dotted path one level deep at most) over every rank's
+ * record into out's: the work the ranks did together. */
+static void sum_over_ranks(json_t *out, const json_t *records, const char *key, const char *sub)
+{
+    json_t *dst = json_object_get(out, key);
+    if (sub)
+        dst = json_object_get(dst, sub);
+    if (!json_is_object(dst))
+        return;
+    const char *name;
+    json_t *v;
+    json_object_foreach(dst, name, v)
+    {
+        if (!json_is_number(v))
+            continue;
+        double total = 0;
+        size_t i;
+        json_t *rec;
+        json_array_foreach(records, i, rec)
+        {
+            const json_t *o = json_object_get(rec, key);
+            if (sub)
+                o = json_object_get(o, sub);
+            total += field(o, name);
+        }
+        json_object_set_new(dst, name, json_real(total));
+    }
+}
+
+/* The ranks' work together: counters, the kernels' counted work and getrusage summed over the
+ * ranks, and the work's ratios to the model (all ranks') made again from the sums. */
+static void sum_work(json_t *out, const json_t *records, double tokens)
+{
+    sum_over_ranks(out, records, "counters", NULL);
+    sum_over_ranks(out, records, "rusage", NULL);
+    sum_over_ranks(out, records, "work", "counted");
+    json_t *work = json_object_get(out, "work");
+    const json_t *counted = json_object_get(work, "counted");
+    const double scores = field(counted, "SCORES"), masked = field(counted, "SCORES_MASKED");
+    const double model = field(work, "model_scores");
+    if (!json_is_object(work))
+        return;
+    if (model > 0) {
+        json_object_set_new(work, "scores_vs_model", json_real(scores / model));
+        json_object_set_new(work, "unmasked_vs_model", json_real((scores - masked) / model));
+    }
+    json_object_set_new(work, "scores_per_token", json_real(scores / tokens));
+}
+
+/* Rank 0's record of the point: its own probes' fields, the largest rank's memory, every
+ * rank's numbers under `ranks`, the slowest rank's times. */
+static json_t *compose(json_t *mine, const json_t *records, const rank_run *r,
+                       const double *times, const double *every, int status, const char *why)
+{
+    json_t *out = json_deep_copy(mine);
+    const attn_shape *sh = &r->p->s.shape;
+    if (records)
+        sum_work(out, records, (double)(sh->B * sh->H * sh->n));
+    json_object_set_new(out, "status", json_string(point_status_name(status)));
+    json_object_set_new(out, "reason", why[0] ? json_string(why) : json_null());
+    json_t *reps = json_array(), *per = json_array();
+    for (int i = 0; status == POINT_OK && i < r->p->s.reps; i++)
+        json_array_append_new(reps, json_real(times[i]));
+    json_object_set_new(out, "wall_s_reps", reps);
+    double peak = 0, sum = 0, inputs = 0, kernel = 0, sent = 0, wait = 0;
+    for (int k = 0; k < r->ranks; k++) {
+        const double *m = every + (size_t)k * M_FIELDS;
+        json_array_append_new(per, rank_json(k, m));
+        peak = fmax(peak, m[M_PEAK]), sum += m[M_PEAK];
+        inputs = fmax(inputs, m[M_RSS_INPUTS]), kernel = fmax(kernel, m[M_RSS_KERNEL]);
+        sent = fmax(sent, m[M_SENT]);
+        wait = fmax(wait, m[M_RUN] > 0 ? m[M_WAIT] / m[M_RUN] : 0);
+    }
+    json_object_set_new(out, "peak_rss_bytes", json_integer((json_int_t)peak));
+    json_object_set_new(out, "rss_before_inputs_bytes", json_integer((json_int_t)inputs));
+    json_object_set_new(out, "rss_before_kernel_bytes", json_integer((json_int_t)kernel));
+    json_t *rj = json_object();
+    json_object_set_new(rj, "count", json_integer(r->ranks));
+    json_object_set_new(rj, "peak_rss_bytes_max", json_integer((json_int_t)peak));
+    json_object_set_new(rj, "peak_rss_bytes_sum", json_integer((json_int_t)sum));
+    json_object_set_new(rj, "bytes_sent_max", json_real(sent));
+    json_object_set_new(rj, "wait_share_max", json_real(wait));
+    int len;
+    char version[MPI_MAX_LIBRARY_VERSION_STRING];
+    MPI_Get_library_version(version, &len);
+    version[strcspn(version, "\n,")] = '\0';
+    json_object_set_new(rj, "mpi", json_string(version));
+    json_object_set_new(rj, "per_rank", per);
+    json_object_set_new(out, "ranks", rj);
+    return out;
+}
+
+/* Measures the point on this rank, gathers every rank's numbers, and on rank 0 writes the
+ * record to `record`. Returns the exit status. */
+static int point_main(const char *point_text, const char *record, int rank, int ranks)
+{
+    char why[512] = "";
+    rank_point p;
+    memset(&p, 0, sizeof p);
+    int status = POINT_OK;
+    const char *bad;
+    if (parse_point(point_text, &p.s, p.counters, sizeof p.counters, why, sizeof why) != 0)
+        status = POINT_ERROR;
+    else if (attn_ring_check(&p.s.shape, &p.s.params, ranks, &bad) != 0)
+        snprintf(why, sizeof why, "%s", bad), status = POINT_UNSUPPORTED;
+    rank_run r = {.p = &p, .rank = rank, .ranks = ranks,
+                  .ring = {.comm = MPI_COMM_WORLD, .rank = rank, .ranks = ranks}};
+    for (int chan = 0; chan < ATTN_RING_CHANNELS; chan++) /* Testall on never-used requests */
+        r.ring.req[chan][0] = r.ring.req[chan][1] = MPI_REQUEST_NULL;
+    r.x = (attn_ring_exchange){.rank = rank, .ranks = ranks, .ctx = &r.ring,
+                               .shift = mpi_shift, .wait = mpi_wait, .progress = mpi_progress};
+    double *times = calloc((size_t)(p.s.reps > 0 ? p.s.reps : 1), sizeof *times);
+    json_t *mine = json_object(), *harness = json_object();
+    const measure_driver d = {.ctx = &r, .prepare = rank_prepare, .warmup = rank_warmup,
+                              .repeat = rank_repeat, .finish = rank_finish,
+                              .window_runs = p.s.reps, .siblings = true};
+    if (status == POINT_OK && !times)
+        snprintf(why, sizeof why, "out of memory for the repetitions' times"), status = POINT_ERROR;
+    int all; /* every rank takes the same path from here */
+    MPI_Allreduce(&status, &all, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
+    if (all == POINT_OK)
+        status = measure_point(&p.s, &d, mine, harness, times, why, sizeof why);
+
+    double m[M_FIELDS] = {0}, *every = rank == 0 ? calloc((size_t)ranks * M_FIELDS, sizeof(double)) : NULL;
+    m[M_ROWS] = (double)p.part.rows;
+    m[M_PEAK] = field(mine, "peak_rss_bytes");
+    m[M_RSS_INPUTS] = field(mine, "rss_before_inputs_bytes");
+    m[M_RSS_KERNEL] = field(mine, "rss_before_kernel_bytes");
+    m[M_SENT] = p.s.reps > 0 ? r.ring.sent_bytes / p.s.reps : 0;
+    m[M_MODEL_SENT] = p.cost.send_bytes + (p.s.backward ? p.cost.bwd_send_bytes : 0);
+    m[M_WAIT] = p.s.reps > 0 ? r.ring.wait_s / p.s.reps : 0;
+    m[M_RUN] = p.s.reps > 0 ? r.run_s / p.s.reps : 0;
+    m[M_MODEL_BYTES] = (double)workload_rank_bytes(&p.s, ranks, rank);
+    m[M_SCORES] = p.cost.cost.scores;
+    MPI_Gather(m, M_FIELDS, MPI_DOUBLE, every, M_FIELDS, MPI_DOUBLE, 0, MPI_COMM_WORLD);
+    json_t *records = gather_records(mine, rank, ranks);
+    json_t *err = status == POINT_OK && p.s.accuracy ? accuracy(&p, ranks, rank) : NULL;
+
+    int written = 1;
+    if (rank == 0) {
+        json_t *out = compose(mine, records, &r, times, every, status, why);
+        if (err)
+            json_object_set_new(out, "err_vs_exact", err);
+        written = write_record(record, out) == 0;
+        if (!written)
+            fprintf(stderr, "attnbench-rank: cannot write %s: %s\n", record, strerror(errno));
+        json_decref(out);
+    }
+    json_decref(mine);
+    json_decref(records);
+    json_decref(harness);
+    free(times), free(every);
+    free(p.q), free(p.k), free(p.v), free(p.out), free(p.lse), free(p.work);
+    free(p.dout), free(p.dq), free(p.dk), free(p.dv);
+    return written ? 0 : 1;
+}
+
 int main(int argc, char **argv)
 {
     prctl(PR_SET_PDEATHSIG, SIGKILL); /* mpirun gone (killed at a time limit): so are we */
@@ -494,157 +783,16 @@ int main(int argc, char **argv)
         else if (strcmp(argv[i], "--files") == 0)
             files = argv[i + 1];
     }
-    if (files) {
-        int provided, rank, ranks;
-        MPI_Init_thread(&argc, &argv, MPI_THREAD_FUNNELED, &provided);
-        MPI_Comm_rank(MPI_COMM_WORLD, &rank);
-        MPI_Comm_size(MPI_COMM_WORLD, &ranks);
-        const int rc = files_main(files, rank, ranks);
-        MPI_Finalize();
-        return rc;
-    }
-    if (!point_text || !record) {
+    if (!files && (!point_text || !record)) {
         fprintf(stderr, "usage: attnbench-rank --point JSON --record FILE (run by attnbench "
                         "under mpirun)\n");
         return 2;
     }
-    uint64_t rss_inputs = 0, hwm = 0;
-    probe_rss_read(&rss_inputs, &hwm); /* before MPI: the process itself */
     int provided, rank, ranks;
     MPI_Init_thread(&argc, &argv, MPI_THREAD_FUNNELED, &provided);
     MPI_Comm_rank(MPI_COMM_WORLD, &rank);
     MPI_Comm_size(MPI_COMM_WORLD, &ranks);
-
-    json_t *out = json_object();
-    char why[512] = "";
-    rank_point p;
-    memset(&p, 0, sizeof p);
-    int status = POINT_OK;
-    if (parse_point(point_text, &p.s, why, sizeof why) != 0) {
-        status = POINT_ERROR;
-    } else {
-        const char *bad;
-        if (attn_ring_check(&p.s.shape, &p.s.params, ranks, &bad) != 0) {
-            snprintf(why, sizeof why, "%s", bad);
-            status = POINT_UNSUPPORTED;
-        }
-    }
-    /* memory: the peak from here on is the rank's point (MPI's own buffers included) */
-    probe_rss_read(&rss_inputs, &hwm);
-    probe_rss_reset_peak();
-    double *times = calloc((size_t)(p.s.reps > 0 ? p.s.reps : 1), sizeof *times);
-    int ok = status == POINT_OK && times && prepare(&p, ranks, rank) == 0, all_ok;
-    MPI_Allreduce(&ok, &all_ok, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD);
-    if (status == POINT_OK && !all_ok) {
-        status = POINT_ALLOC_FAILED;
-        snprintf(why, sizeof why, "a rank could not allocate its %.3g GiB (model)",
-                 (double)p.cost.cost.workspace_bytes / 0x1p30);
-    }
-    uint64_t rss_kernel = 0;
-    probe_rss_read(&rss_kernel, &hwm);
-    mpi_ring ring = {.comm = MPI_COMM_WORLD, .rank = rank, .ranks = ranks};
-    for (int chan = 0; chan < ATTN_RING_CHANNELS; chan++) /* Testall on never-used requests */
-        ring.req[chan][0] = ring.req[chan][1] = MPI_REQUEST_NULL;
-    const attn_ring_exchange x = {.rank = rank, .ranks = ranks, .ctx = &ring,
-                                  .shift = mpi_shift, .wait = mpi_wait,
-                                  .progress = mpi_progress};
-    double run_s = 0;
-    if (status == POINT_OK) {
-        inject_fault(rank);
-        int rc = 0;
-        for (int i = 0; i < p.s.warmup && !rc; i++)
-            rc = run_once(&p, &x);
-        char bad[256] = "";
-        if (!rc && p.s.warmup > 0)
-            verify(&p, bad, sizeof bad);
-        ring.wait_s = ring.sent_bytes = 0;
-        for (int i = 0; i < p.s.reps && !rc; i++) {
-            MPI_Barrier(MPI_COMM_WORLD);
-            const double t0 = timing_now();
-            rc = run_once(&p, &x);
-            const double mine = timing_now() - t0;
-            run_s += mine;
-            MPI_Allreduce(&mine, &times[i], 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
-        }
-        if (!rc && !bad[0])
-            verify(&p, bad, sizeof bad);
-        int failed = rc || bad[0], first = failed ? rank : ranks, who;
-        MPI_Allreduce(&first, &who, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD);
-        if (who < ranks) {
-            status = POINT_ERROR;
-            if (rank == who && rc)
-                snprintf(why, sizeof why, "rank %d: %s (%s)", rank, attn_errname(rc), attn_strerror(rc));
-            else if (rank == who)
-                snprintf(why, sizeof why, "rank %d: %s: not written, or not finite on finite "
-                         "inputs", rank, bad);
-            if (who != 0) { /* the reason travels to rank 0, which writes the record */
-                if (rank == who)
-                    MPI_Send(why, sizeof why, MPI_CHAR, 0, 9, MPI_COMM_WORLD);
-                else if (rank == 0)
-                    MPI_Recv(why, sizeof why, MPI_CHAR, who, 9, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
-            }
-        }
-    }
-    uint64_t rss_end = 0;
-    probe_rss_read(&rss_end, &hwm);
-
-    double mine[M_FIELDS] = {0}, *every = rank == 0 ? calloc((size_t)ranks * M_FIELDS, sizeof(double)) : NULL;
-    mine[M_ROWS] = (double)p.part.rows;
-    mine[M_PEAK] = (double)hwm;
-    mine[M_RSS_INPUTS] = (double)rss_inputs;
-    mine[M_RSS_KERNEL] = (double)rss_kernel;
-    mine[M_SENT] = p.s.reps > 0 ? ring.sent_bytes / p.s.reps : 0;
-    mine[M_MODEL_SENT] = p.cost.send_bytes + (p.s.backward ? p.cost.bwd_send_bytes : 0);
-    mine[M_WAIT] = p.s.reps > 0 ? ring.wait_s / p.s.reps : 0;
-    mine[M_RUN] = p.s.reps > 0 ? run_s / p.s.reps : 0;
-    mine[M_MODEL_BYTES] = (double)workload_rank_bytes(&p.s, ranks, rank);
-    mine[M_SCORES] = p.cost.cost.scores;
-    MPI_Gather(mine, M_FIELDS, MPI_DOUBLE, every, M_FIELDS, MPI_DOUBLE, 0, MPI_COMM_WORLD);
-    json_t *err = status == POINT_OK && p.s.accuracy ? accuracy(&p, ranks, rank) : NULL;
-
-    int written = 1;
-    if (rank == 0) {
-        json_object_set_new(out, "status", json_string(point_status_name(status)));
-        json_object_set_new(out, "reason", why[0] ? json_string(why) : json_null());
-        json_t *reps = json_array(), *per = json_array();
-        for (int i = 0; status == POINT_OK && i < p.s.reps; i++)
-            json_array_append_new(reps, json_real(times[i]));
-        json_object_set_new(out, "wall_s_reps", reps);
-        double peak = 0, sum = 0, inputs = 0, kernel = 0, sent = 0, wait = 0;
-        for (int r = 0; r < ranks; r++) {
-            const double *m = every + (size_t)r * M_FIELDS;
-            json_array_append_new(per, rank_json(r, m));
-            peak = fmax(peak, m[M_PEAK]), sum += m[M_PEAK];
-            inputs = fmax(inputs, m[M_RSS_INPUTS]), kernel = fmax(kernel, m[M_RSS_KERNEL]);
-            sent = fmax(sent, m[M_SENT]);
-            wait = fmax(wait, m[M_RUN] > 0 ? m[M_WAIT] / m[M_RUN] : 0);
-        }
-        json_object_set_new(out, "peak_rss_bytes", json_integer((json_int_t)peak));
-        json_object_set_new(out, "rss_before_inputs_bytes", json_integer((json_int_t)inputs));
-        json_object_set_new(out, "rss_before_kernel_bytes", json_integer((json_int_t)kernel));
-        json_t *rj = json_object();
-        json_object_set_new(rj, "count", json_integer(ranks));
-        json_object_set_new(rj, "peak_rss_bytes_max", json_integer((json_int_t)peak));
-        json_object_set_new(rj, "peak_rss_bytes_sum", json_integer((json_int_t)sum));
-        json_object_set_new(rj, "bytes_sent_max", json_real(sent));
-        json_object_set_new(rj, "wait_share_max", json_real(wait));
-        int len;
-        char version[MPI_MAX_LIBRARY_VERSION_STRING];
-        MPI_Get_library_version(version, &len);
-        version[strcspn(version, "\n,")] = '\0';
-        json_object_set_new(rj, "mpi", json_string(version));
-        json_object_set_new(rj, "per_rank", per);
-        json_object_set_new(out, "ranks", rj);
-        if (err)
-            json_object_set_new(out, "err_vs_exact", err);
-        written = write_record(record, out) == 0;
-        if (!written)
-            fprintf(stderr, "attnbench-rank: cannot write %s: %s\n", record, strerror(errno));
-    }
-    json_decref(out);
-    free(times), free(every);
-    free(p.q), free(p.k), free(p.v), free(p.out), free(p.lse), free(p.work);
-    free(p.dout), free(p.dq), free(p.dk), free(p.dv);
+    const int rc = files ? files_main(files, rank, ranks) : point_main(point_text, record, rank, ranks);
     MPI_Finalize();
-    return written ? 0 : 1;
+    return rc;
 }
