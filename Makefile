@@ -40,7 +40,8 @@ LDLIBS := $(shell $(PKG_CONFIG) --libs $(PKGS)) -lsde -lm
 LDFLAGS := -fopenmp $(SANITIZE)
 
 ATTN_SRC := $(wildcard attn/*.c)
-BENCH_SRC := $(filter-out bench/main.c,$(wildcard bench/*.c))
+BENCH_SRC := $(filter-out bench/main.c,$(wildcard bench/*/*.c))
+BENCH_SRC := $(filter-out bench/mpi/%,$(BENCH_SRC))
 REPORT_SRC := $(wildcard report/*.c)
 LIB_OBJ := $(patsubst %.c,$(BUILD)/%.o,$(ATTN_SRC) $(BENCH_SRC) $(REPORT_SRC))
 MAIN_OBJ := $(BUILD)/bench/main.o
@@ -53,7 +54,7 @@ FUZZ_TARGETS := npy results suite values
 REPLAY_BIN := $(patsubst %,$(BUILD)/tests/replay_%,$(FUZZ_TARGETS))
 
 # The one program that links MPI: a rank of a `ring --ranks P` point, which the harness starts
-# P times through mpirun (bench/ranks.h). attnbench itself never initializes MPI.
+# P times through mpirun (bench/launch/ranks.h). attnbench itself never initializes MPI.
 RANK_BIN := $(BUILD)/attnbench-rank
 RANK_OBJ := $(patsubst %.c,$(BUILD)/%.o,$(wildcard bench/mpi/*.c))
 MPI_CFLAGS = $(shell $(PKG_CONFIG) --cflags ompi-c)
@@ -89,7 +90,7 @@ $(BUILDINFO): FORCE
 	   printf '#define BUILD_GIT_DIRTY %s\n' "$$(git status --porcelain --untracked-files=no -- . ':(exclude)results' 2>/dev/null | grep -q . && echo 1 || echo 0)"; \
 	   printf '#define BUILD_CFLAGS "%s"\n' '$(filter-out -MMD -MP -I%,$(subst ",,$(CFLAGS)))'; } >$@.tmp
 	@if cmp -s $@.tmp $@; then rm $@.tmp; else mv $@.tmp $@; fi
-$(BUILD)/bench/context.o: $(BUILDINFO)
+$(BUILD)/bench/measure/context.o: $(BUILDINFO)
 FORCE:
 
 $(BUILD)/tests/%: $(BUILD)/tests/%.o $(TEST_HELPER_OBJ) $(LIB_OBJ)

@@ -11,9 +11,9 @@
 #include <omp.h>
 #include <string.h>
 
+#include "backward.h"
 #include "kernels.h"
 #include "methods.h"
-#include "backward.h"
 #include "tile.h"
 
 enum { FS_TILE_Q, FS_TILE_K };

@@ -2,10 +2,11 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "blas_env.h"
-#include "cli.h"
-#include "commands.h"
-#include "context.h"
+#include "commands/commands.h"
+#include "measure/context.h"
+#include "record/record.h"
+#include "sys/blas_env.h"
+#include "sys/cli.h"
 
 static const struct {
     const char *name;

@@ -15,10 +15,9 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "../bench/cli.h"
-#include "../bench/commands.h"
-#include "../bench/context.h"
-#include "../bench/record.h"
+#include "../bench/commands/commands.h"
+#include "../bench/record/record.h"
+#include "../bench/sys/cli.h"
 #include "check.h"
 #include "records.h"
 #include "series.h"
@@ -136,29 +135,17 @@ int check_parse_metric(const char *spec)
     return 0;
 }
 
-/* The point key without its "threads=N;" part. */
-static void key_without_threads(const char *key, char *buf, size_t size)
-{
-    const char *t = strstr(key, ";threads=");
-    if (!t) {
-        snprintf(buf, size, "%s", key);
-        return;
-    }
-    const char *rest = strchr(t + 1, ';');
-    snprintf(buf, size, "%.*s%s", (int)(t - key), key, rest ? rest : "");
-}
-
 /* A record of `records` that is the same point as rec but for its thread count, or NULL: a
  * baseline made on a machine with another core count, when suites leave threads to default. */
 static const json_t *find_with_other_threads(json_t *records, const json_t *rec)
 {
     char want[1200], key[1200];
-    key_without_threads(report_str(rec, "point_key"), want, sizeof want);
+    record_series_key(report_str(rec, "point_key"), "threads", want, sizeof want);
     size_t i;
     json_t *r;
     json_array_foreach(records, i, r)
     {
-        key_without_threads(report_str(r, "point_key"), key, sizeof key);
+        record_series_key(report_str(r, "point_key"), "threads", key, sizeof key);
         if (strcmp(key, want) == 0)
             return r;
     }
@@ -254,131 +241,162 @@ static void compare_exponents(json_t *base, json_t *cur, int *compared, int *reg
 }
 
 /* The gate itself (report.h): point by point, then series by series for the exponents. */
-int check_compare(json_t *base, json_t *cur, const char *baseline, const char *current)
+/* A schema mismatch makes every comparison void. Returns 0 or the exit status. */
+static int check_schemas(json_t *base, json_t *cur, const char *baseline, const char *current)
 {
-    int incomplete = 0, regressions = 0, compared = 0;
     size_t i;
     json_t *rec;
-    for (int side = 0; side < 2; side++) /* a schema mismatch makes every comparison void */
+    for (int side = 0; side < 2; side++)
         json_array_foreach(side ? cur : base, i, rec)
         {
-            if (strcmp(report_str(rec, "schema"), RECORD_SCHEMA) != 0) {
+            if (strcmp(report_str(rec, "schema"), RECORD_SCHEMA) != 0)
                 return cli_error("check", "%s: records of schema %s; this build reads %s",
                                  side ? current : baseline, report_str(rec, "schema"),
                                  RECORD_SCHEMA);
-            }
         }
-    json_t *base_index = record_index(base), *cur_index = record_index(cur);
+    return 0;
+}
+
+/* Says which current points the baseline lacks, and why when it is only their thread count.
+ * Returns their number. */
+static int report_unmatched(json_t *base, json_t *cur, json_t *base_index)
+{
+    int missing = 0;
+    size_t i;
+    json_t *rec;
     json_array_foreach(cur, i, rec)
     {
-        if (!json_object_get(base_index, report_str(rec, "point_id"))) {
-            const json_t *other = find_with_other_threads(base, rec);
-            if (other)
-                fprintf(stderr, "attnbench check: %s n=%.0f (%s) is not in the baseline: the "
-                        "baseline measured it with threads=%.0f, this run with threads=%.0f "
-                        "(threads are part of a point's identity; set --threads in the suite)\n",
-                        report_str(rec, "method"), report_num(rec, "n"),
-                        report_str(rec, "point_id"), report_num(other, "threads"),
-                        report_num(rec, "threads"));
-            else
-                fprintf(stderr, "attnbench check: %s n=%.0f (%s) is not in the baseline\n",
-                        report_str(rec, "method"), report_num(rec, "n"),
-                        report_str(rec, "point_id"));
-            incomplete++;
-        }
+        if (json_object_get(base_index, report_str(rec, "point_id")))
+            continue;
+        const json_t *other = find_with_other_threads(base, rec);
+        if (other)
+            fprintf(stderr, "attnbench check: %s n=%.0f (%s) is not in the baseline: the "
+                    "baseline measured it with threads=%.0f, this run with threads=%.0f "
+                    "(threads are part of a point's identity; set --threads in the suite)\n",
+                    report_str(rec, "method"), report_num(rec, "n"),
+                    report_str(rec, "point_id"), report_num(other, "threads"),
+                    report_num(rec, "threads"));
+        else
+            fprintf(stderr, "attnbench check: %s n=%.0f (%s) is not in the baseline\n",
+                    report_str(rec, "method"), report_num(rec, "n"),
+                    report_str(rec, "point_id"));
+        missing++;
     }
-    if (!incomplete)
-        warn_context(base, cur);
+    return missing;
+}
 
+/* The counts of a comparison. */
+typedef struct tally {
+    int compared, regressions, incomplete;
+} tally;
+
+/* One gate of one point, baseline rec against current now: a line of the table. */
+static void compare_gate(const gate *g, const char *point, const json_t *rec,
+                         const json_t *now, tally *t)
+{
+    const double b = report_num(rec, g->field), c = report_num(now, g->field);
+    if (!isfinite(b) || !isfinite(c)) {
+        if (isfinite(b) != isfinite(c)) {
+            printf("%-44s %-16s %12s %12s %9s  not measured on one side\n", point, g->alias, "-",
+                   "-", "-");
+            t->incomplete++;
+        }
+        return;
+    }
+    /* a time measured while other processes used the machine says nothing about the code:
+     * refuse to gate on it rather than pass or fail it */
+    const json_t *busy_side = NULL;
+    if (strcmp(g->field, "wall_s") == 0)
+        busy_side = json_is_true(json_object_get(json_object_get(now, "machine_load"), "busy"))
+                        ? now
+                    : json_is_true(json_object_get(json_object_get(rec, "machine_load"), "busy"))
+                        ? rec
+                        : NULL;
+    if (busy_side) {
+        printf("%-44s %-16s %12s %12s %9s  NOT GATED: the %s was timed on a busy machine "
+               "(others used %.0f%% of it)\n", point, g->alias, "-", "-", "-",
+               busy_side == now ? "current point" : "baseline point",
+               100 * report_num(json_object_get(busy_side, "machine_load"), "other_share"));
+        t->incomplete++;
+        return;
+    }
+    t->compared++;
+    const double slack = fmax(g->atol, g->rtol * fabs(b));
+    const int bad = c > b + slack;
+    t->regressions += bad;
+    char bt[32], ct[32];
+    fmt(b, g->bytes, bt, sizeof bt);
+    fmt(c, g->bytes, ct, sizeof ct);
+    printf("%-44s %-16s %12s %12s %+8.1f%%  %s\n", point, g->alias, bt, ct,
+           b != 0 ? 100 * (c - b) / fabs(b) : 0.0,
+           bad ? "REGRESSION" : c < b - slack ? "improved" : "ok");
+}
+
+/* One baseline point against the current one of its id (or NULL): lines of the table. */
+static void compare_point(const json_t *rec, const json_t *now, tally *t)
+{
+    const char *id = report_str(rec, "point_id");
+    char point[128];
+    snprintf(point, sizeof point, "%s n=%.0f %.12s", report_str(rec, "method"),
+             report_num(rec, "n"), id);
+    if (!now) {
+        printf("%-44s %-16s %12s %12s %9s  MISSING\n", point, "-", "-", "-", "-");
+        t->incomplete++;
+        return;
+    }
+    const char *bs = report_str(rec, "status"), *cs = report_str(now, "status");
+    if (strcmp(bs, "ok") != 0) { /* nothing measured to gate against */
+        if (strcmp(bs, cs) != 0)
+            printf("%-44s %-16s %12s %12s %9s  status %s -> %s\n", point, "status", bs, cs,
+                   "-", bs, cs);
+        return;
+    }
+    if (strcmp(cs, "ok") != 0) {
+        printf("%-44s %-16s %12s %12s %9s  FAILED: %s\n", point, "status", bs, cs, "-",
+               report_str(now, "reason"));
+        t->incomplete++;
+        return;
+    }
+    for (size_t g = 0; g < NGATES; g++)
+        if (gates[g].on)
+            compare_gate(&gates[g], point, rec, now, t);
+}
+
+int check_compare(json_t *base, json_t *cur, const char *baseline, const char *current)
+{
+    int rc = check_schemas(base, cur, baseline, current);
+    if (rc)
+        return rc;
+    tally t = {0, 0, 0};
+    json_t *base_index = record_index(base), *cur_index = record_index(cur);
+    t.incomplete = report_unmatched(base, cur, base_index);
+    if (!t.incomplete)
+        warn_context(base, cur);
     printf("%-44s %-16s %12s %12s %9s  %s\n", "point", "metric", "baseline", "current", "change",
            "verdict");
+    size_t i;
+    json_t *rec;
     json_array_foreach(base, i, rec)
-    {
-        const char *id = report_str(rec, "point_id");
-        const json_t *now = json_object_get(cur_index, id);
-        char point[128];
-        snprintf(point, sizeof point, "%s n=%.0f %.12s", report_str(rec, "method"),
-                 report_num(rec, "n"), id);
-        if (!now) {
-            printf("%-44s %-16s %12s %12s %9s  MISSING\n", point, "-", "-", "-", "-");
-            incomplete++;
-            continue;
-        }
-        const char *bs = report_str(rec, "status"), *cs = report_str(now, "status");
-        if (strcmp(bs, "ok") != 0) { /* nothing measured to gate against */
-            if (strcmp(bs, cs) != 0)
-                printf("%-44s %-16s %12s %12s %9s  status %s -> %s\n", point, "status", bs, cs,
-                       "-", bs, cs);
-            continue;
-        }
-        if (strcmp(cs, "ok") != 0) {
-            printf("%-44s %-16s %12s %12s %9s  FAILED: %s\n", point, "status", bs, cs, "-",
-                   report_str(now, "reason"));
-            incomplete++;
-            continue;
-        }
-        for (size_t g = 0; g < NGATES; g++) {
-            if (!gates[g].on)
-                continue;
-            const double b = report_num(rec, gates[g].field), c = report_num(now, gates[g].field);
-            if (!isfinite(b) || !isfinite(c)) {
-                if (isfinite(b) != isfinite(c)) {
-                    printf("%-44s %-16s %12s %12s %9s  not measured on one side\n", point,
-                           gates[g].alias, "-", "-", "-");
-                    incomplete++;
-                }
-                continue;
-            }
-            /* a time measured while other processes used the machine says nothing about the
-             * code: refuse to gate on it rather than pass or fail it */
-            const json_t *busy_side = NULL;
-            if (strcmp(gates[g].field, "wall_s") == 0)
-                busy_side = json_is_true(json_object_get(json_object_get(now, "machine_load"), "busy"))
-                                ? now
-                            : json_is_true(json_object_get(json_object_get(rec, "machine_load"), "busy"))
-                                ? rec
-                                : NULL;
-            if (busy_side) {
-                printf("%-44s %-16s %12s %12s %9s  NOT GATED: the %s was timed on a busy machine "
-                       "(others used %.0f%% of it)\n", point, gates[g].alias, "-", "-", "-",
-                       busy_side == now ? "current point" : "baseline point",
-                       100 * report_num(json_object_get(busy_side, "machine_load"), "other_share"));
-                incomplete++;
-                continue;
-            }
-            compared++;
-            const double limit = b + fmax(gates[g].atol, gates[g].rtol * fabs(b));
-            const int bad = c > limit;
-            regressions += bad;
-            char bt[32], ct[32];
-            fmt(b, gates[g].bytes, bt, sizeof bt);
-            fmt(c, gates[g].bytes, ct, sizeof ct);
-            printf("%-44s %-16s %12s %12s %+8.1f%%  %s\n", point, gates[g].alias, bt, ct,
-                   b != 0 ? 100 * (c - b) / fabs(b) : 0.0,
-                   bad ? "REGRESSION" : c < b - fmax(gates[g].atol, gates[g].rtol * fabs(b))
-                                            ? "improved"
-                                            : "ok");
-        }
-    }
+        compare_point(rec, json_object_get(cur_index, report_str(rec, "point_id")), &t);
     json_decref(base_index);
     json_decref(cur_index);
-    compare_exponents(base, cur, &compared, &regressions, &incomplete);
-    if (!compared && !incomplete) {
+    compare_exponents(base, cur, &t.compared, &t.regressions, &t.incomplete);
+    if (!t.compared && !t.incomplete) {
         fprintf(stderr, "attnbench check: incomplete: no gated metric was measured on both sides "
                         "(points the baseline did not measure, or every gate off)\n");
         return 2;
     }
-    if (incomplete) {
+    if (t.incomplete) {
         fprintf(stderr, "attnbench check: incomplete: %d problem(s) above; %d comparisons, %d "
-                        "regressions\n", incomplete, compared, regressions);
+                        "regressions\n", t.incomplete, t.compared, t.regressions);
         return 2;
     }
-    if (regressions) {
-        fprintf(stderr, "attnbench check: %d regression(s) in %d comparisons\n", regressions,
-                compared);
+    if (t.regressions) {
+        fprintf(stderr, "attnbench check: %d regression(s) in %d comparisons\n", t.regressions,
+                t.compared);
         return 1;
     }
-    fprintf(stderr, "attnbench check: %d comparisons within tolerance\n", compared);
+    fprintf(stderr, "attnbench check: %d comparisons within tolerance\n", t.compared);
     return 0;
 }
 

@@ -23,8 +23,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "../bench/cli.h"
-#include "../bench/commands.h"
+#include "../bench/commands/commands.h"
+#include "../bench/sys/cli.h"
 #include "records.h"
 #include "tables.h"
 

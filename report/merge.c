@@ -9,9 +9,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../bench/cli.h"
-#include "../bench/commands.h"
-#include "../bench/record.h"
+#include "../bench/commands/commands.h"
+#include "../bench/record/record.h"
+#include "../bench/sys/cli.h"
 #include "records.h"
 
 /* Warns when the records ran on more than one CPU model or build. */

@@ -12,7 +12,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "../bench/cli.h"
+#include "../bench/sys/cli.h"
 
 static void path_of(char *buf, size_t size, const char *dir, const char *name, const char *ext)
 {

@@ -11,9 +11,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "../bench/cli.h"
-#include "../bench/context.h"
-#include "../bench/record.h"
+#include "../bench/record/record.h"
+#include "../bench/sys/cli.h"
 
 double report_num(const json_t *o, const char *key)
 {

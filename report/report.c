@@ -11,8 +11,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../bench/cli.h"
-#include "../bench/commands.h"
+#include "../bench/commands/commands.h"
+#include "../bench/sys/cli.h"
 #include "csv.h"
 #include "plots.h"
 #include "records.h"

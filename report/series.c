@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../bench/point.h"
+#include "../bench/record/record.h"
 #include "records.h"
 
 /* A key's tokens ("k=v;..." with params split on commas) that a label never shows: the
@@ -166,7 +166,7 @@ int report_series_make(json_t *records, const char *xfield, report_series **out)
     {
         if (strcmp(xfield, "layers") == 0 && !json_is_number(json_object_get(rec, "layers")))
             continue;
-        point_series_key(report_str(rec, "point_key"), xfield, key, sizeof key);
+        record_series_key(report_str(rec, "point_key"), xfield, key, sizeof key);
         size_t k = 0;
         while (k < ns && strcmp(s[k].key, key) != 0)
             k++;

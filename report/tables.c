@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../bench/record.h"
+#include "../bench/record/record.h"
 #include "records.h"
 
 static const report_table tables[] = {

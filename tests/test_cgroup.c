@@ -15,9 +15,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "../bench/cgroup.h"
-#include "../bench/options.h"
-#include "../bench/point.h"
+#include "../bench/commands/options.h"
+#include "../bench/point/point.h"
+#include "../bench/run/run.h"
+#include "../bench/sys/cgroup.h"
 
 #define MiB (UINT64_C(1) << 20)
 

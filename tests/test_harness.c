@@ -9,10 +9,11 @@
 #include <unistd.h>
 
 #include "../attn/stack.h"
-#include "../bench/inputs.h"
-#include "../bench/point.h"
-#include "../bench/probe.h"
-#include "../bench/record.h"
+#include "../bench/point/inputs.h"
+#include "../bench/point/point.h"
+#include "../bench/probes/probe.h"
+#include "../bench/record/record.h"
+#include "../bench/run/run.h"
 
 static point_spec spec(const char *method, int64_t n)
 {

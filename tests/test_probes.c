@@ -14,7 +14,7 @@
 
 #include <papi.h>
 
-#include "../bench/probe.h"
+#include "../bench/probes/probe.h"
 
 #define MiB (UINT64_C(1) << 20)
 

@@ -1,5 +1,5 @@
 /* ring_rank.c: build/attnbench-rank, one rank of a `ring` point, started P times by mpirun
- * (bench/ranks.c execs it; never run by hand). The only code of attnbench that links MPI: the
+ * (bench/launch/ranks.c execs it; never run by hand). The only code of attnbench that links MPI: the
  * harness itself never initializes MPI, so it may go on forking points.
  *
  *   attnbench-rank --point JSON --record FILE
@@ -11,7 +11,7 @@
  * VmHWM, runs the warm-up (outputs poisoned, then checked), then the timed repetitions, each
  * started together after a barrier and timed as the slowest rank's; it counts the bytes it sent
  * and the time it waited for blocks. Rank 0 gathers every rank's numbers and writes one JSON
- * object to FILE: the measured fields of the point's record (bench/ranks.c adds them to it).
+ * object to FILE: the measured fields of the point's record (bench/launch/ranks.c adds them to it).
  * With "accuracy", rank 0 also gathers the outputs and compares them with full_stream's on the
  * whole inputs (after the measured region). Exit status 0 when FILE was written.
  *
@@ -34,12 +34,13 @@
 #include <unistd.h>
 
 #include "../../attn/ring.h"
-#include "../inputs.h"
-#include "../npy.h"
-#include "../measure.h"
-#include "../point.h"
-#include "../timing.h"
-#include "../workload.h"
+#include "../measure/measure.h"
+#include "../point/accuracy.h"
+#include "../point/inputs.h"
+#include "../point/point.h"
+#include "../point/workload.h"
+#include "../sys/npy.h"
+#include "../sys/timing.h"
 
 /* Under AddressSanitizer (make asan): Open MPI keeps allocations until exit, many of them in
  * plugins it has unloaded by then (unnamed frames, so no suppression can name them), and

@@ -2,7 +2,7 @@
  * accepts must be an array whose data holds exactly its shape's elements. */
 #include <stdlib.h>
 
-#include "../../bench/npy.h"
+#include "../../bench/sys/npy.h"
 #include "fuzz.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../../bench/record.h"
+#include "../../bench/record/record.h"
 #include "../../report/check.h"
 #include "../../report/csv.h"
 #include "../../report/records.h"

@@ -2,8 +2,8 @@
  * lists, shapes, limits), parsed into points and their point keys. */
 #include <stdlib.h>
 
-#include "../../bench/options.h"
-#include "../../bench/sweep.h"
+#include "../../bench/commands/options.h"
+#include "../../bench/commands/sweep.h"
 #include "fuzz.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

@@ -5,8 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../../bench/cli.h"
-#include "../../bench/options.h"
+#include "../../bench/commands/options.h"
+#include "../../bench/sys/cli.h"
 #include "../../report/check.h"
 #include "../../report/csv.h"
 #include "../../report/records.h"

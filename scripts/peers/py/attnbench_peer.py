@@ -1,6 +1,6 @@
 """attnbench_peer.py: the program's side of attnbench's external-workload protocol, so a peer
 is a few lines: say which attnbench method it implements, and give a function that prepares
-one forward on the point's inputs. See bench/external.h for the protocol itself.
+one forward on the point's inputs. See bench/launch/external.h for the protocol itself.
 
     import attnbench_peer as ab
     def prepare(point, q, k, v):          # numpy float32 (B, H, n, d)

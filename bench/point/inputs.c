@@ -1,0 +1,127 @@
+/* inputs.c: see inputs.h. attn/rng.h's counter-based normals, written in parallel. */
+#include "inputs.h"
+
+#include <math.h>
+#include <string.h>
+
+#include "../../attn/rng.h"
+
+int inputs_parse(const char *name)
+{
+    if (strcmp(name, "random") == 0)
+        return INPUTS_RANDOM;
+    if (strcmp(name, "clustered") == 0)
+        return INPUTS_CLUSTERED;
+    return -1;
+}
+
+const char *inputs_name(int kind)
+{
+    return kind == INPUTS_CLUSTERED ? "clustered" : "random";
+}
+
+void inputs_normal(float *x, size_t count, uint64_t seed, uint64_t stream, float sigma,
+                   int nthreads)
+{
+    const size_t part = 1 << 14; /* even: the parts are independent stretches of the stream */
+    const int64_t parts = (int64_t)((count + part - 1) / part);
+    const uint64_t base = rng_stream(seed, stream);
+#pragma omp parallel for num_threads(nthreads) schedule(static)
+    for (int64_t p = 0; p < parts; p++) {
+        const size_t i0 = (size_t)p * part;
+        rng_fill_normal(x + i0, i0 / 2, count - i0 < part ? count - i0 : part, base, sigma);
+    }
+}
+
+/* count normals of stream `base` from element e0 on (element i is half of pair i / 2) */
+static void normal_from(float *x, uint64_t e0, size_t count, uint64_t base, float sigma)
+{
+    size_t i = 0;
+    if ((e0 & 1) && count) { /* starts on the second half of a pair */
+        double a, b;
+        rng_normal_pair(base, e0 / 2, &a, &b);
+        x[0] = (float)(sigma * b);
+        i = 1;
+    }
+    rng_fill_normal(x + i, (e0 + i) / 2, count - i, base, sigma);
+}
+
+void inputs_normal_rows(const attn_shape *s, const inputs_rows *rows, uint64_t seed,
+                        uint64_t stream, float sigma, float *x, int nthreads)
+{
+    const int64_t heads = s->B * s->H, d = s->d, part = 256; /* rows per work item */
+    const uint64_t base = rng_stream(seed, stream);
+    int64_t local = 0, items = 0;
+    for (int c = 0; c < rows->chunks; c++) {
+        local += rows->len[c];
+        items += (rows->len[c] + part - 1) / part;
+    }
+#pragma omp parallel for num_threads(nthreads) schedule(static)
+    for (int64_t it = 0; it < heads * items; it++) {
+        const int64_t bh = it / items;
+        int64_t i = it % items, at = 0;
+        int c = 0;
+        for (; i >= (rows->len[c] + part - 1) / part; c++) {
+            i -= (rows->len[c] + part - 1) / part;
+            at += rows->len[c];
+        }
+        const int64_t r0 = i * part, count = rows->len[c] - r0 < part ? rows->len[c] - r0 : part;
+        normal_from(x + ((bh * local) + at + r0) * d,
+                    (uint64_t)((bh * s->n + rows->start[c] + r0) * d), (size_t)(count * d), base,
+                    sigma);
+    }
+}
+
+/* Clustered tokens: row i of head h is centre[c(i)] + 0.1 * noise, with the same centres for
+ * q and k, so similar queries and keys exist (what LSH is built to find). Centres are
+ * nearly orthogonal N(0, 1) vectors, so attention concentrates inside a cluster, and with
+ * about 32 tokens per cluster a cluster fits in one LSH chunk. */
+static void clustered(const attn_shape *s, const inputs_rows *rows, uint64_t seed,
+                      uint64_t stream, float *x, int nthreads)
+{
+    const int64_t heads = s->B * s->H, n = s->n, d = s->d;
+    const uint64_t centres = (uint64_t)(n / INPUTS_CLUSTER_TOKENS > 1 ? n / INPUTS_CLUSTER_TOKENS : 1);
+    inputs_normal_rows(s, rows, seed, stream, 0.1f, x, nthreads);
+    int64_t local = 0;
+    for (int c = 0; c < rows->chunks; c++)
+        local += rows->len[c];
+#pragma omp parallel for num_threads(nthreads) schedule(static)
+    for (int64_t lr = 0; lr < heads * local; lr++) {
+        const int64_t h = lr / local;
+        int64_t i = lr % local;
+        int c = 0;
+        for (; i >= rows->len[c]; c++)
+            i -= rows->len[c];
+        const int64_t row = h * n + rows->start[c] + i; /* the row's index in the whole tensor */
+        const uint64_t cl = rng_mix64(seed ^ rng_mix64((uint64_t)row + 0x1234567ull)) % centres;
+        /* centre cl of head h: N(0, 1) in every coordinate, its own counter stream */
+        const uint64_t base = rng_stream(seed, 1000 + (uint64_t)h);
+        for (int64_t j = 0; j < d; j += 2) {
+            double a, b;
+            rng_normal_pair(base, cl * (uint64_t)((d + 1) / 2) + (uint64_t)j / 2, &a, &b);
+            x[lr * d + j] += (float)a;
+            if (j + 1 < d)
+                x[lr * d + j + 1] += (float)b;
+        }
+    }
+}
+
+void inputs_generate_rows(const attn_shape *s, const inputs_rows *rows, int kind, uint64_t seed,
+                          float *q, float *k, float *v, int nthreads)
+{
+    if (kind == INPUTS_CLUSTERED) {
+        clustered(s, rows, seed, 1, q, nthreads);
+        clustered(s, rows, seed, 2, k, nthreads);
+    } else {
+        inputs_normal_rows(s, rows, seed, 1, 1.0f, q, nthreads);
+        inputs_normal_rows(s, rows, seed, 2, 1.0f, k, nthreads);
+    }
+    inputs_normal_rows(s, rows, seed, 3, 1.0f, v, nthreads);
+}
+
+void inputs_generate(const attn_shape *s, int kind, uint64_t seed, float *q, float *k, float *v,
+                     int nthreads)
+{
+    const inputs_rows all = {.chunks = 1, .start = {0}, .len = {s->n}};
+    inputs_generate_rows(s, &all, kind, seed, q, k, v, nthreads);
+}
