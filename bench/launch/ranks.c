@@ -1,4 +1,5 @@
-/* ranks.c: see ranks.h. */
+/* ranks.c: a ring over P MPI processes, started through mpirun and measured by each rank's own
+ * pipeline (see ranks.h). */
 #include "ranks.h"
 
 #include <errno.h>

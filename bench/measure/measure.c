@@ -1,4 +1,4 @@
-/* measure.c: see measure.h. */
+/* measure.c: the one sequence every kind of workload is measured by (see measure.h). */
 #include "measure.h"
 
 #include "../point/workload.h"

@@ -1,4 +1,5 @@
-/* record.c: see record.h. */
+/* record.c: the record's format: printing a record, reading results files, the one writer of a
+ * file, series keys (see record.h). */
 #include "record.h"
 
 #include <errno.h>
