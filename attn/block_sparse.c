@@ -252,17 +252,15 @@ static int bs_forward(const attn_shape *s, const attn_params *p, const attn_tens
             if (is_global(&g, i)) {
                 for (int64_t k0 = 0; k0 < n; k0 += BS_GLOBAL_TILE) {
                     const int cols = (int)(n - k0 < BS_GLOBAL_TILE ? n - k0 : BS_GLOBAL_TILE);
-                    tile_scores(&tile, kk + (size_t)k0 * d, d, NULL, cols);
-                    tile_accumulate(&tile, v + (size_t)k0 * d, d, NULL);
+                    tile_attend(&tile, kk + (size_t)k0 * d, d, NULL, v + (size_t)k0 * d, d, NULL,
+                                cols, NULL);
                 }
             } else {
                 /* window and global blocks, then the random ones, as one key list */
                 const int32_t *rnd =
                     g.n_rand ? t->structure + (size_t)(bh * nb + i) * (size_t)g.n_rand : NULL;
                 const int cols = row_keys(&g, i, rnd, keys);
-                tile_prefetch_rows(v, d, keys, cols, d); /* for the PV, while the scores run */
-                tile_scores(&tile, kk, d, keys, cols);
-                tile_accumulate(&tile, v, d, keys);
+                tile_attend(&tile, kk, d, keys, v, d, keys, cols, NULL);
             }
             tile_end(&tile, t->out + off + (size_t)i * g.block * d, d, NULL,
                      t->lse + (size_t)bh * (size_t)n + (size_t)i * g.block);

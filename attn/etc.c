@@ -151,6 +151,30 @@ static int sees(const etc_geom *e, int64_t qr, int64_t kr)
     return qr - kr <= e->r && kr - qr <= e->r; /* l2l: the local window */
 }
 
+/* sees() as a tile mask, for queries [row0, row0 + rows) against keys [j0, j0 + cols) of one
+ * masked range: the local window is a band of positions; a segment rule compares segment ids
+ * (a global's own index against the segment of each long token), written into qseg or kseg. */
+static void mask_of(const etc_geom *e, int64_t row0, int rows, int64_t j0, int cols,
+                    int32_t *qseg, int32_t *kseg, tile_mask *m)
+{
+    *m = (tile_mask){.q0 = (int32_t)row0, .k0 = (int32_t)j0, .lo = 0, .hi = 0,
+                     .hidden = -INFINITY};
+    if (row0 < e->g) { /* global queries, long keys: g2l by segment */
+        for (int j = 0; j < cols; j++)
+            kseg[j] = (int32_t)segment_of(e, j0 + j - e->g);
+        m->kpos = kseg;
+        m->k0 = 0;
+    } else if (j0 < e->g) { /* long queries, global keys: l2g by segment */
+        for (int r = 0; r < rows; r++)
+            qseg[r] = (int32_t)segment_of(e, row0 + r - e->g);
+        m->qpos = qseg;
+        m->q0 = 0;
+    } else { /* long queries, long keys: the local window */
+        m->hi = (int32_t)(e->r < INT32_MAX ? e->r : INT32_MAX);
+        m->lo = -m->hi;
+    }
+}
+
 /* The key rows a query tile (rows queries from head row row0) streams: up to three ranges,
  * each masked with sees() or not at all. Returns the count. */
 typedef struct key_range {
@@ -217,6 +241,7 @@ static int etc_forward(const attn_shape *s, const attn_params *p, const attn_ten
         tile_init(&tile, &cursor, ETC_TILE_Q, ETC_TILE_K, d);
         attn_stats mine = {{0}};
         tile.stats = t->stats ? &mine : NULL;
+        int32_t qseg[ETC_TILE_Q], kseg[ETC_TILE_K]; /* segment ids, for the segment masks */
 #pragma omp for schedule(dynamic)
         for (int64_t item = 0; item < heads * per_head; item++) {
             const int64_t bh = item / per_head;
@@ -230,18 +255,14 @@ static int etc_forward(const attn_shape *s, const attn_params *p, const attn_ten
             for (int r = 0; r < nr; r++)
                 for (int64_t j0 = ranges[r].k0; j0 < ranges[r].k1; j0 += ETC_TILE_K) {
                     const int cols = (int)(ranges[r].k1 - j0 < ETC_TILE_K ? ranges[r].k1 - j0 : ETC_TILE_K);
-                    float *sc = tile_scores(&tile, kk + (size_t)j0 * d, d, NULL, cols);
-                    for (int j = 0; ranges[r].masked && j < cols; j++)
-                        for (int q = 0; q < rows; q++)
-                            if (!sees(&e, row0 + q, j0 + j)) {
-                                sc[(size_t)j * tile.ld + q] = -INFINITY;
-                                mine.v[ATTN_STAT_SCORES_MASKED]++;
-                            }
+                    tile_mask mask;
+                    mask_of(&e, row0, rows, j0, cols, qseg, kseg, &mask);
                     /* a tile's rows are all global or all long, and so are its keys */
                     mine.v[row0 < e.g || j0 < e.g ? ATTN_STAT_GLOBAL_SCORES
                                                   : ATTN_STAT_LOCAL_SCORES] +=
                         (uint64_t)rows * (uint64_t)cols;
-                    tile_accumulate(&tile, v + (size_t)j0 * d, d, NULL);
+                    tile_attend(&tile, kk + (size_t)j0 * d, d, NULL, v + (size_t)j0 * d, d, NULL,
+                                cols, ranges[r].masked ? &mask : NULL);
                 }
             tile_end(&tile, t->out + off + (size_t)row0 * d, d, NULL,
                      t->lse + (size_t)bh * (size_t)n + row0);

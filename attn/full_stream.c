@@ -85,14 +85,12 @@ static int fs_forward(const attn_shape *s, const attn_params *p, const attn_tens
             tile_begin(&tile, t->q + off + (size_t)q0 * d, d, NULL, rows, scale);
             for (int k0 = 0; k0 < kend; k0 += tk) {
                 const int cols = kend - k0 < tk ? kend - k0 : tk;
-                float *sc = tile_scores(&tile, t->k + off + (size_t)k0 * d, d, NULL, cols);
-                if (s->causal && k0 + cols > q0 + 1) /* the tile crosses the diagonal */
-                    for (int j = 0; j < cols; j++) /* key k0 + j is hidden from queries < it */
-                        for (int r = 0; r < rows && q0 + r < k0 + j; r++) {
-                            sc[(size_t)j * tile.ld + r] = -INFINITY;
-                            mine.v[ATTN_STAT_SCORES_MASKED]++;
-                        }
-                tile_accumulate(&tile, t->v + off + (size_t)k0 * d, d, NULL);
+                /* causal: key k0 + j is hidden from the queries before it */
+                const tile_mask causal = {.q0 = q0, .k0 = k0, .lo = INT32_MIN, .hi = 0,
+                                          .hidden = -INFINITY};
+                tile_attend(&tile, t->k + off + (size_t)k0 * d, d, NULL,
+                            t->v + off + (size_t)k0 * d, d, NULL, cols,
+                            s->causal ? &causal : NULL);
             }
             tile_end(&tile, t->out + off + (size_t)q0 * d, d, NULL,
                      t->lse + (size_t)bh * (size_t)n + q0);

@@ -215,32 +215,16 @@ static void sort_round(const lsh_geom *g, const int32_t *buckets, int32_t *cnt, 
         sorted[cnt[buckets[j]]++] = (int32_t)j;
 }
 
-/* Masks one score tile: key scale, causal -1e9, self -1e5 (both replace the logit); counts
- * the causal ones as masked (the self mask is a penalty: a token's only candidate keeps it). The key
- * scales are gathered first, all at once: they sit at random positions of an n-float array,
- * and loads issued together overlap their cache misses (one per column between row loops did
- * not). The row loop is branch-free, so the compiler vectorizes it. */
-static void mask_tile(kern_tile *t, const int32_t *restrict qpos, const int32_t *kpos, int cols,
-                      const float *kscale, bool causal)
+/* The mask of a chunk's queries against a chunk's keys, by token position: a key's logit is
+ * first scaled by the key's normalization (shared QK attends to unit keys); causal: a later
+ * key's logit becomes -1e9 (counted as masked); a token's own key becomes -1e5, a penalty, so
+ * a token with no other candidate still attends to itself, as in Reformer. */
+static tile_mask chunk_mask(const int32_t *qpos, const int32_t *kpos, const float *kscale,
+                            bool causal)
 {
-    float w[LSH_TILE_K];
-    for (int j = 0; j < cols; j++)
-        w[j] = kscale[kpos[j]];
-    const int rows = t->rows;
-    for (int j = 0; j < cols; j++) {
-        float *restrict s = t->st + (size_t)j * t->ld;
-        const int32_t kp = kpos[j];
-        const float wj = w[j];
-        if (causal) {
-            for (int r = 0; r < rows; r++)
-                s[r] = kp > qpos[r] ? LSH_CAUSAL_MASK : kp == qpos[r] ? LSH_SELF_MASK : s[r] * wj;
-            if (t->stats)
-                for (int r = 0; r < rows; r++)
-                    t->stats->v[ATTN_STAT_SCORES_MASKED] += kp > qpos[r];
-        } else
-            for (int r = 0; r < rows; r++)
-                s[r] = kp == qpos[r] ? LSH_SELF_MASK : s[r] * wj;
-    }
+    return (tile_mask){.qpos = qpos, .kpos = kpos, .lo = INT32_MIN,
+                       .hi = causal ? 0 : INT32_MAX, .hidden = LSH_CAUSAL_MASK, .self = true,
+                       .self_logit = LSH_SELF_MASK, .kscale = kscale};
 }
 
 static int lsh_forward(const attn_shape *s, const attn_params *p, const attn_tensors *t,
@@ -317,10 +301,9 @@ static int lsh_forward(const attn_shape *s, const attn_params *p, const attn_ten
                             for (int64_t k0 = 0; k0 < g.c; k0 += g.tk) {
                                 const int kcols = (int)(g.c - k0 < g.tk ? g.c - k0 : g.tk);
                                 const int32_t *kpos = sorted + kc * g.c + k0;
-                                tile_prefetch_rows(v, d, kpos, kcols, d); /* for the PV */
-                                tile_scores(&tile, q, d, kpos, kcols); /* shared QK */
-                                mask_tile(&tile, qpos, kpos, kcols, kscale, s->causal);
-                                tile_accumulate(&tile, v, d, kpos);
+                                const tile_mask mask = chunk_mask(qpos, kpos, kscale, s->causal);
+                                tile_attend(&tile, q, d, kpos, v, d, kpos, kcols, /* shared QK */
+                                            &mask);
                             }
                         }
                         /* lse holds each row's running sum until the rounds are merged */

@@ -275,14 +275,11 @@ static void forward_block(const attn_shape *s, const attn_ring_part *me, const a
                     if (!started)
                         tile_begin(&tile, t->q + qoff * d, d, NULL, rows, scale);
                     started = 1;
-                    float *sc = tile_scores(&tile, K + koff, d, NULL, cols);
-                    if (s->causal && gk + cols - 1 > g0) /* the tile crosses the diagonal */
-                        for (int j = 0; j < cols; j++)
-                            for (int r = 0; r < rows && g0 + r < gk + j; r++) {
-                                sc[(size_t)j * tile.ld + r] = -INFINITY;
-                                mine.v[ATTN_STAT_SCORES_MASKED]++;
-                            }
-                    tile_accumulate(&tile, V + koff, d, NULL);
+                    /* causal: global key gk + j is hidden from the queries before it */
+                    const tile_mask causal = {.q0 = (int32_t)g0, .k0 = (int32_t)gk,
+                                              .lo = INT32_MIN, .hi = 0, .hidden = -INFINITY};
+                    tile_attend(&tile, K + koff, d, NULL, V + koff, d, NULL, cols,
+                                s->causal ? &causal : NULL);
                 }
             }
             if (started)

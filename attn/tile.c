@@ -1,10 +1,10 @@
 /* tile.c: the fused online-softmax tile kernel (see tile.h for the layout and why).
  *
- * Three implementations of the two products and the softmax update, chosen at build time by
- * the instruction set: AVX-512 micro-kernels (8 keys or 8 value columns by 32 query lanes, 16
- * zmm accumulators), AVX2 with FMA (6 keys or 6 value columns by 16 query lanes, 12 ymm
- * accumulators: AMD Zen 2/3 and older Intel), and a portable C path with the same arithmetic,
- * for any other x86-64 and for the tests, which run it beside the vector one. */
+ * Three implementations of the fused step, chosen at build time by the instruction set:
+ * AVX-512 (groups of 8 keys by 32 query lanes: 16 zmm of scores, then of probabilities), AVX2
+ * with FMA (4 keys by 16 lanes in 8 ymm: AMD Zen 2/3 and older Intel), and a portable C path
+ * with the same steps, for any other x86-64 and for the tests, which run it beside the vector
+ * one. */
 #include "tile.h"
 
 #include <assert.h>
@@ -15,12 +15,10 @@
 
 #if defined(__AVX512F__)
 #include <immintrin.h>
-#include <sleef.h>
 #define TILE_HAVE_AVX512 1
 #define TILE_HAVE_AVX2 0
 #elif defined(__AVX2__) && defined(__FMA__)
 #include <immintrin.h>
-#include <sleef.h>
 #define TILE_HAVE_AVX512 0
 #define TILE_HAVE_AVX2 1
 #else
@@ -87,8 +85,8 @@ void tile_prefetch_rows(const float *base, int64_t ld, const int32_t *idx, int c
 size_t tile_bytes(int max_rows, int max_cols, int d)
 {
     size_t ld = (size_t)stride_for(lanes_for(max_rows));
+    (void)max_cols; /* no score tile is stored: a key tile's size costs no workspace */
     return 2 * kern_slice_bytes((size_t)d * ld, sizeof(float)) +
-           kern_slice_bytes((size_t)max_cols * ld, sizeof(float)) +
            2 * kern_slice_bytes(ld, sizeof(float));
 }
 
@@ -103,7 +101,6 @@ void tile_init(kern_tile *t, kern_cursor *cursor, int max_rows, int max_cols, in
     t->ld = (int)ld;
     t->qt = kern_take(cursor, (size_t)d * ld, sizeof(float));
     t->ot = kern_take(cursor, (size_t)d * ld, sizeof(float));
-    t->st = kern_take(cursor, (size_t)max_cols * ld, sizeof(float));
     t->m = kern_take(cursor, ld, sizeof(float));
     t->l = kern_take(cursor, ld, sizeof(float));
     t->stats = NULL;
@@ -242,295 +239,317 @@ void tile_begin(kern_tile *t, const float *q, int64_t ldq, const int32_t *qidx, 
     memset(t->ot, 0, (size_t)d * (size_t)ld * sizeof(float));
 }
 
-/* ---- S^T = K Q^T ---------------------------------------------------------------------- */
+/* ---- the fused kernel: scores, mask, online softmax and O^T += V^T P^T per strip ---------- */
 
-static void scores_portable(kern_tile *t, const float *k, int64_t ldk, const int32_t *kidx)
+/* The online softmax keeps, per query lane, the shift m of its exponentials and the sum
+ * l = sum exp(s - m). The shift is the running max as of its last move, and moves only when
+ * a score exceeds it by more than TILE_RESCALE: then l and the lane's output accumulator are
+ * scaled by exp(m_old - m_new). After the first key groups a shift rarely moves, so the
+ * accumulator is seldom touched outside the products; an exponential is at most e^8, far
+ * from float's range whatever the key count (FlashAttention-4's conditional rescaling). The
+ * result is the same softmax; only roundings differ. */
+#define TILE_RESCALE 8.0f
+
+static inline int32_t qpos_of(const tile_mask *mk, int r)
+{
+    return mk->qpos ? mk->qpos[r] : mk->q0 + r;
+}
+
+static inline int32_t kpos_of(const tile_mask *mk, int j)
+{
+    return mk->kpos ? mk->kpos[j] : mk->k0 + j;
+}
+
+/* The extremes of positions of rows [r0, r0 + count) (queries, or keys with key = 1). */
+static void pos_range(const tile_mask *mk, int key, int r0, int count, int32_t *lo, int32_t *hi)
+{
+    const int32_t *pos = key ? mk->kpos : mk->qpos;
+    const int32_t base = key ? mk->k0 : mk->q0;
+    if (!pos) {
+        *lo = base + r0;
+        *hi = base + r0 + count - 1;
+        return;
+    }
+    *lo = *hi = pos[r0];
+    for (int i = 1; i < count; i++) {
+        *lo = pos[r0 + i] < *lo ? pos[r0 + i] : *lo;
+        *hi = pos[r0 + i] > *hi ? pos[r0 + i] : *hi;
+    }
+}
+
+/* Whether the mask changes any score of keys [j, j + nk) for queries at positions [qlo, qhi]:
+ * when it does not (a tile away from the diagonal or the band's edge), the group runs
+ * unmasked. */
+static bool group_masked(const tile_mask *mk, int32_t qlo, int32_t qhi, int j, int nk)
+{
+    if (!mk)
+        return false;
+    if (mk->kscale)
+        return true;
+    int32_t klo, khi;
+    pos_range(mk, 1, j, nk, &klo, &khi);
+    const int64_t dmin = (int64_t)klo - qhi, dmax = (int64_t)khi - qlo;
+    if (mk->self && dmin <= 0 && dmax >= 0)
+        return true;
+    return dmin < mk->lo || dmax > mk->hi;
+}
+
+/* Scalar mask of one score: key position kp, query position qp; counts a hidden score. */
+static inline float mask_score(const tile_mask *mk, float s, int32_t kp, int32_t qp, float w,
+                               uint64_t *hidden)
+{
+    const int32_t diff = kp - qp;
+    if (diff < mk->lo || diff > mk->hi) {
+        ++*hidden;
+        return mk->hidden;
+    }
+    return mk->self && diff == 0 ? mk->self_logit : s * w;
+}
+
+/* Portable: strips of TILE_LANES lanes, key groups of PORTABLE_KEYS, the same steps as the
+ * vector paths with expf. */
+enum { PORTABLE_KEYS = 8 };
+
+static void attend_portable(kern_tile *t, const float *k, int64_t ldk, const int32_t *kidx,
+                            const float *v, int64_t ldv, const int32_t *vidx, const tile_mask *mk)
+{
+    const int d = t->d, ld = t->ld, cols = t->cols;
+    uint64_t hidden = 0;
+    for (int q0 = 0; q0 < t->lanes; q0 += TILE_LANES) {
+        const int valid = t->rows - q0 < TILE_LANES ? t->rows - q0 : TILE_LANES;
+        int32_t qlo = 0, qhi = 0;
+        if (mk)
+            pos_range(mk, 0, q0, valid, &qlo, &qhi);
+        for (int j = 0; j < cols; j += PORTABLE_KEYS) {
+            const int nk = cols - j < PORTABLE_KEYS ? cols - j : PORTABLE_KEYS;
+            const bool masked = group_masked(mk, qlo, qhi, j, nk);
+            float s[PORTABLE_KEYS][TILE_LANES];
+            for (int i = 0; i < nk; i++) {
+                const float *kr = row_of(k, ldk, kidx, j + i);
+                for (int r = 0; r < TILE_LANES; r++)
+                    s[i][r] = 0.0f;
+                for (int c = 0; c < d; c++)
+                    for (int r = 0; r < TILE_LANES; r++)
+                        s[i][r] = fmaf(kr[c], t->qt[(size_t)c * ld + q0 + r], s[i][r]);
+                if (masked) {
+                    const int32_t kp = kpos_of(mk, j + i);
+                    const float w = mk->kscale ? mk->kscale[kp] : 1.0f;
+                    for (int r = 0; r < valid; r++)
+                        s[i][r] = mask_score(mk, s[i][r], kp, qpos_of(mk, q0 + r), w, &hidden);
+                }
+            }
+            for (int r = 0; r < TILE_LANES; r++) {
+                float g = s[0][r], m = t->m[q0 + r];
+                for (int i = 1; i < nk; i++)
+                    g = fmaxf(g, s[i][r]);
+                if (g > m + TILE_RESCALE) { /* the shift moves */
+                    const float alpha = expf(m - g);
+                    t->l[q0 + r] *= alpha;
+                    for (int c = 0; c < d; c++)
+                        t->ot[(size_t)c * ld + q0 + r] *= alpha;
+                    t->m[q0 + r] = m = g;
+                }
+                const float shift = m == -INFINITY ? 0.0f : m; /* all hidden so far: p = 0 */
+                for (int i = 0; i < nk; i++) {
+                    s[i][r] = expf(s[i][r] - shift);
+                    t->l[q0 + r] += s[i][r];
+                }
+            }
+            for (int i = 0; i < nk; i++) {
+                const float *vr = row_of(v, ldv, vidx, j + i);
+                for (int c = 0; c < d; c++) {
+                    float *o = t->ot + (size_t)c * ld + q0;
+                    for (int r = 0; r < TILE_LANES; r++)
+                        o[r] = fmaf(vr[c], s[i][r], o[r]);
+                }
+            }
+        }
+    }
+    count(t, ATTN_STAT_SCORES_MASKED, hidden);
+}
+
+#if TILE_HAVE_AVX512
+/* exp(x) for 16 floats, within 2 ulp of expf over the softmax's range (x <= TILE_RESCALE):
+ * Cody-Waite reduction x = k ln2 + r with k = round(x log2 e), |r| <= ln2/2, Cephes's degree-6
+ * polynomial for exp(r), and 2^k by vscalefps (no exponent arithmetic to wrap). Below
+ * -87.3 (and -inf, a hidden score) it is 0; NaN stays NaN. Inlined: one exponential per
+ * score against 2d FMAs of products, so it must cost a few instructions, not a call. */
+static inline __m512 exp16(__m512 x)
+{
+    const __m512 lo = _mm512_set1_ps(-87.3365447505531f);
+    const __mmask16 keep = _mm512_cmp_ps_mask(x, lo, _CMP_NLT_UQ);
+    const __m512 k = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
+                                          _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_fnmadd_ps(k, _mm512_set1_ps(0.693359375f), x);
+    r = _mm512_fnmadd_ps(k, _mm512_set1_ps(-2.12194440e-4f), r);
+    __m512 y = _mm512_set1_ps(1.9875691500E-4f);
+    y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(1.3981999507E-3f));
+    y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(8.3334519073E-3f));
+    y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(4.1665795894E-2f));
+    y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(1.6666665459E-1f));
+    y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(5.0000001201E-1f));
+    y = _mm512_fmadd_ps(y, _mm512_mul_ps(r, r), _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
+    return _mm512_maskz_scalef_ps(keep, y, k);
+}
+
+/* A strip of 32 query lanes (two vectors u = 0, 1): its softmax state and, when masked, its
+ * query positions and which lanes are rows. */
+typedef struct strip512 {
+    __m512 m[2], shift[2], l[2];
+    __m512i qp[2];
+    __mmask16 valid[2];
+} strip512;
+
+/* One group of nk keys against a strip, everything in registers: the scores (nk x 2
+ * accumulators, d steps), the mask, the softmax update, and the products into the strip's
+ * O^T rows, which stay in L1. */
+static inline __attribute__((always_inline)) void group_avx512(kern_tile *t, int q0,
+                                                                 const float *const *kr,
+                                                                 const float *const *vr, int nk,
+                                                                 strip512 *st, const tile_mask *mk,
+                                                                 bool masked, int j,
+                                                                 uint64_t *hidden)
 {
     const int d = t->d, ld = t->ld;
-    for (int j = 0; j < t->cols; j++) {
-        const float *kr = row_of(k, ldk, kidx, j);
-        float *s = t->st + (size_t)j * ld;
-        for (int r = 0; r < t->lanes; r++)
-            s[r] = 0.0f;
-        for (int c = 0; c < d; c++) {
-            const float kv = kr[c], *qt = t->qt + (size_t)c * ld;
-            for (int r = 0; r < t->lanes; r++)
-                s[r] = fmaf(kv, qt[r], s[r]);
-        }
-    }
-}
-
-#if TILE_HAVE_AVX512
-/* One key against 32 query lanes, c = 0..d: the body of the 8-key micro-kernel. */
-#define SCORE_STEP(i)                                                                            \
-    b = _mm512_set1_ps(kr##i[c]);                                                                \
-    a##i##0 = _mm512_fmadd_ps(b, x0, a##i##0);                                                   \
-    a##i##1 = _mm512_fmadd_ps(b, x1, a##i##1)
-
-static void scores_avx512(kern_tile *t, const float *k, int64_t ldk, const int32_t *kidx)
-{
-    const int d = t->d, ld = t->ld, cols = t->cols;
-    for (int q0 = 0; q0 < t->lanes; q0 += TILE_LANES) {
-        const float *qt = t->qt + q0;
-        int j = 0;
-        for (; j + 8 <= cols; j += 8) {
-            const float *kr0 = row_of(k, ldk, kidx, j), *kr1 = row_of(k, ldk, kidx, j + 1),
-                        *kr2 = row_of(k, ldk, kidx, j + 2), *kr3 = row_of(k, ldk, kidx, j + 3),
-                        *kr4 = row_of(k, ldk, kidx, j + 4), *kr5 = row_of(k, ldk, kidx, j + 5),
-                        *kr6 = row_of(k, ldk, kidx, j + 6), *kr7 = row_of(k, ldk, kidx, j + 7);
-            __m512 a00 = _mm512_setzero_ps(), a01 = a00, a10 = a00, a11 = a00, a20 = a00,
-                   a21 = a00, a30 = a00, a31 = a00, a40 = a00, a41 = a00, a50 = a00, a51 = a00,
-                   a60 = a00, a61 = a00, a70 = a00, a71 = a00;
-            for (int c = 0; c < d; c++) {
-                const __m512 x0 = _mm512_load_ps(qt + (size_t)c * ld),
-                             x1 = _mm512_load_ps(qt + (size_t)c * ld + 16);
-                __m512 b;
-                SCORE_STEP(0);
-                SCORE_STEP(1);
-                SCORE_STEP(2);
-                SCORE_STEP(3);
-                SCORE_STEP(4);
-                SCORE_STEP(5);
-                SCORE_STEP(6);
-                SCORE_STEP(7);
-            }
-            float *s = t->st + (size_t)j * ld + q0;
-            _mm512_store_ps(s, a00), _mm512_store_ps(s + 16, a01), s += ld;
-            _mm512_store_ps(s, a10), _mm512_store_ps(s + 16, a11), s += ld;
-            _mm512_store_ps(s, a20), _mm512_store_ps(s + 16, a21), s += ld;
-            _mm512_store_ps(s, a30), _mm512_store_ps(s + 16, a31), s += ld;
-            _mm512_store_ps(s, a40), _mm512_store_ps(s + 16, a41), s += ld;
-            _mm512_store_ps(s, a50), _mm512_store_ps(s + 16, a51), s += ld;
-            _mm512_store_ps(s, a60), _mm512_store_ps(s + 16, a61), s += ld;
-            _mm512_store_ps(s, a70), _mm512_store_ps(s + 16, a71);
-        }
-        for (; j < cols; j++) { /* the last cols % 8 keys, one at a time */
-            const float *kr = row_of(k, ldk, kidx, j);
-            __m512 a0 = _mm512_setzero_ps(), a1 = a0;
-            for (int c = 0; c < d; c++) {
-                const __m512 b = _mm512_set1_ps(kr[c]);
-                a0 = _mm512_fmadd_ps(b, _mm512_load_ps(qt + (size_t)c * ld), a0);
-                a1 = _mm512_fmadd_ps(b, _mm512_load_ps(qt + (size_t)c * ld + 16), a1);
-            }
-            float *s = t->st + (size_t)j * ld + q0;
-            _mm512_store_ps(s, a0);
-            _mm512_store_ps(s + 16, a1);
-        }
-    }
-}
-#endif
-
-#if TILE_HAVE_AVX2
-/* The AVX2 micro-kernels hold nv x nb accumulators (8 query lanes each) in registers: nv lane
- * vectors by nb keys (scores) or value columns (PV), both compile-time constants once inlined;
- * each step loads nv vectors and broadcasts nb scalars for nv nb FMAs. */
-#define AVX2_NV 2
-#define AVX2_NB 6
-
-static inline __attribute__((always_inline)) void scores_block_avx2(const float *qt, int ld,
-                                                                     int d, const float *const *kr,
-                                                                     int nk, float *s)
-{
-    __m256 a[AVX2_NB][AVX2_NV];
+    const float *qt = t->qt + q0;
+    float *ot = t->ot + q0;
+    __m512 s[8][2];
     for (int i = 0; i < nk; i++)
-        for (int u = 0; u < AVX2_NV; u++)
-            a[i][u] = _mm256_setzero_ps();
+        s[i][0] = s[i][1] = _mm512_setzero_ps();
     for (int c = 0; c < d; c++) {
-        __m256 x[AVX2_NV];
-        for (int u = 0; u < AVX2_NV; u++)
-            x[u] = _mm256_load_ps(qt + (size_t)c * ld + 8 * u);
+        const __m512 x0 = _mm512_load_ps(qt + (size_t)c * ld),
+                     x1 = _mm512_load_ps(qt + (size_t)c * ld + 16);
         for (int i = 0; i < nk; i++) {
-            const __m256 b = _mm256_broadcast_ss(kr[i] + c);
-            for (int u = 0; u < AVX2_NV; u++)
-                a[i][u] = _mm256_fmadd_ps(b, x[u], a[i][u]);
+            const __m512 b = _mm512_set1_ps(kr[i][c]);
+            s[i][0] = _mm512_fmadd_ps(b, x0, s[i][0]);
+            s[i][1] = _mm512_fmadd_ps(b, x1, s[i][1]);
+        }
+    }
+    if (masked) {
+        const __m512i lo = _mm512_set1_epi32(mk->lo), hi = _mm512_set1_epi32(mk->hi);
+        const __m512 hid_v = _mm512_set1_ps(mk->hidden), self_v = _mm512_set1_ps(mk->self_logit);
+        for (int i = 0; i < nk; i++) {
+            const int32_t kp = kpos_of(mk, j + i);
+            const __m512 w = _mm512_set1_ps(mk->kscale ? mk->kscale[kp] : 1.0f);
+            for (int u = 0; u < 2; u++) {
+                const __m512i diff = _mm512_sub_epi32(_mm512_set1_epi32(kp), st->qp[u]);
+                const __mmask16 hid = _mm512_cmpgt_epi32_mask(diff, hi) |
+                                      _mm512_cmplt_epi32_mask(diff, lo);
+                __m512 x = _mm512_mul_ps(s[i][u], w);
+                if (mk->self)
+                    x = _mm512_mask_mov_ps(x, _mm512_cmpeq_epi32_mask(diff, _mm512_setzero_si512()),
+                                           self_v);
+                s[i][u] = _mm512_mask_mov_ps(x, hid, hid_v);
+                *hidden += (uint64_t)__builtin_popcount(hid & st->valid[u]);
+            }
+        }
+    }
+    /* the softmax: the group's max per lane; the shift moves only past TILE_RESCALE */
+    __m512 g[2] = {s[0][0], s[0][1]};
+    for (int i = 1; i < nk; i++)
+        for (int u = 0; u < 2; u++)
+            g[u] = _mm512_max_ps(g[u], s[i][u]);
+    const __m512 th = _mm512_set1_ps(TILE_RESCALE);
+    __mmask16 up[2];
+    for (int u = 0; u < 2; u++)
+        up[u] = _mm512_cmp_ps_mask(g[u], _mm512_add_ps(st->m[u], th), _CMP_GT_OQ);
+    if (up[0] | up[1]) {
+        __m512 alpha[2];
+        for (int u = 0; u < 2; u++) { /* lanes that do not move keep alpha = 1 exactly */
+            alpha[u] = _mm512_mask_mov_ps(_mm512_set1_ps(1.0f), up[u],
+                                          exp16(_mm512_sub_ps(st->m[u], g[u])));
+            st->m[u] = _mm512_mask_mov_ps(st->m[u], up[u], g[u]);
+            st->shift[u] = _mm512_mask_mov_ps(st->shift[u], up[u], g[u]);
+            st->l[u] = _mm512_mul_ps(st->l[u], alpha[u]);
+        }
+        for (int c = 0; c < d; c++) {
+            float *o = ot + (size_t)c * ld;
+            _mm512_store_ps(o, _mm512_mul_ps(_mm512_load_ps(o), alpha[0]));
+            _mm512_store_ps(o + 16, _mm512_mul_ps(_mm512_load_ps(o + 16), alpha[1]));
         }
     }
     for (int i = 0; i < nk; i++)
-        for (int u = 0; u < AVX2_NV; u++)
-            _mm256_store_ps(s + (size_t)i * ld + 8 * u, a[i][u]);
+        for (int u = 0; u < 2; u++) {
+            s[i][u] = exp16(_mm512_sub_ps(s[i][u], st->shift[u]));
+            st->l[u] = _mm512_add_ps(st->l[u], s[i][u]);
+        }
+    /* O^T += V^T P^T: P stays in the registers it was computed in */
+    for (int c = 0; c < d; c++) {
+        float *o = ot + (size_t)c * ld;
+        __m512 o0 = _mm512_load_ps(o), o1 = _mm512_load_ps(o + 16);
+        for (int i = 0; i < nk; i++) {
+            const __m512 b = _mm512_set1_ps(vr[i][c]);
+            o0 = _mm512_fmadd_ps(b, s[i][0], o0);
+            o1 = _mm512_fmadd_ps(b, s[i][1], o1);
+        }
+        _mm512_store_ps(o, o0);
+        _mm512_store_ps(o + 16, o1);
+    }
 }
 
-static void scores_avx2(kern_tile *t, const float *k, int64_t ldk, const int32_t *kidx)
+static void attend_avx512(kern_tile *t, const float *k, int64_t ldk, const int32_t *kidx,
+                          const float *v, int64_t ldv, const int32_t *vidx, const tile_mask *mk)
 {
-    const int d = t->d, ld = t->ld, cols = t->cols;
-    for (int q0 = 0; q0 < t->lanes; q0 += 8 * AVX2_NV) {
-        const float *qt = t->qt + q0;
-        int j = 0;
-        for (; j + AVX2_NB <= cols; j += AVX2_NB) {
-            const float *kr[AVX2_NB];
-            for (int i = 0; i < AVX2_NB; i++)
+    const int cols = t->cols;
+    uint64_t hidden = 0;
+    const __m512i iota = _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
+    for (int q0 = 0; q0 < t->lanes; q0 += 32) {
+        const int valid = t->rows - q0 < 32 ? t->rows - q0 : 32;
+        strip512 st;
+        int32_t qlo = 0, qhi = 0;
+        for (int u = 0; u < 2; u++) {
+            st.m[u] = _mm512_load_ps(t->m + q0 + 16 * u);
+            st.l[u] = _mm512_load_ps(t->l + q0 + 16 * u);
+            /* all hidden so far (m = -inf): shift by 0, so p = exp(-inf) = 0 */
+            st.shift[u] = _mm512_mask_mov_ps(st.m[u],
+                                              _mm512_cmp_ps_mask(st.m[u], _mm512_set1_ps(-INFINITY),
+                                                                 _CMP_EQ_OQ),
+                                              _mm512_setzero_ps());
+            const int in = valid - 16 * u;
+            st.valid[u] = in >= 16 ? 0xFFFF : in <= 0 ? 0 : (__mmask16)((1u << in) - 1);
+            st.qp[u] = _mm512_setzero_si512();
+            if (mk)
+                st.qp[u] = mk->qpos ? _mm512_maskz_loadu_epi32(st.valid[u], mk->qpos + q0 + 16 * u)
+                                    : _mm512_add_epi32(_mm512_set1_epi32(mk->q0 + q0 + 16 * u), iota);
+        }
+        if (mk)
+            pos_range(mk, 0, q0, valid, &qlo, &qhi);
+        for (int j = 0; j < cols; j += 8) {
+            const int nk = cols - j < 8 ? cols - j : 8;
+            const float *kr[8], *vr[8];
+            for (int i = 0; i < nk; i++) {
                 kr[i] = row_of(k, ldk, kidx, j + i);
-            scores_block_avx2(qt, ld, d, kr, AVX2_NB, t->st + (size_t)j * ld + q0);
-        }
-        const float *kr[AVX2_NB];
-        for (int i = 0; j + i < cols; i++)
-            kr[i] = row_of(k, ldk, kidx, j + i);
-        float *st = t->st + (size_t)j * ld + q0;
-        switch (cols - j) { /* the last keys: a block of their own width, unrolled as well */
-        case 5: scores_block_avx2(qt, ld, d, kr, 5, st); break;
-        case 4: scores_block_avx2(qt, ld, d, kr, 4, st); break;
-        case 3: scores_block_avx2(qt, ld, d, kr, 3, st); break;
-        case 2: scores_block_avx2(qt, ld, d, kr, 2, st); break;
-        case 1: scores_block_avx2(qt, ld, d, kr, 1, st); break;
-        default: break;
-        }
-    }
-}
-#endif
-
-float *tile_scores(kern_tile *t, const float *k, int64_t ldk, const int32_t *kidx, int cols)
-{
-    assert(cols >= 1 && cols <= t->max_cols);
-    t->cols = cols;
-    tile_prefetch_rows(k, ldk, kidx, cols, t->d);
-    count(t, ATTN_STAT_SCORES, (uint64_t)t->rows * (uint64_t)cols);
-    count(t, ATTN_STAT_TILES, 1);
-    if (kidx) {
-        count(t, ATTN_STAT_ROWS_GATHERED, (uint64_t)cols);
-        count(t, ATTN_STAT_BYTES_GATHERED, (uint64_t)cols * (uint64_t)t->d * sizeof(float));
-    }
-#if TILE_HAVE_AVX512
-    if (use_avx512()) {
-        scores_avx512(t, k, ldk, kidx);
-        return t->st;
-    }
-#endif
-#if TILE_HAVE_AVX2
-    if (use_avx2()) {
-        scores_avx2(t, k, ldk, kidx);
-        return t->st;
-    }
-#endif
-    scores_portable(t, k, ldk, kidx);
-    return t->st;
-}
-
-/* ---- online softmax and O^T += V^T P^T ------------------------------------------------- */
-
-/* pass 1, portable: per query lane, the new max, exp(s - max), the rescale of l and O. */
-static void softmax_portable(kern_tile *t)
-{
-    const int ld = t->ld, cols = t->cols, d = t->d;
-    for (int r = 0; r < t->lanes; r++) {
-        float mx = t->m[r];
-        for (int j = 0; j < cols; j++)
-            mx = fmaxf(mx, t->st[(size_t)j * ld + r]);
-        const float shift = mx == -INFINITY ? 0.0f : mx; /* all masked so far: p = 0 */
-        const float alpha = expf(t->m[r] - shift);
-        float sum = 0.0f;
-        for (int j = 0; j < cols; j++) {
-            float *s = &t->st[(size_t)j * ld + r];
-            *s = expf(*s - shift);
-            sum += *s;
-        }
-        t->l[r] = alpha * t->l[r] + sum;
-        t->m[r] = mx;
-        for (int c = 0; c < d; c++)
-            t->ot[(size_t)c * ld + r] *= alpha;
-    }
-}
-
-static void pv_portable(kern_tile *t, const float *v, int64_t ldv, const int32_t *vidx)
-{
-    const int ld = t->ld, d = t->d;
-    for (int j = 0; j < t->cols; j++) {
-        const float *vr = row_of(v, ldv, vidx, j), *p = t->st + (size_t)j * ld;
-        for (int c = 0; c < d; c++) {
-            float *o = t->ot + (size_t)c * ld;
-            for (int r = 0; r < t->lanes; r++)
-                o[r] = fmaf(vr[c], p[r], o[r]);
-        }
-    }
-}
-
-#if TILE_HAVE_AVX512
-static void softmax_avx512(kern_tile *t)
-{
-    const int ld = t->ld, cols = t->cols, d = t->d;
-    const __m512 neg_inf = _mm512_set1_ps(-INFINITY);
-    for (int r = 0; r < t->lanes; r += 16) {
-        const __m512 mold = _mm512_load_ps(t->m + r);
-        __m512 mx = mold;
-        for (int j = 0; j < cols; j++)
-            mx = _mm512_max_ps(mx, _mm512_load_ps(t->st + (size_t)j * ld + r));
-        const __mmask16 none = _mm512_cmp_ps_mask(mx, neg_inf, _CMP_EQ_OQ);
-        const __m512 shift = _mm512_mask_mov_ps(mx, none, _mm512_setzero_ps());
-        const __m512 alpha = Sleef_expf16_u10(_mm512_sub_ps(mold, shift));
-        __m512 sum = _mm512_setzero_ps();
-        for (int j = 0; j < cols; j++) {
-            float *s = t->st + (size_t)j * ld + r;
-            const __m512 e = Sleef_expf16_u10(_mm512_sub_ps(_mm512_load_ps(s), shift));
-            _mm512_store_ps(s, e);
-            sum = _mm512_add_ps(sum, e);
-        }
-        _mm512_store_ps(t->l + r, _mm512_fmadd_ps(alpha, _mm512_load_ps(t->l + r), sum));
-        _mm512_store_ps(t->m + r, mx);
-        /* rescale the accumulator only where the max moved (alpha != 1) */
-        if (_mm512_cmp_ps_mask(alpha, _mm512_set1_ps(1.0f), _CMP_NEQ_UQ))
-            for (int c = 0; c < d; c++) {
-                float *o = t->ot + (size_t)c * ld + r;
-                _mm512_store_ps(o, _mm512_mul_ps(_mm512_load_ps(o), alpha));
+                vr[i] = row_of(v, ldv, vidx, j + i);
             }
-    }
-}
-
-#define PV_STEP(i)                                                                               \
-    b = _mm512_set1_ps(vr[i]);                                                                   \
-    o##i##0 = _mm512_fmadd_ps(b, p0, o##i##0);                                                   \
-    o##i##1 = _mm512_fmadd_ps(b, p1, o##i##1)
-
-#define PV_LOAD(i)                                                                               \
-    __m512 o##i##0 = _mm512_load_ps(t->ot + (size_t)(c0 + i) * ld + q0),                         \
-           o##i##1 = _mm512_load_ps(t->ot + (size_t)(c0 + i) * ld + q0 + 16)
-
-#define PV_STORE(i)                                                                              \
-    _mm512_store_ps(t->ot + (size_t)(c0 + i) * ld + q0, o##i##0);                                \
-    _mm512_store_ps(t->ot + (size_t)(c0 + i) * ld + q0 + 16, o##i##1)
-
-static void pv_avx512(kern_tile *t, const float *v, int64_t ldv, const int32_t *vidx)
-{
-    const int ld = t->ld, d = t->d, cols = t->cols;
-    for (int q0 = 0; q0 < t->lanes; q0 += TILE_LANES) {
-        int c0 = 0;
-        for (; c0 + 8 <= d; c0 += 8) { /* 8 value columns by 32 query lanes */
-            PV_LOAD(0); PV_LOAD(1); PV_LOAD(2); PV_LOAD(3);
-            PV_LOAD(4); PV_LOAD(5); PV_LOAD(6); PV_LOAD(7);
-            for (int j = 0; j < cols; j++) {
-                const float *vr = row_of(v, ldv, vidx, j) + c0, *p = t->st + (size_t)j * ld + q0;
-                const __m512 p0 = _mm512_load_ps(p), p1 = _mm512_load_ps(p + 16);
-                __m512 b;
-                PV_STEP(0); PV_STEP(1); PV_STEP(2); PV_STEP(3);
-                PV_STEP(4); PV_STEP(5); PV_STEP(6); PV_STEP(7);
+            const bool masked = group_masked(mk, qlo, qhi, j, nk);
+            switch (nk) { /* each width its own unrolled copy, its accumulators in registers */
+            case 8: group_avx512(t, q0, kr, vr, 8, &st, mk, masked, j, &hidden); break;
+            case 7: group_avx512(t, q0, kr, vr, 7, &st, mk, masked, j, &hidden); break;
+            case 6: group_avx512(t, q0, kr, vr, 6, &st, mk, masked, j, &hidden); break;
+            case 5: group_avx512(t, q0, kr, vr, 5, &st, mk, masked, j, &hidden); break;
+            case 4: group_avx512(t, q0, kr, vr, 4, &st, mk, masked, j, &hidden); break;
+            case 3: group_avx512(t, q0, kr, vr, 3, &st, mk, masked, j, &hidden); break;
+            case 2: group_avx512(t, q0, kr, vr, 2, &st, mk, masked, j, &hidden); break;
+            default: group_avx512(t, q0, kr, vr, 1, &st, mk, masked, j, &hidden); break;
             }
-            PV_STORE(0); PV_STORE(1); PV_STORE(2); PV_STORE(3);
-            PV_STORE(4); PV_STORE(5); PV_STORE(6); PV_STORE(7);
         }
-        for (; c0 < d; c0++) { /* the last d % 8 columns */
-            __m512 o0 = _mm512_load_ps(t->ot + (size_t)c0 * ld + q0),
-                   o1 = _mm512_load_ps(t->ot + (size_t)c0 * ld + q0 + 16);
-            for (int j = 0; j < cols; j++) {
-                const __m512 b = _mm512_set1_ps(row_of(v, ldv, vidx, j)[c0]);
-                const float *p = t->st + (size_t)j * ld + q0;
-                o0 = _mm512_fmadd_ps(b, _mm512_load_ps(p), o0);
-                o1 = _mm512_fmadd_ps(b, _mm512_load_ps(p + 16), o1);
-            }
-            _mm512_store_ps(t->ot + (size_t)c0 * ld + q0, o0);
-            _mm512_store_ps(t->ot + (size_t)c0 * ld + q0 + 16, o1);
+        for (int u = 0; u < 2; u++) {
+            _mm512_store_ps(t->m + q0 + 16 * u, st.m[u]);
+            _mm512_store_ps(t->l + q0 + 16 * u, st.l[u]);
         }
     }
+    count(t, ATTN_STAT_SCORES_MASKED, hidden);
 }
 #endif
 
 #if TILE_HAVE_AVX2
-/* exp(x) for 8 floats x <= 0, the online softmax's arguments (a score less the running max,
- * or the old max less the new), within 2 ulp of expf: Cody-Waite reduction x = k ln2 + r,
- * |r| <= ln2/2, Cephes's degree-6 polynomial for exp(r), and 2^k through the exponent bits.
- * Inlined, it costs a fraction of a SLEEF call, which mattered: one exponential per score
- * against 32 FMAs of products. k comes from adding 1.5 * 2^23 (the rounding of that sum
+/* exp(x) for 8 floats, within 2 ulp of expf over the softmax's range (x <= TILE_RESCALE):
+ * Cody-Waite reduction x = k ln2 + r, |r| <= ln2/2, Cephes's degree-6 polynomial for exp(r),
+ * and 2^k through the exponent bits. k comes from adding 1.5 * 2^23 (the rounding of that sum
  * leaves round(x log2 e) in the low mantissa bits, ready to shift into an exponent), which
- * saves a round and a conversion; the domain saves the overflow clamp. Below -87.3 (and -inf,
- * a masked score) it is 0; NaN stays NaN (max returns its second operand, the NaN, and the
- * polynomial carries it). Not for x > 88: 2^k would wrap. */
+ * saves a round and a conversion. Below -87.3 (and -inf, a hidden score) it is 0; NaN stays
+ * NaN (max returns its second operand, the NaN, and the polynomial carries it). Not for
+ * x > 88: 2^k would wrap. */
 static inline __m256 exp8(__m256 x)
 {
     const __m256 lo = _mm256_set1_ps(-87.3365447505531f), shifter = _mm256_set1_ps(12582912.0f);
@@ -553,119 +572,183 @@ static inline __m256 exp8(__m256 x)
     return _mm256_andnot_ps(_mm256_cmp_ps(x, lo, _CMP_LT_OQ), y); /* underflow and -inf: 0 */
 }
 
-static void softmax_avx2(kern_tile *t)
-{
-    const int ld = t->ld, cols = t->cols, d = t->d;
-    const __m256 neg_inf = _mm256_set1_ps(-INFINITY), one = _mm256_set1_ps(1.0f);
-    for (int r = 0; r < t->lanes; r += 8) {
-        const __m256 mold = _mm256_load_ps(t->m + r);
-        __m256 mx = mold;
-        for (int j = 0; j < cols; j++)
-            mx = _mm256_max_ps(mx, _mm256_load_ps(t->st + (size_t)j * ld + r));
-        /* all masked so far: shift by 0, so p = exp(-inf) = 0 */
-        const __m256 none = _mm256_cmp_ps(mx, neg_inf, _CMP_EQ_OQ);
-        const __m256 shift = _mm256_blendv_ps(mx, _mm256_setzero_ps(), none);
-        const __m256 alpha = exp8(_mm256_sub_ps(mold, shift));
-        __m256 sum = _mm256_setzero_ps();
-        for (int j = 0; j < cols; j++) {
-            float *s = t->st + (size_t)j * ld + r;
-            const __m256 e = exp8(_mm256_sub_ps(_mm256_load_ps(s), shift));
-            _mm256_store_ps(s, e);
-            sum = _mm256_add_ps(sum, e);
-        }
-        _mm256_store_ps(t->l + r, _mm256_fmadd_ps(alpha, _mm256_load_ps(t->l + r), sum));
-        _mm256_store_ps(t->m + r, mx);
-        /* rescale the accumulator only where the max moved (alpha != 1) */
-        if (_mm256_movemask_ps(_mm256_cmp_ps(alpha, one, _CMP_NEQ_UQ)))
-            for (int c = 0; c < d; c++) {
-                float *o = t->ot + (size_t)c * ld + r;
-                _mm256_store_ps(o, _mm256_mul_ps(_mm256_load_ps(o), alpha));
-            }
-    }
-}
+/* The AVX2 strip: 16 query lanes (two vectors), groups of AVX2_KEYS keys: 2 x AVX2_KEYS
+ * accumulators, two lane vectors and a broadcast fit the 16 ymm registers. */
+enum { AVX2_KEYS = 4 };
 
-/* O^T[c0 .. c0 + nc) += V^T P^T over keys [j0, j1) for 8 AVX2_NV query lanes, the
- * accumulators held in registers. The key loop walks plain pointers (a gathered row costs
- * one index load). */
-static inline __attribute__((always_inline)) void pv_block_avx2(kern_tile *t, const float *v,
-                                                                 int64_t ldv,
-                                                                 const int32_t *vidx, int j0,
-                                                                 int j1, int q0, int c0, int nc)
+typedef struct strip256 {
+    __m256 m[2], shift[2], l[2];
+    __m256i qp[2];
+    __m256i valid[2]; /* all ones where the lane is a row */
+} strip256;
+
+static inline __attribute__((always_inline)) void group_avx2(kern_tile *t, int q0,
+                                                               const float *const *kr,
+                                                               const float *const *vr, int nk,
+                                                               strip256 *st, const tile_mask *mk,
+                                                               bool masked, int j,
+                                                               uint64_t *hidden)
 {
-    const int ld = t->ld;
-    __m256 o[AVX2_NB][AVX2_NV];
-    for (int i = 0; i < nc; i++)
-        for (int u = 0; u < AVX2_NV; u++)
-            o[i][u] = _mm256_load_ps(t->ot + (size_t)(c0 + i) * ld + q0 + 8 * u);
-    const float *p = t->st + (size_t)j0 * ld + q0, *vr = v + j0 * ldv + c0;
-    for (int j = j0; j < j1; j++, p += ld, vr += ldv) {
-        const float *row = vidx ? v + (int64_t)vidx[j] * ldv + c0 : vr;
-        __m256 x[AVX2_NV];
-        for (int u = 0; u < AVX2_NV; u++)
-            x[u] = _mm256_load_ps(p + 8 * u);
-        for (int i = 0; i < nc; i++) {
-            const __m256 b = _mm256_broadcast_ss(row + i);
-            for (int u = 0; u < AVX2_NV; u++)
-                o[i][u] = _mm256_fmadd_ps(b, x[u], o[i][u]);
+    const int d = t->d, ld = t->ld;
+    const float *qt = t->qt + q0;
+    float *ot = t->ot + q0;
+    __m256 s[AVX2_KEYS][2];
+    for (int i = 0; i < nk; i++)
+        s[i][0] = s[i][1] = _mm256_setzero_ps();
+    for (int c = 0; c < d; c++) {
+        const __m256 x0 = _mm256_load_ps(qt + (size_t)c * ld),
+                     x1 = _mm256_load_ps(qt + (size_t)c * ld + 8);
+        for (int i = 0; i < nk; i++) {
+            const __m256 b = _mm256_broadcast_ss(kr[i] + c);
+            s[i][0] = _mm256_fmadd_ps(b, x0, s[i][0]);
+            s[i][1] = _mm256_fmadd_ps(b, x1, s[i][1]);
         }
     }
-    for (int i = 0; i < nc; i++)
-        for (int u = 0; u < AVX2_NV; u++)
-            _mm256_store_ps(t->ot + (size_t)(c0 + i) * ld + q0 + 8 * u, o[i][u]);
-}
-
-/* Keys in blocks of PV_KEYS, so a block's V rows and P^T rows stay in L1 while every lane
- * and column block uses them (the whole V tile does not fit: it came from L2 once per
- * column block). */
-enum { PV_KEYS = 64 };
-
-static void pv_avx2(kern_tile *t, const float *v, int64_t ldv, const int32_t *vidx)
-{
-    const int d = t->d, cols = t->cols;
-    for (int j0 = 0; j0 < cols; j0 += PV_KEYS) {
-        const int j1 = cols - j0 < PV_KEYS ? cols : j0 + PV_KEYS;
-        for (int q0 = 0; q0 < t->lanes; q0 += 8 * AVX2_NV) {
-            int c0 = 0;
-            for (; c0 + AVX2_NB <= d; c0 += AVX2_NB)
-                pv_block_avx2(t, v, ldv, vidx, j0, j1, q0, c0, AVX2_NB);
-            switch (d - c0) { /* the last columns: a block of their own width, unrolled */
-            case 5: pv_block_avx2(t, v, ldv, vidx, j0, j1, q0, c0, 5); break;
-            case 4: pv_block_avx2(t, v, ldv, vidx, j0, j1, q0, c0, 4); break;
-            case 3: pv_block_avx2(t, v, ldv, vidx, j0, j1, q0, c0, 3); break;
-            case 2: pv_block_avx2(t, v, ldv, vidx, j0, j1, q0, c0, 2); break;
-            case 1: pv_block_avx2(t, v, ldv, vidx, j0, j1, q0, c0, 1); break;
-            default: break;
+    if (masked) {
+        const __m256i lo = _mm256_set1_epi32(mk->lo), hi = _mm256_set1_epi32(mk->hi);
+        const __m256 hid_v = _mm256_set1_ps(mk->hidden), self_v = _mm256_set1_ps(mk->self_logit);
+        for (int i = 0; i < nk; i++) {
+            const int32_t kp = kpos_of(mk, j + i);
+            const __m256 w = _mm256_set1_ps(mk->kscale ? mk->kscale[kp] : 1.0f);
+            for (int u = 0; u < 2; u++) {
+                const __m256i diff = _mm256_sub_epi32(_mm256_set1_epi32(kp), st->qp[u]);
+                const __m256i hid = _mm256_or_si256(_mm256_cmpgt_epi32(diff, hi),
+                                                    _mm256_cmpgt_epi32(lo, diff));
+                __m256 x = _mm256_mul_ps(s[i][u], w);
+                if (mk->self)
+                    x = _mm256_blendv_ps(x, self_v, _mm256_castsi256_ps(
+                                                        _mm256_cmpeq_epi32(diff, _mm256_setzero_si256())));
+                s[i][u] = _mm256_blendv_ps(x, hid_v, _mm256_castsi256_ps(hid));
+                *hidden += (uint64_t)__builtin_popcount((unsigned)_mm256_movemask_ps(
+                    _mm256_castsi256_ps(_mm256_and_si256(hid, st->valid[u]))));
             }
         }
     }
+    __m256 g[2] = {s[0][0], s[0][1]};
+    for (int i = 1; i < nk; i++)
+        for (int u = 0; u < 2; u++)
+            g[u] = _mm256_max_ps(g[u], s[i][u]);
+    const __m256 th = _mm256_set1_ps(TILE_RESCALE);
+    __m256 up[2];
+    for (int u = 0; u < 2; u++)
+        up[u] = _mm256_cmp_ps(g[u], _mm256_add_ps(st->m[u], th), _CMP_GT_OQ);
+    if (_mm256_movemask_ps(_mm256_or_ps(up[0], up[1]))) {
+        __m256 alpha[2];
+        for (int u = 0; u < 2; u++) { /* lanes that do not move keep alpha = 1 exactly */
+            alpha[u] = _mm256_blendv_ps(_mm256_set1_ps(1.0f), exp8(_mm256_sub_ps(st->m[u], g[u])),
+                                        up[u]);
+            st->m[u] = _mm256_blendv_ps(st->m[u], g[u], up[u]);
+            st->shift[u] = _mm256_blendv_ps(st->shift[u], g[u], up[u]);
+            st->l[u] = _mm256_mul_ps(st->l[u], alpha[u]);
+        }
+        for (int c = 0; c < d; c++) {
+            float *o = ot + (size_t)c * ld;
+            _mm256_store_ps(o, _mm256_mul_ps(_mm256_load_ps(o), alpha[0]));
+            _mm256_store_ps(o + 8, _mm256_mul_ps(_mm256_load_ps(o + 8), alpha[1]));
+        }
+    }
+    for (int i = 0; i < nk; i++)
+        for (int u = 0; u < 2; u++) {
+            s[i][u] = exp8(_mm256_sub_ps(s[i][u], st->shift[u]));
+            st->l[u] = _mm256_add_ps(st->l[u], s[i][u]);
+        }
+    for (int c = 0; c < d; c++) {
+        float *o = ot + (size_t)c * ld;
+        __m256 o0 = _mm256_load_ps(o), o1 = _mm256_load_ps(o + 8);
+        for (int i = 0; i < nk; i++) {
+            const __m256 b = _mm256_broadcast_ss(vr[i] + c);
+            o0 = _mm256_fmadd_ps(b, s[i][0], o0);
+            o1 = _mm256_fmadd_ps(b, s[i][1], o1);
+        }
+        _mm256_store_ps(o, o0);
+        _mm256_store_ps(o + 8, o1);
+    }
+}
+
+static void attend_avx2(kern_tile *t, const float *k, int64_t ldk, const int32_t *kidx,
+                        const float *v, int64_t ldv, const int32_t *vidx, const tile_mask *mk)
+{
+    const int cols = t->cols;
+    uint64_t hidden = 0;
+    const __m256i iota = _mm256_set_epi32(7, 6, 5, 4, 3, 2, 1, 0);
+    for (int q0 = 0; q0 < t->lanes; q0 += 16) {
+        const int valid = t->rows - q0 < 16 ? t->rows - q0 : 16;
+        if (valid <= 0)
+            break; /* the lanes past the last row's strip (lanes are a multiple of 32) */
+        strip256 st;
+        int32_t qlo = 0, qhi = 0;
+        for (int u = 0; u < 2; u++) {
+            st.m[u] = _mm256_load_ps(t->m + q0 + 8 * u);
+            st.l[u] = _mm256_load_ps(t->l + q0 + 8 * u);
+            st.shift[u] = _mm256_blendv_ps(st.m[u], _mm256_setzero_ps(),
+                                           _mm256_cmp_ps(st.m[u], _mm256_set1_ps(-INFINITY),
+                                                         _CMP_EQ_OQ));
+            const __m256i lane = _mm256_add_epi32(_mm256_set1_epi32(8 * u), iota);
+            st.valid[u] = _mm256_cmpgt_epi32(_mm256_set1_epi32(valid), lane);
+            st.qp[u] = _mm256_setzero_si256();
+            if (mk && mk->qpos)
+                st.qp[u] = _mm256_maskload_epi32(mk->qpos + q0 + 8 * u, st.valid[u]);
+            else if (mk)
+                st.qp[u] = _mm256_add_epi32(_mm256_set1_epi32(mk->q0 + q0 + 8 * u), iota);
+        }
+        if (mk)
+            pos_range(mk, 0, q0, valid, &qlo, &qhi);
+        for (int j = 0; j < cols; j += AVX2_KEYS) {
+            const int nk = cols - j < AVX2_KEYS ? cols - j : AVX2_KEYS;
+            const float *kr[AVX2_KEYS], *vr[AVX2_KEYS];
+            for (int i = 0; i < nk; i++) {
+                kr[i] = row_of(k, ldk, kidx, j + i);
+                vr[i] = row_of(v, ldv, vidx, j + i);
+            }
+            const bool masked = group_masked(mk, qlo, qhi, j, nk);
+            switch (nk) {
+            case 4: group_avx2(t, q0, kr, vr, 4, &st, mk, masked, j, &hidden); break;
+            case 3: group_avx2(t, q0, kr, vr, 3, &st, mk, masked, j, &hidden); break;
+            case 2: group_avx2(t, q0, kr, vr, 2, &st, mk, masked, j, &hidden); break;
+            default: group_avx2(t, q0, kr, vr, 1, &st, mk, masked, j, &hidden); break;
+            }
+        }
+        for (int u = 0; u < 2; u++) {
+            _mm256_store_ps(t->m + q0 + 8 * u, st.m[u]);
+            _mm256_store_ps(t->l + q0 + 8 * u, st.l[u]);
+        }
+    }
+    count(t, ATTN_STAT_SCORES_MASKED, hidden);
 }
 #endif
 
-void tile_accumulate(kern_tile *t, const float *v, int64_t ldv, const int32_t *vidx)
+void tile_attend(kern_tile *t, const float *k, int64_t ldk, const int32_t *kidx, const float *v,
+                 int64_t ldv, const int32_t *vidx, int cols, const tile_mask *mask)
 {
-    tile_prefetch_rows(v, ldv, vidx, t->cols, t->d);
-    /* one exponential per score and one per row for the running sum's rescale */
-    count(t, ATTN_STAT_EXPS, (uint64_t)t->rows * (uint64_t)(t->cols + 1));
+    assert(cols >= 1 && cols <= t->max_cols);
+    t->cols = cols;
+    tile_prefetch_rows(k, ldk, kidx, cols, t->d);
+    tile_prefetch_rows(v, ldv, vidx, cols, t->d);
+    count(t, ATTN_STAT_SCORES, (uint64_t)t->rows * (uint64_t)cols);
+    count(t, ATTN_STAT_TILES, 1);
+    /* one exponential per score and one per row for a rescale of its running sum */
+    count(t, ATTN_STAT_EXPS, (uint64_t)t->rows * (uint64_t)(cols + 1));
+    if (kidx) {
+        count(t, ATTN_STAT_ROWS_GATHERED, (uint64_t)cols);
+        count(t, ATTN_STAT_BYTES_GATHERED, (uint64_t)cols * (uint64_t)t->d * sizeof(float));
+    }
     if (vidx) {
-        count(t, ATTN_STAT_ROWS_GATHERED, (uint64_t)t->cols);
-        count(t, ATTN_STAT_BYTES_GATHERED, (uint64_t)t->cols * (uint64_t)t->d * sizeof(float));
+        count(t, ATTN_STAT_ROWS_GATHERED, (uint64_t)cols);
+        count(t, ATTN_STAT_BYTES_GATHERED, (uint64_t)cols * (uint64_t)t->d * sizeof(float));
     }
 #if TILE_HAVE_AVX512
     if (use_avx512()) {
-        softmax_avx512(t);
-        pv_avx512(t, v, ldv, vidx);
+        attend_avx512(t, k, ldk, kidx, v, ldv, vidx, mask);
         return;
     }
 #endif
 #if TILE_HAVE_AVX2
     if (use_avx2()) {
-        softmax_avx2(t);
-        pv_avx2(t, v, ldv, vidx);
+        attend_avx2(t, k, ldk, kidx, v, ldv, vidx, mask);
         return;
     }
 #endif
-    softmax_portable(t);
-    pv_portable(t, v, ldv, vidx);
+    attend_portable(t, k, ldk, kidx, v, ldv, vidx, mask);
 }
 
 /* out row r = wa[r] * out row + wb[r] * (column r of ot), for the columns that the vector

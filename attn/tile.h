@@ -1,20 +1,23 @@
 /* tile.h: internal to attn/. The fused online-softmax kernel every streaming method runs on
- * (full_stream, block_sparse, etc, lsh): one tile of up to max_rows queries against a stream
- * of key/value tiles of up to max_cols keys, FlashAttention-2 order.
+ * (full_stream, block_sparse, etc, lsh, ring): one tile of up to max_rows queries against a
+ * stream of key/value tiles of up to max_cols keys, FlashAttention-2 order.
  *
- * Layout, and why: the tile keeps its queries transposed, (d, ld): lanes = rows rounded up
- * to TILE_LANES, so queries run along the vector lanes, and a stride ld one cache line more. Then S^T = K Q^T and O^T += V^T P^T
- * read K and V a row at a time, by broadcasting single elements: no packing, no transposed
- * copy of K, and any key row can come from anywhere. Every row argument is therefore a base
- * pointer plus an optional int32 index list (row r is base + idx[r] * ld), which is how lsh
- * gathers its sorted buckets and block_sparse its random blocks without copying Q, K or V.
+ * Layout, and why: the tile keeps its queries transposed, (d, ld): lanes = rows rounded up to
+ * TILE_LANES, so queries run along the vector lanes, and a stride ld one cache line more.
+ * tile_attend works a strip of query lanes at a time (32 with AVX-512, 16 with AVX2) against
+ * groups of a few keys: the group's scores S^T = K Q^T are accumulated in registers by
+ * broadcasting single elements of K, masked there, turned into probabilities there (the
+ * online softmax runs along the lanes, one query per lane, so its max and sum need no
+ * shuffles), and O^T += V^T P^T reads them from those same registers into the strip's output
+ * rows, which stay in L1. No score tile is ever stored. Any key row can come from anywhere:
+ * every row argument is a base pointer plus an optional int32 index list (row r is
+ * base + idx[r] * ld), which is how lsh gathers its sorted buckets and block_sparse its random
+ * blocks without copying Q, K or V.
  *
  * Per tile:
- *   tile_begin(t, q, ...);                          transposes and scales the queries
- *   for each key tile: s = tile_scores(t, k, ...);  s[j * t->ld + r] = score of query r, key j
- *                      <mask s in place: -INFINITY, or a finite penalty>
- *                      tile_accumulate(t, v, ...);  folds the tile into the running softmax
- *   tile_end(t, out, ...);                          out = O / l, lse = m + log l
+ *   tile_begin(t, q, ...);                      transposes and scales the queries
+ *   for each key tile: tile_attend(t, k, ..., v, ..., mask);
+ *   tile_end(t, out, ...);                      out = O / l, lse = m + log l
  * A query row that only ever saw -INFINITY gets output 0 and lse -INFINITY. */
 #ifndef ATTN_TILE_H
 #define ATTN_TILE_H
@@ -33,7 +36,6 @@ typedef struct kern_tile {
     int rows, cols;     /* current query and key counts */
     int lanes, ld;      /* rows rounded up to TILE_LANES (the lanes computed); the stride */
     float *qt;          /* (d, ld) scaled queries, transposed; padding lanes are zero */
-    float *st;          /* (max_cols, ld) scores, then probabilities, transposed */
     float *ot;          /* (d, ld) output accumulator, transposed */
     float *m, *l;       /* (ld) running max and running sum */
     attn_stats *stats;  /* the calling thread's own counters (tile_init zeroes them), or NULL */
@@ -49,11 +51,29 @@ void tile_init(kern_tile *t, kern_cursor *cursor, int max_rows, int max_cols, in
 /* Starts a query tile: rows queries, row r = q + (qidx ? qidx[r] : r) * ldq, times scale. */
 void tile_begin(kern_tile *t, const float *q, int64_t ldq, const int32_t *qidx, int rows,
                 float scale);
-/* Scores of the current queries against `cols` keys, key j = k + (kidx ? kidx[j] : j) * ldk.
- * Returns the (cols, ld) transposed score tile for the caller to mask. */
-float *tile_scores(kern_tile *t, const float *k, int64_t ldk, const int32_t *kidx, int cols);
-/* Online-softmax update with the (masked) score tile and the matching values. */
-void tile_accumulate(kern_tile *t, const float *v, int64_t ldv, const int32_t *vidx);
+/* Which keys a query sees, stated by positions: query r's is qpos[r] (qpos NULL: q0 + r), key
+ * j's kpos[j] (NULL: k0 + j). Key k is visible from query q when lo <= k - q <= hi; a hidden
+ * key's logit becomes `hidden` (-INFINITY, or a finite penalty such as lsh's -1e9). With
+ * `self`, a visible key at the query's own position gets self_logit instead (lsh's -1e5: a
+ * penalty, not a mask). kscale, when set, first multiplies key j's logits by
+ * kscale[kpos(j)]. Positions are any int32 the method chooses: token indices (causal, a
+ * band), or segment ids (ETC's globals, lo = hi = 0). Hidden scores are counted
+ * (ATTN_STAT_SCORES_MASKED); a group of keys the mask cannot change runs unmasked. */
+typedef struct tile_mask {
+    const int32_t *qpos, *kpos;
+    int32_t q0, k0;
+    int32_t lo, hi;
+    float hidden;
+    bool self;
+    float self_logit;
+    const float *kscale;
+} tile_mask;
+
+/* The current queries against `cols` keys and values, key j = k + (kidx ? kidx[j] : j) * ldk
+ * and value j likewise from v, vidx: scores, the mask (NULL: none), and the online-softmax
+ * update, fused. */
+void tile_attend(kern_tile *t, const float *k, int64_t ldk, const int32_t *kidx, const float *v,
+                 int64_t ldv, const int32_t *vidx, int cols, const tile_mask *mask);
 /* Writes the tile's rows: out row r = out + (oidx ? oidx[r] : r) * ldo, and lse[row] = m + log l
  * (lse may be NULL). */
 void tile_end(kern_tile *t, float *out, int64_t ldo, const int32_t *oidx, float *lse);
@@ -68,9 +88,8 @@ void tile_end_merge(kern_tile *t, float *out, int64_t ldo, const int32_t *oidx, 
 
 /* Gathered rows (lsh's buckets, block_sparse's random blocks) sit anywhere in memory, where
  * the hardware prefetcher cannot guess them: asks for every line of rows idx[0..count) at
- * once, so their cache misses overlap. tile_scores and tile_accumulate do it for their own
- * rows; a caller that knows its next rows earlier (the values while the scores run) calls it
- * sooner. Does nothing when idx is NULL (contiguous rows prefetch themselves). */
+ * once, so their cache misses overlap. tile_attend does it for its own rows; a caller that
+ * knows its next rows earlier calls it sooner. Does nothing when idx is NULL (contiguous rows prefetch themselves). */
 void tile_prefetch_rows(const float *base, int64_t ld, const int32_t *idx, int count, int d);
 
 /* Tests only: run the portable C path instead of the vector one. */

@@ -1,5 +1,6 @@
 /* test_tile.c: the fused tile kernel on its own: gathered rows, several key tiles of odd
- * sizes, masking, merging two candidate sets, in the vector path this build compiled (AVX-512 or
+ * sizes, masks by position (a band, causal with finite penalties, a self logit and key
+ * scales), merging two candidate sets, in the vector path this build compiled (AVX-512 or
  * AVX2, tile_isa() says which) and the portable path alike. */
 #include "helpers.h"
 
@@ -11,13 +12,28 @@
 
 #define TOL 1e-5
 
-/* Dense reference over an explicit candidate list: query rows qi, key rows kj (into q/k/v
- * of `total` rows), allowed(i, j) on those positions; scale applied to the scores. */
+/* Dense reference over an explicit candidate list: query rows qi, key rows kj (into q/k/v of
+ * `total` rows); with a mask, each pair's logit follows the tile_mask rule on the positions
+ * mask->qpos[i], mask->kpos[j]; scale applied to the scores. */
 typedef struct cand {
     int nq, nk;
     const int32_t *qi, *kj;
-    const unsigned char *mask; /* nq x nk, 1 = attend; NULL = all */
+    const tile_mask *mask; /* positions given as arrays over the candidates; NULL: none */
 } cand;
+
+static double logit_of(const cand *c, int i, int j, double dot)
+{
+    const tile_mask *m = c->mask;
+    if (!m)
+        return dot;
+    const int32_t kp = m->kpos[j], qp = m->qpos[i];
+    const int64_t diff = (int64_t)kp - qp;
+    if (diff < m->lo || diff > m->hi)
+        return m->hidden;
+    if (m->self && diff == 0)
+        return m->self_logit;
+    return m->kscale ? dot * (double)m->kscale[kp] : dot;
+}
 
 static void reference(const cand *c, const float *q, const float *k, const float *v, int d,
                       double scale, double *out, double *lse)
@@ -26,14 +42,10 @@ static void reference(const cand *c, const float *q, const float *k, const float
         double m = -INFINITY, z = 0;
         double *s = malloc((size_t)c->nk * sizeof *s);
         for (int j = 0; j < c->nk; j++) {
-            if (c->mask && !c->mask[i * c->nk + j]) {
-                s[j] = -INFINITY;
-                continue;
-            }
             double dot = 0;
             for (int x = 0; x < d; x++)
                 dot += (double)q[c->qi[i] * d + x] * k[c->kj[j] * d + x];
-            s[j] = dot * scale;
+            s[j] = logit_of(c, i, j, dot * scale);
             m = fmax(m, s[j]);
         }
         for (int x = 0; x < d; x++)
@@ -52,7 +64,7 @@ static void reference(const cand *c, const float *q, const float *k, const float
     }
 }
 
-/* Runs the tile kernel over key tiles of the given sizes, masking with c->mask. */
+/* Runs the tile kernel over key tiles of the given sizes, with c->mask's rule. */
 static void run_tile(const cand *c, const float *q, const float *k, const float *v, int d,
                      float scale, const int *tiles, int ntiles, float *out, float *lse)
 {
@@ -66,18 +78,24 @@ static void run_tile(const cand *c, const float *q, const float *k, const float 
     tile_init(&t, &cursor, c->nq, max_cols, d);
     tile_begin(&t, q, d, c->qi, c->nq, scale);
     for (int i = 0, j0 = 0; i < ntiles; j0 += tiles[i++]) {
-        float *s = tile_scores(&t, k, d, c->kj + j0, tiles[i]);
-        for (int j = 0; j < tiles[i]; j++)
-            for (int r = 0; r < c->nq; r++)
-                if (c->mask && !c->mask[r * c->nk + j0 + j])
-                    s[(size_t)j * t.ld + r] = -INFINITY;
-        tile_accumulate(&t, v, d, c->kj + j0);
+        tile_mask m;
+        if (c->mask) { /* this tile's keys: the positions from j0 on */
+            m = *c->mask;
+            m.kpos = c->mask->kpos + j0;
+        }
+        tile_attend(&t, k, d, c->kj + j0, v, d, c->kj + j0, tiles[i], c->mask ? &m : NULL);
     }
     /* out rows in candidate order: an identity index */
     tile_end(&t, out, d, NULL, lse);
     free(work);
 }
 
+/* The queries' scale: large gains spread the logits over tens of units, so the running
+ * shift moves often (its rescale of the accumulator is tested, not only its first move). */
+static float q_gain = 1.0f;
+
+/* mask 0: none; 1: a band of random positions where row 0 sees nothing and row 1 only the
+ * last tile; 2: causal with lsh's finite penalties, its self logit and key scales */
 static void check_config(int total, int nq, int d, const int *tiles, int ntiles, int masked,
                          unsigned seed)
 {
@@ -86,27 +104,38 @@ static void check_config(int total, int nq, int d, const int *tiles, int ntiles,
         nk += tiles[i];
     float *q = malloc((size_t)total * d * sizeof *q), *k = malloc((size_t)total * d * sizeof *k),
           *v = malloc((size_t)total * d * sizeof *v);
-    fill_normal(q, (size_t)total * d, seed, 1.0f);
+    fill_normal(q, (size_t)total * d, seed, q_gain);
     fill_normal(k, (size_t)total * d, seed + 1, 1.0f);
     fill_normal(v, (size_t)total * d, seed + 2, 1.0f);
     int32_t *qi = malloc((size_t)nq * sizeof *qi), *kj = malloc((size_t)nk * sizeof *kj);
+    int32_t *qp = malloc((size_t)nq * sizeof *qp), *kp = malloc((size_t)nk * sizeof *kp);
+    float *kscale = malloc(1000 * sizeof *kscale);
     srand(seed);
     for (int i = 0; i < nq; i++)
         qi[i] = rand() % total; /* gathered from anywhere, repeats allowed */
     for (int j = 0; j < nk; j++)
         kj[j] = rand() % total;
-    unsigned char *mask = NULL;
-    if (masked) {
-        mask = malloc((size_t)nq * nk);
-        for (int i = 0; i < nq * nk; i++)
-            mask[i] = rand() % 3 != 0;
-        for (int j = 0; j < nk; j++)
-            mask[0 * nk + j] = 0; /* row 0 sees nothing at all */
-        if (nq > 1)
-            for (int j = 0; j < nk; j++) /* row 1 sees only the last tile */
-                mask[1 * nk + j] = j >= nk - tiles[ntiles - 1];
+    for (int i = 0; i < nq; i++)
+        qp[i] = 100 + rand() % 200;
+    for (int j = 0; j < nk; j++)
+        kp[j] = 100 + rand() % 200;
+    for (int x = 0; x < 1000; x++)
+        kscale[x] = 0.5f + (float)(rand() % 100) / 100.0f;
+    tile_mask mask = {.qpos = qp, .kpos = kp, .lo = -40, .hi = 25, .hidden = -INFINITY};
+    if (masked == 1) {
+        qp[0] = 900; /* row 0 sees nothing at all */
+        if (nq > 1) { /* row 1 sees only the last tile */
+            qp[1] = 700;
+            for (int j = nk - tiles[ntiles - 1]; j < nk; j++)
+                kp[j] = 700 + rand() % 10;
+        }
+    } else if (masked == 2) {
+        mask = (tile_mask){.qpos = qp, .kpos = kp, .lo = INT32_MIN, .hi = 0, .hidden = -1e9f,
+                           .self = true, .self_logit = -1e5f, .kscale = kscale};
+        if (nk > 0)
+            kp[0] = qp[0]; /* a token's own key */
     }
-    cand c = {.nq = nq, .nk = nk, .qi = qi, .kj = kj, .mask = mask};
+    cand c = {.nq = nq, .nk = nk, .qi = qi, .kj = kj, .mask = masked ? &mask : NULL};
     double *ref = malloc((size_t)nq * d * sizeof *ref), *ref_lse = malloc((size_t)nq * sizeof *ref_lse);
     float *out = malloc((size_t)nq * d * sizeof *out), *lse = malloc((size_t)nq * sizeof *lse);
     const float scale = 1.0f / sqrtf((float)d);
@@ -120,8 +149,8 @@ static void check_config(int total, int nq, int d, const int *tiles, int ntiles,
         assert_allclose(lse, ref_lse, (size_t)nq, TOL, TOL);
     }
     tile_force_portable(false);
-    free(q), free(k), free(v), free(qi), free(kj), free(mask), free(ref), free(ref_lse), free(out),
-        free(lse);
+    free(q), free(k), free(v), free(qi), free(kj), free(qp), free(kp), free(kscale), free(ref),
+        free(ref_lse), free(out), free(lse);
 }
 
 static void test_gathered_rows_odd_tiles(void **state)
@@ -136,7 +165,22 @@ static void test_gathered_rows_odd_tiles(void **state)
             check_config(200, rows[ri], dims[di], tiles_a, 1, 0, seed++);
             check_config(200, rows[ri], dims[di], tiles_b, 3, 0, seed++);
             check_config(200, rows[ri], dims[di], tiles_c, 4, 1, seed++);
+            check_config(200, rows[ri], dims[di], tiles_b, 3, 2, seed++);
         }
+}
+
+/* Logits spread over tens of units: the shift moves many times within a row. */
+static void test_moving_shift(void **state)
+{
+    (void)state;
+    const int tiles[] = {13, 40, 7, 64};
+    q_gain = 12.0f;
+    for (unsigned seed = 500; seed < 506; seed++) {
+        check_config(300, 45, 16, tiles, 4, 0, seed);
+        check_config(300, 64, 64, tiles, 4, 1, seed + 100);
+        check_config(300, 33, 72, tiles, 4, 2, seed + 200);
+    }
+    q_gain = 1.0f;
 }
 
 /* Two passes over disjoint key sets, merged, equal one softmax over their union. */
@@ -174,8 +218,7 @@ static void test_merge_is_one_softmax(void **state)
     for (int pass = 0; pass < 2; pass++) {
         tile_begin(&t, q, d, qi, nq, 0.5f);
         const int32_t *keys = pass ? kj + n1 : kj;
-        tile_scores(&t, k, d, keys, pass ? n2 : n1);
-        tile_accumulate(&t, v, d, keys);
+        tile_attend(&t, k, d, keys, v, d, keys, pass ? n2 : n1, NULL);
         tile_end_merge(&t, out, d, out_rows, m, l, pass == 1);
     }
     for (int i = 0; i < nq; i++)
@@ -189,6 +232,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_gathered_rows_odd_tiles),
+        cmocka_unit_test(test_moving_shift),
         cmocka_unit_test(test_merge_is_one_softmax),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
