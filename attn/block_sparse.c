@@ -43,6 +43,7 @@ static const attn_param_spec bs_params[] = {
 };
 
 enum { BS_GLOBAL_TILE = 256 }; /* keys per tile when a global row streams the whole sequence */
+enum { BS_PREFETCH_AHEAD = 2 }; /* items ahead whose random blocks are fetched early */
 
 typedef struct bs_geom {
     int64_t n, nb;
@@ -212,6 +213,28 @@ static int row_keys(const bs_geom *g, int64_t i, const int32_t *rnd, int32_t *ke
     return cols;
 }
 
+/* The random blocks of a later item, asked for now: they lie anywhere in the head, and their
+ * fetches overlap this item's arithmetic (the window blocks are the neighbours', in cache). */
+static void prefetch_random_blocks(const bs_geom *g, const attn_tensors *t, int64_t item, int d)
+{
+    const int64_t bh = item / g->nb, k = item % g->nb;
+    const int64_t i = k == 0 ? 0 : k == 1 ? g->nb - 1 : k - 1;
+    if (is_global(g, i))
+        return;
+    const size_t off = (size_t)bh * (size_t)g->n * (size_t)d;
+    const int32_t *rnd = t->structure + (size_t)(bh * g->nb + i) * (size_t)g->n_rand;
+    for (int a = 0; a < g->n_rand; a++) {
+        if (rnd[a] < 0)
+            continue;
+        const size_t first = off + (size_t)rnd[a] * (size_t)g->block * (size_t)d;
+        const size_t bytes = (size_t)block_keys(g, rnd[a]) * (size_t)d * sizeof(float);
+        for (size_t b = 0; b < bytes; b += 64) {
+            __builtin_prefetch((const char *)(t->k + first) + b);
+            __builtin_prefetch((const char *)(t->v + first) + b);
+        }
+    }
+}
+
 static int bs_forward(const attn_shape *s, const attn_params *p, const attn_tensors *t,
                       void *work, int nthreads)
 {
@@ -248,6 +271,8 @@ static int bs_forward(const attn_shape *s, const attn_params *p, const attn_tens
             const size_t off = (size_t)bh * (size_t)n * (size_t)d;
             const float *q = t->q + off, *kk = t->k + off, *v = t->v + off;
             const int rows = (int)block_keys(&g, i);
+            if (g.n_rand && item + BS_PREFETCH_AHEAD < heads * nb)
+                prefetch_random_blocks(&g, t, item + BS_PREFETCH_AHEAD, d);
             tile_begin(&tile, q + (size_t)i * g.block * d, d, NULL, rows, scale);
             if (is_global(&g, i)) {
                 for (int64_t k0 = 0; k0 < n; k0 += BS_GLOBAL_TILE) {

@@ -54,7 +54,7 @@ static const attn_param_spec lsh_params[] = {
 
 #define LSH_SELF_MASK (-1e5f)
 #define LSH_CAUSAL_MASK (-1e9f)
-enum { LSH_TILE_Q = 128, LSH_TILE_K = 256, LSH_HASH_ROWS = 256 };
+enum { LSH_TILE_Q = 128, LSH_TILE_K = 256, LSH_HASH_ROWS = 256, LSH_PREFETCH_AHEAD = 2 };
 
 typedef struct lsh_geom {
     int64_t n, c, chunks;   /* chunk length, chunks per round */
@@ -288,6 +288,13 @@ static int lsh_forward(const attn_shape *s, const attn_params *p, const attn_ten
 #pragma omp for schedule(dynamic)
                 for (int64_t a = r * g.chunks; a < (r + 1) * g.chunks; a++) {
                     const int64_t prev = (a + total_chunks - 1) % total_chunks;
+                    /* the rows are scattered over q and v: ask for the chunk after next now,
+                     * so that its gathers overlap this chunk's arithmetic */
+                    if (a + LSH_PREFETCH_AHEAD < total_chunks) {
+                        const int32_t *ahead = sorted + (a + LSH_PREFETCH_AHEAD) * g.c;
+                        tile_prefetch_rows(q, d, ahead, (int)g.c, d);
+                        tile_prefetch_rows(v, d, ahead, (int)g.c, d);
+                    }
                     for (int64_t q0 = 0; q0 < g.c; q0 += g.tq) {
                         const int rows = (int)(g.c - q0 < g.tq ? g.c - q0 : g.tq);
                         const int32_t *qpos = sorted + a * g.c + q0;

@@ -722,8 +722,6 @@ void tile_attend(kern_tile *t, const float *k, int64_t ldk, const int32_t *kidx,
 {
     assert(cols >= 1 && cols <= t->max_cols);
     t->cols = cols;
-    tile_prefetch_rows(k, ldk, kidx, cols, t->d);
-    tile_prefetch_rows(v, ldv, vidx, cols, t->d);
     count(t, ATTN_STAT_SCORES, (uint64_t)t->rows * (uint64_t)cols);
     count(t, ATTN_STAT_TILES, 1);
     /* one exponential per score and one per row for a rescale of its running sum */

@@ -88,8 +88,10 @@ void tile_end_merge(kern_tile *t, float *out, int64_t ldo, const int32_t *oidx, 
 
 /* Gathered rows (lsh's buckets, block_sparse's random blocks) sit anywhere in memory, where
  * the hardware prefetcher cannot guess them: asks for every line of rows idx[0..count) at
- * once, so their cache misses overlap. tile_attend does it for its own rows; a caller that
- * knows its next rows earlier calls it sooner. Does nothing when idx is NULL (contiguous rows prefetch themselves). */
+ * once, so their cache misses overlap. A method calls it for the rows of a tile or two ahead,
+ * so that the fetches overlap the current tile's arithmetic (just before use hides nothing,
+ * which is why tile_attend does not). Does nothing when idx is NULL (contiguous rows prefetch
+ * themselves). */
 void tile_prefetch_rows(const float *base, int64_t ld, const int32_t *idx, int count, int d);
 
 /* Tests only: run the portable C path instead of the vector one. */
