@@ -10,8 +10,7 @@
  * The first word is a table (tables.h: the writers report.md uses), then results files and
  * options: where=PATH=VALUE or where=PATH!=VALUE (repeatable, all must hold; PATH is a record
  * field or a dotted path such as params.n_hashes), columns=A,B,... (points), reference=FILE,...
- * (compare-*), yardstick=SGEMM.json,... (the sgemm_share column), largest=1 (peers: one row per
- * pair), fit-from=N. `docs` rewrites every block from its files; `docs --check` rewrites
+ * (compare-*), largest=1 (peers: one row per pair), fit-from=N. `docs` rewrites every block from its files; `docs --check` rewrites
  * nothing and fails, naming the block, where a file differs from what its sources give, so a
  * number in the docs cannot drift from the data it came from (cog's --check, for these tables).
  */
@@ -38,8 +37,8 @@ typedef struct block_spec {
     char *words[MAX_WORDS];       /* pointers into a copy of text */
     int nwords;
     const report_table *table;
-    char *files[MAX_WORDS], *wheres[MAX_WORDS], *refs[MAX_WORDS], *yards[MAX_WORDS];
-    int nfiles, nwheres, nrefs, nyards;
+    char *files[MAX_WORDS], *wheres[MAX_WORDS], *refs[MAX_WORDS];
+    int nfiles, nwheres, nrefs;
     const char *columns, *metric;
     int largest;
     double fit_from;
@@ -96,8 +95,6 @@ static int parse_spec(const char *words, block_spec *b, char *err, size_t errlen
             b->columns = value;
         else if (strcmp(w, "reference") == 0)
             rc = split_list(value, b->refs, &b->nrefs);
-        else if (strcmp(w, "yardstick") == 0)
-            rc = split_list(value, b->yards, &b->nyards);
         else if (strcmp(w, "metric") == 0)
             b->metric = value;
         else if (strcmp(w, "largest") == 0)
@@ -106,7 +103,7 @@ static int parse_spec(const char *words, block_spec *b, char *err, size_t errlen
             b->fit_from = atof(value);
         else
             return cli_errf(err, errlen, "unknown option '%s' (options: where, columns, "
-                            "reference, yardstick, metric, largest, fit-from)", w);
+                            "reference, metric, largest, fit-from)", w);
         if (rc)
             return cli_errf(err, errlen, "too many files in %s=", w);
     }
@@ -143,37 +140,15 @@ static int where_holds(const json_t *rec, const char *cond)
     return negate ? !match : match;
 }
 
-/* The sgemm yardsticks (`attnbench sgemm --json` files) as one array. */
-static int load_yardsticks(const block_spec *b, json_t **out, char *err, size_t errlen)
-{
-    *out = NULL;
-    if (!b->nyards)
-        return 0;
-    *out = json_array();
-    for (int i = 0; i < b->nyards; i++) {
-        json_error_t je;
-        json_t *y = json_load_file(b->yards[i], 0, &je);
-        if (!json_is_object(y) || !json_is_number(json_object_get(y, "gflops_median"))) {
-            json_decref(y);
-            return cli_errf(err, errlen, "yardstick %s: not an `attnbench sgemm --json` file%s%s",
-                            b->yards[i], y ? "" : ": ", y ? "" : je.text);
-        }
-        json_array_append_new(*out, y);
-    }
-    return 0;
-}
-
 /* Writes the block's table into a new string (*text). Returns 0, or -1 with err. */
 static int generate(const block_spec *b, char **text, char *err, size_t errlen)
 {
-    json_t *records = NULL, *reference = NULL, *yard = NULL;
+    json_t *records = NULL, *reference = NULL;
     *text = NULL;
     if (report_load(b->nfiles, (char **)b->files, &records, err, errlen) ||
-        (b->nrefs && report_load(b->nrefs, (char **)b->refs, &reference, err, errlen)) ||
-        load_yardsticks(b, &yard, err, errlen)) {
+        (b->nrefs && report_load(b->nrefs, (char **)b->refs, &reference, err, errlen))) {
         json_decref(records);
         json_decref(reference);
-        json_decref(yard);
         return -1;
     }
     json_t *kept = json_array();
@@ -191,7 +166,6 @@ static int generate(const block_spec *b, char **text, char *err, size_t errlen)
     report_data d;
     report_data_init(&d, kept, b->fit_from);
     d.reference = reference;
-    d.yardsticks = yard;
     d.columns = b->columns;
     d.metric = b->metric;
     d.largest_only = b->largest;
@@ -210,7 +184,6 @@ static int generate(const block_spec *b, char **text, char *err, size_t errlen)
     }
     report_data_free(&d);
     json_decref(reference);
-    json_decref(yard);
     if (rc) {
         free(*text);
         *text = NULL;
@@ -431,9 +404,8 @@ static void docs_usage(void)
            "what its results give (CI runs it as `make docs-check`).\n\n"
            "Options: where=PATH=VALUE or where=PATH!=VALUE (repeatable; PATH a field or a dotted\n"
            "path such as params.n_hashes or machine_load.busy), columns=A,B,... (points),\n"
-           "reference=FILE,... (compare-*), yardstick=SGEMM.json,... (sgemm_share: files of\n"
-           "`attnbench sgemm --json`), metric=NAME (fits: one metric), largest=1 (peers: the\n"
-           "largest n of each pair), fit-from=N.\n\n"
+           "reference=FILE,... (compare-*), metric=NAME (fits: one metric), largest=1 (peers:\n"
+           "the largest n of each pair), fit-from=N.\n\n"
            "Tables:\n");
     size_t count;
     const report_table *all = report_tables(&count);

@@ -48,6 +48,17 @@ bool report_is_busy(const json_t *rec)
     return json_is_true(report_path(rec, "machine_load.busy"));
 }
 
+double report_sgemm_share(const json_t *rec)
+{
+    const double threads = report_num(rec, "threads");
+    size_t i;
+    const json_t *y;
+    json_array_foreach(report_path(rec, "context.yardstick.sgemm"), i, y)
+        if (report_num(y, "threads") == threads)
+            return report_num(rec, "gflops") / report_num(y, "gflops_median");
+    return NAN;
+}
+
 void report_fmt_bytes(double v, char *buf, size_t size)
 {
     if (!isfinite(v))

@@ -16,6 +16,9 @@ const json_t *report_path(const json_t *rec, const char *path);
 /* status ok; timed while other processes used the machine (machine_load.busy). */
 bool report_is_ok(const json_t *rec);
 bool report_is_busy(const json_t *rec);
+/* The record's GFLOP/s as a share of the sgemm yardstick its sweep measured at the same thread
+ * count (context.yardstick, bench/measure/yardstick.h); NAN when it carries none. */
+double report_sgemm_share(const json_t *rec);
 /* A byte count with a binary unit ("31.2 MiB"); "" for NAN. */
 void report_fmt_bytes(double v, char *buf, size_t size);
 

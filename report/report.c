@@ -244,7 +244,9 @@ static void write_report(const char *dir, FILE *md, const report_data *d, int nf
             d->fit_from, REPORT_FIT_MIN_POINTS, REPORT_FIT_MIN_R2, REPORT_FIT_MAX_SE);
     table(md, "", "exponents", d);
     table(md, "\nEach series point by point. Time is the median of the timed repetitions; "
-              "spread is (slowest - fastest) / median, in bold above 10%; busy: other "
+              "spread is (slowest - fastest) / median, in bold above 10%; of sgemm: GFLOP/s "
+              "as a share of OpenBLAS sgemm at the same thread count, measured by the same "
+              "sweep (context.yardstick; empty for records without one); busy: other "
               "processes used more than 10% of the machine while it was timed.\n\n",
           "series", d);
     if (report_write_fits(dir, d->s, d->ns, d->fit_from) != 0) {

@@ -15,8 +15,9 @@ int table_series(FILE *md, const report_data *d, char *err, size_t errlen)
     (void)err, (void)errlen;
     for (int k = 0; k < d->ns; k++) {
         fprintf(md, "%s### %s\n\n", k ? "\n" : "", d->s[k].label);
-        fprintf(md, "| n | status | time (s) | spread | GFLOP/s | peak RSS | heap peak | "
-                    "model bytes | RSS / model | machine |\n|---|---|---|---|---|---|---|---|---|---|\n");
+        fprintf(md, "| n | status | time (s) | spread | GFLOP/s | of sgemm | peak RSS | heap peak | "
+                    "model bytes | RSS / model | machine |\n"
+                    "|---|---|---|---|---|---|---|---|---|---|---|\n");
         const size_t np = json_array_size(d->s[k].points);
         for (size_t j = 0; j < np; j++) {
             const json_t *r = json_array_get(d->s[k].points, j);
@@ -38,12 +39,16 @@ int table_series(FILE *md, const report_data *d, char *err, size_t errlen)
             if (isfinite(spread))
                 snprintf(sp, sizeof sp, spread > REPORT_LARGE_SPREAD ? "**%.0f%%**" : "%.1f%%",
                          100 * spread);
+            /* the kernel's speed against what the machine's sgemm did in the same sweep */
+            char share[32] = "";
+            if (isfinite(report_sgemm_share(r)))
+                snprintf(share, sizeof share, "%.0f%%", 100 * report_sgemm_share(r));
             if (report_is_ok(r))
-                fprintf(md, "%.4g | %s | %.1f | %s | %s | %s | %.2f | %s |\n",
-                        report_num(r, "wall_s"), sp, report_num(r, "gflops"), rss, heap, model,
-                        ratio, machine);
+                fprintf(md, "%.4g | %s | %.1f | %s | %s | %s | %s | %.2f | %s |\n",
+                        report_num(r, "wall_s"), sp, report_num(r, "gflops"), share, rss, heap,
+                        model, ratio, machine);
             else
-                fprintf(md, " |  |  | %s |  | %s |  | %s |\n", rss, model, machine);
+                fprintf(md, " |  |  |  | %s |  | %s |  | %s |\n", rss, model, machine);
         }
     }
     return 0;
@@ -183,19 +188,8 @@ static void params_cell(const report_data *d, const json_t *rec, int only_varyin
     }
 }
 
-/* The yardstick's GFLOP/s at this many threads, or NAN. */
-static double yardstick_gflops(const report_data *d, double threads)
-{
-    size_t i;
-    json_t *y;
-    json_array_foreach(d->yardsticks, i, y)
-        if (report_num(y, "threads") == threads)
-            return report_num(y, "gflops_median");
-    return NAN;
-}
-
-static int cell_special(const column *c, const report_data *d, const json_t *r, char *buf,
-                        size_t size, char *err, size_t errlen)
+static void cell_special(const column *c, const report_data *d, const json_t *r, char *buf,
+                         size_t size)
 {
     const char *name = c->name;
     char b1[32];
@@ -220,13 +214,9 @@ static int cell_special(const column *c, const report_data *d, const json_t *r, 
         const double w = report_num(r, "wall_s");
         snprintf(buf, size, "%.1f%%", 100 * (report_num(r, "wall_s_max") - report_num(r, "wall_s_min")) / w);
     } else if (strcmp(name, "sgemm_share") == 0) {
-        if (!d->yardsticks) {
-            snprintf(err, errlen, "column sgemm_share needs yardstick=SGEMM.json,...");
-            return -1;
-        }
-        const double y = yardstick_gflops(d, report_num(r, "threads"));
-        if (isfinite(y))
-            snprintf(buf, size, "%.0f%%", 100 * report_num(r, "gflops") / y);
+        const double share = report_sgemm_share(r);
+        if (isfinite(share))
+            snprintf(buf, size, "%.0f%%", 100 * share);
     } else if (strcmp(name, "model_tflop") == 0) {
         snprintf(buf, size, "%.1f", report_num(r, "model_flops") / 1e12);
     } else if (strcmp(name, "recompute_tflop") == 0) {
@@ -249,16 +239,14 @@ static int cell_special(const column *c, const report_data *d, const json_t *r, 
     } else if (strcmp(name, "date") == 0) {
         snprintf(buf, size, "%.10s", report_str(json_object_get(r, "context"), "date"));
     }
-    return 0;
 }
 
-static int cell(const column *c, const report_data *d, const json_t *r, char *buf, size_t size,
-                char *err, size_t errlen)
+static void cell(const column *c, const report_data *d, const json_t *r, char *buf, size_t size)
 {
     const json_t *v = c->path ? report_path(r, c->path) : NULL;
     buf[0] = '\0';
     switch (c->kind) {
-    case COL_SPECIAL: return cell_special(c, d, r, buf, size, err, errlen);
+    case COL_SPECIAL: cell_special(c, d, r, buf, size); break;
     case COL_TEXT: snprintf(buf, size, "%s", json_is_string(v) ? json_string_value(v) : ""); break;
     case COL_YESNO: snprintf(buf, size, "%s", json_is_true(v) ? "yes" : "no"); break;
     case COL_COUNT:
@@ -279,7 +267,6 @@ static int cell(const column *c, const report_data *d, const json_t *r, char *bu
             report_fmt_bytes(json_number_value(v), buf, size);
         break;
     }
-    return 0;
 }
 
 int table_points(FILE *md, const report_data *d, char *err, size_t errlen)
@@ -322,8 +309,7 @@ int table_points(FILE *md, const report_data *d, char *err, size_t errlen)
     {
         for (size_t c = 0; c < nc; c++) {
             char buf[512];
-            if (cell(cols[c], d, r, buf, sizeof buf, err, errlen))
-                return -1;
+            cell(cols[c], d, r, buf, sizeof buf);
             fprintf(md, "| %s ", buf);
         }
         fprintf(md, "|\n");

@@ -19,7 +19,6 @@ typedef struct report_data {
     double fit_from;         /* smallest n of the fits */
     /* options; a table that needs one it was not given says so */
     json_t *reference;       /* compare-*: the reference run's records */
-    json_t *yardsticks;      /* sgemm yardsticks ({threads, gflops_median}) for sgemm_share */
     const char *columns;     /* points: comma-separated column names */
     const char *mechanism;   /* peers: only this mechanism's pairs */
     int largest_only;        /* peers: one row per pair, at the largest n both measured */

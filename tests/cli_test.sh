@@ -197,6 +197,50 @@ expect_status 2 "suite with an error" -- "$bin" sweep --suite "$tmp/bad.suite" -
 grep -q "bad.suite:4:" "$tmp/err" && pass || fail "suite error does not name file:line: $(cat "$tmp/err")"
 expect_status 2 "missing suite" -- "$bin" sweep --suite "$tmp/none.suite" --out "$tmp/x.jsonl"
 
+# --- the sgemm yardstick: a sweep measures it at each of its thread counts, every record
+# carries it, and the report reads each point's GFLOP/s against it
+printf -- '--methods full_stream --n 256 --reps 1 --threads 1\n--methods full_stream --n 512 --reps 1 --threads 2\n' >"$tmp/y.suite"
+expect_status 0 "sweep with its yardstick" -- "$bin" sweep --suite "$tmp/y.suite" --out "$tmp/y.jsonl"
+python3 -c '
+import json, sys
+recs = [json.loads(l) for l in open(sys.argv[1])]
+assert len(recs) == 2, len(recs)
+for r in recs:
+    y = r["context"]["yardstick"]["sgemm"]
+    assert sorted(e["threads"] for e in y) == [1, 2], y
+    for e in y:
+        assert e["n"] == 2048 and e["reps"] == 3 and 0 < e["gflops_median"] <= e["gflops_best"], e
+        assert e["openblas_core"] and e["openblas_core_source"], e
+' "$tmp/y.jsonl" && pass || fail "sweep records do not carry the yardstick of each thread count"
+"$bin" table series "$tmp/y.jsonl" >"$tmp/y.md" 2>"$tmp/err" && python3 -c '
+import json, sys
+recs = {r["n"]: r for r in map(json.loads, open(sys.argv[1]))}
+rows = [l.split("|") for l in open(sys.argv[2]) if l.startswith("| 256 ") or l.startswith("| 512 ")]
+assert len(rows) == 2, rows
+for row in rows:
+    r = recs[int(row[1])]
+    y = [e for e in r["context"]["yardstick"]["sgemm"] if e["threads"] == r["threads"]][0]
+    want = "%.0f%%" % (100 * r["gflops"] / y["gflops_median"])
+    assert row[6].strip() == want, (row, want)
+' "$tmp/y.jsonl" "$tmp/y.md" && pass || fail "the series table does not read GFLOP/s against the yardstick at the same threads"
+"$bin" table points "$tmp/y.jsonl" columns=n,threads,sgemm_share >"$tmp/y.md" 2>"$tmp/err" &&
+    grep -Eq '^\| 512 \| 2 \| [0-9]+% \|$' "$tmp/y.md" && pass || fail "points column sgemm_share: $(cat "$tmp/y.md" "$tmp/err")"
+expect_status 0 "sweep without a yardstick" -- "$bin" sweep --methods full_stream --n 256 --reps 1 --no-yardstick --out "$tmp/ny.jsonl"
+python3 -c '
+import json, sys
+r = json.loads(open(sys.argv[1]).readline())
+assert "yardstick" not in r["context"], r["context"]
+' "$tmp/ny.jsonl" && pass || fail "--no-yardstick still measured one"
+"$bin" table points "$tmp/ny.jsonl" columns=n,sgemm_share >"$tmp/y.md" 2>"$tmp/err" &&
+    grep -Eq '^\| 256 \|  \|$' "$tmp/y.md" && pass || fail "a record without a yardstick shows a share: $(cat "$tmp/y.md" "$tmp/err")"
+printf -- '--methods full_stream --n 256 --no-yardstick\n' >"$tmp/bad.suite"
+expect_status 2 "--no-yardstick on a suite line" -- "$bin" sweep --suite "$tmp/bad.suite" --out "$tmp/x.jsonl"
+"$bin" sgemm --n 256 --threads 1 --reps 2 --json >"$tmp/sg.json" && python3 -c '
+import json, sys
+j = json.load(open(sys.argv[1]))
+assert j["n"] == 256 and j["threads"] == 1 and j["reps"] == 2 and 0 < j["gflops_median"] <= j["gflops_best"], j
+' "$tmp/sg.json" && pass || fail "sgemm --json: $(cat "$tmp/sg.json")"
+
 # --- sweep: parameter lists are series; a suite runs its groups
 printf -- '--methods full_stream --n 128 --reps 1 --param full_stream.tile_q=16,32 --counters none\n--methods full --n 128 --reps 1 --counters none\n' >"$tmp/ok.suite"
 expect_status 0 "suite" -- "$bin" sweep --suite "$tmp/ok.suite" --out "$tmp/suite.jsonl"

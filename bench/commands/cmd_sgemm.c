@@ -1,17 +1,13 @@
-/* cmd_sgemm.c: `attnbench sgemm`, the speed yardstick: OpenBLAS sgemm GFLOP/s on this machine,
- * measured with the same OpenBLAS kernels the attention methods use (blas_env.c), so "x% of
- * sgemm" compares like with like. */
-#include <cblas.h>
+/* cmd_sgemm.c: `attnbench sgemm`, the speed yardstick (measure/yardstick.h) at the shell. */
 #include <getopt.h>
 #include <jansson.h>
 #include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 
-#include "../point/inputs.h"
+#include "../measure/yardstick.h"
 #include "../sys/blas_env.h"
 #include "../sys/cli.h"
-#include "../sys/timing.h"
 #include "commands.h"
 
 int cmd_sgemm(int argc, char **argv)
@@ -50,37 +46,11 @@ int cmd_sgemm(int argc, char **argv)
     if (optind < argc)
         return cli_error("sgemm", "unexpected argument '%s'", argv[optind]);
 
-    size_t count = (size_t)(n * n);
-    float *a = malloc(count * sizeof *a), *b = malloc(count * sizeof *b),
-          *c = malloc(count * sizeof *c);
-    double *times = malloc((size_t)reps * sizeof *times);
-    if (!a || !b || !c || !times) {
-        free(a), free(b), free(c), free(times);
+    yardstick y;
+    if (yardstick_sgemm(n, (int)threads, (int)reps, &y) != 0)
         return cli_fail("sgemm", "out of memory for n=%lld", (long long)n);
-    }
-    inputs_normal(a, count, 1, 1, 1.0f, (int)threads);
-    inputs_normal(b, count, 1, 2, 1.0f, (int)threads);
-    omp_set_num_threads((int)threads); /* the OpenMP OpenBLAS sizes its team from this */
-    const int in = (int)n;
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, in, in, in, 1, a, in, b, in, 0, c, in);
-    for (int r = 0; r < reps; r++) {
-        double t = timing_now();
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, in, in, in, 1, a, in, b, in, 0, c,
-                    in);
-        times[r] = timing_now() - t;
-    }
-    double median, best, worst;
-    timing_summary(times, (int)reps, &median, &best, &worst);
-    double flops = 2.0 * (double)n * (double)n * (double)n;
     if (json) {
-        json_t *j = json_object();
-        json_object_set_new(j, "n", json_integer(n));
-        json_object_set_new(j, "threads", json_integer(threads));
-        json_object_set_new(j, "reps", json_integer(reps));
-        json_object_set_new(j, "gflops_median", json_real(flops / median / 1e9));
-        json_object_set_new(j, "gflops_best", json_real(flops / best / 1e9));
-        json_object_set_new(j, "openblas_core", json_string(blas_env_corename()));
-        json_object_set_new(j, "openblas_core_source", json_string(blas_env_coretype_source()));
+        json_t *j = yardstick_json(&y);
         char *text = json_dumps(j, JSON_COMPACT);
         puts(text);
         free(text);
@@ -88,12 +58,8 @@ int cmd_sgemm(int argc, char **argv)
     } else {
         printf("sgemm n=%lld threads=%lld: %.1f GFLOP/s median of %lld (best %.1f); OpenBLAS "
                "core %s (%s)\n",
-               (long long)n, (long long)threads, flops / median / 1e9, (long long)reps,
-               flops / best / 1e9, blas_env_corename(), blas_env_coretype_source());
+               (long long)n, (long long)threads, y.gflops_median, (long long)reps, y.gflops_best,
+               blas_env_corename(), blas_env_coretype_source());
     }
-    free(a);
-    free(b);
-    free(c);
-    free(times);
     return 0;
 }

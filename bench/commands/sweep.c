@@ -22,6 +22,7 @@
 
 #include "../launch/external.h"
 #include "../measure/context.h"
+#include "../measure/yardstick.h"
 #include "../record/record.h"
 #include "../run/run.h"
 #include "../sys/cli.h"
@@ -47,6 +48,9 @@ static const char sweep_usage[] =
     "                   line, # comments; default --out results/<suite name>/results.jsonl\n"
     "  --shard K/N      run only shard K of N (0 <= K < N): whole series spread over the shards\n"
     "                   by predicted cost; default --out of a suite results/<suite>/shard-K-of-N.jsonl\n"
+    "  --no-yardstick   skip the sgemm yardstick: by default the sweep measures OpenBLAS sgemm at\n"
+    "                   each of its thread counts before its first point, and every record\n"
+    "                   carries it (context.yardstick: the report's \"of sgemm\" columns)\n"
     "  --list           print the planned points (shard, id, model bytes, predicted time) and\n"
     "                   each shard's total, run nothing; --shard all/N lists every shard\n"
     OPTIONS_COMMON_HELP;
@@ -137,6 +141,7 @@ typedef struct sweep_cmdline {
     const char *out, *suite;
     int resume;
     int list;              /* print the plan, run nothing */
+    int no_yardstick;      /* measure no sgemm yardstick (measure/yardstick.h) */
     int shard_k, shard_n;  /* run shard k of n (0 <= k < n; k = -1: all, with --list) */
 } sweep_cmdline;
 
@@ -171,13 +176,14 @@ static int group_flags_parse(const char *cmd, int argc, char **argv, options *o,
                              sweep_cmdline *cl)
 {
     enum { OPT_METHODS = 1, OPT_N, OPT_PARAM, OPT_OUT, OPT_RESUME, OPT_SUITE, OPT_SHARD, OPT_LIST,
-           OPT_HELP };
+           OPT_NO_YARDSTICK, OPT_HELP };
     static const struct option opts[] = {
         {"methods", required_argument, 0, OPT_METHODS}, {"n", required_argument, 0, OPT_N},
         {"param", required_argument, 0, OPT_PARAM},     {"out", required_argument, 0, OPT_OUT},
         {"resume", no_argument, 0, OPT_RESUME},         {"suite", required_argument, 0, OPT_SUITE},
         {"shard", required_argument, 0, OPT_SHARD},     {"list", no_argument, 0, OPT_LIST},
         {"dry-run", no_argument, 0, OPT_LIST},          {"help", no_argument, 0, OPT_HELP},
+        {"no-yardstick", no_argument, 0, OPT_NO_YARDSTICK},
         OPTIONS_COMMON_LONG,                            {0, 0, 0, 0},
     };
     optind = 0; /* GNU getopt: full reinitialization, so each group parses afresh */
@@ -202,9 +208,10 @@ static int group_flags_parse(const char *cmd, int argc, char **argv, options *o,
         case OPT_SUITE:
         case OPT_SHARD:
         case OPT_LIST:
+        case OPT_NO_YARDSTICK:
             if (!cl) /* suite lines: only the command line chooses the output and the shard */
-                return cli_error(cmd, "--out, --resume, --suite, --shard and --list belong on "
-                                      "the command line");
+                return cli_error(cmd, "--out, --resume, --suite, --shard, --list and "
+                                      "--no-yardstick belong on the command line");
             if (c == OPT_OUT)
                 cl->out = optarg;
             else if (c == OPT_RESUME)
@@ -213,6 +220,8 @@ static int group_flags_parse(const char *cmd, int argc, char **argv, options *o,
                 cl->suite = optarg;
             else if (c == OPT_LIST)
                 cl->list = 1;
+            else if (c == OPT_NO_YARDSTICK)
+                cl->no_yardstick = 1;
             else if (parse_shard(optarg, &cl->shard_k, &cl->shard_n))
                 return cli_error(cmd, "--shard '%s' is not K/N with 0 <= K < N <= 4096 (or "
                                       "all/N with --list)", optarg);
@@ -717,13 +726,41 @@ static void print_progress(const point_spec *s, int ran, int todo, double t_star
             s->label ? s->label : s->params.method->name, (long long)s->shape.n, el, eta);
 }
 
-/* The shard this run takes, in every record's context (not in the identity: the union of the
- * shards is the unsharded sweep, point for point). */
-static json_t *sweep_context(const sweep_cmdline *cl)
+/* The sgemm yardstick at each thread count of the points this run takes, measured now, in a
+ * child (measure/yardstick.h); NULL, with a warning, when it could not be measured. */
+static json_t *sweep_yardstick(const sweep *sw, const plan *pl)
+{
+    int threads[64], count = 0;
+    for (int i = 0; i < sw->npoints; i++) {
+        int seen = pl->skip[i];
+        for (int k = 0; k < count && !seen; k++)
+            seen = threads[k] == sw->points[i].threads;
+        if (!seen && count < 64)
+            threads[count++] = sw->points[i].threads;
+    }
+    if (!count)
+        return NULL;
+    char why[256];
+    const double t0 = timing_now();
+    json_t *y = yardstick_measure_apart(threads, count, why, sizeof why);
+    if (!y)
+        fprintf(stderr, "attnbench sweep: warning: no sgemm yardstick (%s); the records carry "
+                        "none\n", why);
+    else
+        fprintf(stderr, "attnbench sweep: sgemm yardstick at %d thread count%s in %.1f s\n",
+                count, count > 1 ? "s" : "", timing_now() - t0);
+    return y;
+}
+
+/* The shard this run takes, and the yardstick, in every record's context (not in the
+ * identity: the union of the shards is the unsharded sweep, point for point). */
+static json_t *sweep_context(const sweep_cmdline *cl, json_t *sgemm)
 {
     json_t *ctx = context_collect();
     if (cl->shard_n > 0)
         json_object_set_new(ctx, "shard", json_sprintf("%d/%d", cl->shard_k, cl->shard_n));
+    if (sgemm)
+        json_object_set_new(ctx, "yardstick", sgemm);
     return ctx;
 }
 
@@ -757,7 +794,7 @@ static int run_points(sweep *sw, const sweep_cmdline *cl)
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
     signal(SIGXFSZ, SIG_IGN); /* past RLIMIT_FSIZE a write should fail with EFBIG, not kill */
-    json_t *ctx = sweep_context(cl);
+    json_t *ctx = sweep_context(cl, cl->no_yardstick || !pl.todo ? NULL : sweep_yardstick(sw, &pl));
     const int tty = isatty(STDERR_FILENO);
     const double t_start = timing_now();
     int ran = 0, counts[POINT_NSTATUS] = {0};
