@@ -50,7 +50,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         report_data d;
         report_data_init(&d, json_deep_copy(base), REPORT_FIT_FROM);
         d.reference = cur;
-        d.yardsticks = json_pack("[{s:i, s:f}]", "threads", 1, "gflops_median", 100.0);
         d.columns = "series,method,varies,params,kind,n,d,heads,batch,causal,threads,ranks,"
                     "layers,inputs,status,time,time_min,time_max,spread,gflops,sgemm_share,"
                     "model_tflop,recompute_tflop,peak_rss,point_rss,heap_peak,model_bytes,"
@@ -61,7 +60,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         const report_table *all = report_tables(&count);
         for (size_t t = 0; t < count; t++)
             all[t].write(devnull, &d, err, sizeof err);
-        json_decref(d.yardsticks);
         report_data_free(&d);
     }
     if (base && cur) {
