@@ -277,21 +277,27 @@ static void pos_range(const tile_mask *mk, int key, int r0, int count, int32_t *
     }
 }
 
-/* Whether the mask changes any score of keys [j, j + nk) for queries at positions [qlo, qhi]:
- * when it does not (a tile away from the diagonal or the band's edge), the group runs
- * unmasked. */
-static bool group_masked(const tile_mask *mk, int32_t qlo, int32_t qhi, int j, int nk)
+/* What the mask does to keys [j, j + nk) for queries at positions [qlo, qhi]: nothing (a
+ * tile away from the diagonal or the band's edge: the group runs unmasked), something (the
+ * group is masked score by score), or hides every score with -INFINITY (the group is skipped:
+ * exp(-inf) adds exactly nothing, so the result is bitwise that of computing it; its scores
+ * are counted as computed and hidden, as the backward, which recomputes them, counts them). */
+typedef enum { GROUP_OPEN, GROUP_MASKED, GROUP_HIDDEN } group_kind;
+
+static group_kind group_masked(const tile_mask *mk, int32_t qlo, int32_t qhi, int j, int nk)
 {
     if (!mk)
-        return false;
-    if (mk->kscale)
-        return true;
+        return GROUP_OPEN;
     int32_t klo, khi;
     pos_range(mk, 1, j, nk, &klo, &khi);
     const int64_t dmin = (int64_t)klo - qhi, dmax = (int64_t)khi - qlo;
+    if ((dmax < mk->lo || dmin > mk->hi) && mk->hidden == -INFINITY)
+        return GROUP_HIDDEN;
+    if (mk->kscale)
+        return GROUP_MASKED;
     if (mk->self && dmin <= 0 && dmax >= 0)
-        return true;
-    return dmin < mk->lo || dmax > mk->hi;
+        return GROUP_MASKED;
+    return dmin < mk->lo || dmax > mk->hi ? GROUP_MASKED : GROUP_OPEN;
 }
 
 /* Scalar mask of one score: key position kp, query position qp; counts a hidden score. */
@@ -322,7 +328,12 @@ static void attend_portable(kern_tile *t, const float *k, int64_t ldk, const int
             pos_range(mk, 0, q0, valid, &qlo, &qhi);
         for (int j = 0; j < cols; j += PORTABLE_KEYS) {
             const int nk = cols - j < PORTABLE_KEYS ? cols - j : PORTABLE_KEYS;
-            const bool masked = group_masked(mk, qlo, qhi, j, nk);
+            const group_kind kind = group_masked(mk, qlo, qhi, j, nk);
+            if (kind == GROUP_HIDDEN) {
+                hidden += (uint64_t)valid * (uint64_t)nk;
+                continue;
+            }
+            const bool masked = kind == GROUP_MASKED;
             float s[PORTABLE_KEYS][TILE_LANES];
             for (int i = 0; i < nk; i++) {
                 const float *kr = row_of(k, ldk, kidx, j + i);
@@ -521,7 +532,12 @@ static void attend_avx512(kern_tile *t, const float *k, int64_t ldk, const int32
                 kr[i] = row_of(k, ldk, kidx, j + i);
                 vr[i] = row_of(v, ldv, vidx, j + i);
             }
-            const bool masked = group_masked(mk, qlo, qhi, j, nk);
+            const group_kind kind = group_masked(mk, qlo, qhi, j, nk);
+            if (kind == GROUP_HIDDEN) {
+                hidden += (uint64_t)valid * (uint64_t)nk;
+                continue;
+            }
+            const bool masked = kind == GROUP_MASKED;
             switch (nk) { /* each width its own unrolled copy, its accumulators in registers */
             case 8: group_avx512(t, q0, kr, vr, 8, &st, mk, masked, j, &hidden); break;
             case 7: group_avx512(t, q0, kr, vr, 7, &st, mk, masked, j, &hidden); break;
@@ -700,7 +716,12 @@ static void attend_avx2(kern_tile *t, const float *k, int64_t ldk, const int32_t
                 kr[i] = row_of(k, ldk, kidx, j + i);
                 vr[i] = row_of(v, ldv, vidx, j + i);
             }
-            const bool masked = group_masked(mk, qlo, qhi, j, nk);
+            const group_kind kind = group_masked(mk, qlo, qhi, j, nk);
+            if (kind == GROUP_HIDDEN) {
+                hidden += (uint64_t)valid * (uint64_t)nk;
+                continue;
+            }
+            const bool masked = kind == GROUP_MASKED;
             switch (nk) {
             case 4: group_avx2(t, q0, kr, vr, 4, &st, mk, masked, j, &hidden); break;
             case 3: group_avx2(t, q0, kr, vr, 3, &st, mk, masked, j, &hidden); break;
