@@ -113,6 +113,7 @@ static size_t shared_bytes(const lsh_geom *g, int d)
 {
     return 2 * kern_slice_bytes((size_t)g->n, sizeof(float)) + /* key scales, running maxes */
            kern_slice_bytes((size_t)g->h * (size_t)g->n, sizeof(int32_t)) +       /* sorted */
+           kern_slice_bytes((size_t)g->h * (size_t)g->n, sizeof(float)) + /* scales, sorted */
            kern_slice_bytes((size_t)g->h * (size_t)(g->nb + 1), sizeof(int32_t)) + /* counts */
            kern_slice_bytes((size_t)d * (size_t)(g->h * g->rot), sizeof(float));  /* rotations */
 }
@@ -238,6 +239,7 @@ static int lsh_forward(const attn_shape *s, const attn_params *p, const attn_ten
     float *kscale = kern_take(&cursor, (size_t)n, sizeof(float));
     float *runmax = kern_take(&cursor, (size_t)n, sizeof(float));
     int32_t *sorted = kern_take(&cursor, (size_t)g.h * (size_t)n, sizeof(int32_t));
+    float *kscale_sorted = kern_take(&cursor, (size_t)g.h * (size_t)n, sizeof(float));
     int32_t *counts = kern_take(&cursor, (size_t)g.h * (size_t)(g.nb + 1), sizeof(int32_t));
     float *rot = kern_take(&cursor, (size_t)d * (size_t)cols, sizeof(float));
     char *threads_base = cursor.base + cursor.off;
@@ -283,18 +285,25 @@ static int lsh_forward(const attn_shape *s, const attn_params *p, const attn_ten
             for (int r = 0; r < g.h; r++)
                 sort_round(&g, buckets[r], counts + (size_t)r * (size_t)(g.nb + 1),
                            sorted + (size_t)r * (size_t)n, tile.stats);
+            /* the key scales in sorted order, read by the chunks in turn rather than
+             * gathered again by every strip of every chunk that sees a key */
+#pragma omp for schedule(static)
+            for (int64_t i = 0; i < g.h * n; i++)
+                kscale_sorted[i] = kscale[sorted[i]];
             /* pass 3: the chunks, round by round (a round's chunks write distinct rows) */
             for (int r = 0; r < g.h; r++) {
 #pragma omp for schedule(dynamic)
                 for (int64_t a = r * g.chunks; a < (r + 1) * g.chunks; a++) {
                     const int64_t prev = (a + total_chunks - 1) % total_chunks;
                     /* the rows are scattered over q and v: ask for the chunk after next now,
-                     * so that its gathers overlap this chunk's arithmetic */
-                    if (a + LSH_PREFETCH_AHEAD < total_chunks) {
-                        const int32_t *ahead = sorted + (a + LSH_PREFETCH_AHEAD) * g.c;
+                     * so that its gathers overlap this chunk's arithmetic; its q rows here and
+                     * its v rows between the two sides, so that the requests do not all wait
+                     * for the same few miss buffers at once */
+                    const int32_t *ahead = a + LSH_PREFETCH_AHEAD < total_chunks
+                                               ? sorted + (a + LSH_PREFETCH_AHEAD) * g.c
+                                               : NULL;
+                    if (ahead)
                         tile_prefetch_rows(q, d, ahead, (int)g.c, d);
-                        tile_prefetch_rows(v, d, ahead, (int)g.c, d);
-                    }
                     for (int64_t q0 = 0; q0 < g.c; q0 += g.tq) {
                         const int rows = (int)(g.c - q0 < g.tq ? g.c - q0 : g.tq);
                         const int32_t *qpos = sorted + a * g.c + q0;
@@ -303,12 +312,15 @@ static int lsh_forward(const attn_shape *s, const attn_params *p, const attn_ten
                             tile_prefetch_rows(out, d, qpos, rows, d);
                         for (int side = 0; side < 2; side++) {
                             const int64_t kc = side == 0 ? prev : a;
+                            if (side == 1 && ahead && q0 == 0)
+                                tile_prefetch_rows(v, d, ahead, (int)g.c, d);
                             if (side == 0 && prev == a)
                                 continue; /* a single chunk: look at it once */
                             for (int64_t k0 = 0; k0 < g.c; k0 += g.tk) {
                                 const int kcols = (int)(g.c - k0 < g.tk ? g.c - k0 : g.tk);
                                 const int32_t *kpos = sorted + kc * g.c + k0;
-                                const tile_mask mask = chunk_mask(qpos, kpos, kscale, s->causal);
+                                const tile_mask mask =
+                                    chunk_mask(qpos, kpos, kscale_sorted + kc * g.c + k0, s->causal);
                                 tile_attend(&tile, q, d, kpos, v, d, kpos, kcols, /* shared QK */
                                             &mask);
                             }

@@ -344,7 +344,7 @@ static void attend_portable(kern_tile *t, const float *k, int64_t ldk, const int
                         s[i][r] = fmaf(kr[c], t->qt[(size_t)c * ld + q0 + r], s[i][r]);
                 if (masked) {
                     const int32_t kp = kpos_of(mk, j + i);
-                    const float w = mk->kscale ? mk->kscale[kp] : 1.0f;
+                    const float w = mk->kscale ? mk->kscale[j + i] : 1.0f;
                     for (int r = 0; r < valid; r++)
                         s[i][r] = mask_score(mk, s[i][r], kp, qpos_of(mk, q0 + r), w, &hidden);
                 }
@@ -441,7 +441,7 @@ static inline __attribute__((always_inline)) void group_avx512(kern_tile *t, int
         const __m512 hid_v = _mm512_set1_ps(mk->hidden), self_v = _mm512_set1_ps(mk->self_logit);
         for (int i = 0; i < nk; i++) {
             const int32_t kp = kpos_of(mk, j + i);
-            const __m512 w = _mm512_set1_ps(mk->kscale ? mk->kscale[kp] : 1.0f);
+            const __m512 w = _mm512_set1_ps(mk->kscale ? mk->kscale[j + i] : 1.0f);
             for (int u = 0; u < 2; u++) {
                 const __m512i diff = _mm512_sub_epi32(_mm512_set1_epi32(kp), st->qp[u]);
                 const __mmask16 hid = _mm512_cmpgt_epi32_mask(diff, hi) |
@@ -625,7 +625,7 @@ static inline __attribute__((always_inline)) void group_avx2(kern_tile *t, int q
         const __m256 hid_v = _mm256_set1_ps(mk->hidden), self_v = _mm256_set1_ps(mk->self_logit);
         for (int i = 0; i < nk; i++) {
             const int32_t kp = kpos_of(mk, j + i);
-            const __m256 w = _mm256_set1_ps(mk->kscale ? mk->kscale[kp] : 1.0f);
+            const __m256 w = _mm256_set1_ps(mk->kscale ? mk->kscale[j + i] : 1.0f);
             for (int u = 0; u < 2; u++) {
                 const __m256i diff = _mm256_sub_epi32(_mm256_set1_epi32(kp), st->qp[u]);
                 const __m256i hid = _mm256_or_si256(_mm256_cmpgt_epi32(diff, hi),

@@ -55,8 +55,9 @@ void tile_begin(kern_tile *t, const float *q, int64_t ldq, const int32_t *qidx, 
  * j's kpos[j] (NULL: k0 + j). Key k is visible from query q when lo <= k - q <= hi; a hidden
  * key's logit becomes `hidden` (-INFINITY, or a finite penalty such as lsh's -1e9). With
  * `self`, a visible key at the query's own position gets self_logit instead (lsh's -1e5: a
- * penalty, not a mask). kscale, when set, first multiplies key j's logits by
- * kscale[kpos(j)]. Positions are any int32 the method chooses: token indices (causal, a
+ * penalty, not a mask). kscale, when set, first multiplies the logits of the tile's key j
+ * by kscale[j] (by column, not position: a caller whose keys are gathered gathers their
+ * scales once, and the kernel reads them in order). Positions are any int32 the method chooses: token indices (causal, a
  * band), or segment ids (ETC's globals, lo = hi = 0). Hidden scores are counted
  * (ATTN_STAT_SCORES_MASKED); a group of keys the mask cannot change runs unmasked. */
 typedef struct tile_mask {

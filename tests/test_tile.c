@@ -32,7 +32,7 @@ static double logit_of(const cand *c, int i, int j, double dot)
         return m->hidden;
     if (m->self && diff == 0)
         return m->self_logit;
-    return m->kscale ? dot * (double)m->kscale[kp] : dot;
+    return m->kscale ? dot * (double)m->kscale[j] : dot;
 }
 
 static void reference(const cand *c, const float *q, const float *k, const float *v, int d,
@@ -82,6 +82,7 @@ static void run_tile(const cand *c, const float *q, const float *k, const float 
         if (c->mask) { /* this tile's keys: the positions from j0 on */
             m = *c->mask;
             m.kpos = c->mask->kpos + j0;
+            m.kscale = c->mask->kscale ? c->mask->kscale + j0 : NULL;
         }
         tile_attend(&t, k, d, c->kj + j0, v, d, c->kj + j0, tiles[i], c->mask ? &m : NULL);
     }
