@@ -113,7 +113,6 @@ static size_t shared_bytes(const lsh_geom *g, int d)
 {
     return 2 * kern_slice_bytes((size_t)g->n, sizeof(float)) + /* key scales, running maxes */
            kern_slice_bytes((size_t)g->h * (size_t)g->n, sizeof(int32_t)) +       /* sorted */
-           kern_slice_bytes((size_t)g->h * (size_t)g->n, sizeof(float)) + /* scales, sorted */
            kern_slice_bytes((size_t)g->h * (size_t)(g->nb + 1), sizeof(int32_t)) + /* counts */
            kern_slice_bytes((size_t)d * (size_t)(g->h * g->rot), sizeof(float));  /* rotations */
 }
@@ -121,6 +120,7 @@ static size_t shared_bytes(const lsh_geom *g, int d)
 static size_t thread_bytes(const lsh_geom *g, int d)
 {
     return kern_slice_bytes((size_t)LSH_HASH_ROWS * (size_t)(g->h * g->rot), sizeof(float)) +
+           kern_slice_bytes((size_t)g->tk, sizeof(float)) + /* a key tile's scales */
            tile_bytes(g->tq, g->tk, d);
 }
 
@@ -239,7 +239,6 @@ static int lsh_forward(const attn_shape *s, const attn_params *p, const attn_ten
     float *kscale = kern_take(&cursor, (size_t)n, sizeof(float));
     float *runmax = kern_take(&cursor, (size_t)n, sizeof(float));
     int32_t *sorted = kern_take(&cursor, (size_t)g.h * (size_t)n, sizeof(int32_t));
-    float *kscale_sorted = kern_take(&cursor, (size_t)g.h * (size_t)n, sizeof(float));
     int32_t *counts = kern_take(&cursor, (size_t)g.h * (size_t)(g.nb + 1), sizeof(int32_t));
     float *rot = kern_take(&cursor, (size_t)d * (size_t)cols, sizeof(float));
     char *threads_base = cursor.base + cursor.off;
@@ -267,6 +266,7 @@ static int lsh_forward(const attn_shape *s, const attn_params *p, const attn_ten
             kern_blas_serial();
             kern_cursor mine = {threads_base + (size_t)omp_get_thread_num() * per_thread, 0};
             float *y = kern_take(&mine, (size_t)LSH_HASH_ROWS * (size_t)cols, sizeof(float));
+            float *kcol_scale = kern_take(&mine, (size_t)g.tk, sizeof(float));
             kern_tile tile;
             tile_init(&tile, &mine, g.tq, g.tk, d);
             attn_stats work_done = {{0}};
@@ -285,11 +285,6 @@ static int lsh_forward(const attn_shape *s, const attn_params *p, const attn_ten
             for (int r = 0; r < g.h; r++)
                 sort_round(&g, buckets[r], counts + (size_t)r * (size_t)(g.nb + 1),
                            sorted + (size_t)r * (size_t)n, tile.stats);
-            /* the key scales in sorted order, read by the chunks in turn rather than
-             * gathered again by every strip of every chunk that sees a key */
-#pragma omp for schedule(static)
-            for (int64_t i = 0; i < g.h * n; i++)
-                kscale_sorted[i] = kscale[sorted[i]];
             /* pass 3: the chunks, round by round (a round's chunks write distinct rows) */
             for (int r = 0; r < g.h; r++) {
 #pragma omp for schedule(dynamic)
@@ -319,8 +314,10 @@ static int lsh_forward(const attn_shape *s, const attn_params *p, const attn_ten
                             for (int64_t k0 = 0; k0 < g.c; k0 += g.tk) {
                                 const int kcols = (int)(g.c - k0 < g.tk ? g.c - k0 : g.tk);
                                 const int32_t *kpos = sorted + kc * g.c + k0;
-                                const tile_mask mask =
-                                    chunk_mask(qpos, kpos, kscale_sorted + kc * g.c + k0, s->causal);
+                                /* the keys' scales gathered once for the tile's strips */
+                                for (int j = 0; j < kcols; j++)
+                                    kcol_scale[j] = kscale[kpos[j]];
+                                const tile_mask mask = chunk_mask(qpos, kpos, kcol_scale, s->causal);
                                 tile_attend(&tile, q, d, kpos, v, d, kpos, kcols, /* shared QK */
                                             &mask);
                             }
