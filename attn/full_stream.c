@@ -2,8 +2,8 @@
  * "FlashAttention-2: Faster Attention with Better Parallelism and Work Partitioning", 2023).
  *
  * Each work item is one (batch, head, query tile); it streams the key/value tiles through the
- * fused tile kernel (tile.h), so the extra memory is one tile_q x tile_k score tile plus a
- * tile_q x d accumulator per thread: O(n) overall (the saved logsumexp), never n x n.
+ * fused tile kernel (tile.h), so the extra memory is a tile_q x d accumulator and its
+ * transposed queries per thread: O(n) overall (the saved logsumexp), never n x n.
  * Causal: key tiles entirely above the diagonal are skipped; the diagonal tile is masked with
  * -inf. Items are independent and each runs the same calls whatever the thread count, so the
  * result is bitwise identical for any nthreads. */

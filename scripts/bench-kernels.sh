@@ -24,4 +24,4 @@ for t in 1 2; do
     "$bin" sweep --methods lsh,block_sparse,etc --n 256K --backward --threads $t "${common[@]}"
 done
 "$bin" table machine "$out/results.jsonl"
-"$bin" table points "$out/results.jsonl" columns=method,kind,n,threads,time,gflops,sgemm_share
+"$bin" table points "$out/results.jsonl" columns=method,kind,n,threads,time,gflops,sgemm_share,busy
