@@ -1,7 +1,7 @@
 # counter_0.gp: written by `attnbench report`; run with `gnuplot counter_0.gp` in this folder
-set title "perf::TASK-CLOCK per token and repetition" noenhanced
+set title "rusage.cpu_s per token and repetition" noenhanced
 set xlabel "sequence length n (tokens)" noenhanced
-set ylabel "perf::TASK-CLOCK" noenhanced
+set ylabel "rusage.cpu_s" noenhanced
 set key left top box opaque
 set grid
 set rmargin 4
@@ -9,7 +9,7 @@ set logscale x 2
 set logscale y 10
 set format y '%g'
 set format x '2^{%L}'
-set yrange [1139677.1757723491:2646921.0760345459]
+set yrange [0.00051717590459187833:0.0011740527591705323]
 set style line 1 lc rgb '#999999' dt 2 lw 1
 set style line 2 lc rgb '#555555' dt 2 lw 1
 do for [term in 'pngcairo svg'] {

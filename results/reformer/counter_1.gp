@@ -1,7 +1,7 @@
 # counter_1.gp: written by `attnbench report`; run with `gnuplot counter_1.gp` in this folder
-set title "perf::PAGE-FAULTS per token and repetition" noenhanced
+set title "rusage.minor_faults per token and repetition" noenhanced
 set xlabel "sequence length n (tokens)" noenhanced
-set ylabel "perf::PAGE-FAULTS" noenhanced
+set ylabel "rusage.minor_faults" noenhanced
 set key left top box opaque
 set grid
 set rmargin 4
@@ -9,7 +9,7 @@ set logscale x 2
 set logscale y 10
 set format y '%g'
 set format x '2^{%L}'
-set yrange [0.0003223419189453125:0.0029239654541015625]
+set yrange [0.00040117899576822918:0.00359344482421875]
 set style line 1 lc rgb '#999999' dt 2 lw 1
 set style line 2 lc rgb '#555555' dt 2 lw 1
 do for [term in 'pngcairo svg'] {

@@ -9,8 +9,8 @@ set logscale x 2
 set logscale y 2
 set format x '2^{%L}'
 set format y '%.0b %BB'
-set yrange [2203415616:19453190112]
-x0 = 262144; y0 = 3305123424
+set yrange [2203416997.3333335:19453202868]
+x0 = 262144; y0 = 3305125496
 set style line 1 lc rgb '#999999' dt 2 lw 1
 set style line 2 lc rgb '#555555' dt 2 lw 1
 do for [term in 'pngcairo svg'] {

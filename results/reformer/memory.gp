@@ -9,8 +9,8 @@ set logscale x 2
 set logscale y 2
 set format x '2^{%L}'
 set format y '%.0b %BB'
-set yrange [2019726677.3333333:17757315072]
-x0 = 262144; y0 = 3029590016
+set yrange [2019568298.6666667:17757444096]
+x0 = 262144; y0 = 3029352448
 set style line 1 lc rgb '#999999' dt 2 lw 1
 set style line 2 lc rgb '#555555' dt 2 lw 1
 do for [term in 'pngcairo svg'] {

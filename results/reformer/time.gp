@@ -9,8 +9,8 @@ set logscale x 2
 set logscale y 10
 set format y '%.0s %cs'
 set format x '2^{%L}'
-set yrange [157.91739875133013:1374.585525391496]
-x0 = 262144; y0 = 236.8760981269952
+set yrange [69.740790803334676:624.42413857200154]
+x0 = 262144; y0 = 104.61118620500201
 set style line 1 lc rgb '#999999' dt 2 lw 1
 set style line 2 lc rgb '#555555' dt 2 lw 1
 do for [term in 'pngcairo svg'] {
