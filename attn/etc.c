@@ -256,7 +256,8 @@ static int etc_forward(const attn_shape *s, const attn_params *p, const attn_ten
                 for (int64_t j0 = ranges[r].k0; j0 < ranges[r].k1; j0 += ETC_TILE_K) {
                     const int cols = (int)(ranges[r].k1 - j0 < ETC_TILE_K ? ranges[r].k1 - j0 : ETC_TILE_K);
                     tile_mask mask;
-                    mask_of(&e, row0, rows, j0, cols, qseg, kseg, &mask);
+                    if (ranges[r].masked) /* segments are only defined where a mask needs them */
+                        mask_of(&e, row0, rows, j0, cols, qseg, kseg, &mask);
                     /* a tile's rows are all global or all long, and so are its keys */
                     mine.v[row0 < e.g || j0 < e.g ? ATTN_STAT_GLOBAL_SCORES
                                                   : ATTN_STAT_LOCAL_SCORES] +=
