@@ -213,12 +213,21 @@ static int row_keys(const bs_geom *g, int64_t i, const int32_t *rnd, int32_t *ke
     return cols;
 }
 
+/* Work item `item` of the forward: block row i of head *bh. The two global rows of each head
+ * go first (the long items), then the middle rows in order. */
+static int64_t item_row(const bs_geom *g, int64_t item, int64_t *bh)
+{
+    const int64_t k = item % g->nb;
+    *bh = item / g->nb;
+    return k == 0 ? 0 : k == 1 ? g->nb - 1 : k - 1;
+}
+
 /* The random blocks of a later item, asked for now: they lie anywhere in the head, and their
  * fetches overlap this item's arithmetic (the window blocks are the neighbours', in cache). */
 static void prefetch_random_blocks(const bs_geom *g, const attn_tensors *t, int64_t item, int d)
 {
-    const int64_t bh = item / g->nb, k = item % g->nb;
-    const int64_t i = k == 0 ? 0 : k == 1 ? g->nb - 1 : k - 1;
+    int64_t bh;
+    const int64_t i = item_row(g, item, &bh);
     if (is_global(g, i))
         return;
     const size_t off = (size_t)bh * (size_t)g->n * (size_t)d;
@@ -266,8 +275,8 @@ static int bs_forward(const attn_shape *s, const attn_params *p, const attn_tens
         tile.stats = t->stats ? &mine : NULL;
 #pragma omp for schedule(dynamic)
         for (int64_t item = 0; item < heads * nb; item++) {
-            const int64_t bh = item / nb, k = item % nb;
-            const int64_t i = k == 0 ? 0 : k == 1 ? nb - 1 : k - 1;
+            int64_t bh;
+            const int64_t i = item_row(&g, item, &bh);
             const size_t off = (size_t)bh * (size_t)n * (size_t)d;
             const float *q = t->q + off, *kk = t->k + off, *v = t->v + off;
             const int rows = (int)block_keys(&g, i);

@@ -300,6 +300,20 @@ static group_kind group_masked(const tile_mask *mk, int32_t qlo, int32_t qhi, in
     return dmin < mk->lo || dmax > mk->hi ? GROUP_MASKED : GROUP_OPEN;
 }
 
+/* Whether keys [j, j + nk) run for a strip of `valid` rows at positions [qlo, qhi], and if so
+ * whether masked; a group hidden entirely counts its rows' scores as hidden and runs not. */
+static bool group_runs(const tile_mask *mk, int32_t qlo, int32_t qhi, int j, int nk, int valid,
+                       uint64_t *hidden, bool *masked)
+{
+    const group_kind kind = group_masked(mk, qlo, qhi, j, nk);
+    if (kind == GROUP_HIDDEN) {
+        *hidden += (uint64_t)valid * (uint64_t)nk;
+        return false;
+    }
+    *masked = kind == GROUP_MASKED;
+    return true;
+}
+
 /* Scalar mask of one score: key position kp, query position qp; counts a hidden score. */
 static inline float mask_score(const tile_mask *mk, float s, int32_t kp, int32_t qp, float w,
                                uint64_t *hidden)
@@ -328,12 +342,9 @@ static void attend_portable(kern_tile *t, const float *k, int64_t ldk, const int
             pos_range(mk, 0, q0, valid, &qlo, &qhi);
         for (int j = 0; j < cols; j += PORTABLE_KEYS) {
             const int nk = cols - j < PORTABLE_KEYS ? cols - j : PORTABLE_KEYS;
-            const group_kind kind = group_masked(mk, qlo, qhi, j, nk);
-            if (kind == GROUP_HIDDEN) {
-                hidden += (uint64_t)valid * (uint64_t)nk;
+            bool masked;
+            if (!group_runs(mk, qlo, qhi, j, nk, valid, &hidden, &masked))
                 continue;
-            }
-            const bool masked = kind == GROUP_MASKED;
             float s[PORTABLE_KEYS][TILE_LANES];
             for (int i = 0; i < nk; i++) {
                 const float *kr = row_of(k, ldk, kidx, j + i);
@@ -527,17 +538,14 @@ static void attend_avx512(kern_tile *t, const float *k, int64_t ldk, const int32
             pos_range(mk, 0, q0, valid, &qlo, &qhi);
         for (int j = 0; j < cols; j += 8) {
             const int nk = cols - j < 8 ? cols - j : 8;
+            bool masked;
+            if (!group_runs(mk, qlo, qhi, j, nk, valid, &hidden, &masked))
+                continue;
             const float *kr[8], *vr[8];
             for (int i = 0; i < nk; i++) {
                 kr[i] = row_of(k, ldk, kidx, j + i);
                 vr[i] = row_of(v, ldv, vidx, j + i);
             }
-            const group_kind kind = group_masked(mk, qlo, qhi, j, nk);
-            if (kind == GROUP_HIDDEN) {
-                hidden += (uint64_t)valid * (uint64_t)nk;
-                continue;
-            }
-            const bool masked = kind == GROUP_MASKED;
             switch (nk) { /* each width its own unrolled copy, its accumulators in registers */
             case 8: group_avx512(t, q0, kr, vr, 8, &st, mk, masked, j, &hidden); break;
             case 7: group_avx512(t, q0, kr, vr, 7, &st, mk, masked, j, &hidden); break;
@@ -711,17 +719,14 @@ static void attend_avx2(kern_tile *t, const float *k, int64_t ldk, const int32_t
             pos_range(mk, 0, q0, valid, &qlo, &qhi);
         for (int j = 0; j < cols; j += AVX2_KEYS) {
             const int nk = cols - j < AVX2_KEYS ? cols - j : AVX2_KEYS;
+            bool masked;
+            if (!group_runs(mk, qlo, qhi, j, nk, valid, &hidden, &masked))
+                continue;
             const float *kr[AVX2_KEYS], *vr[AVX2_KEYS];
             for (int i = 0; i < nk; i++) {
                 kr[i] = row_of(k, ldk, kidx, j + i);
                 vr[i] = row_of(v, ldv, vidx, j + i);
             }
-            const group_kind kind = group_masked(mk, qlo, qhi, j, nk);
-            if (kind == GROUP_HIDDEN) {
-                hidden += (uint64_t)valid * (uint64_t)nk;
-                continue;
-            }
-            const bool masked = kind == GROUP_MASKED;
             switch (nk) {
             case 4: group_avx2(t, q0, kr, vr, 4, &st, mk, masked, j, &hidden); break;
             case 3: group_avx2(t, q0, kr, vr, 3, &st, mk, masked, j, &hidden); break;

@@ -41,8 +41,9 @@ int table_series(FILE *md, const report_data *d, char *err, size_t errlen)
                          100 * spread);
             /* the kernel's speed against what the machine's sgemm did in the same sweep */
             char share[32] = "";
-            if (isfinite(report_sgemm_share(r)))
-                snprintf(share, sizeof share, "%.0f%%", 100 * report_sgemm_share(r));
+            const double of_sgemm = report_sgemm_share(r);
+            if (isfinite(of_sgemm))
+                snprintf(share, sizeof share, "%.0f%%", 100 * of_sgemm);
             if (report_is_ok(r))
                 fprintf(md, "%.4g | %s | %.1f | %s | %s | %s | %s | %.2f | %s |\n",
                         report_num(r, "wall_s"), sp, report_num(r, "gflops"), share, rss, heap,

@@ -12,7 +12,9 @@ int probe_rss_read(uint64_t *rss, uint64_t *hwm)
     return probe_rss_read_pid(0, rss, hwm);
 }
 
-int probe_rss_read_pid(pid_t pid, uint64_t *rss, uint64_t *hwm)
+/* Fields of /proc/PID/status (pid 0: this process) given in kB, as bytes: names[i] into
+ * bytes[i]. Returns 0 when every one was found, else -1. */
+static int read_status(pid_t pid, const char *const *names, uint64_t *bytes, int count)
 {
     char path[64];
     if (pid)
@@ -24,40 +26,38 @@ int probe_rss_read_pid(pid_t pid, uint64_t *rss, uint64_t *hwm)
         return -1;
     char line[256];
     int found = 0;
-    unsigned long long kib;
-    while (fgets(line, sizeof line, f)) {
-        if (sscanf(line, "VmRSS: %llu kB", &kib) == 1) {
-            *rss = (uint64_t)kib * 1024;
-            found |= 1;
-        } else if (sscanf(line, "VmHWM: %llu kB", &kib) == 1) {
-            *hwm = (uint64_t)kib * 1024;
-            found |= 2;
-        }
+    while (found < count && fgets(line, sizeof line, f)) {
+        const char *colon = strchr(line, ':');
+        unsigned long long kib;
+        for (int i = 0; colon && i < count; i++)
+            if (strlen(names[i]) == (size_t)(colon - line) &&
+                strncmp(line, names[i], (size_t)(colon - line)) == 0 &&
+                sscanf(colon + 1, " %llu kB", &kib) == 1) {
+                bytes[i] = (uint64_t)kib * 1024;
+                found++;
+            }
     }
     fclose(f);
-    return found == 3 ? 0 : -1;
+    return found == count ? 0 : -1;
+}
+
+int probe_rss_read_pid(pid_t pid, uint64_t *rss, uint64_t *hwm)
+{
+    static const char *const names[] = {"VmRSS", "VmHWM"};
+    uint64_t v[2];
+    if (read_status(pid, names, v, 2) != 0)
+        return -1;
+    *rss = v[0];
+    *hwm = v[1];
+    return 0;
 }
 
 /* The file-backed part of a process's RSS (RssFile: code and read-only data of the program
  * and its libraries, paged in as it first runs); pid 0 is this one. Returns 0 or -1. */
 static int read_rss_file(pid_t pid, uint64_t *bytes)
 {
-    char path[64];
-    if (pid)
-        snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
-    else
-        snprintf(path, sizeof path, "/proc/self/status");
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return -1;
-    char line[256];
-    int found = 0;
-    unsigned long long kib;
-    while (!found && fgets(line, sizeof line, f))
-        if (sscanf(line, "RssFile: %llu kB", &kib) == 1)
-            *bytes = (uint64_t)kib * 1024, found = 1;
-    fclose(f);
-    return found ? 0 : -1;
+    static const char *const names[] = {"RssFile"};
+    return read_status(pid, names, bytes, 1);
 }
 
 int probe_rss_reset_peak(void)
