@@ -272,7 +272,7 @@ PY
 
 # --- a killed sweep does not block its own resume: its point's child (forked while the sweep
 # held the results file's lock) must not keep the lock while it frees GiBs after the kill
-"$bin" sweep --methods full --n 32K --reps 50 --counters none --no-skip --out "$tmp/big.jsonl" 2>/dev/null &
+"$bin" sweep --methods full --n 32K --reps 50 --counters none --no-skip --no-yardstick --out "$tmp/big.jsonl" 2>/dev/null &
 pid=$!
 big=0
 for _ in $(seq 600); do
@@ -335,7 +335,7 @@ busy() { while :; do :; done; }
 busy & b1=$!; busy & b2=$!
 "$bin" run --method full_stream --n 8K --reps 5 --threads 2 --counters none --json >"$tmp/busy.json" 2>/dev/null
 # measured again while the machine stays busy: every attempt kept, the record busy, bounded
-"$bin" sweep --methods full_stream --n 8K --reps 3 --threads 2 --counters none --retry-wait 0.5 \
+"$bin" sweep --methods full_stream --n 8K --reps 3 --threads 2 --counters none --retry-wait 0.5 --no-yardstick \
     --out "$tmp/retry.jsonl" 2>/dev/null
 "$bin" run --method full_stream --n 256 --reps 1 --counters none --quiet-wait 1 --json >"$tmp/wait.json" 2>/dev/null
 "$bin" run --method ext:numpy_textbook --n 4K --reps 5 --threads 1 --counters none --json >"$tmp/busy_ext.json" 2>/dev/null
@@ -355,9 +355,10 @@ best = min(a, key=lambda x: x["other_share"])  # none quiet: the least loaded at
 assert t["wall_s"] == best["wall_s"] and t["machine_load"]["other_share"] == best["other_share"], (t["wall_s"], a)
 ' "$tmp/busy.json" "$tmp/wait.json" "$tmp/busy_ext.json" "$tmp/retry.jsonl" && pass || fail "a point timed beside two busy loops is not flagged busy, or not measured again"
 # the machine turns quiet during the retries: the quiet attempt is the record, the busy one kept.
-# The loops end when the first attempt's child has ended, whatever the build's speed.
+# The loops end when the first attempt's child has ended, whatever the build's speed; without the
+# yardstick, whose own child would otherwise be the first one watched.
 busy & b1=$!; busy & b2=$!
-"$bin" sweep --methods full_stream --n 8K --reps 3 --threads 2 --counters none --retry-wait 20 \
+"$bin" sweep --methods full_stream --n 8K --reps 3 --threads 2 --counters none --retry-wait 20 --no-yardstick \
     --out "$tmp/retry2.jsonl" 2>/dev/null &
 sp=$!
 for _ in $(seq 1200); do [ -n "$(pgrep -P $sp)" ] && break; sleep 0.05; done
