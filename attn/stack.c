@@ -71,19 +71,40 @@ static layer_w layer_at(float *base, const stack_config *c, int l)
     return w;
 }
 
-float *stack_param(const stack_config *c, float *weights, int l, const char *name, size_t *count)
+const char *const stack_param_names[STACK_NPARAMS] = {
+    "ln1_g", "ln1_b", "wq", "wk", "wv", "wo", "ln2_g", "ln2_b", "w1", "b1", "w2", "b2",
+};
+
+int stack_param_shape(const stack_config *c, const char *name, int64_t shape[2])
 {
     const int64_t D = dmodel(c), F = c->d_ff;
-    layer_w w = layer_at(weights, c, l);
-    const struct { const char *name; float *p; int64_t count; } table[] = {
-        {"ln1_g", w.ln1_g, D}, {"ln1_b", w.ln1_b, D}, {"wq", w.wq, D * D}, {"wk", w.wk, D * D},
-        {"wv", w.wv, D * D},   {"wo", w.wo, D * D},   {"ln2_g", w.ln2_g, D}, {"ln2_b", w.ln2_b, D},
-        {"w1", w.w1, D * F},   {"b1", w.b1, F},       {"w2", w.w2, F * D},  {"b2", w.b2, D},
-    };
-    for (size_t i = 0; i < sizeof table / sizeof table[0]; i++)
-        if (table[i].p && strcmp(table[i].name, name) == 0) {
-            *count = (size_t)table[i].count;
-            return table[i].p;
+    /* rows, columns (0: a vector), in stack_param_names' order */
+    const int64_t dims[STACK_NPARAMS][2] = {{D, 0}, {D, 0}, {D, D}, {D, D}, {D, D}, {D, D},
+                                            {D, 0}, {D, 0}, {D, F}, {F, 0}, {F, D}, {D, 0}};
+    for (int i = 0; i < STACK_NPARAMS; i++)
+        if (strcmp(stack_param_names[i], name) == 0) {
+            if (i == 3 && c->attn.method->shared_qk) /* wk */
+                return 0;
+            shape[0] = dims[i][0];
+            shape[1] = dims[i][1];
+            return dims[i][1] ? 2 : 1;
+        }
+    return 0;
+}
+
+float *stack_param(const stack_config *c, float *weights, int l, const char *name, size_t *count)
+{
+    int64_t shape[2];
+    const int ndim = stack_param_shape(c, name, shape);
+    if (!ndim)
+        return NULL;
+    const layer_w w = layer_at(weights, c, l);
+    float *const at[STACK_NPARAMS] = {w.ln1_g, w.ln1_b, w.wq, w.wk, w.wv, w.wo,
+                                      w.ln2_g, w.ln2_b, w.w1, w.b1, w.w2, w.b2};
+    for (int i = 0; i < STACK_NPARAMS; i++)
+        if (strcmp(stack_param_names[i], name) == 0) {
+            *count = (size_t)(shape[0] * (ndim == 2 ? shape[1] : 1));
+            return at[i];
         }
     return NULL;
 }
@@ -722,6 +743,17 @@ void stack_cost_of(const stack_config *c, int nthreads, stack_cost *out)
                                ? (proj + ff + ac.flops + 2.0 * rows * (projections(c) - 1) * DD) *
                                      c->layers
                                : 0.0;
+}
+
+const int32_t *stack_structure(const stack_config *c, void *work, int nthreads, int l,
+                               size_t *per_head)
+{
+    *per_head = structure_per_head(c);
+    if (!*per_head)
+        return NULL;
+    layout L;
+    carve(c, nthreads, work, &L);
+    return layer_state_at(c, &L, l).structure;
 }
 
 /* 0.5 mean((y - target)^2) and its gradient into dy1 (and dy2). The target is the given one,

@@ -70,6 +70,13 @@ int stack_check(const stack_config *c, const char **why);
 void stack_cost_of(const stack_config *c, int nthreads, stack_cost *out);
 /* Fills the weights: LayerNorm gains 1 and biases 0, matrices N(0, 1/fan_in), from the seed. */
 void stack_init_weights(const stack_config *c, float *weights, uint64_t seed);
+/* The parameters of a layer, in the order they lie in a weight array. */
+enum { STACK_NPARAMS = 12 };
+extern const char *const stack_param_names[STACK_NPARAMS];
+/* The shape of parameter `name`: (in, out) for a matrix (y = x W, as the products compute
+ * it: the transpose of a torch Linear's weight), (count) for a gain or bias. Returns the
+ * number of dimensions, 0 for an unknown name and for "wk" of a shared-QK method. */
+int stack_param_shape(const stack_config *c, const char *name, int64_t shape[2]);
 /* The weights named `name` of layer l ("ln1_g", "ln1_b", "wq", "wk", "wv", "wo", "ln2_g",
  * "ln2_b", "w1", "b1", "w2", "b2") inside a weight or gradient array, and their count; NULL
  * for an unknown name, and for "wk" of a shared-QK method. */
@@ -79,6 +86,12 @@ float *stack_param(const stack_config *c, float *weights, int l, const char *nam
  * (B, n, D) are overwritten; *loss is set. work holds cost.workspace_bytes. */
 int stack_train_step(const stack_config *c, const float *weights, float *grads, const float *x,
                      const float *target, float *dx, double *loss, void *work, int nthreads);
+/* The discrete structure layer l's attention drew in the last step or forward run in `work`
+ * with nthreads threads (LSH buckets, random blocks): H arrays of *per_head int32 each, head
+ * after head, each the method's structure for a (B, 1, n, d) shape. NULL (and *per_head 0)
+ * when the method has none. */
+const int32_t *stack_structure(const stack_config *c, void *work, int nthreads, int l,
+                               size_t *per_head);
 /* Tests: the forward only; writes the output (B, n, width) to y. */
 int stack_forward(const stack_config *c, const float *weights, const float *x, float *y,
                   void *work, int nthreads);

@@ -16,6 +16,7 @@ static const struct {
     {"list", cmd_list, "list the attention methods, their parameters and defaults"},
     {"forward", cmd_forward, "run one method on .npy inputs and write its output"},
     {"backward", cmd_backward, "gradients of one method on .npy inputs (for outside checks)"},
+    {"train-step", cmd_train_step, "one training step of a layer stack on .npy data: loss, every gradient"},
     {"run", cmd_run, "measure one point in an isolated child (time, memory, counters)"},
     {"sweep", cmd_sweep, "measure many points (methods x parameters x n) into a results file"},
     {"report", cmd_report, "fit scaling exponents, plot with gnuplot, write report.md and a CSV"},
@@ -31,7 +32,7 @@ static void usage(FILE *f)
     fprintf(f, "usage: attnbench <command> [options]   (attnbench <command> --help)\n"
                "       attnbench --version\n\n");
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
-        fprintf(f, "  %-9s %s\n", commands[i].name, commands[i].summary);
+        fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].summary);
 }
 
 int main(int argc, char **argv)

@@ -796,6 +796,61 @@ expect_status 2 "backward without --dv" -- "$bin" backward --method full --q "$t
 expect_status 2 "backward dout shape" -- "$bin" backward --method full --q "$tmp/q.npy" --k "$tmp/k.npy" --v "$tmp/v.npy" --dout "$tmp/short.npy" --dq "$tmp/dq.npy" --dk "$tmp/dk.npy" --dv "$tmp/dv.npy"
 expect_status 2 "forward with a backward flag" -- "$bin" forward --method full --q "$tmp/q.npy" --k "$tmp/k.npy" --v "$tmp/v.npy" --out "$tmp/o.npy" --dq "$tmp/dq.npy"
 
+# --- train-step: a step's loss, every gradient, dx and each layer's buckets written; the
+# weights and target it used, given back, give the same step bit for bit; bad input gets one
+# line (tests/peers_test.py compares the step itself with Hugging Face's ReformerModel)
+npy "$tmp/tx.npy" '<f4' '(2, 64, 16)'
+ts=(--method lsh --param chunk_len=16 --param n_hashes=2 --stack reversible --layers 2 --heads 2 --d-ff 24)
+expect_status 0 "train-step reversible over lsh" -- "$bin" train-step "${ts[@]}" --x "$tmp/tx.npy" --out "$tmp/ts1"
+expect_status 0 "train-step on the weights and target it wrote" -- "$bin" train-step "${ts[@]}" --x "$tmp/tx.npy" --out "$tmp/ts2" --weights "$tmp/ts1/weights" --target "$tmp/ts1/target.npy"
+/usr/bin/python3 - "$tmp/ts1" "$tmp/ts2" <<'PY' && pass || fail "train-step did not write its step, or did not repeat it on its own weights"
+import glob, json, os, sys
+import numpy as np
+a, b = sys.argv[1:3]
+sa, sb = (json.load(open(f"{d}/step.json")) for d in (a, b))
+assert sa["loss"] == sb["loss"] and sa["loss"] > 0 and sa["weights"] is None and sb["weights"], (sa, sb)
+assert sa["params"]["n_hashes"] == 2 and sa["d_model"] == 16 and sa["d"] == 8 and sa["d_ff"] == 24
+names = ["ln1_g", "ln1_b", "wq", "wv", "wo", "ln2_g", "ln2_b", "w1", "b1", "w2", "b2"]  # no wk: shared QK
+want = {"wq": (16, 16), "w1": (16, 24), "b1": (24,), "w2": (24, 16), "ln2_g": (16,)}
+for d in a, b:
+    got = sorted(os.path.basename(f) for f in glob.glob(f"{d}/grads/*.npy"))
+    assert got == sorted(f"layer{l}.{n}.npy" for l in range(2) for n in names), got
+for l in range(2):
+    for n in names:
+        ga, gb = (np.load(f"{d}/grads/layer{l}.{n}.npy") for d in (a, b))
+        assert ga.dtype == np.float32 and np.array_equal(ga, gb) and np.abs(ga).max() > 0, (l, n)
+        assert ga.shape == want.get(n, ga.shape) == np.load(f"{a}/weights/layer{l}.{n}.npy").shape
+    s = np.load(f"{a}/structure/layer{l}.npy")
+    assert s.shape == (2, 2, 2, 64) and s.dtype == np.int32 and 0 <= s.min() and s.max() < 8, s.shape
+    assert np.array_equal(s, np.load(f"{b}/structure/layer{l}.npy"))
+assert np.load(f"{a}/target.npy").shape == (2, 64, 32) and not os.path.exists(f"{b}/target.npy")
+assert not os.path.exists(f"{b}/weights")
+assert np.array_equal(np.load(f"{a}/dx.npy"), np.load(f"{b}/dx.npy"))
+PY
+expect_status 0 "train-step standard over full_stream" -- "$bin" train-step --method full_stream --stack standard --layers 1 --heads 4 --causal --x "$tmp/tx.npy" --out "$tmp/ts3"
+[ -s "$tmp/ts3/grads/layer0.wk.npy" ] && [ ! -e "$tmp/ts3/structure" ] && [ -s "$tmp/ts3/dx.npy" ] &&
+    pass || fail "train-step standard: wk gradient missing, or a structure for a method without one"
+cp -r "$tmp/ts1/weights" "$tmp/tw"
+rm "$tmp/tw/layer1.wo.npy"
+expect_status 2 "train-step with a weight file missing" -- "$bin" train-step "${ts[@]}" --x "$tmp/tx.npy" --out "$tmp/tsx" --weights "$tmp/tw"
+grep -q "layer1.wo.npy" "$tmp/err" && pass || fail "the missing weight is not named: $(cat "$tmp/err")"
+npy "$tmp/tw/layer1.wo.npy" '<f4' '(16, 8)'
+expect_status 2 "train-step with a misshaped weight" -- "$bin" train-step "${ts[@]}" --x "$tmp/tx.npy" --out "$tmp/tsx" --weights "$tmp/tw"
+grep -q "weight wo of layer 1 .* has shape (16, 8); the step needs (16, 16)" "$tmp/err" && pass || fail "misshaped weight message: $(cat "$tmp/err")"
+cp "$tmp/ts1/weights/layer1.wo.npy" "$tmp/tw/" && cp "$tmp/ts1/weights/layer0.wq.npy" "$tmp/tw/layer0.wk.npy"
+expect_status 2 "train-step with a wk for lsh" -- "$bin" train-step "${ts[@]}" --x "$tmp/tx.npy" --out "$tmp/tsx" --weights "$tmp/tw"
+rm "$tmp/tw/layer0.wk.npy"
+/usr/bin/python3 -c 'import numpy as np, sys; w = np.load(sys.argv[1]); w[2] = np.inf; np.save(sys.argv[1], w)' "$tmp/tw/layer0.b1.npy"
+expect_status 2 "train-step with an infinite weight" -- "$bin" train-step "${ts[@]}" --x "$tmp/tx.npy" --out "$tmp/tsx" --weights "$tmp/tw"
+/usr/bin/python3 -c 'import numpy as np, sys; x = np.load(sys.argv[1]); x[1, 5, 3] = np.nan; np.save(sys.argv[2], x)' "$tmp/tx.npy" "$tmp/txnan.npy"
+expect_status 2 "train-step with a NaN in x" -- "$bin" train-step "${ts[@]}" --x "$tmp/txnan.npy" --out "$tmp/tsx"
+grep -q -- "--x .*txnan.npy: element (1, 5, 3) is NaN" "$tmp/err" && pass || fail "train-step NaN message: $(cat "$tmp/err")"
+expect_status 2 "train-step with d_model not a multiple of --heads" -- "$bin" train-step "${ts[@]}" --x "$tmp/tx.npy" --heads 3 --out "$tmp/tsx"
+expect_status 2 "train-step with a target of the standard stack's width" -- "$bin" train-step "${ts[@]}" --x "$tmp/tx.npy" --out "$tmp/tsx" --target "$tmp/tx.npy"
+expect_status 2 "train-step with n not a multiple of chunk_len" -- "$bin" train-step "${ts[@]}" --x "$tmp/tx.npy" --param chunk_len=24 --out "$tmp/tsx"
+expect_status 2 "train-step without --x" -- "$bin" train-step --method lsh --out "$tmp/tsx"
+[ ! -e "$tmp/tsx" ] && pass || fail "a refused train-step wrote its output folder"
+
 # --- ring over MPI ranks: P processes started by mpirun (build/attnbench-rank); outputs and
 # gradients against full_stream's on the whole inputs, one record with every rank's memory
 ringcheck() {

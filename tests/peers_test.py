@@ -2,10 +2,13 @@
 they follow, with the same discrete structure: our LSH buckets passed to HF's
 LSHSelfAttention, our random-block table injected into HF BigBird's block-sparse kernel. Then
 the outputs must agree to float32 rounding, ours against theirs directly (against HF in
-float64 where HF's own float32 path is off). Each comparison is also run once on a deliberately
-wrong bucket or random block, which it must catch. Needs the peers' environment
+float64 where HF's own float32 path is off). The reversible training step (`attnbench
+train-step`) against HF's ReformerModel on the same weights and buckets: loss, dx and every
+weight gradient. Each comparison is also run once on a deliberately wrong bucket, random
+block or weight, which it must catch. Needs the peers' environment
 (`scripts/install-deps.sh --peers`); `make test` runs it under that environment's python when
 it exists and says it skipped otherwise."""
+import json
 import os
 import subprocess
 import sys
@@ -17,6 +20,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "scripts", "peers", "py"))
 import hf_block_sparse  # noqa: E402
 import hf_lsh  # noqa: E402
+import hf_reformer_step  # noqa: E402
 
 BIN = os.environ.get("ATTNBENCH", "build/attnbench")
 
@@ -66,6 +70,89 @@ def wrong_bucket(buckets):
     return bad
 
 
+def train_step(tmp, layers, heads, d, n, d_ff, params, causal, x):
+    """`attnbench train-step` of a reversible stack over lsh with its own weights and target.
+    Returns the loss, dx, the gradients and weights as {(layer, name): array}, the target and
+    each layer's buckets."""
+    np.save(f"{tmp}/x.npy", x)
+    out = f"{tmp}/step"
+    subprocess.run(["rm", "-rf", out], check=True)
+    cmd = [BIN, "train-step", "--stack", "reversible", "--method", "lsh", "--layers", str(layers),
+           "--heads", str(heads), "--d-ff", str(d_ff), "--x", f"{tmp}/x.npy", "--out", out]
+    cmd += sum((["--param", f"{k}={v}"] for k, v in params.items()), [])
+    if causal:
+        cmd.append("--causal")
+    subprocess.run(cmd, check=True)
+    with open(f"{out}/step.json") as f:
+        loss = json.load(f)["loss"]
+    keys = [(l, name) for l in range(layers) for name in hf_reformer_step.NAMES]
+    grads = {k: np.load(f"{out}/grads/layer{k[0]}.{k[1]}.npy") for k in keys}
+    weights = {k: np.load(f"{out}/weights/layer{k[0]}.{k[1]}.npy") for k in keys}
+    buckets = [np.load(f"{out}/structure/layer{l}.npy") for l in range(layers)]
+    return loss, np.load(f"{out}/dx.npy"), grads, weights, np.load(f"{out}/target.npy"), buckets
+
+
+def compare_step(what, ours, theirs, tol=1e-5, expect_fail=False):
+    """ours and theirs: (loss, dx, {(layer, name): gradient}). Each array is compared relative
+    to its own largest element (a gradient sums over every row: its small elements are
+    differences of large terms), the loss relative to itself. Returns whether all are within
+    tol."""
+    errs = {"loss": abs(ours[0] - theirs[0]) / abs(theirs[0]),
+            "dx": np.max(np.abs(ours[1] - theirs[1])) / np.max(np.abs(theirs[1]))}
+    for k, g in theirs[2].items():
+        errs[f"layer{k[0]}.{k[1]}"] = np.max(np.abs(ours[2][k] - g)) / np.max(np.abs(g))
+    worst = max(errs, key=errs.get)
+    ok = errs[worst] <= tol
+    detail = f"worst {worst} {errs[worst]:.2e}, loss {errs['loss']:.2e}, dx {errs['dx']:.2e}, {len(errs) - 2} gradients"
+    if expect_fail:
+        print(f"{'FAIL' if ok else 'ok  '} {what}: {'not caught' if ok else 'caught'}, {detail}")
+        return not ok
+    print(f"{'ok  ' if ok else 'FAIL'} {what}: {detail}")
+    return ok
+
+
+def reformer_steps(tmp, rng):
+    """The reversible step against HF's ReformerModel, on L = 1 and 3, causal and not, 1 and 2
+    hash rounds, two heads, a batch of two. The oracle is HF in float64: in float32 HF merges
+    the rounds of a causal row whose only key is the token itself through logsumexps of -1e5
+    logits, which keeps about 1e-3 of precision (printed, not tested)."""
+    good = True
+    heads, d, n, d_ff = 2, 16, 128, 64
+    for layers, causal, n_hashes in [(1, False, 1), (1, True, 2), (3, False, 2), (3, True, 1),
+                                     (3, True, 2)]:
+        params = {"chunk_len": 16, "n_hashes": n_hashes}
+        x = rng.standard_normal((2, n, heads * d)).astype(np.float32)
+        loss, dx, grads, weights, target, buckets = train_step(tmp, layers, heads, d, n, d_ff,
+                                                               params, causal, x)
+        ours = (loss, dx, grads)
+        m = hf_reformer_step.model(layers, heads * d, heads, d_ff, n, params, causal)
+        hf_reformer_step.inject(m, buckets)
+        hf_reformer_step.load(m, weights, "float64")
+        what = f"reversible step L={layers} causal={causal} n_hashes={n_hashes} vs HF ReformerModel"
+        theirs = hf_reformer_step.step(m, x, target, "float64")
+        good &= compare_step(what, ours, theirs)
+        if causal and n_hashes == 2:
+            hf_reformer_step.load(m, weights, "float32")
+            f32 = hf_reformer_step.step(m, x, target, "float32")
+            off = max(np.max(np.abs(a - b)) / np.max(np.abs(b))
+                      for a, b in zip([f32[1], *f32[2].values()], [theirs[1], *theirs[2].values()]))
+            print(f"     (HF's own float32 step differs from its float64 one by up to {off:.1e})")
+        if layers == 3 and causal and n_hashes == 2:  # the comparison can fail: show it once
+            bad = dict(weights)
+            bad[(1, "w1")] = bad[(1, "w1")].copy()
+            bad[(1, "w1")][3, 5] += 1e-3
+            hf_reformer_step.load(m, bad, "float64")
+            good &= compare_step("reversible step, HF given one weight off by 1e-3 (must "
+                                 "differ)", ours, hf_reformer_step.step(m, x, target, "float64"),
+                                 expect_fail=True)
+            hf_reformer_step.load(m, weights, "float64")
+            hf_reformer_step.inject(m, [wrong_bucket(buckets[0])] + buckets[1:])
+            good &= compare_step("reversible step, HF given one bucket moved (must differ)",
+                                 ours, hf_reformer_step.step(m, x, target, "float64"),
+                                 expect_fail=True)
+    return good
+
+
 def main():
     import torch
     torch.set_num_threads(2)
@@ -103,6 +190,7 @@ def main():
                 hf_block_sparse.inject(m, bad)
                 good &= compare(f"block_sparse n={n}, HF given one random block moved (must "
                                 "differ)", out, hf_block_sparse.run(m, q, k, v), expect_fail=True)
+        good &= reformer_steps(tmp, rng)
     return 0 if good else 1
 
 

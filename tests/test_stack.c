@@ -306,6 +306,40 @@ static void test_shared_qk_has_no_key_projection(void **state)
     free_net(&lsh), free_net(&fs), free_net(&std);
 }
 
+/* The parameter table train-step reads and writes by: the named parameters tile a layer's
+ * weights exactly (shapes multiply to the counts, the counts add up to the layer, each lies
+ * where the one before ends), for both kinds of projection set. */
+static void test_parameter_table_tiles_the_weights(void **state)
+{
+    (void)state;
+    const char *methods[] = {"lsh", "full_stream"};
+    for (int m = 0; m < 2; m++) {
+        net t = make_net(STACK_STANDARD, methods[m], NULL, 2, 128, 2, 16, 48, 64, 0);
+        float *next = t.w;
+        for (int l = 0; l < 2; l++)
+            for (int i = 0; i < STACK_NPARAMS; i++) {
+                int64_t shape[2];
+                size_t count;
+                const int ndim = stack_param_shape(&t.c, stack_param_names[i], shape);
+                float *p = stack_param(&t.c, t.w, l, stack_param_names[i], &count);
+                assert_int_equal(ndim == 0, p == NULL);
+                if (!p)
+                    continue;
+                assert_ptr_equal(p, next);
+                assert_int_equal(count, (size_t)(shape[0] * (ndim == 2 ? shape[1] : 1)));
+                next += count;
+            }
+        assert_ptr_equal(next, t.w + t.cost.weight_floats);
+        int64_t shape[2];
+        assert_int_equal(stack_param_shape(&t.c, "w1", shape), 2);
+        assert_true(shape[0] == 32 && shape[1] == 48); /* (in, out) */
+        assert_int_equal(stack_param_shape(&t.c, "b1", shape), 1);
+        assert_true(shape[0] == 48);
+        assert_int_equal(stack_param_shape(&t.c, "nope", shape), 0);
+        free_net(&t);
+    }
+}
+
 /* Activation memory: flat in depth for reversible, linear for standard (the model). */
 static void test_activation_model(void **state)
 {
@@ -352,6 +386,7 @@ int main(void)
         cmocka_unit_test(test_activation_model),
         cmocka_unit_test(test_head_by_head_matches_the_all_heads_layout),
         cmocka_unit_test(test_shared_qk_has_no_key_projection),
+        cmocka_unit_test(test_parameter_table_tiles_the_weights),
         cmocka_unit_test(test_rejects_bad_stacks),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

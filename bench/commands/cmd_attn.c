@@ -106,22 +106,6 @@ static int64_t first_nonfinite(const float *x, size_t count)
     return -1;
 }
 
-/* "5, 0": the multi-index of flat element i of an array of a's shape. */
-static const char *format_index(const npy_array *a, int64_t i, char *buf, size_t size)
-{
-    int64_t idx[NPY_MAX_DIMS], rest = i;
-    for (int dim = a->ndim - 1; dim >= 0; dim--) {
-        idx[dim] = rest % a->shape[dim];
-        rest /= a->shape[dim];
-    }
-    size_t len = 0;
-    buf[0] = '\0';
-    for (int dim = 0; dim < a->ndim && len < size; dim++)
-        len += (size_t)snprintf(buf + len, size - len, "%s%lld", dim ? ", " : "",
-                                (long long)idx[dim]);
-    return buf;
-}
-
 /* Reads one input and checks it against the first one read (ref), if any. */
 static int read_input(const char *cmd, const char *flag, const char *path, npy_array *a,
                       const npy_array *ref)
@@ -143,7 +127,7 @@ static int read_input(const char *cmd, const char *flag, const char *path, npy_a
         char index[160];
         const float x = ((const float *)a->data)[bad];
         return cli_error(cmd, "--%s %s: element (%s) is %s; inputs must be finite", flag, path,
-                         format_index(a, bad, index, sizeof index),
+                         npy_index(a, bad, index, sizeof index),
                          isnan(x) ? "NaN" : x > 0 ? "+inf" : "-inf");
     }
     return 0;
@@ -160,7 +144,7 @@ static int check_output(const char *cmd, const char *what, const npy_array *shap
     char index[160];
     return cli_fail(cmd, "%s element (%s) is not finite although every input is (scores "
                     "overflow float32 at such magnitudes); nothing written", what,
-                    format_index(shape_of_q, bad, index, sizeof index));
+                    npy_index(shape_of_q, bad, index, sizeof index));
 }
 
 /* The shape of (n, d) or (B, H, n, d) inputs. */

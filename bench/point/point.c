@@ -87,25 +87,14 @@ json_t *point_record_new(const point_spec *s, const json_t *context, int status,
     point_key(s, key, sizeof key);
     point_id(key, id);
     const attn_method *m = s->params.method;
-    json_t *r = json_object(), *params = json_object();
+    json_t *r = json_object();
     json_object_set_new(r, "schema", json_string(RECORD_SCHEMA));
     json_object_set_new(r, "point_id", json_string(id));
     json_object_set_new(r, "point_key", json_string(key));
     json_object_set_new(r, "method", json_string(s->label ? s->label : m->name));
     /* an external program: the attnbench method whose parameters and model it carries */
     json_object_set_new(r, "implements", s->external ? json_string(m->name) : json_null());
-    for (int i = 0; i < m->n_params; i++) {
-        const attn_param_spec *spec = &m->params[i];
-        char val[64];
-        if (spec->kind == ATTN_PARAM_CHOICE || (spec->auto_ok && s->params.v[i] == ATTN_AUTO))
-            json_object_set_new(params, spec->name,
-                                json_string(attn_param_format(&s->params, i, val, sizeof val)));
-        else if (spec->kind == ATTN_PARAM_INT)
-            json_object_set_new(params, spec->name, json_integer((json_int_t)s->params.v[i]));
-        else
-            json_object_set_new(params, spec->name, json_real(s->params.v[i]));
-    }
-    json_object_set_new(r, "params", params);
+    json_object_set_new(r, "params", record_params(&s->params));
     json_object_set_new(r, "n", json_integer(s->shape.n));
     json_object_set_new(r, "d", json_integer(s->shape.d));
     json_object_set_new(r, "heads", json_integer(s->shape.H));

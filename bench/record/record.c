@@ -14,6 +14,23 @@
 #include <unistd.h>
 
 
+json_t *record_params(const attn_params *p)
+{
+    json_t *params = json_object();
+    for (int i = 0; i < p->method->n_params; i++) {
+        const attn_param_spec *spec = &p->method->params[i];
+        char val[64];
+        if (spec->kind == ATTN_PARAM_CHOICE || (spec->auto_ok && p->v[i] == ATTN_AUTO))
+            json_object_set_new(params, spec->name,
+                                json_string(attn_param_format(p, i, val, sizeof val)));
+        else if (spec->kind == ATTN_PARAM_INT)
+            json_object_set_new(params, spec->name, json_integer((json_int_t)p->v[i]));
+        else
+            json_object_set_new(params, spec->name, json_real(p->v[i]));
+    }
+    return params;
+}
+
 void record_print_json(FILE *f, const json_t *rec)
 {
     char *text = json_dumps(rec, JSON_COMPACT | JSON_REAL_PRECISION(17));

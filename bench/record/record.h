@@ -7,6 +7,8 @@
 #include <stdbool.h>
 #include <stdio.h>
 
+#include "../../attn/attn.h"
+
 /* The format of a record: every record names it; it changes only when the format does. */
 #define RECORD_SCHEMA "attnbench/1"
 /* The release. */
@@ -17,6 +19,10 @@
  * without that field's token ("n", "layers", "threads"). The one definition the sweep (its
  * time predictions and failure rules), the shards, the report and the check share. */
 void record_series_key(const char *key, const char *field, char *buf, size_t size);
+
+/* A method's parameters as records hold them: integers and reals as numbers, choices and
+ * "auto" as words. */
+json_t *record_params(const attn_params *p);
 
 /* One compact JSON object and a newline. */
 void record_print_json(FILE *f, const json_t *rec);

@@ -224,3 +224,18 @@ void npy_free(npy_array *a)
     free(a->data);
     a->data = NULL;
 }
+
+const char *npy_index(const npy_array *a, int64_t i, char *buf, size_t size)
+{
+    int64_t idx[NPY_MAX_DIMS], rest = i;
+    for (int dim = a->ndim - 1; dim >= 0; dim--) {
+        idx[dim] = rest % a->shape[dim];
+        rest /= a->shape[dim];
+    }
+    size_t len = 0;
+    buf[0] = '\0';
+    for (int dim = 0; dim < a->ndim && len < size; dim++)
+        len += (size_t)snprintf(buf + len, size - len, "%s%lld", dim ? ", " : "",
+                                (long long)idx[dim]);
+    return buf;
+}

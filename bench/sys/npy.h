@@ -26,6 +26,8 @@ int npy_read_stream(FILE *f, const char *path, const char *descr, npy_array *a, 
 /* Writes an array of `elem`-byte elements with dtype `descr`. Returns 0 or -1 with err. */
 int npy_write(const char *path, const char *descr, int ndim, const int64_t *shape,
               const void *data, size_t elem, char *err, size_t errlen);
+/* "5, 0": the multi-index of flat element i of an array of a's shape, in buf. */
+const char *npy_index(const npy_array *a, int64_t i, char *buf, size_t size);
 /* Frees a's data; npy_free on a zeroed array does nothing. */
 void npy_free(npy_array *a);
 
