@@ -4,7 +4,8 @@ LSHSelfAttention, our random-block table injected into HF BigBird's block-sparse
 the outputs must agree to float32 rounding, ours against theirs directly (against HF in
 float64 where HF's own float32 path is off). The reversible training step (`attnbench
 train-step`) against HF's ReformerModel on the same weights and buckets: loss, dx and every
-weight gradient. Each comparison is also run once on a deliberately wrong bucket, random
+weight gradient; the standard step over full_stream against the same network written in
+PyTorch. Each comparison is also run once on a deliberately wrong bucket, random
 block or weight, which it must catch. Needs the peers' environment
 (`scripts/install-deps.sh --peers`); `make test` runs it under that environment's python when
 it exists and says it skipped otherwise."""
@@ -153,6 +154,54 @@ def reformer_steps(tmp, rng):
     return good
 
 
+def torch_standard_step(weights, layers, heads, x, target, causal):
+    """The standard stack over exact attention written in PyTorch (float64) from torch's own
+    modules' functions: x = x + F(x), x = x + G(x) with F = LayerNorm, Q, K, V projections,
+    scaled_dot_product_attention, output projection; G = LayerNorm, Linear, ReLU, Linear.
+    Returns the loss, dx and the gradients in attnbench's layout."""
+    import torch
+    import torch.nn.functional as nf
+    w = {k: torch.tensor(v, dtype=torch.float64, requires_grad=True) for k, v in weights.items()}
+    xt = torch.tensor(x, dtype=torch.float64, requires_grad=True)
+    b, n, dm = x.shape
+    h = xt
+    for l in range(layers):
+        p = {name: w[(l, name)] for (ll, name) in w if ll == l}
+        xn = nf.layer_norm(h, (dm,), p["ln1_g"], p["ln1_b"], 1e-5)
+        q, k, v = (nf.linear(xn, p[m].T).reshape(b, n, heads, dm // heads).transpose(1, 2)
+                   for m in ("wq", "wk", "wv"))
+        a = nf.scaled_dot_product_attention(q, k, v, is_causal=causal)
+        h = h + nf.linear(a.transpose(1, 2).reshape(b, n, dm), p["wo"].T)
+        xn = nf.layer_norm(h, (dm,), p["ln2_g"], p["ln2_b"], 1e-5)
+        h = h + nf.linear(torch.relu(nf.linear(xn, p["w1"].T, p["b1"])), p["w2"].T, p["b2"])
+    loss = 0.5 * torch.mean((h - torch.tensor(target, dtype=torch.float64)) ** 2)
+    loss.backward()
+    return loss.item(), xt.grad.numpy(), {k: t.grad.numpy() for k, t in w.items()}
+
+
+def standard_steps(tmp, rng):
+    """`train-step --stack standard` over full_stream against the same network in PyTorch."""
+    good = True
+    names = ["ln1_g", "ln1_b", "wq", "wk", "wv", "wo", "ln2_g", "ln2_b", "w1", "b1", "w2", "b2"]
+    for layers, causal in [(1, False), (3, True)]:
+        x = rng.standard_normal((2, 96, 32)).astype(np.float32)
+        np.save(f"{tmp}/x.npy", x)
+        out = f"{tmp}/std"
+        subprocess.run(["rm", "-rf", out], check=True)
+        cmd = [BIN, "train-step", "--stack", "standard", "--method", "full_stream", "--layers",
+               str(layers), "--heads", "4", "--d-ff", "48", "--x", f"{tmp}/x.npy", "--out", out]
+        subprocess.run(cmd + (["--causal"] if causal else []), check=True)
+        with open(f"{out}/step.json") as f:
+            loss = json.load(f)["loss"]
+        keys = [(l, name) for l in range(layers) for name in names]
+        weights = {k: np.load(f"{out}/weights/layer{k[0]}.{k[1]}.npy") for k in keys}
+        grads = {k: np.load(f"{out}/grads/layer{k[0]}.{k[1]}.npy") for k in keys}
+        theirs = torch_standard_step(weights, layers, 4, x, np.load(f"{out}/target.npy"), causal)
+        good &= compare_step(f"standard step L={layers} causal={causal} vs the same network in "
+                             "PyTorch", (loss, np.load(f"{out}/dx.npy"), grads), theirs)
+    return good
+
+
 def main():
     import torch
     torch.set_num_threads(2)
@@ -191,6 +240,7 @@ def main():
                 good &= compare(f"block_sparse n={n}, HF given one random block moved (must "
                                 "differ)", out, hf_block_sparse.run(m, q, k, v), expect_fail=True)
         good &= reformer_steps(tmp, rng)
+        good &= standard_steps(tmp, rng)
     return 0 if good else 1
 
 
