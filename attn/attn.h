@@ -192,6 +192,10 @@ struct attn_method {
      * the forward's own logsumexp (attn_mass_recall does that). Returns 0 or ATTN_ENOMEM. */
     int (*mass)(const attn_shape *s, const attn_params *p, const attn_tensors *t,
                 const float *lse_exact, double *sum, int nthreads);
+    /* Optional: the step between the lengths this method runs as its model says: lsh's
+     * chunk_len (n must be a multiple), block_sparse's block (other lengths are padded). NULL:
+     * any length. */
+    int64_t (*granule)(const attn_params *p);
 };
 
 /* The mean over query rows of the exact softmax mass on the keys the forward with t scored

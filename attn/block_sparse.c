@@ -370,6 +370,11 @@ static int bs_backward(const attn_shape *s, const attn_params *p, const attn_gra
     return ATTN_OK;
 }
 
+static int64_t bs_granule(const attn_params *p)
+{
+    return (int64_t)p->v[BS_BLOCK];
+}
+
 const attn_method attn_block_sparse = {
     .name = "block_sparse",
     .summary = "BigBird ITC block-sparse attention: 2 global blocks, window of 3, random blocks",
@@ -379,4 +384,5 @@ const attn_method attn_block_sparse = {
     .cost = bs_cost,
     .forward = bs_forward,
     .backward = bs_backward,
+    .granule = bs_granule,
 };

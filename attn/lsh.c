@@ -633,6 +633,11 @@ static int lsh_mass(const attn_shape *s, const attn_params *p, const attn_tensor
     return rc;
 }
 
+static int64_t lsh_granule(const attn_params *p)
+{
+    return (int64_t)p->v[LSH_CHUNK_LEN];
+}
+
 const attn_method attn_lsh = {
     .name = "lsh",
     .summary = "Reformer LSH attention: shared QK, n_hashes rounds of angular LSH, sorted chunks",
@@ -645,5 +650,6 @@ const attn_method attn_lsh = {
     .exact = lsh_exact,
     .duplicates = lsh_duplicates,
     .mass = lsh_mass,
+    .granule = lsh_granule,
     .shared_qk = true,
 };

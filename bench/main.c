@@ -22,6 +22,7 @@ static const struct {
     {"report", cmd_report, "fit scaling exponents, plot with gnuplot, write report.md and a CSV"},
     {"check", cmd_check, "gate memory against a baseline results file (CI's regression check)"},
     {"merge", cmd_merge, "merge the shards of a sweep into one results file, one record a point"},
+    {"capacity", cmd_capacity, "the longest n each method fits in a memory (and time) budget, predicted and verified"},
     {"sgemm", cmd_sgemm, "the speed yardstick: OpenBLAS sgemm GFLOP/s on this machine"},
     {"table", cmd_table, "one measured table from results files, as the report and docs hold it"},
     {"docs", cmd_docs, "rewrite (or --check) the generated tables of the docs from results"},

@@ -228,6 +228,22 @@ static void write_report(const char *dir, FILE *md, const report_data *d, int nf
               "interpolated between the two measured n around it; when it does not cross where "
               "both ran, where the fitted power laws meet, with the range the exponents' "
               "standard errors allow.\n\n", "crossovers", d);
+    table(md, "\n## Capacity\n\nThe longest n each series fits in this machine's memory bound "
+              "(context.memory_bound) and in 16 GiB, 80 GiB and 1 TiB, at the series' own shape: "
+              "its model's bytes at n, calibrated by its own records (peak RSS = base + ratio x "
+              "model bytes, a line through its largest points). `attnbench capacity` answers "
+              "the same for any shape and budget, and runs the boundary with --verify.\n\n",
+          "capacity", d);
+    table(md, "\n### One million tokens\n\nWhat n = 2^20 takes: the series' own shape (one "
+              "head), and one training step of a 12-layer model with 16 heads of 64 (d_model "
+              "1024, d_ff 4096) over the method, calibrated by the records of such a step when "
+              "there are some, else by the forward's (its bytes and flops from the stack's "
+              "model, its rate the forward's). Time is the model's flops at the rate the "
+              "records measured, extrapolated as a power of n.\n\n", "million", d);
+    table(md, "\n### Predictions checked\n\n`capacity --verify`: the predicted longest n run "
+              "with the budget as its memory limit (role n_max), and the next length, which "
+              "must be refused (role next); errors are predicted / measured - 1.\n\n",
+          "capacity-verified", d);
     fprintf(md, "\n## Scaling exponents\n\nb in `metric ~ a n^b`, least squares on log-log axes "
                 "over the ok points with n >= %.0f (or the three largest), ± its standard "
                 "error. Quadratic memory shows as b near 2, linear as b near 1. The process's "

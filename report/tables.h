@@ -46,7 +46,7 @@ const report_table *report_table_find(const char *name);
 /* Every table, for --help and messages. */
 const report_table *report_tables(size_t *count);
 
-/* The writers (tables.c, table_fits.c, table_points.c, table_peers.c). */
+/* The writers (tables.c, table_fits.c, table_points.c, table_peers.c, table_capacity.c). */
 int table_machine(FILE *md, const report_data *d, char *err, size_t errlen);
 int table_record(FILE *md, const report_data *d, char *err, size_t errlen);
 int table_not_measured(FILE *md, const report_data *d, char *err, size_t errlen);
@@ -66,6 +66,9 @@ int table_peer_context(FILE *md, const report_data *d, char *err, size_t errlen)
 int table_compare_summary(FILE *md, const report_data *d, char *err, size_t errlen);
 int table_ranks(FILE *md, const report_data *d, char *err, size_t errlen);
 int table_ring_model(FILE *md, const report_data *d, char *err, size_t errlen);
+int table_capacity(FILE *md, const report_data *d, char *err, size_t errlen);
+int table_million(FILE *md, const report_data *d, char *err, size_t errlen);
+int table_capacity_verified(FILE *md, const report_data *d, char *err, size_t errlen);
 
 /* The column names `points` takes, comma-separated, for --help. */
 void table_points_columns(FILE *f);

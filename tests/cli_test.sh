@@ -851,6 +851,78 @@ expect_status 2 "train-step with n not a multiple of chunk_len" -- "$bin" train-
 expect_status 2 "train-step without --x" -- "$bin" train-step --method lsh --out "$tmp/tsx"
 [ ! -e "$tmp/tsx" ] && pass || fail "a refused train-step wrote its output folder"
 
+# --- capacity: each method's n_max from records, against an oracle: the memory line refitted in
+# NumPy through the same points, and the model's bytes at n_max and the next length as `run`
+# reports them (a point skipped at once by a 1K memory limit still carries its model)
+"$bin" sweep --methods full,lsh --n 512:8K --reps 1 --counters none --no-yardstick --out "$tmp/cal.jsonl" 2>/dev/null
+expect_status 0 "capacity from records" -- "$bin" capacity --mem 48MiB --methods full,lsh --from "$tmp/cal.jsonl" --json
+/usr/bin/python3 - "$tmp/out" "$tmp/cal.jsonl" "$bin" <<'PY' && pass || fail "capacity's n_max or calibration disagrees with the oracle"
+import json, subprocess, sys
+import numpy as np
+rows = {r["method"]: r for r in map(json.loads, open(sys.argv[1]))}
+recs = [json.loads(l) for l in open(sys.argv[2])]
+budget = 48 * 2**20
+assert set(rows) == {"full", "lsh"}, rows.keys()
+for m, r in rows.items():
+    pts = [x for x in recs if x["method"] == m and x["status"] == "ok"]
+    mb = np.array([x["model_bytes"] for x in pts], float)
+    peak = np.array([x["peak_rss_bytes"] for x in pts], float)
+    tail = mb >= mb.max() / 64
+    ratio, base = np.polyfit(mb[tail], peak[tail], 1)
+    c = r["calibration"]
+    assert abs(c["memory_ratio"] / ratio - 1) < 1e-6 and abs(c["memory_base_bytes"] - base) < 1e-3 * base, (m, c, ratio, base)
+    assert r["limited_by"] == "memory" and r["n_max"] > 0 and r["verified"] is None, r
+    def model(n):
+        out = subprocess.run([sys.argv[3], "run", "--method", m, "--n", str(n), "--mem-limit", "1K", "--counters", "none", "--json"], capture_output=True, text=True)
+        rec = json.loads(out.stdout)
+        assert rec["status"] == "skipped", rec["status"]
+        return rec["model_bytes"]
+    n, nxt = r["n_max"], r["next"]["n"]
+    assert base + ratio * model(n) <= budget < base + ratio * model(nxt), (m, n, nxt)
+    assert abs(r["predicted_peak_rss_bytes"] - (base + ratio * model(n))) < 1e-6 * budget
+assert rows["lsh"]["n_max"] % 64 == 0 and rows["lsh"]["next"]["n"] == rows["lsh"]["n_max"] + 64  # chunk_len
+assert rows["full"]["next"]["n"] == rows["full"]["n_max"] + 1
+assert 2500 < rows["full"]["n_max"] < 4000 and rows["lsh"]["n_max"] > 10 * rows["full"]["n_max"]  # 4 n^2 bytes
+PY
+expect_status 0 "capacity in powers of two" -- "$bin" capacity --mem 48MiB --methods full --lengths pow2 --from "$tmp/cal.jsonl" --json
+grep -q '"n_max":2048,' "$tmp/out" && pass || fail "capacity --lengths pow2: $(cat "$tmp/out")"
+# a time budget of what lsh took at 2K (any build's speed): n_max about there, bound by time
+tb=$(/usr/bin/python3 -c 'import json, sys; print([r["wall_s"] for r in map(json.loads, open(sys.argv[1])) if r["method"] == "lsh" and r["n"] == 2048][0])' "$tmp/cal.jsonl")
+expect_status 0 "capacity with a time budget" -- "$bin" capacity --mem 48MiB --time "$tb" --methods lsh --from "$tmp/cal.jsonl" --json
+/usr/bin/python3 -c 'import json, sys; r = json.loads(open(sys.argv[1]).read()); tb = float(sys.argv[2]); assert r["limited_by"] == "time" and 0 < r["predicted_time_s"] <= tb < r["next"]["predicted_time_s"] and 512 <= r["n_max"] <= 8192, r' "$tmp/out" "$tb" &&
+    pass || fail "capacity --time did not bound n by the predicted time: $(cat "$tmp/out")"
+expect_status 2 "capacity without --mem" -- "$bin" capacity --methods full --from "$tmp/cal.jsonl"
+expect_status 2 "capacity with a budget below 1 MiB" -- "$bin" capacity --mem 12K --from "$tmp/cal.jsonl"
+expect_status 2 "capacity with --mem-limit" -- "$bin" capacity --mem 1G --mem-limit 1G --from "$tmp/cal.jsonl"
+expect_status 2 "capacity of an unknown method" -- "$bin" capacity --mem 1G --methods full,nope --from "$tmp/cal.jsonl"
+expect_status 2 "capacity with a parameter no method has" -- "$bin" capacity --mem 1G --methods full --param block=64 --from "$tmp/cal.jsonl"
+expect_status 2 "capacity from a missing file" -- "$bin" capacity --mem 1G --from "$tmp/none.jsonl"
+expect_status 2 "capacity from records without the method" -- "$bin" capacity --mem 1G --methods etc --from "$tmp/cal.jsonl"
+grep -q "no measured forward of etc" "$tmp/err" && pass || fail "capacity without etc's records: $(cat "$tmp/err")"
+expect_status 2 "capacity of lsh over ranks" -- "$bin" capacity --mem 1G --methods lsh --ranks 2 --from "$tmp/cal.jsonl"
+# --verify: a calibration sweep of its own, the predicted n_max run under the budget (its peak
+# within 5% of the prediction), the next length refused as over it
+expect_status 0 "capacity --verify" -- "$bin" capacity --mem 64MiB --methods full,lsh --verify --json --out "$tmp/capv.jsonl"
+/usr/bin/python3 - "$tmp/out" "$tmp/capv.jsonl" <<'PY' && pass || fail "capacity --verify: $(head -c 600 "$tmp/out")"
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1])]
+assert [r["method"] for r in rows] == ["full", "lsh"]
+for r in rows:
+    v = r["verified"]
+    assert r["calibration"]["source"] == "a calibration sweep on this machine", r["calibration"]
+    # the prediction is an estimate, not a bound: within 5%, and the peak within the budget
+    # but for a fraction of that (an ASan build's shadow pages bend the line by ~0.5%)
+    assert v["status"] == "ok" and abs(v["peak_error"]) <= 0.05 and v["peak_rss_bytes"] <= 1.01 * 64 * 2**20, v
+    assert v["next_status"] == "skipped" and "predicted peak RSS" in v["next_reason"], v
+recs = [json.loads(l) for l in open(sys.argv[2])]
+roles = [(x["method"], x["capacity"]["role"]) for x in recs if x["capacity"]]
+assert roles == [("full", "n_max"), ("full", "next"), ("lsh", "n_max"), ("lsh", "next")], roles
+assert sum(x["capacity"] is None for x in recs) >= 4  # the calibration points
+PY
+"$bin" report "$tmp/capv.jsonl" --out "$tmp/caprep" >/dev/null 2>&1
+grep -q "^| lsh | forward | 64.0 MiB | next | .* | skipped |" "$tmp/caprep/report.md" &&
+    grep -q "^### One million tokens" "$tmp/caprep/report.md" && pass || fail "the report has no capacity tables"
+
 # --- ring over MPI ranks: P processes started by mpirun (build/attnbench-rank); outputs and
 # gradients against full_stream's on the whole inputs, one record with every rank's memory
 ringcheck() {

@@ -7,6 +7,7 @@ int cmd_list(int argc, char **argv);
 int cmd_forward(int argc, char **argv);
 int cmd_backward(int argc, char **argv);
 int cmd_train_step(int argc, char **argv);
+int cmd_capacity(int argc, char **argv);
 int cmd_run(int argc, char **argv);
 int cmd_sgemm(int argc, char **argv);
 int cmd_sweep(int argc, char **argv);

@@ -78,6 +78,7 @@ static const char *const measured_keys[] = {
     "heap_kernel_alloc_bytes", "jemalloc", "counters", "counters_unavailable", "rusage",
     "err_vs_exact", "loss", "work",
     "harness", "unavailable", "peer", "ranks", "machine_load", "quiet_wait", "attempts",
+    "capacity", /* set by capacity --verify: what it predicted for this point */
 };
 
 json_t *point_record_new(const point_spec *s, const json_t *context, int status,
@@ -181,13 +182,23 @@ int point_over_memory(const point_spec *s, const point_limits *lim, char *buf, s
         return 0;
     /* ranks started here by mpirun share this machine: each is at most the largest */
     const uint64_t model = m.bytes * (uint64_t)(s->ranks > 0 ? s->ranks : 1);
-    if (model <= lim->mem_limit)
+    /* calibrated (capacity --verify): the peak RSS the measured records predict */
+    const double need = lim->mem_ratio > 0 ? lim->mem_base + lim->mem_ratio * (double)model
+                                           : (double)model;
+    if (need <= (double)lim->mem_limit)
         return 0;
-    snprintf(buf, size, "model needs %llu bytes (%.2f GiB%s), more than the memory limit of %.2f GiB%s%s%s",
-             (unsigned long long)model, (double)model / 0x1p30,
-             s->ranks > 0 ? " over all ranks" : "", (double)lim->mem_limit / 0x1p30,
-             lim->mem_limit_source[0] ? " (" : "", lim->mem_limit_source,
-             lim->mem_limit_source[0] ? ")" : "");
+    char what[160];
+    if (lim->mem_ratio > 0)
+        snprintf(what, sizeof what, "predicted peak RSS %.0f bytes (%.3f GiB: %.1f MiB + %.4f x "
+                 "the model's %.3f GiB)", need, need / 0x1p30, lim->mem_base / 0x1p20,
+                 lim->mem_ratio, (double)model / 0x1p30);
+    else
+        snprintf(what, sizeof what, "model needs %llu bytes (%.2f GiB%s)",
+                 (unsigned long long)model, (double)model / 0x1p30,
+                 s->ranks > 0 ? " over all ranks" : "");
+    snprintf(buf, size, "%s, more than the memory limit of %.2f GiB%s%s%s", what,
+             (double)lim->mem_limit / 0x1p30, lim->mem_limit_source[0] ? " (" : "",
+             lim->mem_limit_source, lim->mem_limit_source[0] ? ")" : "");
     return 1;
 }
 

@@ -87,6 +87,9 @@ typedef struct point_limits {
                                    limit (FILE)", "80% of MemTotal", ... */
     double time_limit;    /* seconds of child run time before it is killed (0: none) */
     bool no_skip;         /* run points even when the model exceeds mem_limit */
+    double mem_base, mem_ratio; /* when mem_ratio > 0, a point is skipped when mem_base +
+                                   mem_ratio x its model exceeds mem_limit: its peak RSS as
+                                   measured records predict it (capacity --verify) */
     double quiet_wait;    /* seconds to wait, before the point, for other processes to leave
                              the machine (0: do not wait) */
     int busy_retries;     /* a point timed while others used the machine runs again, up to
