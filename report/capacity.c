@@ -130,7 +130,10 @@ static void calibrate_time(const report_series *s, capacity_calibration *c)
     if (!k)
         return;
     const double b = fit_theil_sen(n, y, (size_t)k, 0);
-    c->time_b = isnan(b) ? 0 : b; /* NAN: one length, timed once or more */
+    /* NAN: one length, timed once or more. A flop getting cheaper with n is fixed costs being
+     * amortized, which saturates: extrapolated, it promised full_stream at 2^19 a third less
+     * time than it took, so the curve is never taken to fall beyond what was measured */
+    c->time_b = isnan(b) || b < 0 ? 0 : b;
     for (int i = 0; i < k; i++)
         coef[i] = y[i] / pow(n[i], c->time_b);
     qsort(coef, (size_t)k, sizeof coef[0], cmp_double);

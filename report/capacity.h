@@ -9,7 +9,7 @@
  * holds beside the point (libraries, allocator, thread stacks), ratio what the allocator and
  * the page tables add to each byte the model counts (1.00-1.03 here).
  * Time: seconds per model flop = a n^b through the series' four largest points timed on a quiet
- * machine (b their Theil-Sen exponent), times the model's flops at n (so a calibration at one shape predicts another: more
+ * machine (b their Theil-Sen exponent, at least 0), times the model's flops at n (so a calibration at one shape predicts another: more
  * heads or layers do proportionally more flops at the same rate). */
 #ifndef REPORT_CAPACITY_H
 #define REPORT_CAPACITY_H
