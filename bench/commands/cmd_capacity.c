@@ -229,36 +229,32 @@ static int closeness(const point_spec *want, const point_spec *got)
     return score;
 }
 
-/* For each question, the closest series of the records, calibrated. */
-static int calibrate_from(capacity_args *a, json_t *records, const char *source)
+/* The question's calibration: the closest series of the records. */
+static int calibrate_from(const capacity_args *a, question *q, json_t *records,
+                          const char *source)
 {
     report_series *s;
     const int ns = report_series_make(records, "n", &s);
-    int rc = 0;
-    for (int m = 0; m < a->nq && !rc; m++) {
-        question *q = &a->q[m];
-        int best = -1, best_score = -1;
-        size_t best_points = 0;
-        for (int k = 0; k < ns; k++) {
-            const json_t *first = report_first_ok(&s[k]);
-            point_spec got;
-            if (!first || capacity_spec_of(first, &got) != 0)
-                continue;
-            const int score = closeness(&q->spec, &got);
-            const size_t points = json_array_size(s[k].points);
-            if (score > best_score || (score == best_score && score >= 0 && points > best_points)) {
-                best = k, best_score = score, best_points = points;
-            }
-        }
-        if (best < 0 || capacity_calibrate(&s[best], &q->cal) != 0)
-            rc = cli_error("capacity", "%s: the records have no measured %s of %s to calibrate "
-                           "its model with", source, q->spec.train ? "training step" : "forward",
-                           q->name);
-        else if (a->time > 0 && q->cal.time_points == 0)
-            rc = cli_error("capacity", "--time: the records of %s were all timed on a busy "
-                           "machine; no time curve to predict with", q->name);
-        snprintf(q->source, sizeof q->source, "%s", source);
+    int rc = 0, best = -1, best_score = -1;
+    size_t best_points = 0;
+    for (int k = 0; k < ns; k++) {
+        const json_t *first = report_first_ok(&s[k]);
+        point_spec got;
+        if (!first || capacity_spec_of(first, &got) != 0)
+            continue;
+        const int score = closeness(&q->spec, &got);
+        const size_t points = json_array_size(s[k].points);
+        if (score > best_score || (score == best_score && score >= 0 && points > best_points))
+            best = k, best_score = score, best_points = points;
     }
+    if (best < 0 || capacity_calibrate(&s[best], &q->cal) != 0)
+        rc = cli_error("capacity", "%s: the records have no measured %s of %s to calibrate its "
+                       "model with", source, q->spec.train ? "training step" : "forward",
+                       q->name);
+    else if (a->time > 0 && q->cal.time_points == 0)
+        rc = cli_error("capacity", "--time: the records of %s were all timed on a busy machine; "
+                       "no time curve to predict with", q->name);
+    snprintf(q->source, sizeof q->source, "%s", source);
     report_series_free(s, ns);
     return rc;
 }
@@ -276,56 +272,54 @@ static point_spec spec_at(const question *q, int64_t n)
  * CALIBRATION_SECONDS, so a quadratic method stops where time does. */
 #define CALIBRATION_SECONDS 20.0
 
-/* No records given: a sweep of each method on this machine, powers of two (multiples of the
- * granule) from 2^8 up, each next length run while it fits half the budget and its runs,
- * predicted from the rate of the last, fit the time. */
-static int calibrate_here(capacity_args *a, json_t *ctx, json_t *all)
+/* No records given: a sweep of the question's method on this machine, powers of two
+ * (multiples of the granule) from 2^8 up, each next length run while it fits half the budget
+ * and its runs, predicted from the rate of the last, fit the time. Run just before the
+ * question's own verification, so both see the machine at nearly the same speed (a shared
+ * machine's speed drifts by tens of percent over minutes). */
+static int calibrate_here(const capacity_args *a, question *q, json_t *ctx, json_t *all)
 {
     json_t *records = json_array();
-    int rc = 0;
-    for (int m = 0; m < a->nq && !rc; m++) {
-        question *q = &a->q[m];
-        const int64_t g = capacity_granule(&q->spec);
-        int count = 0;
-        double last_wall = 0, last_flops = 0;
-        fprintf(stderr, "capacity: calibrating %s on this machine:", q->name);
-        for (int k = 8; k <= 24 && !rc; k++) {
-            point_spec s = spec_at(q, ((INT64_C(1) << k) + g - 1) / g * g);
-            if (!a->reps_given)
-                s.reps = 3;
-            point_model model;
-            const char *why;
-            if (point_model_of(&s, &model, &why) != 0)
-                continue;
-            const double runs = s.reps + s.warmup;
-            if (count >= 2 && ((double)model.bytes > a->mem / 2 ||
-                               last_wall * model.flops / last_flops * runs > CALIBRATION_SECONDS))
-                break;
-            point_limits lim = a->o.limits;
-            lim.mem_limit = 0; /* half the budget at most, by construction */
-            fprintf(stderr, " %lld", (long long)s.shape.n);
-            json_t *rec = point_run(&s, &lim, ctx);
-            if (!rec) {
-                rc = 1;
-                break;
-            }
-            json_array_append(records, rec);
-            json_array_append_new(all, rec);
-            if (!report_is_ok(rec)) {
-                fprintf(stderr, " (%s)", report_str(rec, "status"));
-                break;
-            }
-            count++;
-            last_wall = report_num(rec, "wall_s");
-            last_flops = model.flops;
+    int rc = 0, count = 0;
+    const int64_t g = capacity_granule(&q->spec);
+    double last_wall = 0, last_flops = 0;
+    fprintf(stderr, "capacity: calibrating %s on this machine:", q->name);
+    for (int k = 8; k <= 24; k++) {
+        point_spec s = spec_at(q, ((INT64_C(1) << k) + g - 1) / g * g);
+        if (!a->reps_given)
+            s.reps = 3;
+        point_model model;
+        const char *why;
+        if (point_model_of(&s, &model, &why) != 0)
+            continue;
+        const double runs = s.reps + s.warmup;
+        if (count >= 2 && ((double)model.bytes > a->mem / 2 ||
+                           last_wall * model.flops / last_flops * runs > CALIBRATION_SECONDS))
+            break;
+        point_limits lim = a->o.limits;
+        lim.mem_limit = 0; /* half the budget at most, by construction */
+        fprintf(stderr, " %lld", (long long)s.shape.n);
+        json_t *rec = point_run(&s, &lim, ctx);
+        if (!rec) {
+            rc = 1;
+            break;
         }
-        fputc('\n', stderr);
-        if (!rc && count < 2)
-            rc = cli_fail("capacity", "%s: fewer than two lengths measured to calibrate with",
-                          q->name);
+        json_array_append(records, rec);
+        json_array_append_new(all, rec);
+        if (!report_is_ok(rec)) {
+            fprintf(stderr, " (%s)", report_str(rec, "status"));
+            break;
+        }
+        count++;
+        last_wall = report_num(rec, "wall_s");
+        last_flops = model.flops;
     }
+    fputc('\n', stderr);
+    if (!rc && count < 2)
+        rc = cli_fail("capacity", "%s: fewer than two lengths measured to calibrate with",
+                      q->name);
     if (!rc)
-        rc = calibrate_from(a, records, "a calibration sweep on this machine");
+        rc = calibrate_from(a, q, records, "a calibration sweep on this machine");
     json_decref(records);
     return rc;
 }
@@ -481,21 +475,16 @@ int cmd_capacity(int argc, char **argv)
     int rc = parse(argc, argv, &a);
     if (rc)
         return rc < 0 ? 0 : rc;
-    json_t *ctx = context_collect(), *run = json_array();
+    json_t *ctx = context_collect(), *run = json_array(), *records = NULL;
     char err[512];
-    if (a.nfrom) {
-        json_t *records;
-        if (report_load(a.nfrom, a.from, &records, err, sizeof err)) {
-            rc = cli_error("capacity", "%s", err);
-        } else {
-            rc = calibrate_from(&a, records, "--from");
-            json_decref(records);
-        }
-    } else {
-        rc = calibrate_here(&a, ctx, run);
-    }
+    if (a.nfrom && report_load(a.nfrom, a.from, &records, err, sizeof err))
+        rc = cli_error("capacity", "%s", err);
+    /* question by question: calibrate, search, verify */
     for (int m = 0; m < a.nq && !rc; m++) {
         question *q = &a.q[m];
+        rc = records ? calibrate_from(&a, q, records, "--from") : calibrate_here(&a, q, ctx, run);
+        if (rc)
+            break;
         capacity_search(&q->spec, &q->cal, a.mem, a.time, a.lengths, &q->answer);
         if (!a.verify || !q->answer.at.n)
             continue;
@@ -509,6 +498,7 @@ int cmd_capacity(int argc, char **argv)
         if (q->next)
             json_array_append(run, q->next);
     }
+    json_decref(records);
     if (!rc && a.out) {
         record_writer w;
         if (record_writer_open(&w, a.out, err, sizeof err)) {
