@@ -61,8 +61,8 @@ static void fmt_calibration(const capacity_calibration *c, char *buf, size_t siz
     char base[32], n[32];
     report_fmt_bytes(c->mem_base, base, sizeof base);
     table_fmt_n(c->n_measured, n, sizeof n);
-    snprintf(buf, size, "%d points to n = %s: %s + %.4f x model", c->mem_points, n, base,
-             c->mem_ratio);
+    snprintf(buf, size, "%d point%s to n = %s: %s + %.4f x model", c->mem_points,
+             c->mem_points == 1 ? "" : "s", n, base, c->mem_ratio);
 }
 
 static const char *kind_of(const point_spec *s, char *buf, size_t size)

@@ -1,0 +1,25 @@
+# counter_1.gp: written by `attnbench report`; run with `gnuplot counter_1.gp` in this folder
+set title "rusage.minor_faults per token and repetition" noenhanced
+set xlabel "sequence length n (tokens)" noenhanced
+set ylabel "rusage.minor_faults" noenhanced
+set key left top box opaque
+set grid
+set rmargin 4
+set logscale x 2
+set logscale y 10
+set format y '%g'
+set format x '2^{%L}'
+set yrange [6.7816840277777774e-06:0.0009765625]
+set style line 1 lc rgb '#999999' dt 2 lw 1
+set style line 2 lc rgb '#555555' dt 2 lw 1
+do for [term in 'pngcairo svg'] {
+  if (term eq 'pngcairo') { set terminal pngcairo size 1000,650 enhanced font 'DejaVu Sans,11'; set output 'counter_1.png' } else { set terminal svg size 1000,650 dynamic enhanced font 'DejaVu Sans,11'; set output 'counter_1.svg' }
+  plot 'counter_1.dat' index 0 using 1:2 with linespoints pt 7 ps 0.8 lw 2 lt 1 title "block_sparse, standard stack d_ff=0 ff_chunk=1024 L=2" noenhanced, \
+       'counter_1.dat' index 1 using 1:2 with linespoints pt 7 ps 0.8 lw 2 lt 2 title "etc, standard stack d_ff=0 ff_chunk=1024 L=2" noenhanced, \
+       'counter_1.dat' index 2 using 1:2 with linespoints pt 7 ps 0.8 lw 2 lt 3 title "full, standard stack d_ff=0 ff_chunk=1024 L=2" noenhanced, \
+       'counter_1.dat' index 3 using 1:2 with linespoints pt 7 ps 0.8 lw 2 lt 4 title "full_stream, standard stack d_ff=0 ff_chunk=1024 L=2" noenhanced, \
+       'counter_1.dat' index 4 using 1:2 with linespoints pt 7 ps 0.8 lw 2 lt 5 title "reversible (lsh) L=2" noenhanced, \
+       'counter_1.dat' index 5 using 1:2 with linespoints pt 7 ps 0.8 lw 2 lt 6 title "lsh, standard stack d_ff=0 ff_chunk=1024 L=2" noenhanced, \
+       'counter_1.dat' index 6 using 1:2 with linespoints pt 7 ps 0.8 lw 2 lt 7 title "reversible (lsh) heads=4 L=12" noenhanced
+  set output
+}

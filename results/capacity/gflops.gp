@@ -1,0 +1,27 @@
+# gflops.gp: written by `attnbench report`; run with `gnuplot gflops.gp` in this folder
+set title "Achieved GFLOP/s (the method's model FLOPs)" noenhanced
+set xlabel "sequence length n (tokens)" noenhanced
+set ylabel "GFLOP/s" noenhanced
+set key left top box opaque
+set grid
+set rmargin 4
+set logscale x 2
+set format x '2^{%L}'
+set style line 1 lc rgb '#999999' dt 2 lw 1
+set style line 2 lc rgb '#555555' dt 2 lw 1
+do for [term in 'pngcairo svg'] {
+  if (term eq 'pngcairo') { set terminal pngcairo size 1000,650 enhanced font 'DejaVu Sans,11'; set output 'gflops.png' } else { set terminal svg size 1000,650 dynamic enhanced font 'DejaVu Sans,11'; set output 'gflops.svg' }
+  plot 'gflops.dat' index 0 using 1:2 with linespoints pt 7 ps 0.8 lw 2 lt 1 title "full" noenhanced, \
+       'gflops.dat' index 1 using 1:2 with linespoints pt 7 ps 0.8 lw 2 lt 2 title "full_stream" noenhanced, \
+       'gflops.dat' index 2 using 1:2 with linespoints pt 7 ps 0.8 lw 2 lt 3 title "block_sparse" noenhanced, \
+       'gflops.dat' index 3 using 1:2 with linespoints pt 7 ps 0.8 lw 2 lt 4 title "etc" noenhanced, \
+       'gflops.dat' index 4 using 1:2 with linespoints pt 7 ps 0.8 lw 2 lt 5 title "lsh" noenhanced, \
+       'gflops.dat' index 5 using 1:2 with linespoints pt 7 ps 0.8 lw 2 lt 6 title "block_sparse, standard stack d_ff=0 ff_chunk=1024 L=2" noenhanced, \
+       'gflops.dat' index 6 using 1:2 with linespoints pt 7 ps 0.8 lw 2 lt 7 title "etc, standard stack d_ff=0 ff_chunk=1024 L=2" noenhanced, \
+       'gflops.dat' index 7 using 1:2 with linespoints pt 7 ps 0.8 lw 2 lt 8 title "full, standard stack d_ff=0 ff_chunk=1024 L=2" noenhanced, \
+       'gflops.dat' index 8 using 1:2 with linespoints pt 7 ps 0.8 lw 2 lt 9 title "full_stream, standard stack d_ff=0 ff_chunk=1024 L=2" noenhanced, \
+       'gflops.dat' index 9 using 1:2 with linespoints pt 7 ps 0.8 lw 2 lt 10 title "reversible (lsh) L=2" noenhanced, \
+       'gflops.dat' index 10 using 1:2 with linespoints pt 7 ps 0.8 lw 2 lt 11 title "lsh, standard stack d_ff=0 ff_chunk=1024 L=2" noenhanced, \
+       'gflops.dat' index 11 using 1:2 with linespoints pt 7 ps 0.8 lw 2 lt 12 title "reversible (lsh) heads=4 L=12" noenhanced
+  set output
+}
