@@ -67,6 +67,20 @@ void report_fmt_bytes(double v, char *buf, size_t size)
         record_bytes(v, buf, size);
 }
 
+void report_fmt_seconds(double s, char *buf, size_t size)
+{
+    if (isnan(s))
+        snprintf(buf, size, "n/a");
+    else if (s < 120)
+        snprintf(buf, size, "%.3g s", s);
+    else if (s < 2 * 3600)
+        snprintf(buf, size, "%.3g min", s / 60);
+    else if (s < 2 * 86400)
+        snprintf(buf, size, "%.3g h", s / 3600);
+    else
+        snprintf(buf, size, "%.3g days", s / 86400);
+}
+
 static const char *date_of(const json_t *rec)
 {
     return report_str(json_object_get(rec, "context"), "date");

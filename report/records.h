@@ -21,6 +21,9 @@ bool report_is_busy(const json_t *rec);
 double report_sgemm_share(const json_t *rec);
 /* A byte count with a binary unit ("31.2 MiB"); "" for NAN. */
 void report_fmt_bytes(double v, char *buf, size_t size);
+/* A duration in the unit a reader takes in at once ("0.131 s", "3.2 min", "6.9 h", "24.5
+ * days"); "n/a" for NAN. */
+void report_fmt_seconds(double s, char *buf, size_t size);
 
 /* Loads results files into one array, one record per point_id: an ok record over one that
  * did not measure, the newer of two ok ones (a warning when several files are read). A torn

@@ -42,20 +42,6 @@ static void fmt_answer(const capacity_answer *a, char *buf, size_t size)
         snprintf(buf, size, "%lld", (long long)a->at.n);
 }
 
-static void fmt_time(double s, char *buf, size_t size)
-{
-    if (isnan(s))
-        snprintf(buf, size, "n/a");
-    else if (s < 120)
-        snprintf(buf, size, "%.3g s", s);
-    else if (s < 2 * 3600)
-        snprintf(buf, size, "%.3g min", s / 60);
-    else if (s < 2 * 86400)
-        snprintf(buf, size, "%.3g h", s / 3600);
-    else
-        snprintf(buf, size, "%.3g days", s / 86400);
-}
-
 static void fmt_calibration(const capacity_calibration *c, char *buf, size_t size)
 {
     char base[32], n[32];
@@ -177,9 +163,9 @@ static void million_row(FILE *md, const report_data *d, const report_series *s,
     capacity_predict(&model, n, own ? &step_cal : cal, &step);
     char a[32], b[32], c[32], e[32], f1[96], f2[96];
     report_fmt_bytes(one.peak_rss_bytes, a, sizeof a);
-    fmt_time(one.time_s, b, sizeof b);
+    report_fmt_seconds(one.time_s, b, sizeof b);
     report_fmt_bytes(step.peak_rss_bytes, c, sizeof c);
-    fmt_time(step.time_s, e, sizeof e);
+    report_fmt_seconds(step.time_s, e, sizeof e);
     fmt_fits(one.peak_rss_bytes, here, f1, sizeof f1);
     fmt_fits(step.peak_rss_bytes, here, f2, sizeof f2);
     if (!one.runs || !step.runs) {
@@ -238,8 +224,8 @@ int table_capacity_verified(FILE *md, const report_data *d, char *err, size_t er
         report_fmt_bytes(report_num(c, "budget_bytes"), budget, sizeof budget);
         report_fmt_bytes(report_num(c, "predicted_peak_rss_bytes"), pp, sizeof pp);
         report_fmt_bytes(report_num(r, "peak_rss_bytes"), pm, sizeof pm);
-        fmt_time(report_num(c, "predicted_time_s"), tp, sizeof tp);
-        fmt_time(report_num(r, "wall_s"), tm, sizeof tm);
+        report_fmt_seconds(report_num(c, "predicted_time_s"), tp, sizeof tp);
+        report_fmt_seconds(report_num(r, "wall_s"), tm, sizeof tm);
         if (!isnan(report_num(c, "peak_error")))
             snprintf(pe, sizeof pe, "%+.2f%%", 100 * report_num(c, "peak_error"));
         if (!isnan(report_num(c, "time_error")))

@@ -244,9 +244,7 @@ static int attn_args_parse(const char *cmd, int argc, char **argv, int backward,
     }
     if (optind < argc)
         return cli_error(cmd, "unexpected argument '%s'", argv[optind]);
-    int rc = cli_method(cmd, a->method, p);
-    for (int i = 0; !rc && i < a->nparams; i++)
-        rc = cli_param(cmd, p, a->params[i]);
+    int rc = cli_method_params(cmd, a->method, a->params, a->nparams, p);
     if (rc)
         return rc;
     const int required[] = {F_OUT, F_DQ, F_DK, F_DV};

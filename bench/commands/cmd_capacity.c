@@ -381,18 +381,6 @@ static json_t *verify_point(const capacity_args *a, const question *q, const cap
 
 /* ---- output --------------------------------------------------------------------------------- */
 
-static void fmt_time(double s, char *buf, size_t size)
-{
-    if (isnan(s))
-        snprintf(buf, size, "-");
-    else if (s < 120)
-        snprintf(buf, size, "%.3g s", s);
-    else if (s < 7200)
-        snprintf(buf, size, "%.3g min", s / 60);
-    else
-        snprintf(buf, size, "%.3g h", s / 3600);
-}
-
 static json_t *answer_json(const capacity_args *a, const question *q)
 {
     const capacity_answer *an = &q->answer;
@@ -450,7 +438,7 @@ static void print_table(const capacity_args *a)
         char peak[32] = "-", t[32] = "-", base[32];
         if (an->at.n) {
             report_fmt_bytes(an->at.peak_rss_bytes, peak, sizeof peak);
-            fmt_time(an->at.time_s, t, sizeof t);
+            report_fmt_seconds(an->at.time_s, t, sizeof t);
         }
         report_fmt_bytes(q->cal.mem_base, base, sizeof base);
         printf("%-14s %12lld %-9s %12s %10s  %d points to n=%.0f: %s + %.4f x model\n", q->name,

@@ -137,9 +137,7 @@ static int parse(int argc, char **argv, train_args *a, attn_params *p)
     }
     if (optind < argc)
         return cli_error(cmd, "unexpected argument '%s'", argv[optind]);
-    int rc = cli_method(cmd, a->method, p);
-    for (int i = 0; !rc && i < a->nparams; i++)
-        rc = cli_param(cmd, p, a->params[i]);
+    int rc = cli_method_params(cmd, a->method, a->params, a->nparams, p);
     if (rc)
         return rc;
     if (!a->x_path)

@@ -140,6 +140,15 @@ int cli_method(const char *cmd, const char *name, attn_params *p)
     return 0;
 }
 
+int cli_method_params(const char *cmd, const char *name, const char *const *params, int nparams,
+                      attn_params *p)
+{
+    int rc = cli_method(cmd, name, p);
+    for (int i = 0; !rc && i < nparams; i++)
+        rc = cli_param(cmd, p, params[i]);
+    return rc;
+}
+
 int cli_param(const char *cmd, attn_params *p, const char *assignment)
 {
     const attn_method *m = p->method;

@@ -44,6 +44,9 @@ int cli_method_error(const char *cmd, const char *name, const char *also);
 /* Applies "key=value" to p; on failure prints the parameter, the problem and the accepted
  * values, and returns CLI_EUSAGE. */
 int cli_param(const char *cmd, attn_params *p, const char *assignment);
+/* cli_method, then cli_param for each of the nparams assignments in order. */
+int cli_method_params(const char *cmd, const char *name, const char *const *params, int nparams,
+                      attn_params *p);
 /* Reports an attn_check() failure (code and reason); returns CLI_EUSAGE. */
 int cli_check_error(const char *cmd, const attn_params *p, int rc, const char *why);
 
