@@ -899,6 +899,7 @@ expect_status 2 "capacity with a parameter no method has" -- "$bin" capacity --m
 expect_status 2 "capacity from a missing file" -- "$bin" capacity --mem 1G --from "$tmp/none.jsonl"
 expect_status 2 "capacity from records without the method" -- "$bin" capacity --mem 1G --methods etc --from "$tmp/cal.jsonl"
 grep -q "no measured forward of etc" "$tmp/err" && pass || fail "capacity without etc's records: $(cat "$tmp/err")"
+expect_status 2 "capacity --verify of a budget above the machine's" -- "$bin" capacity --mem 64T --methods full --verify --from "$tmp/cal.jsonl"
 expect_status 2 "capacity of lsh over ranks" -- "$bin" capacity --mem 1G --methods lsh --ranks 2 --from "$tmp/cal.jsonl"
 # --verify: a calibration sweep of its own, the predicted n_max run under the budget (its peak
 # within 5% of the prediction), the next length refused as over it

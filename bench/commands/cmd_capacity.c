@@ -60,6 +60,7 @@ typedef struct question {
 typedef struct capacity_args {
     options o;
     double mem, time;
+    point_limits machine; /* what a point may use here (the harness's default limit) */
     enum capacity_lengths lengths;
     char *from[64];
     int nfrom;
@@ -196,6 +197,13 @@ static int parse(int argc, char **argv, capacity_args *a)
     int rc = apply_params(a);
     if (rc)
         return rc;
+    a->machine = a->o.limits;
+    /* a boundary run really takes the budget: not more than a point may use here */
+    if (a->verify && a->mem > (double)a->o.limits.mem_limit)
+        return cli_error(cmd, "--verify: a budget of %.1f GiB is more than a point may use on "
+                         "this machine (%.1f GiB, %s); its boundary cannot be run here",
+                         a->mem / 0x1p30, (double)a->o.limits.mem_limit / 0x1p30,
+                         a->o.limits.mem_limit_source);
     /* what a verified point is run with: the budget, and the calibrated prediction decides
      * what is skipped */
     a->o.limits.mem_limit = (uint64_t)a->mem;
@@ -267,8 +275,9 @@ static point_spec spec_at(const question *q, int64_t n)
     return s;
 }
 
-/* A calibration point runs while its model needs at most half the budget, so the longest is
- * within a factor of about two of the answer in memory, and while its runs take at most
+/* A calibration point runs while its model needs at most half the budget (or of what a point
+ * may use here, when the budget is larger), so the longest is within a factor of about two of
+ * the answer in memory, and while its runs take at most
  * CALIBRATION_SECONDS, so a quadratic method stops where time does. */
 #define CALIBRATION_SECONDS 20.0
 
@@ -293,11 +302,14 @@ static int calibrate_here(const capacity_args *a, question *q, json_t *ctx, json
         if (point_model_of(&s, &model, &why) != 0)
             continue;
         const double runs = s.reps + s.warmup;
-        if (count >= 2 && ((double)model.bytes > a->mem / 2 ||
+        const double cap = fmin(a->mem, (double)a->machine.mem_limit) / 2;
+        if (count >= 2 && ((double)model.bytes > cap ||
                            last_wall * model.flops / last_flops * runs > CALIBRATION_SECONDS))
             break;
         point_limits lim = a->o.limits;
-        lim.mem_limit = 0; /* half the budget at most, by construction */
+        lim.mem_limit = a->machine.mem_limit; /* the first two run whatever the budget */
+        snprintf(lim.mem_limit_source, sizeof lim.mem_limit_source, "%s",
+                 a->machine.mem_limit_source);
         fprintf(stderr, " %lld", (long long)s.shape.n);
         json_t *rec = point_run(&s, &lim, ctx);
         if (!rec) {
