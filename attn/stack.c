@@ -686,6 +686,18 @@ static int backward_reversible(step *st, const float *weights, float *grads, flo
 
 /* ---- the interface ----------------------------------------------------------------------- */
 
+const char *stack_kind_name(enum stack_kind kind)
+{
+    return kind == STACK_REVERSIBLE ? "reversible" : "standard";
+}
+
+int stack_kind_parse(const char *name)
+{
+    if (strcmp(name, "standard") == 0)
+        return STACK_STANDARD;
+    return strcmp(name, "reversible") == 0 ? STACK_REVERSIBLE : -1;
+}
+
 int stack_check(const stack_config *c, const char **why)
 {
     const char *dummy;

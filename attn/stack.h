@@ -64,6 +64,11 @@ typedef struct stack_cost {
     int64_t width;             /* columns of the output and the target: D or 2D */
 } stack_cost;
 
+/* "standard" or "reversible", as records and flags spell the kinds; and back: the kind of a
+ * name, or -1 for another. */
+const char *stack_kind_name(enum stack_kind kind);
+int stack_kind_parse(const char *name);
+
 /* Returns 0, or an attn error with *why set (bad sizes, or the inner method's own check). */
 int stack_check(const stack_config *c, const char **why);
 /* The cost of one training step with nthreads threads; only after stack_check() == 0. */

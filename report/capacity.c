@@ -48,7 +48,7 @@ int capacity_spec_of(const json_t *rec, point_spec *s)
     s->backward = json_is_true(json_object_get(rec, "backward"));
     s->train = train;
     if (train) {
-        s->stack = strcmp(stack, "reversible") == 0 ? STACK_REVERSIBLE : STACK_STANDARD;
+        s->stack = stack_kind_parse(stack) == STACK_REVERSIBLE ? STACK_REVERSIBLE : STACK_STANDARD;
         s->layers = (int)report_num(rec, "layers");
         s->d_ff = (int64_t)report_num(rec, "d_ff");
         s->ff_chunk = (int64_t)report_num(rec, "ff_chunk");

@@ -60,7 +60,7 @@ static const char *kind_of(const point_spec *s, char *buf, size_t size)
         snprintf(buf, size, "%s", s->backward ? "forward + backward" : "forward");
     else
         snprintf(buf, size, "training step, %s, L = %d",
-                 s->stack == STACK_REVERSIBLE ? "reversible" : "standard", s->layers);
+                 stack_kind_name(s->stack), s->layers);
     return buf;
 }
 
@@ -174,7 +174,7 @@ static void million_row(FILE *md, const report_data *d, const report_series *s,
         return;
     }
     fprintf(md, "| %s | %s | %s | %s | %s %s | %s | %s | %s |\n", s->label, a, b, f1,
-            stack == STACK_REVERSIBLE ? "reversible" : "standard", own ? "(step records)"
+            stack_kind_name(stack), own ? "(step records)"
                                                                       : "(forward records)",
             c, e, f2);
 }

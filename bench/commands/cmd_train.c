@@ -91,11 +91,7 @@ static int parse(int argc, char **argv, train_args *a, attn_params *p)
         case O_OUT: a->out_dir = optarg; break;
         case 'c': a->causal = 1; break;
         case O_STACK:
-            if (strcmp(optarg, "standard") == 0)
-                a->stack = STACK_STANDARD;
-            else if (strcmp(optarg, "reversible") == 0)
-                a->stack = STACK_REVERSIBLE;
-            else
+            if ((a->stack = stack_kind_parse(optarg)) < 0)
                 return cli_error(cmd, "--stack '%s' is not one of: standard, reversible", optarg);
             break;
         case O_LAYERS:
@@ -302,8 +298,7 @@ static int write_summary(const train_args *a, const stack_config *c, double loss
     const attn_method *m = c->attn.method;
     json_object_set_new(j, "schema", json_string("attnbench-train-step/1"));
     json_object_set_new(j, "loss", json_real(loss));
-    json_object_set_new(j, "stack", json_string(c->kind == STACK_REVERSIBLE ? "reversible"
-                                                                             : "standard"));
+    json_object_set_new(j, "stack", json_string(stack_kind_name(c->kind)));
     json_object_set_new(j, "method", json_string(m->name));
     json_object_set_new(j, "params", record_params(&c->attn));
     json_object_set_new(j, "causal", json_boolean(c->shape.causal));

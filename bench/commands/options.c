@@ -149,11 +149,7 @@ static int apply_training_option(const char *cmd, int opt, const char *arg, opti
     switch (opt) {
     case OPT_TRAIN: o->train = true; return 0;
     case OPT_STACK:
-        if (strcmp(arg, "standard") == 0)
-            o->stack = STACK_STANDARD;
-        else if (strcmp(arg, "reversible") == 0)
-            o->stack = STACK_REVERSIBLE;
-        else
+        if ((o->stack = stack_kind_parse(arg)) < 0)
             return cli_error(cmd, "--stack '%s' is not one of: standard, reversible", arg);
         o->train = true;
         return 0;

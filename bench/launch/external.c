@@ -216,7 +216,7 @@ static void exec_program(const point_spec *s, const char *dir, const char *outpu
     }
     setenv("ATTNBENCH_PARAMS", params, 1);
     if (s->train) {
-        setenv("ATTNBENCH_STACK", s->stack == STACK_REVERSIBLE ? "reversible" : "standard", 1);
+        setenv("ATTNBENCH_STACK", stack_kind_name(s->stack), 1);
         set_env_int("ATTNBENCH_LAYERS", s->layers);
         set_env_int("ATTNBENCH_D_FF", s->d_ff > 0 ? s->d_ff : 4 * sh->H * sh->d);
         set_env_int("ATTNBENCH_FF_CHUNK", s->ff_chunk);

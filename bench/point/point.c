@@ -52,7 +52,7 @@ void point_key(const point_spec *s, char *buf, size_t size)
     /* a training point adds its stack (attention points keep the keys they always had) */
     if (s->train && len > 0 && (size_t)len < size)
         snprintf(buf + len, size - (size_t)len, ";train=%s;layers=%d;d_ff=%lld;ff_chunk=%lld%s%s",
-                 s->stack == STACK_REVERSIBLE ? "reversible" : "standard", s->layers,
+                 stack_kind_name(s->stack), s->layers,
                  (long long)s->d_ff, (long long)s->ff_chunk, s->label ? ";label=" : "",
                  s->label ? s->label : "");
 }
@@ -115,9 +115,7 @@ json_t *point_record_new(const point_spec *s, const json_t *context, int status,
     const char *why;
     const int ok = point_model_of(s, &pm, &why) == 0;
     const int64_t D = s->shape.H * s->shape.d;
-    json_object_set_new(r, "stack", s->train ? json_string(s->stack == STACK_REVERSIBLE
-                                                                ? "reversible" : "standard")
-                                             : json_null());
+    json_object_set_new(r, "stack", s->train ? json_string(stack_kind_name(s->stack)) : json_null());
     json_object_set_new(r, "inner", s->train ? json_string(m->name) : json_null());
     json_object_set_new(r, "layers", s->train ? json_integer(s->layers) : json_null());
     json_object_set_new(r, "d_model", s->train ? json_integer(D) : json_null());
