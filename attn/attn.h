@@ -6,8 +6,10 @@
  *
  * Dimension letters, used everywhere in attnbench:
  *   B batch, H heads, n sequence length, d head dimension.
- * Tensors are fp32 and row-major (B, H, n, d); the softmax scale is 1/sqrt(d) unless a method's
- * header says otherwise (lsh). The caller owns every buffer: it asks attn_cost() how many
+ * Tensors are row-major (B, H, n, d), stored as the shape's dtype: fp32, or bf16 (the upper
+ * half of an fp32, rounded to nearest even), in which case every method reads bf16 rows, computes
+ * its scores, softmax and accumulators in fp32, and rounds once when it writes. The logsumexp is
+ * fp32 in both. The softmax scale is 1/sqrt(d) unless a method's header says otherwise (lsh). The caller owns every buffer: it asks attn_cost() how many
  * workspace bytes a call needs, allocates them, and passes them in.
  */
 #ifndef ATTN_H
@@ -81,9 +83,46 @@ const char *attn_stat_help(int i);
 /* total += part, atomically per counter: each thread adds its own counts once, at the end. */
 void attn_stats_add(attn_stats *total, const attn_stats *part);
 
+/* How q, k, v, out and the gradients are stored. ATTN_FP32 is 0, so a zeroed shape is fp32. */
+typedef enum attn_dtype { ATTN_FP32 = 0, ATTN_BF16 = 1 } attn_dtype;
+typedef uint16_t attn_bf16; /* the upper 16 bits of an IEEE binary32 */
+
+/* Bytes of one element; the name ("fp32", "bf16"); parsing a name (0 or ATTN_EPARAM_VALUE). */
+size_t attn_dtype_size(attn_dtype t);
+const char *attn_dtype_name(attn_dtype t);
+int attn_dtype_parse(const char *name, attn_dtype *t);
+
+/* bf16 <-> fp32. Rounding is to nearest, ties to even, the same on every instruction set
+ * (subnormals kept, not flushed); a NaN stays a NaN. Widening is exact. */
+static inline float attn_bf16_to_f32(attn_bf16 h)
+{
+    union { uint32_t u; float f; } x = {.u = (uint32_t)h << 16};
+    return x.f;
+}
+static inline attn_bf16 attn_f32_to_bf16(float f)
+{
+    union { float f; uint32_t u; } x = {.f = f};
+    if ((x.u & 0x7fffffffu) > 0x7f800000u) /* NaN: keep it quiet, never round it to inf */
+        return (attn_bf16)((x.u >> 16) | 0x40u);
+    return (attn_bf16)((x.u + 0x7fffu + ((x.u >> 16) & 1u)) >> 16);
+}
+/* Converts count elements between storage types (either may be fp32 or bf16; the same type
+ * copies). */
+void attn_convert(const void *src, attn_dtype from, void *dst, attn_dtype to, size_t count);
+/* The address of element `elem` of a tensor stored as t. */
+static inline const void *attn_elem(const void *base, attn_dtype t, size_t elem)
+{
+    return (const char *)base + elem * attn_dtype_size(t);
+}
+static inline void *attn_elem_mut(void *base, attn_dtype t, size_t elem)
+{
+    return (char *)base + elem * attn_dtype_size(t);
+}
+
 typedef struct attn_shape {
     int64_t B, H, n, d;
-    bool causal; /* query i sees keys j <= i only */
+    bool causal;      /* query i sees keys j <= i only */
+    attn_dtype dtype; /* storage of q, k, v, out and the gradients */
 } attn_shape;
 
 /* A method's parameters are declared once, in a table of specs; values live in attn_params.v[],
@@ -126,8 +165,8 @@ typedef struct attn_cost {
 
 /* Buffers of one forward call; all caller-owned, none aliasing another. */
 typedef struct attn_tensors {
-    const float *q, *k, *v; /* (B, H, n, d) */
-    float *out;             /* (B, H, n, d), every element written */
+    const void *q, *k, *v;  /* (B, H, n, d), stored as the shape's dtype */
+    void *out;              /* (B, H, n, d), the shape's dtype, every element written */
     float *lse;             /* (B, H, n): each row's logsumexp over the scaled scores */
     int32_t *structure;     /* attn_cost.structure_dims, written; NULL iff structure_ndim == 0 */
     bool reuse_structure;   /* structure holds a previous call's: use it, do not draw it again
@@ -144,9 +183,10 @@ typedef struct attn_tensors {
  * saved, never recomputed), the gradient of the loss with respect to out, and the gradients
  * the call writes. All (B, H, n, d) but lse (B, H, n). */
 typedef struct attn_grads {
-    const float *q, *k, *v, *out, *lse, *dout;
+    const void *q, *k, *v, *out, *dout; /* the shape's dtype */
+    const float *lse;
     const int32_t *structure;
-    float *dq, *dk, *dv;    /* every element written */
+    void *dq, *dk, *dv;     /* the shape's dtype, every element written */
     attn_stats *stats;      /* the call adds what it did here, or NULL */
 } attn_grads;
 

@@ -55,10 +55,28 @@ void bwd_tile_init(bwd_tile *t, kern_cursor *cursor, int max_rows, int max_cols,
     t->stats = NULL;
 }
 
-static inline void prefetch_row(const float *row, int d)
+static inline void prefetch_row(const void *base, attn_dtype dtype, int64_t row, int d)
 {
-    for (int off = 0; off < d; off += 16)
-        __builtin_prefetch(row + off, 1);
+    const size_t size = attn_dtype_size(dtype);
+    const char *p = (const char *)base + (size_t)row * (size_t)d * size;
+    for (size_t off = 0; off < (size_t)d * size; off += 64)
+        __builtin_prefetch(p + off, 1);
+}
+
+size_t bwd_head_bytes(const attn_shape *s)
+{
+    const size_t acc = s->dtype == ATTN_BF16
+                           ? kern_slice_bytes(3 * (size_t)s->n * (size_t)s->d, sizeof(float))
+                           : 0;
+    return kern_slice_bytes((size_t)s->n, sizeof(float)) + acc;
+}
+
+bwd_head bwd_head_carve(const attn_shape *s, kern_cursor *cursor)
+{
+    bwd_head h = {.D = kern_take(cursor, (size_t)s->n, sizeof(float))};
+    if (s->dtype == ATTN_BF16)
+        h.acc = kern_take(cursor, 3 * (size_t)s->n * (size_t)s->d, sizeof(float));
+    return h;
 }
 
 int32_t *bwd_range(int32_t *rows, int64_t first, int count)
@@ -68,36 +86,87 @@ int32_t *bwd_range(int32_t *rows, int64_t first, int count)
     return rows;
 }
 
-void bwd_rowdot(const float *dout, const float *out, int64_t n, int d, float *D)
+void bwd_rowdot(const void *dout, const void *out, attn_dtype dtype, int64_t n, int d, float *D)
 {
+    if (dtype == ATTN_BF16) {
+        const attn_bf16 *x = dout, *y = out;
+        for (int64_t i = 0; i < n; i++) {
+            float acc = 0.0f;
+            for (int c = 0; c < d; c++)
+                acc += attn_bf16_to_f32(x[i * d + c]) * attn_bf16_to_f32(y[i * d + c]);
+            D[i] = acc;
+        }
+        return;
+    }
+    const float *x = dout, *y = out;
     for (int64_t i = 0; i < n; i++) {
         float acc = 0.0f;
         for (int c = 0; c < d; c++)
-            acc += dout[i * d + c] * out[i * d + c];
+            acc += x[i * d + c] * y[i * d + c];
         D[i] = acc;
     }
 }
 
-bwd_io bwd_head_io(const attn_grads *g, int64_t bh, int64_t n, int d, float scale, const float *D)
+/* The fp32 rows head bh's dq, dk, dv accumulate into: the gradients, or the head's
+ * accumulators in bf16. */
+static void head_targets(const attn_grads *g, const attn_shape *s, int64_t bh, const bwd_head *h,
+                         float *acc[3])
 {
-    const size_t off = (size_t)bh * (size_t)n * (size_t)d;
-    return (bwd_io){.q = g->q + off, .k = g->k + off, .v = g->v + off, .dout = g->dout + off,
-                    .lse = g->lse + (size_t)bh * (size_t)n, .D = D, .dq = g->dq + off,
-                    .dk = g->dk + off, .dv = g->dv + off, .d = d, .scale = scale};
+    const size_t he = (size_t)s->n * (size_t)s->d, off = (size_t)bh * he;
+    void *const grads[3] = {g->dq, g->dk, g->dv};
+    for (int i = 0; i < 3; i++)
+        acc[i] = s->dtype == ATTN_BF16 ? h->acc + (size_t)i * he : (float *)grads[i] + off;
 }
 
-void bwd_head_prepare(const attn_grads *g, int64_t bh, int64_t n, int d, float *D)
+bwd_io bwd_head_io(const attn_grads *g, const attn_shape *s, int64_t bh, float scale,
+                   const bwd_head *h)
 {
+    const size_t off = (size_t)bh * (size_t)s->n * (size_t)s->d;
+    float *acc[3];
+    head_targets(g, s, bh, h, acc);
+    return (bwd_io){.q = attn_elem(g->q, s->dtype, off), .k = attn_elem(g->k, s->dtype, off),
+                    .v = attn_elem(g->v, s->dtype, off), .dout = attn_elem(g->dout, s->dtype, off),
+                    .lse = g->lse + (size_t)bh * (size_t)s->n, .D = h->D, .dq = acc[0],
+                    .dk = acc[1], .dv = acc[2], .dtype = s->dtype, .d = (int)s->d,
+                    .scale = scale};
+}
+
+void bwd_head_prepare(const attn_grads *g, const attn_shape *s, int64_t bh, const bwd_head *h)
+{
+    const int64_t n = s->n;
+    const int d = (int)s->d;
     const size_t off = (size_t)bh * (size_t)n * (size_t)d;
+    float *acc[3];
+    head_targets(g, s, bh, h, acc);
 #pragma omp for schedule(static)
     for (int64_t i0 = 0; i0 < n; i0 += 1024) {
         const int64_t rows = n - i0 < 1024 ? n - i0 : 1024;
-        const size_t at = off + (size_t)i0 * (size_t)d;
+        const size_t at = (size_t)i0 * (size_t)d;
         const size_t bytes = (size_t)rows * (size_t)d * sizeof(float);
-        memset(g->dq + at, 0, bytes);
-        memset(g->dk + at, 0, bytes);
-        memset(g->dv + at, 0, bytes);
-        bwd_rowdot(g->dout + at, g->out + at, rows, d, D + i0);
+        for (int i = 0; i < 3; i++)
+            memset(acc[i] + at, 0, bytes);
+        bwd_rowdot(attn_elem(g->dout, s->dtype, off + at), attn_elem(g->out, s->dtype, off + at),
+                   s->dtype, rows, d, h->D + i0);
+    }
+}
+
+void bwd_head_finish(const attn_grads *g, const attn_shape *s, int64_t bh, const bwd_head *h)
+{
+    if (s->dtype != ATTN_BF16)
+        return;
+    const int64_t n = s->n;
+    const int d = (int)s->d;
+    const size_t off = (size_t)bh * (size_t)n * (size_t)d;
+    float *acc[3];
+    head_targets(g, s, bh, h, acc);
+    void *const grads[3] = {g->dq, g->dk, g->dv};
+#pragma omp for schedule(static)
+    for (int64_t i0 = 0; i0 < n; i0 += 1024) {
+        const int rows = (int)(n - i0 < 1024 ? n - i0 : 1024);
+        const size_t at = (size_t)i0 * (size_t)d;
+        for (int i = 0; i < 3; i++)
+            kern_rows_narrow(acc[i] + at, rows, d, attn_elem_mut(grads[i], s->dtype, off + at), d,
+                             NULL, s->dtype);
     }
 }
 
@@ -106,32 +175,32 @@ void bwd_tile_compute(bwd_tile *t, const bwd_io *io, const int32_t *qrows, int r
 {
     assert(rows >= 1 && rows <= t->max_rows && cols >= 1 && cols <= t->max_cols);
     const int d = io->d;
-    /* gather, asking for every row first so their cache misses overlap */
+    /* gather (widening bf16 rows), asking for every row first so their cache misses overlap */
     for (int r = 0; r < rows; r++) {
-        prefetch_row(io->q + (int64_t)qrows[r] * d, d);
-        prefetch_row(io->dout + (int64_t)qrows[r] * d, d);
+        prefetch_row(io->q, io->dtype, qrows[r], d);
+        prefetch_row(io->dout, io->dtype, qrows[r], d);
     }
     for (int j = 0; j < cols; j++) {
-        prefetch_row(io->k + (int64_t)krows[j] * d, d);
-        prefetch_row(io->v + (int64_t)krows[j] * d, d);
+        prefetch_row(io->k, io->dtype, krows[j], d);
+        prefetch_row(io->v, io->dtype, krows[j], d);
     }
+    kern_rows_widen(io->q, d, qrows, rows, d, io->dtype, t->q);
+    kern_rows_widen(io->dout, d, qrows, rows, d, io->dtype, t->dout);
+    kern_rows_widen(io->k, d, krows, cols, d, io->dtype, t->k);
+    kern_rows_widen(io->v, d, krows, cols, d, io->dtype, t->v);
     for (int r = 0; r < rows; r++) {
         const int64_t i = qrows[r];
-        for (int c = 0; c < d; c++) {
-            t->q[(size_t)r * d + c] = io->q[i * d + c] * io->scale;
-            t->dout[(size_t)r * d + c] = io->dout[i * d + c];
-        }
+        for (int c = 0; c < d; c++)
+            t->q[(size_t)r * d + c] *= io->scale;
         t->lse[r] = io->lse[i];
         t->dd[r] = io->D[i];
     }
-    for (int j = 0; j < cols; j++) {
-        const int64_t k = krows[j];
-        const float w = io->kscale ? io->kscale[k] : 1.0f;
-        for (int c = 0; c < d; c++) {
-            t->k[(size_t)j * d + c] = io->k[k * d + c] * w;
-            t->v[(size_t)j * d + c] = io->v[k * d + c];
+    if (io->kscale)
+        for (int j = 0; j < cols; j++) {
+            const float w = io->kscale[krows[j]];
+            for (int c = 0; c < d; c++)
+                t->k[(size_t)j * d + c] *= w;
         }
-    }
     if (t->stats)
         t->stats->v[ATTN_STAT_BWD_SCORES] += (uint64_t)rows * (uint64_t)cols;
     /* P = exp(scale Q K^T - lse), with the forward's masks */
@@ -204,10 +273,10 @@ static void add_ready(bwd_order *o, const bwd_io *io)
             const bwd_slot *nx = atomic_load_explicit(&o->ready[(u + 1) % BWD_RING],
                                                       memory_order_acquire);
             for (int r = 0; nx && r < nx->rows; r++)
-                prefetch_row(io->dq + (int64_t)nx->qrows[r] * io->d, io->d);
+                prefetch_row(io->dq, ATTN_FP32, nx->qrows[r], io->d);
             for (int j = 0; nx && j < nx->cols; j++) {
-                prefetch_row(io->dk + (int64_t)nx->krows[j] * io->d, io->d);
-                prefetch_row(io->dv + (int64_t)nx->krows[j] * io->d, io->d);
+                prefetch_row(io->dk, ATTN_FP32, nx->krows[j], io->d);
+                prefetch_row(io->dv, ATTN_FP32, nx->krows[j], io->d);
             }
             bwd_tile tmp = {.part_q = sl->part_q, .part_k = sl->part_k, .part_v = sl->part_v};
             bwd_tile_scatter(&tmp, io, sl->qrows, sl->rows, sl->krows, sl->cols);
@@ -266,10 +335,10 @@ void bwd_run_units(bwd_tile *t, const bwd_io *io, bwd_next_fn next, void *state,
         /* the rows these partials go to are gathered ones (lsh, block_sparse): have them on
          * their way before the unit's turn comes */
         for (int r = 0; r < u.rows; r++)
-            prefetch_row(io->dq + (int64_t)sl->qrows[r] * io->d, io->d);
+            prefetch_row(io->dq, ATTN_FP32, sl->qrows[r], io->d);
         for (int j = 0; j < u.cols; j++) {
-            prefetch_row(io->dk + (int64_t)sl->krows[j] * io->d, io->d);
-            prefetch_row(io->dv + (int64_t)sl->krows[j] * io->d, io->d);
+            prefetch_row(io->dk, ATTN_FP32, sl->krows[j], io->d);
+            prefetch_row(io->dv, ATTN_FP32, sl->krows[j], io->d);
         }
         atomic_store_explicit(&order->ready[ticket % BWD_RING], sl, memory_order_release);
         add_ready(order, io);
@@ -290,8 +359,8 @@ size_t bwd_thread_bytes(const bwd_plan *plan, int d)
     return plan->thread_extra + bwd_tile_bytes(plan->max_rows, plan->max_cols, d);
 }
 
-void bwd_drive(const attn_shape *s, const attn_grads *g, const bwd_plan *plan, float *D,
-               char *threads, int nthreads)
+void bwd_drive(const attn_shape *s, const attn_grads *g, const bwd_plan *plan,
+               const bwd_head *head, char *threads, int nthreads)
 {
     const int d = (int)s->d;
     const size_t per_thread = bwd_thread_bytes(plan, d);
@@ -307,12 +376,12 @@ void bwd_drive(const attn_shape *s, const attn_grads *g, const bwd_plan *plan, f
         tile.stats = g->stats ? &counted : NULL;
         for (int64_t bh = 0; bh < s->B * s->H; bh++) {
             if (plan->prepare)
-                bwd_head_prepare(g, bh, s->n, d, D);
+                bwd_head_prepare(g, s, bh, head);
             bwd_io io;
             if (plan->head_io)
                 plan->head_io(plan->state, g, bh, &io);
             else
-                io = bwd_head_io(g, bh, s->n, d, plan->scale, D);
+                io = bwd_head_io(g, s, bh, plan->scale, head);
             if (plan->head_begin)
                 plan->head_begin(plan->state, bh, &io, mine);
 #pragma omp single
@@ -324,6 +393,8 @@ void bwd_drive(const attn_shape *s, const attn_grads *g, const bwd_plan *plan, f
 #pragma omp barrier
             if (plan->head_end)
                 plan->head_end(plan->state, bh, &io);
+            if (plan->prepare)
+                bwd_head_finish(g, s, bh, head);
         }
         attn_stats_add(g->stats, &counted);
     }

@@ -43,12 +43,27 @@ typedef struct bwd_tile {
 } bwd_tile;
 
 typedef struct bwd_io {
-    const float *q, *k, *v, *dout, *lse, *D; /* one head: (n, d), (n) */
+    const void *q, *k, *v, *dout; /* one head: (n, d), stored as dtype */
+    const float *lse, *D;      /* (n) */
     const float *kscale;       /* optional: key row j is k[j] * kscale[j] (lsh's normalized keys) */
-    float *dq, *dk, *dv;       /* one head, accumulated into */
+    float *dq, *dk, *dv;       /* one head, accumulated into: fp32 always (see bwd_head) */
+    attn_dtype dtype;
     int d;
     float scale;
 } bwd_io;
+
+/* A head's workspace, shared by the team: D, and in bf16 the fp32 accumulators of dq, dk and
+ * dv, which the driver rounds into the bf16 gradients once the head is done (a gradient row
+ * gets partials from many tiles; adding them in bf16 would round at every add). In fp32 the
+ * gradients themselves accumulate. */
+typedef struct bwd_head {
+    float *D;
+    float *acc; /* bf16: (3, n, d) for dq, dk, dv; NULL in fp32 */
+} bwd_head;
+
+/* Bytes of a head's workspace for shape s; carving it from a cursor. */
+size_t bwd_head_bytes(const attn_shape *s);
+bwd_head bwd_head_carve(const attn_shape *s, kern_cursor *cursor);
 
 /* Masks a row-major score tile s (rows, cols; leading dimension lds) of query rows qrows
  * against key rows krows. grad = 0: set the masked logits (-INFINITY, or a replacing
@@ -68,16 +83,22 @@ void bwd_tile_scatter(const bwd_tile *t, const bwd_io *io, const int32_t *qrows,
                       const int32_t *krows, int cols);
 /* Fills a row list with first, first + 1, ... (count rows); returns it. */
 int32_t *bwd_range(int32_t *rows, int64_t first, int count);
-/* D[i] = dot(dout[i], out[i]) for the n rows of one head. */
-void bwd_rowdot(const float *dout, const float *out, int64_t n, int d, float *D);
+/* D[i] = dot(dout[i], out[i]) for the n rows of one head, both stored as dtype. */
+void bwd_rowdot(const void *dout, const void *out, attn_dtype dtype, int64_t n, int d, float *D);
 
 struct attn_grads;
-/* Head bh of a backward call as a bwd_io with the given softmax scale and its D (n floats). */
-bwd_io bwd_head_io(const struct attn_grads *g, int64_t bh, int64_t n, int d, float scale,
-                   const float *D);
-/* Starts head bh: zeroes its dq, dk, dv and computes its D, the rows split over the team
- * (an `omp for`: call from every thread of a parallel region). */
-void bwd_head_prepare(const struct attn_grads *g, int64_t bh, int64_t n, int d, float *D);
+/* Head bh of a backward call as a bwd_io with the given softmax scale, its D and, in bf16, its
+ * accumulators (from h). */
+bwd_io bwd_head_io(const struct attn_grads *g, const attn_shape *s, int64_t bh, float scale,
+                   const bwd_head *h);
+/* Starts head bh: zeroes what its dq, dk, dv accumulate into and computes its D, the rows
+ * split over the team (an `omp for`: call from every thread of a parallel region). */
+void bwd_head_prepare(const struct attn_grads *g, const attn_shape *s, int64_t bh,
+                      const bwd_head *h);
+/* Ends head bh: in bf16, rounds the accumulators into its dq, dk, dv (an `omp for`); nothing
+ * in fp32. */
+void bwd_head_finish(const struct attn_grads *g, const attn_shape *s, int64_t bh,
+                     const bwd_head *h);
 
 /* Parallel and deterministic: a method lists one head's tile pairs (units) in a fixed order
  * through a generator; the team computes units in parallel and adds their partials to dq, dk
@@ -120,7 +141,7 @@ typedef struct bwd_plan {
                                 false when the method did (ring, once for all its blocks) */
     float scale;             /* the scores' scale in the default io */
     void *state;             /* the method's, passed to every call below */
-    /* The head's io; NULL: bwd_head_io(g, bh, n, d, scale, D). Every thread, after prepare. */
+    /* The head's io; NULL: bwd_head_io(g, s, bh, scale, head). Every thread, after prepare. */
     void (*head_io)(void *state, const struct attn_grads *g, int64_t bh, bwd_io *io);
     /* Every thread of the team, after the io (may use omp for; may change io's fields, and
      * use its thread's extra bytes). Optional. */
@@ -135,9 +156,10 @@ typedef struct bwd_plan {
 /* Each thread's workspace: its extra bytes and its tile. */
 size_t bwd_thread_bytes(const bwd_plan *plan, int d);
 /* Runs the backward of every head of s as plan says, with nthreads threads whose workspaces
- * follow one another from `threads` (bwd_thread_bytes each); D holds n floats (one head's). */
-void bwd_drive(const attn_shape *s, const struct attn_grads *g, const bwd_plan *plan, float *D,
-               char *threads, int nthreads);
+ * follow one another from `threads` (bwd_thread_bytes each); head is the head's workspace
+ * (bwd_head_carve). With prepare false, the method zeroed and rounds the gradients itself. */
+void bwd_drive(const attn_shape *s, const struct attn_grads *g, const bwd_plan *plan,
+               const bwd_head *head, char *threads, int nthreads);
 /* Runs every unit `next` yields; call from every thread of the team, each with its own tile.
  * A thread computes into one of its BWD_SLOTS partial buffers and publishes it; whichever
  * thread finds the next unit in line published adds it (and those after it), so a thread

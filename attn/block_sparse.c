@@ -109,9 +109,9 @@ static int max_cols(const bs_geom *g)
     return middle > BS_GLOBAL_TILE ? middle : BS_GLOBAL_TILE;
 }
 
-static size_t per_thread_bytes(const bs_geom *g, int d)
+static size_t per_thread_bytes(const bs_geom *g, int d, attn_dtype dtype)
 {
-    return tile_bytes(g->block, max_cols(g), d) +
+    return tile_bytes(g->block, max_cols(g), d, dtype) +
            kern_slice_bytes((size_t)max_cols(g), sizeof(int32_t));
 }
 
@@ -119,7 +119,7 @@ static void bs_cost(const attn_shape *s, const attn_params *p, int nthreads, att
 {
     bs_geom g = geom(s, p);
     *c = (attn_cost){0};
-    c->workspace_bytes = (size_t)nthreads * per_thread_bytes(&g, (int)s->d);
+    c->workspace_bytes = (size_t)nthreads * per_thread_bytes(&g, (int)s->d, s->dtype);
     c->structure_ndim = 4;
     c->structure_dims[0] = s->B;
     c->structure_dims[1] = s->H;
@@ -151,7 +151,7 @@ static void bs_cost(const attn_shape *s, const attn_params *p, int nthreads, att
     }
     c->scores = (double)(s->B * s->H) * pairs;
     c->flops = 4.0 * c->scores * (double)s->d;
-    c->bwd_workspace_bytes = kern_slice_bytes((size_t)s->n, sizeof(float)) +
+    c->bwd_workspace_bytes = bwd_head_bytes(s) +
                              (size_t)nthreads * bwd_tile_bytes(g.block, max_cols(&g), (int)s->d);
     c->bwd_flops = 2.5 * c->flops;
 }
@@ -230,7 +230,8 @@ static int64_t item_row(const bs_geom *g, int64_t item, int64_t *bh)
 
 /* The random blocks of a later item, asked for now: they lie anywhere in the head, and their
  * fetches overlap this item's arithmetic (the window blocks are the neighbours', in cache). */
-static void prefetch_random_blocks(const bs_geom *g, const attn_tensors *t, int64_t item, int d)
+static void prefetch_random_blocks(const bs_geom *g, const attn_tensors *t, attn_dtype dtype,
+                                   int64_t item, int d)
 {
     int64_t bh;
     const int64_t i = item_row(g, item, &bh);
@@ -242,10 +243,11 @@ static void prefetch_random_blocks(const bs_geom *g, const attn_tensors *t, int6
         if (rnd[a] < 0)
             continue;
         const size_t first = off + (size_t)rnd[a] * (size_t)g->block * (size_t)d;
-        const size_t bytes = (size_t)block_keys(g, rnd[a]) * (size_t)d * sizeof(float);
+        const size_t bytes = (size_t)block_keys(g, rnd[a]) * (size_t)d * attn_dtype_size(dtype);
+        const char *k = attn_elem(t->k, dtype, first), *v = attn_elem(t->v, dtype, first);
         for (size_t b = 0; b < bytes; b += 64) {
-            __builtin_prefetch((const char *)(t->k + first) + b);
-            __builtin_prefetch((const char *)(t->v + first) + b);
+            __builtin_prefetch(k + b);
+            __builtin_prefetch(v + b);
         }
     }
 }
@@ -258,7 +260,7 @@ static int bs_forward(const attn_shape *s, const attn_params *p, const attn_tens
     const int64_t n = s->n, nb = g.nb, H = s->H, heads = s->B * s->H;
     const uint64_t seed = (uint64_t)p->v[BS_SEED];
     const float scale = 1.0f / sqrtf((float)d);
-    const size_t per_thread = per_thread_bytes(&g, d);
+    const size_t per_thread = per_thread_bytes(&g, d, s->dtype);
 
     /* pass 1: the random table, the same for every batch element (unless given) */
 #pragma omp parallel for num_threads(nthreads) schedule(static)
@@ -275,7 +277,7 @@ static int bs_forward(const attn_shape *s, const attn_params *p, const attn_tens
     {
         kern_cursor cursor = {(char *)work + (size_t)omp_get_thread_num() * per_thread, 0};
         kern_tile tile;
-        tile_init(&tile, &cursor, g.block, mc, d);
+        tile_init(&tile, &cursor, g.block, mc, d, s->dtype);
         int32_t *keys = kern_take(&cursor, (size_t)mc, sizeof(int32_t));
         attn_stats mine = {{0}};
         tile.stats = t->stats ? &mine : NULL;
@@ -284,16 +286,18 @@ static int bs_forward(const attn_shape *s, const attn_params *p, const attn_tens
             int64_t bh;
             const int64_t i = item_row(&g, item, &bh);
             const size_t off = (size_t)bh * (size_t)n * (size_t)d;
-            const float *q = t->q + off, *kk = t->k + off, *v = t->v + off;
+            const attn_dtype dt = s->dtype;
+            const void *q = attn_elem(t->q, dt, off), *kk = attn_elem(t->k, dt, off),
+                       *v = attn_elem(t->v, dt, off);
             const int rows = (int)block_keys(&g, i);
             if (g.n_rand && item + BS_PREFETCH_AHEAD < heads * nb)
-                prefetch_random_blocks(&g, t, item + BS_PREFETCH_AHEAD, d);
-            tile_begin(&tile, q + (size_t)i * g.block * d, d, NULL, rows, scale);
+                prefetch_random_blocks(&g, t, dt, item + BS_PREFETCH_AHEAD, d);
+            tile_begin(&tile, attn_elem(q, dt, (size_t)i * g.block * d), d, NULL, rows, scale);
             if (is_global(&g, i)) {
                 for (int64_t k0 = 0; k0 < n; k0 += BS_GLOBAL_TILE) {
                     const int cols = (int)(n - k0 < BS_GLOBAL_TILE ? n - k0 : BS_GLOBAL_TILE);
-                    tile_attend(&tile, kk + (size_t)k0 * d, d, NULL, v + (size_t)k0 * d, d, NULL,
-                                cols, NULL);
+                    tile_attend(&tile, attn_elem(kk, dt, (size_t)k0 * d), d, NULL,
+                                attn_elem(v, dt, (size_t)k0 * d), d, NULL, cols, NULL);
                 }
             } else {
                 /* window and global blocks, then the random ones, as one key list */
@@ -302,7 +306,7 @@ static int bs_forward(const attn_shape *s, const attn_params *p, const attn_tens
                 const int cols = row_keys(&g, i, rnd, keys);
                 tile_attend(&tile, kk, d, keys, v, d, keys, cols, NULL);
             }
-            tile_end(&tile, t->out + off + (size_t)i * g.block * d, d, NULL,
+            tile_end(&tile, attn_elem_mut(t->out, dt, off + (size_t)i * g.block * d), d, NULL,
                      t->lse + (size_t)bh * (size_t)n + (size_t)i * g.block);
         }
         attn_stats_add(t->stats, &mine);
@@ -371,8 +375,9 @@ static int bs_backward(const attn_shape *s, const attn_params *p, const attn_gra
     const bwd_plan plan = {.max_rows = g.block, .max_cols = max_cols(&g), .prepare = true,
                            .scale = 1.0f / sqrtf((float)s->d), .state = &units,
                            .head_units = bs_head_units, .next = bs_next};
-    bwd_drive(s, gr, &plan, work, (char *)work + kern_slice_bytes((size_t)s->n, sizeof(float)),
-              nthreads);
+    kern_cursor cursor = {work, 0};
+    const bwd_head head = bwd_head_carve(s, &cursor);
+    bwd_drive(s, gr, &plan, &head, cursor.base + cursor.off, nthreads);
     return ATTN_OK;
 }
 

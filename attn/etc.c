@@ -122,7 +122,7 @@ static void etc_cost(const attn_shape *s, const attn_params *p, int nthreads, at
 {
     const etc_geom e = geom(s, p);
     *c = (attn_cost){0};
-    c->workspace_bytes = (size_t)nthreads * tile_bytes(ETC_TILE_Q, ETC_TILE_K, (int)s->d);
+    c->workspace_bytes = (size_t)nthreads * tile_bytes(ETC_TILE_Q, ETC_TILE_K, (int)s->d, s->dtype);
     if (e.nl > 0) {
         c->structure_ndim = 1;
         c->structure_dims[0] = e.nl;
@@ -133,7 +133,7 @@ static void etc_cost(const attn_shape *s, const attn_params *p, int nthreads, at
     pairs += g * g + (e.g2l_segment ? nl : g * nl);                /* g2g, g2l */
     c->scores = (double)(s->B * s->H) * pairs;
     c->flops = 4.0 * c->scores * (double)s->d;
-    c->bwd_workspace_bytes = kern_slice_bytes((size_t)s->n, sizeof(float)) +
+    c->bwd_workspace_bytes = bwd_head_bytes(s) +
                              (size_t)nthreads * bwd_tile_bytes(ETC_TILE_Q, ETC_TILE_K, (int)s->d);
     c->bwd_flops = 2.5 * c->flops;
 }
@@ -229,7 +229,7 @@ static int etc_forward(const attn_shape *s, const attn_params *p, const attn_ten
     const int d = (int)s->d;
     const int64_t n = s->n, heads = s->B * s->H, per_head = items_per_head(&e);
     const float scale = 1.0f / sqrtf((float)d);
-    const size_t per_thread = tile_bytes(ETC_TILE_Q, ETC_TILE_K, d);
+    const size_t per_thread = tile_bytes(ETC_TILE_Q, ETC_TILE_K, d, s->dtype);
 
     for (int64_t i = 0; i < e.nl && t->structure && !t->reuse_structure; i++)
         t->structure[i] = (int32_t)segment_of(&e, i);
@@ -238,7 +238,7 @@ static int etc_forward(const attn_shape *s, const attn_params *p, const attn_ten
     {
         kern_cursor cursor = {(char *)work + (size_t)omp_get_thread_num() * per_thread, 0};
         kern_tile tile;
-        tile_init(&tile, &cursor, ETC_TILE_Q, ETC_TILE_K, d);
+        tile_init(&tile, &cursor, ETC_TILE_Q, ETC_TILE_K, d, s->dtype);
         attn_stats mine = {{0}};
         tile.stats = t->stats ? &mine : NULL;
         int32_t qseg[ETC_TILE_Q], kseg[ETC_TILE_K]; /* segment ids, for the segment masks */
@@ -246,12 +246,13 @@ static int etc_forward(const attn_shape *s, const attn_params *p, const attn_ten
         for (int64_t item = 0; item < heads * per_head; item++) {
             const int64_t bh = item / per_head;
             const size_t off = (size_t)bh * (size_t)n * (size_t)d;
-            const float *kk = t->k + off, *v = t->v + off;
+            const attn_dtype dt = s->dtype;
+            const void *kk = attn_elem(t->k, dt, off), *v = attn_elem(t->v, dt, off);
             int rows;
             const int64_t row0 = item_rows(&e, item % per_head, &rows);
             key_range ranges[3];
             const int nr = key_ranges(&e, row0, rows, ranges);
-            tile_begin(&tile, t->q + off + (size_t)row0 * d, d, NULL, rows, scale);
+            tile_begin(&tile, attn_elem(t->q, dt, off + (size_t)row0 * d), d, NULL, rows, scale);
             for (int r = 0; r < nr; r++)
                 for (int64_t j0 = ranges[r].k0; j0 < ranges[r].k1; j0 += ETC_TILE_K) {
                     const int cols = (int)(ranges[r].k1 - j0 < ETC_TILE_K ? ranges[r].k1 - j0 : ETC_TILE_K);
@@ -262,10 +263,11 @@ static int etc_forward(const attn_shape *s, const attn_params *p, const attn_ten
                     mine.v[row0 < e.g || j0 < e.g ? ATTN_STAT_GLOBAL_SCORES
                                                   : ATTN_STAT_LOCAL_SCORES] +=
                         (uint64_t)rows * (uint64_t)cols;
-                    tile_attend(&tile, kk + (size_t)j0 * d, d, NULL, v + (size_t)j0 * d, d, NULL,
-                                cols, ranges[r].masked ? &mask : NULL);
+                    tile_attend(&tile, attn_elem(kk, dt, (size_t)j0 * d), d, NULL,
+                                attn_elem(v, dt, (size_t)j0 * d), d, NULL, cols,
+                                ranges[r].masked ? &mask : NULL);
                 }
-            tile_end(&tile, t->out + off + (size_t)row0 * d, d, NULL,
+            tile_end(&tile, attn_elem_mut(t->out, dt, off + (size_t)row0 * d), d, NULL,
                      t->lse + (size_t)bh * (size_t)n + row0);
         }
         attn_stats_add(t->stats, &mine);
@@ -336,8 +338,9 @@ static int etc_backward(const attn_shape *s, const attn_params *p, const attn_gr
     const bwd_plan plan = {.max_rows = ETC_TILE_Q, .max_cols = ETC_TILE_K, .prepare = true,
                            .scale = 1.0f / sqrtf((float)s->d), .state = &units,
                            .head_units = etc_head_units, .next = etc_next};
-    bwd_drive(s, gr, &plan, work, (char *)work + kern_slice_bytes((size_t)s->n, sizeof(float)),
-              nthreads);
+    kern_cursor cursor = {work, 0};
+    const bwd_head head = bwd_head_carve(s, &cursor);
+    bwd_drive(s, gr, &plan, &head, cursor.base + cursor.off, nthreads);
     return ATTN_OK;
 }
 

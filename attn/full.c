@@ -4,9 +4,12 @@
  * point of this method (it is what runs out of memory at long n). Both cores work on the same
  * head, each on its own blocks of query rows, so the workspace does not grow with the thread
  * count. Per row block: S = QK^T/sqrt(d), causal mask, P = softmax(S) in place, O = PV.
- * Not the fast path (see full_stream); the oracle-shaped reference the others are judged by. */
+ * Not the fast path (see full_stream); the oracle-shaped reference the others are judged by.
+ * In bf16 the head's rows are widened into fp32 copies first and its results rounded from
+ * fp32 ones (O(n d) beside the O(n^2) matrix, so the matrix is still what the memory is). */
 #include <math.h>
 #include <omp.h>
+#include <stdbool.h>
 
 #include "backward.h"
 #include "kernels.h"
@@ -27,13 +30,48 @@ static void full_cost(const attn_shape *s, const attn_params *p, int nthreads, a
     (void)nthreads;
     double n = (double)s->n;
     *c = (attn_cost){0};
-    c->workspace_bytes = kern_slice_bytes((size_t)s->n * (size_t)s->n, sizeof(float));
+    const size_t head = (size_t)s->n * (size_t)s->d;
+    const bool bf16 = s->dtype == ATTN_BF16;
+    c->workspace_bytes = kern_slice_bytes((size_t)s->n * (size_t)s->n, sizeof(float)) +
+                         (bf16 ? 4 * kern_slice_bytes(head, sizeof(float)) : 0); /* q k v out */
     /* QK^T and PV on the whole matrix (the textbook kernel masks after computing). */
     c->scores = (double)(s->B * s->H) * n * n;
     c->flops = 4.0 * c->scores * (double)s->d;
-    /* backward: P and dS, both n x n, and D */
-    c->bwd_workspace_bytes = 2 * c->workspace_bytes + kern_slice_bytes((size_t)s->n, sizeof(float));
+    /* backward: P and dS, both n x n, and D; bf16: q k v dout dq dk dv widened */
+    c->bwd_workspace_bytes = 2 * kern_slice_bytes((size_t)s->n * (size_t)s->n, sizeof(float)) +
+                             kern_slice_bytes((size_t)s->n, sizeof(float)) +
+                             (bf16 ? 7 * kern_slice_bytes(head, sizeof(float)) : 0);
     c->bwd_flops = 2.5 * c->flops;
+}
+
+/* One head's rows of a tensor as fp32: the tensor itself, or (bf16) widened into `copy`
+ * (head_copy: a slice of the workspace in bf16, NULL in fp32). */
+static const float *head_rows(const attn_shape *s, const void *base, size_t off, float *copy)
+{
+    if (s->dtype != ATTN_BF16)
+        return (const float *)base + off;
+    attn_convert(attn_elem(base, s->dtype, off), s->dtype, copy, ATTN_FP32,
+                 (size_t)s->n * (size_t)s->d);
+    return copy;
+}
+
+static float *head_copy(const attn_shape *s, kern_cursor *c)
+{
+    return s->dtype == ATTN_BF16 ? kern_take(c, (size_t)s->n * (size_t)s->d, sizeof(float)) : NULL;
+}
+
+/* Where a head's result is computed: the tensor itself, or (bf16) its fp32 copy. */
+static float *head_result(const attn_shape *s, void *base, size_t off, float *copy)
+{
+    return s->dtype == ATTN_BF16 ? copy : (float *)base + off;
+}
+
+/* Rounds a head's fp32 result into its bf16 rows (nothing in fp32). */
+static void head_store(const attn_shape *s, const float *copy, void *base, size_t off)
+{
+    if (s->dtype == ATTN_BF16)
+        attn_convert(copy, ATTN_FP32, attn_elem_mut(base, s->dtype, off), s->dtype,
+                     (size_t)s->n * (size_t)s->d);
 }
 
 static int full_forward(const attn_shape *s, const attn_params *p, const attn_tensors *t,
@@ -42,13 +80,19 @@ static int full_forward(const attn_shape *s, const attn_params *p, const attn_te
     (void)p;
     const int n = (int)s->n, d = (int)s->d;
     const float scale = 1.0f / sqrtf((float)d);
-    float *scores = work; /* (n, n) */
+    kern_cursor cursor = {work, 0};
+    float *scores = kern_take(&cursor, (size_t)n * (size_t)n, sizeof(float));
+    float *copies[4];
+    for (int i = 0; i < 4; i++)
+        copies[i] = head_copy(s, &cursor);
     const int nblocks = (n + FULL_ROW_BLOCK - 1) / FULL_ROW_BLOCK;
 
     for (int64_t bh = 0; bh < s->B * s->H; bh++) {
         const size_t off = (size_t)bh * (size_t)n * (size_t)d;
-        const float *q = t->q + off, *k = t->k + off, *v = t->v + off;
-        float *out = t->out + off, *lse = t->lse + (size_t)bh * (size_t)n;
+        const float *q = head_rows(s, t->q, off, copies[0]), *k = head_rows(s, t->k, off, copies[1]),
+                    *v = head_rows(s, t->v, off, copies[2]);
+        float *out = head_result(s, t->out, off, copies[3]);
+        float *lse = t->lse + (size_t)bh * (size_t)n;
 #pragma omp parallel num_threads(nthreads)
         {
             kern_blas_serial();
@@ -85,6 +129,7 @@ static int full_forward(const attn_shape *s, const attn_params *p, const attn_te
             }
             attn_stats_add(t->stats, &mine);
         }
+        head_store(s, out, t->out, off);
     }
     return ATTN_OK;
 }
@@ -102,14 +147,21 @@ static int full_backward(const attn_shape *s, const attn_params *p, const attn_g
     float *P = kern_take(&cursor, (size_t)n * (size_t)n, sizeof(float));
     float *dS = kern_take(&cursor, (size_t)n * (size_t)n, sizeof(float));
     float *D = kern_take(&cursor, (size_t)n, sizeof(float));
+    float *copies[7];
+    for (int i = 0; i < 7; i++)
+        copies[i] = head_copy(s, &cursor);
     const int nblocks = (n + FULL_ROW_BLOCK - 1) / FULL_ROW_BLOCK;
 
     for (int64_t bh = 0; bh < s->B * s->H; bh++) {
         const size_t off = (size_t)bh * (size_t)n * (size_t)d;
-        const float *q = g->q + off, *k = g->k + off, *v = g->v + off, *dout = g->dout + off;
+        const float *q = head_rows(s, g->q, off, copies[0]), *k = head_rows(s, g->k, off, copies[1]),
+                    *v = head_rows(s, g->v, off, copies[2]),
+                    *dout = head_rows(s, g->dout, off, copies[3]);
         const float *lse = g->lse + (size_t)bh * (size_t)n;
-        float *dq = g->dq + off, *dk = g->dk + off, *dv = g->dv + off;
-        bwd_rowdot(dout, g->out + off, n, d, D);
+        float *dq = head_result(s, g->dq, off, copies[4]), *dk = head_result(s, g->dk, off, copies[5]),
+              *dv = head_result(s, g->dv, off, copies[6]);
+        bwd_rowdot(attn_elem(g->dout, s->dtype, off), attn_elem(g->out, s->dtype, off), s->dtype, n,
+                   d, D);
         if (g->stats) {
             attn_stats part = {{0}};
             part.v[ATTN_STAT_BWD_SCORES] = (uint64_t)n * (uint64_t)n; /* all of S, recomputed */
@@ -148,6 +200,9 @@ static int full_backward(const attn_shape *s, const attn_params *p, const attn_g
                 kern_gemm_tn(cols, d, n, scale, dS + c0, n, q, d, 0.0f, dk + (size_t)c0 * d, d);
             }
         }
+        head_store(s, dq, g->dq, off);
+        head_store(s, dk, g->dk, off);
+        head_store(s, dv, g->dv, off);
     }
     return ATTN_OK;
 }

@@ -44,14 +44,14 @@ static void fs_cost(const attn_shape *s, const attn_params *p, int nthreads, att
     int tq, tk;
     fs_tiles(s, p, &tq, &tk);
     *c = (attn_cost){0};
-    c->workspace_bytes = (size_t)nthreads * tile_bytes(tq, tk, (int)s->d);
+    c->workspace_bytes = (size_t)nthreads * tile_bytes(tq, tk, (int)s->d, s->dtype);
     double n = (double)s->n;
     /* causal: the lower triangle with its diagonal, as FlashAttention counts it (about half) */
     double pairs = s->causal ? n * (n + 1) / 2 : n * n;
     c->scores = (double)(s->B * s->H) * pairs;
     c->flops = 4.0 * c->scores * (double)s->d;
     /* backward: D of the head being worked on, and a tile pass per thread */
-    c->bwd_workspace_bytes = kern_slice_bytes((size_t)s->n, sizeof(float)) +
+    c->bwd_workspace_bytes = bwd_head_bytes(s) +
                              (size_t)nthreads * bwd_tile_bytes(tq, tk, (int)s->d);
     c->bwd_flops = 2.5 * c->flops; /* S, dP, dV, dQ, dK: five products to the forward's two */
 }
@@ -64,13 +64,13 @@ static int fs_forward(const attn_shape *s, const attn_params *p, const attn_tens
     fs_tiles(s, p, &tq, &tk);
     const float scale = 1.0f / sqrtf((float)d);
     const int64_t qtiles = (n + tq - 1) / tq, items = s->B * s->H * qtiles;
-    const size_t per_thread = tile_bytes(tq, tk, d);
+    const size_t per_thread = tile_bytes(tq, tk, d, s->dtype);
 
 #pragma omp parallel num_threads(nthreads)
     {
         kern_cursor cursor = {(char *)work + (size_t)omp_get_thread_num() * per_thread, 0};
         kern_tile tile;
-        tile_init(&tile, &cursor, tq, tk, d);
+        tile_init(&tile, &cursor, tq, tk, d, s->dtype);
         attn_stats mine = {{0}};
         tile.stats = t->stats ? &mine : NULL;
 #pragma omp for schedule(dynamic)
@@ -82,17 +82,18 @@ static int fs_forward(const attn_shape *s, const attn_params *p, const attn_tens
             /* causal: keys beyond the tile's last query are never needed */
             const int kend = s->causal ? q0 + rows : n;
 
-            tile_begin(&tile, t->q + off + (size_t)q0 * d, d, NULL, rows, scale);
+            tile_begin(&tile, attn_elem(t->q, s->dtype, off + (size_t)q0 * d), d, NULL, rows,
+                       scale);
             for (int k0 = 0; k0 < kend; k0 += tk) {
                 const int cols = kend - k0 < tk ? kend - k0 : tk;
                 /* causal: key k0 + j is hidden from the queries before it */
                 const tile_mask causal = {.q0 = q0, .k0 = k0, .lo = INT32_MIN, .hi = 0,
                                           .hidden = -INFINITY};
-                tile_attend(&tile, t->k + off + (size_t)k0 * d, d, NULL,
-                            t->v + off + (size_t)k0 * d, d, NULL, cols,
+                tile_attend(&tile, attn_elem(t->k, s->dtype, off + (size_t)k0 * d), d, NULL,
+                            attn_elem(t->v, s->dtype, off + (size_t)k0 * d), d, NULL, cols,
                             s->causal ? &causal : NULL);
             }
-            tile_end(&tile, t->out + off + (size_t)q0 * d, d, NULL,
+            tile_end(&tile, attn_elem_mut(t->out, s->dtype, off + (size_t)q0 * d), d, NULL,
                      t->lse + (size_t)bh * (size_t)n + q0);
         }
         attn_stats_add(t->stats, &mine);
@@ -158,8 +159,9 @@ static int fs_backward(const attn_shape *s, const attn_params *p, const attn_gra
     const bwd_plan plan = {.max_rows = tq, .max_cols = tk, .prepare = true,
                            .scale = 1.0f / sqrtf((float)s->d), .state = &units,
                            .head_units = fs_head_units, .next = fs_next};
-    bwd_drive(s, g, &plan, work, (char *)work + kern_slice_bytes((size_t)s->n, sizeof(float)),
-              nthreads);
+    kern_cursor cursor = {work, 0};
+    const bwd_head head = bwd_head_carve(s, &cursor);
+    bwd_drive(s, g, &plan, &head, cursor.base + cursor.off, nthreads);
     return ATTN_OK;
 }
 

@@ -173,3 +173,35 @@ float kern_exp_shift_sum(float *x, int n, float shift)
     }
     return sum;
 }
+
+void kern_rows_widen(const void *base, int64_t ld, const int32_t *idx, int count, int d,
+                     attn_dtype dtype, float *dst)
+{
+    for (int r = 0; r < count; r++) {
+        const size_t row = (size_t)(idx ? idx[r] : r) * (size_t)ld;
+        float *y = dst + (size_t)r * (size_t)d;
+        if (dtype == ATTN_BF16) {
+            const attn_bf16 *x = (const attn_bf16 *)base + row;
+            for (int c = 0; c < d; c++) /* a shift: the compiler vectorizes it */
+                y[c] = attn_bf16_to_f32(x[c]);
+        } else {
+            memcpy(y, (const float *)base + row, (size_t)d * sizeof(float));
+        }
+    }
+}
+
+void kern_rows_narrow(const float *src, int count, int d, void *base, int64_t ld,
+                      const int32_t *idx, attn_dtype dtype)
+{
+    for (int r = 0; r < count; r++) {
+        const size_t row = (size_t)(idx ? idx[r] : r) * (size_t)ld;
+        const float *x = src + (size_t)r * (size_t)d;
+        if (dtype == ATTN_BF16) {
+            attn_bf16 *y = (attn_bf16 *)base + row;
+            for (int c = 0; c < d; c++)
+                y[c] = attn_f32_to_bf16(x[c]);
+        } else {
+            memcpy((float *)base + row, x, (size_t)d * sizeof(float));
+        }
+    }
+}

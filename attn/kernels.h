@@ -11,6 +11,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "attn.h"
+
 #define KERN_ALIGN 64
 
 /* Bytes of a workspace slice of `count` elements of `elem` bytes, rounded to KERN_ALIGN. */
@@ -55,5 +57,22 @@ float kern_max(const float *x, int n);
 int64_t kern_argmax_pm(const float *x, int64_t half);
 /* x[j] = exp(x[j] - shift) in place; returns the sum of the new values (fixed summation order). */
 float kern_exp_shift_sum(float *x, int n, float shift);
+
+/* Element i of a tensor stored as dtype, as fp32. For O(n d) passes (norms, the staging of a
+ * few rows); a kernel widens whole rows (kern_rows_widen). */
+static inline float kern_elem(const void *base, attn_dtype dtype, size_t i)
+{
+    return dtype == ATTN_BF16 ? attn_bf16_to_f32(((const attn_bf16 *)base)[i])
+                              : ((const float *)base)[i];
+}
+
+/* Rows idx[0..count) (idx NULL: 0..count) of base (leading dimension ld, elements of dtype),
+ * d elements each, widened into dst (count, d) fp32; and rows of src (count, d) fp32 rounded
+ * into rows of base. The staging every bf16 path uses (tile, backward, the dense methods);
+ * for fp32 they copy. */
+void kern_rows_widen(const void *base, int64_t ld, const int32_t *idx, int count, int d,
+                     attn_dtype dtype, float *dst);
+void kern_rows_narrow(const float *src, int count, int d, void *base, int64_t ld,
+                      const int32_t *idx, attn_dtype dtype);
 
 #endif

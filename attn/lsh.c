@@ -117,18 +117,21 @@ static size_t shared_bytes(const lsh_geom *g, int d)
            kern_slice_bytes((size_t)d * (size_t)(g->h * g->rot), sizeof(float));  /* rotations */
 }
 
-static size_t thread_bytes(const lsh_geom *g, int d)
+static size_t thread_bytes(const lsh_geom *g, int d, attn_dtype dtype)
 {
+    const size_t widened = dtype == ATTN_BF16 /* the rows being hashed, as fp32 */
+                               ? kern_slice_bytes((size_t)LSH_HASH_ROWS * (size_t)d, sizeof(float))
+                               : 0;
     return kern_slice_bytes((size_t)LSH_HASH_ROWS * (size_t)(g->h * g->rot), sizeof(float)) +
            kern_slice_bytes((size_t)g->tk, sizeof(float)) + /* a key tile's scales */
-           tile_bytes(g->tq, g->tk, d);
+           tile_bytes(g->tq, g->tk, d, dtype) + widened;
 }
 
 /* The backward's workspace: one head's state, shared by the team, and a tile pass and sort
  * counters per thread. */
-static size_t bwd_shared_bytes(const lsh_geom *g)
+static size_t bwd_shared_bytes(const lsh_geom *g, const attn_shape *s)
 {
-    return 2 * kern_slice_bytes((size_t)g->n, sizeof(float)) +                  /* kscale, D */
+    return kern_slice_bytes((size_t)g->n, sizeof(float)) + bwd_head_bytes(s) + /* kscale, head */
            2 * kern_slice_bytes((size_t)g->n, sizeof(int32_t)) +                /* selfs, stamp */
            kern_slice_bytes((size_t)g->h * (size_t)g->n, sizeof(int32_t));      /* sorted */
 }
@@ -143,7 +146,8 @@ static void lsh_cost(const attn_shape *s, const attn_params *p, int nthreads, at
 {
     const lsh_geom g = geom(s, p);
     *c = (attn_cost){0};
-    c->workspace_bytes = shared_bytes(&g, (int)s->d) + (size_t)nthreads * thread_bytes(&g, (int)s->d);
+    c->workspace_bytes = shared_bytes(&g, (int)s->d) +
+                         (size_t)nthreads * thread_bytes(&g, (int)s->d, s->dtype);
     c->structure_ndim = 4;
     c->structure_dims[0] = g.h;
     c->structure_dims[1] = s->B;
@@ -154,17 +158,24 @@ static void lsh_cost(const attn_shape *s, const attn_params *p, int nthreads, at
     /* every candidate of every round is scored, the causally masked ones too */
     c->scores = (double)(s->B * s->H) * g.h * n * keys;
     c->flops = (double)(s->B * s->H) * 2.0 * n * d * (double)(g.h * g.rot) + 4.0 * c->scores * d;
-    c->bwd_workspace_bytes = bwd_shared_bytes(&g) + (size_t)nthreads * lsh_bwd_thread_bytes(&g, (int)s->d);
+    c->bwd_workspace_bytes = bwd_shared_bytes(&g, s) + (size_t)nthreads * lsh_bwd_thread_bytes(&g, (int)s->d);
     c->bwd_flops = (double)(s->B * s->H) * 10.0 * g.h * n * keys * d; /* no hashing */
 }
 
 /* Hashes rows [j0, j0 + rows) of q with every round's rotation (one product for all rounds),
- * writing bucket ids. rot: (d, h * rot) row-major; y: (rows, h * rot) scratch. */
-static void hash_rows(const lsh_geom *g, const float *q, int d, int64_t j0, int rows,
-                      const float *rot, float *y, int32_t *const *buckets)
+ * writing bucket ids. rot: (d, h * rot) row-major; y: (rows, h * rot) scratch; widened:
+ * (rows, d) scratch for bf16 rows (NULL in fp32): bf16 queries are hashed as they are stored. */
+static void hash_rows(const lsh_geom *g, const void *q, attn_dtype dtype, int d, int64_t j0,
+                      int rows, const float *rot, float *y, float *widened,
+                      int32_t *const *buckets)
 {
     const int cols = (int)(g->h * g->rot);
-    kern_gemm_nn(rows, cols, d, 1.0f, q + (size_t)j0 * d, d, rot, cols, 0.0f, y, cols);
+    const float *rows_f32 = (const float *)q + (size_t)j0 * d;
+    if (dtype == ATTN_BF16) {
+        kern_rows_widen(attn_elem(q, dtype, (size_t)j0 * d), d, NULL, rows, d, dtype, widened);
+        rows_f32 = widened;
+    }
+    kern_gemm_nn(rows, cols, d, 1.0f, rows_f32, d, rot, cols, 0.0f, y, cols);
     for (int i = 0; i < rows; i++) {
         const float *yr = y + (size_t)i * cols;
         for (int r = 0; r < g->h; r++) {
@@ -183,12 +194,15 @@ static void hash_rows(const lsh_geom *g, const float *q, int d, int64_t j0, int 
 }
 
 /* kscale[j] = rsqrt(mean(q_j^2) + 1e-6) / sqrt(d): key j is q_j * kscale[j]. */
-static void key_scales(const float *q, int d, int64_t j0, int64_t j1, float *kscale)
+static void key_scales(const void *q, attn_dtype dtype, int d, int64_t j0, int64_t j1,
+                       float *kscale)
 {
     for (int64_t j = j0; j < j1; j++) {
         double ss = 0;
-        for (int c = 0; c < d; c++)
-            ss += (double)q[j * d + c] * q[j * d + c];
+        for (int c = 0; c < d; c++) {
+            const double x = kern_elem(q, dtype, (size_t)(j * d + c));
+            ss += x * x;
+        }
         kscale[j] = (float)(1.0 / sqrt(ss / d + 1e-6) / sqrt((double)d));
     }
 }
@@ -242,13 +256,15 @@ static int lsh_forward(const attn_shape *s, const attn_params *p, const attn_ten
     int32_t *counts = kern_take(&cursor, (size_t)g.h * (size_t)(g.nb + 1), sizeof(int32_t));
     float *rot = kern_take(&cursor, (size_t)d * (size_t)cols, sizeof(float));
     char *threads_base = cursor.base + cursor.off;
-    const size_t per_thread = thread_bytes(&g, d);
+    const size_t per_thread = thread_bytes(&g, d, s->dtype);
+    const attn_dtype dt = s->dtype;
 
     for (int64_t bh = 0; bh < s->B * s->H; bh++) {
         const int64_t b = bh / s->H, head = bh % s->H;
         const size_t off = (size_t)bh * (size_t)n * (size_t)d;
-        const float *q = t->q + off, *v = t->v + off;
-        float *out = t->out + off, *lse = t->lse + (size_t)bh * (size_t)n;
+        const void *q = attn_elem(t->q, dt, off), *v = attn_elem(t->v, dt, off);
+        void *out = attn_elem_mut(t->out, dt, off);
+        float *lse = t->lse + (size_t)bh * (size_t)n;
         int32_t *buckets[64];
         for (int r = 0; r < g.h; r++)
             buckets[r] = t->structure + (size_t)((r * s->B + b) * s->H + head) * (size_t)n;
@@ -268,7 +284,10 @@ static int lsh_forward(const attn_shape *s, const attn_params *p, const attn_ten
             float *y = kern_take(&mine, (size_t)LSH_HASH_ROWS * (size_t)cols, sizeof(float));
             float *kcol_scale = kern_take(&mine, (size_t)g.tk, sizeof(float));
             kern_tile tile;
-            tile_init(&tile, &mine, g.tq, g.tk, d);
+            tile_init(&tile, &mine, g.tq, g.tk, d, dt);
+            float *widened = dt == ATTN_BF16
+                                 ? kern_take(&mine, (size_t)LSH_HASH_ROWS * (size_t)d, sizeof(float))
+                                 : NULL;
             attn_stats work_done = {{0}};
             tile.stats = t->stats ? &work_done : NULL;
 
@@ -276,9 +295,9 @@ static int lsh_forward(const attn_shape *s, const attn_params *p, const attn_ten
 #pragma omp for schedule(static)
             for (int64_t j0 = 0; j0 < n; j0 += LSH_HASH_ROWS) {
                 const int rows = (int)(n - j0 < LSH_HASH_ROWS ? n - j0 : LSH_HASH_ROWS);
-                key_scales(q, d, j0, j0 + rows, kscale);
+                key_scales(q, dt, d, j0, j0 + rows, kscale);
                 if (!t->reuse_structure)
-                    hash_rows(&g, q, d, j0, rows, rot, y, buckets);
+                    hash_rows(&g, q, dt, d, j0, rows, rot, y, widened, buckets);
             }
             /* pass 2: stable counting sort by bucket, one round per thread at a time */
 #pragma omp for schedule(static)
@@ -298,17 +317,17 @@ static int lsh_forward(const attn_shape *s, const attn_params *p, const attn_ten
                                                ? sorted + (a + LSH_PREFETCH_AHEAD) * g.c
                                                : NULL;
                     if (ahead)
-                        tile_prefetch_rows(q, d, ahead, (int)g.c, d);
+                        tile_prefetch_rows(q, d, ahead, (int)g.c, d, dt);
                     for (int64_t q0 = 0; q0 < g.c; q0 += g.tq) {
                         const int rows = (int)(g.c - q0 < g.tq ? g.c - q0 : g.tq);
                         const int32_t *qpos = sorted + a * g.c + q0;
                         tile_begin(&tile, q, d, qpos, rows, 1.0f);
                         if (r > 0) /* the rows the merge will read back */
-                            tile_prefetch_rows(out, d, qpos, rows, d);
+                            tile_prefetch_rows(out, d, qpos, rows, d, dt);
                         for (int side = 0; side < 2; side++) {
                             const int64_t kc = side == 0 ? prev : a;
                             if (side == 1 && ahead && q0 == 0)
-                                tile_prefetch_rows(v, d, ahead, (int)g.c, d);
+                                tile_prefetch_rows(v, d, ahead, (int)g.c, d, dt);
                             if (side == 0 && prev == a)
                                 continue; /* a single chunk: look at it once */
                             for (int64_t k0 = 0; k0 < g.c; k0 += g.tk) {
@@ -443,7 +462,7 @@ static void lsh_head_begin(void *state, int64_t bh, bwd_io *io, void *extra)
     io->kscale = c->kscale;
 #pragma omp for schedule(static)
     for (int64_t j0 = 0; j0 < n; j0 += 1024)
-        key_scales(io->q, d, j0, j0 + 1024 < n ? j0 + 1024 : n, c->kscale);
+        key_scales(io->q, io->dtype, d, j0, j0 + 1024 < n ? j0 + 1024 : n, c->kscale);
 #pragma omp for schedule(static)
     for (int r = 0; r < g->h; r++)
         sort_round(g, c->structure + (size_t)((r * s->B + b) * s->H + head) * (size_t)n,
@@ -469,18 +488,18 @@ static void lsh_head_end(void *state, int64_t bh, const bwd_io *io)
     (void)bh;
     const lsh_units *c = state;
     const int d = io->d;
-    const float *q = io->q;
     float *dq = io->dq, *dk = io->dk;
 #pragma omp for schedule(static)
     for (int64_t j = 0; j < c->s->n; j++) {
-        const float *x = q + j * d;
+        const size_t row = (size_t)(j * d);
         float *gk = dk + j * d;
         double xg = 0;
         for (int k = 0; k < d; k++)
-            xg += (double)x[k] * gk[k];
+            xg += (double)kern_elem(io->q, io->dtype, row + k) * gk[k];
         const double a1 = c->kscale[j], rho2 = a1 * a1 * d;
         for (int k = 0; k < d; k++) {
-            dq[j * d + k] += (float)(a1 * (gk[k] - x[k] * rho2 * xg / d));
+            const float x = kern_elem(io->q, io->dtype, row + k);
+            dq[j * d + k] += (float)(a1 * (gk[k] - x * rho2 * xg / d));
             gk[k] = 0.0f;
         }
     }
@@ -502,7 +521,7 @@ static int lsh_backward(const attn_shape *s, const attn_params *p, const attn_gr
     kern_cursor cursor = {work, 0};
     lsh_units units = {.g = &g, .s = s, .structure = gr->structure};
     units.kscale = kern_take(&cursor, (size_t)n, sizeof(float));
-    float *D = kern_take(&cursor, (size_t)n, sizeof(float));
+    const bwd_head head = bwd_head_carve(s, &cursor);
     units.selfs = kern_take(&cursor, (size_t)n, sizeof(int32_t));
     units.stamp = kern_take(&cursor, (size_t)n, sizeof(int32_t));
     units.sorted_rw = kern_take(&cursor, (size_t)g.h * (size_t)n, sizeof(int32_t));
@@ -511,7 +530,7 @@ static int lsh_backward(const attn_shape *s, const attn_params *p, const attn_gr
                            .prepare = true, .scale = 1.0f, .state = &units,
                            .head_begin = lsh_head_begin, .head_units = lsh_head_units,
                            .next = lsh_next, .head_end = lsh_head_end};
-    bwd_drive(s, gr, &plan, D, cursor.base + cursor.off, nthreads);
+    bwd_drive(s, gr, &plan, &head, cursor.base + cursor.off, nthreads);
     return ATTN_OK;
 }
 
@@ -584,13 +603,16 @@ static int lsh_mass(const attn_shape *s, const attn_params *p, const attn_tensor
     int32_t *cnt = malloc((size_t)(g.nb + 1) * sizeof *cnt);
     int32_t *stamps = malloc((size_t)nthreads * (size_t)n * sizeof *stamps);
     float *kscale = malloc((size_t)n * sizeof *kscale);
-    int rc = sorted && where && cnt && stamps && kscale ? ATTN_OK : ATTN_ENOMEM;
+    float *widened = malloc((size_t)n * (size_t)d * sizeof *widened); /* the head's q as fp32 */
+    int rc = sorted && where && cnt && stamps && kscale && widened ? ATTN_OK : ATTN_ENOMEM;
     double mass = 0;
     for (int64_t bh = 0; bh < s->B * s->H && rc == ATTN_OK; bh++) {
         const int64_t b = bh / s->H, head = bh % s->H;
-        const float *q = t->q + (size_t)bh * (size_t)n * (size_t)d;
+        attn_convert(attn_elem(t->q, s->dtype, (size_t)bh * (size_t)n * (size_t)d), s->dtype,
+                     widened, ATTN_FP32, (size_t)n * (size_t)d);
+        const float *q = widened;
         const float *lse = lse_exact + (size_t)bh * (size_t)n;
-        key_scales(q, d, 0, n, kscale);
+        key_scales(q, ATTN_FP32, d, 0, n, kscale);
         for (int r = 0; r < g.h; r++) {
             sort_round(&g, t->structure + (size_t)((r * s->B + b) * s->H + head) * (size_t)n, cnt,
                        sorted + (size_t)r * (size_t)n, NULL);
@@ -629,7 +651,7 @@ static int lsh_mass(const attn_shape *s, const attn_params *p, const attn_tensor
         }
     }
     *sum = rc == ATTN_OK ? mass : 0;
-    free(sorted), free(where), free(cnt), free(stamps), free(kscale);
+    free(sorted), free(where), free(cnt), free(stamps), free(kscale), free(widened);
     return rc;
 }
 

@@ -202,9 +202,47 @@ size_t attn_structure_elems(const attn_cost *c)
     return e;
 }
 
+size_t attn_dtype_size(attn_dtype t)
+{
+    return t == ATTN_BF16 ? sizeof(attn_bf16) : sizeof(float);
+}
+
+const char *attn_dtype_name(attn_dtype t)
+{
+    return t == ATTN_BF16 ? "bf16" : "fp32";
+}
+
+int attn_dtype_parse(const char *name, attn_dtype *t)
+{
+    if (strcmp(name, "fp32") == 0)
+        *t = ATTN_FP32;
+    else if (strcmp(name, "bf16") == 0)
+        *t = ATTN_BF16;
+    else
+        return ATTN_EPARAM_VALUE;
+    return ATTN_OK;
+}
+
+void attn_convert(const void *src, attn_dtype from, void *dst, attn_dtype to, size_t count)
+{
+    if (from == to) {
+        memcpy(dst, src, count * attn_dtype_size(from));
+    } else if (from == ATTN_FP32) {
+        const float *x = src;
+        attn_bf16 *y = dst;
+        for (size_t i = 0; i < count; i++)
+            y[i] = attn_f32_to_bf16(x[i]);
+    } else {
+        const attn_bf16 *x = src;
+        float *y = dst;
+        for (size_t i = 0; i < count; i++)
+            y[i] = attn_bf16_to_f32(x[i]);
+    }
+}
+
 size_t attn_io_bytes(const attn_shape *s, const attn_cost *c)
 {
-    return 4 * attn_tensor_elems(s) * sizeof(float) + (size_t)(s->B * s->H * s->n) * sizeof(float) +
+    return 4 * attn_tensor_elems(s) * attn_dtype_size(s->dtype) + (size_t)(s->B * s->H * s->n) * sizeof(float) +
            attn_structure_elems(c) * sizeof(int32_t);
 }
 

@@ -58,6 +58,10 @@ void attn_ring_part_of(const attn_shape *s, const attn_params *p, int ranks, int
 
 int attn_ring_check(const attn_shape *s, const attn_params *p, int ranks, const char **why)
 {
+    if (s->dtype != ATTN_FP32) { /* its blocks and their merges across ranks are fp32 */
+        *why = "ring runs fp32 only (its blocks travel and merge as fp32)";
+        return ATTN_EUNSUPPORTED;
+    }
     const int zig = ring_layout(s, p, ranks) == RING_ZIGZAG;
     *why = zig ? "zigzag needs n >= 2 x ranks (every rank holds two chunks of rows)"
                : "n must be at least the number of ranks (every rank holds rows)";
@@ -125,7 +129,7 @@ static size_t ring_carve(const attn_shape *s, const attn_params *p, int ranks, i
     }
     w->row = kern_take(&c, (size_t)(s->B * s->H * me.rows), sizeof(float));
     const size_t per_thread = backward ? bwd_tile_bytes(tq, tk, (int)s->d)
-                                       : tile_bytes(tq, tk, (int)s->d);
+                                       : tile_bytes(tq, tk, (int)s->d, ATTN_FP32);
     w->tiles = kern_take(&c, (size_t)nthreads * per_thread, 1);
     return c.off;
 }
@@ -245,12 +249,12 @@ static void forward_block(const attn_shape *s, const attn_ring_part *me, const a
     const int64_t BH = s->B * s->H, qt0 = (me->len[0] + tq - 1) / tq,
                   qtiles = qt0 + (me->len[1] + tq - 1) / tq, items = BH * qtiles;
     const float scale = 1.0f / sqrtf((float)d);
-    const size_t per_thread = tile_bytes(tq, tk, d);
+    const size_t per_thread = tile_bytes(tq, tk, d, ATTN_FP32);
 #pragma omp parallel num_threads(nthreads)
     {
         kern_cursor cursor = {tiles + (size_t)omp_get_thread_num() * per_thread, 0};
         kern_tile tile;
-        tile_init(&tile, &cursor, tq, tk, d);
+        tile_init(&tile, &cursor, tq, tk, d, ATTN_FP32);
         attn_stats mine = {{0}};
         tile.stats = t->stats ? &mine : NULL;
 #pragma omp for schedule(dynamic)
@@ -273,7 +277,7 @@ static void forward_block(const attn_shape *s, const attn_ring_part *me, const a
                     const int64_t gk = blk->start[kc] + k0; /* global first key */
                     const size_t koff = (size_t)(bh * blk->rows + chunk_local(blk, kc) + k0) * d;
                     if (!started)
-                        tile_begin(&tile, t->q + qoff * d, d, NULL, rows, scale);
+                        tile_begin(&tile, (const float *)t->q + qoff * d, d, NULL, rows, scale);
                     started = 1;
                     /* causal: global key gk + j is hidden from the queries before it */
                     const tile_mask causal = {.q0 = (int32_t)g0, .k0 = (int32_t)gk,
@@ -283,7 +287,8 @@ static void forward_block(const attn_shape *s, const attn_ring_part *me, const a
                 }
             }
             if (started)
-                tile_end_merge(&tile, t->out + qoff * d, d, NULL, t->lse + qoff, l + qoff, true);
+                tile_end_merge(&tile, (float *)t->out + qoff * d, d, NULL, t->lse + qoff, l + qoff,
+                               true);
         }
         attn_stats_add(t->stats, &mine);
     }
@@ -403,10 +408,11 @@ static void ring_head_io(void *state, const attn_grads *g, int64_t bh, bwd_io *i
     const ring_units *c = state;
     const int d = c->d;
     const size_t qo = (size_t)(bh * c->me->rows), ko = (size_t)(bh * c->blk->rows);
-    *io = (bwd_io){.q = g->q + qo * d, .k = c->K + ko * d, .v = c->V + ko * d,
-                   .dout = g->dout + qo * d, .lse = g->lse + qo, .D = c->D + qo,
-                   .dq = g->dq + qo * d, .dk = c->grad + ko * d, .dv = c->grad + c->bf + ko * d,
-                   .d = d, .scale = 1.0f / sqrtf((float)d)};
+    *io = (bwd_io){.q = (const float *)g->q + qo * d, .k = c->K + ko * d, .v = c->V + ko * d,
+                   .dout = (const float *)g->dout + qo * d, .lse = g->lse + qo, .D = c->D + qo,
+                   .dq = (float *)g->dq + qo * d, .dk = c->grad + ko * d,
+                   .dv = c->grad + c->bf + ko * d, .dtype = ATTN_FP32, .d = d,
+                   .scale = 1.0f / sqrtf((float)d)};
 }
 
 static void ring_head_units(void *state, int64_t bh, const bwd_io *io)
@@ -456,7 +462,8 @@ int attn_ring_backward(const attn_shape *s, const attn_params *p, const attn_rin
 #pragma omp parallel for num_threads(nthreads) schedule(static)
     for (int64_t i0 = 0; i0 < (int64_t)rows; i0 += 1024) {
         const int64_t count = (int64_t)rows - i0 < 1024 ? (int64_t)rows - i0 : 1024;
-        bwd_rowdot(g->dout + (size_t)i0 * d, g->out + (size_t)i0 * d, count, d, w.row + i0);
+        bwd_rowdot((const float *)g->dout + (size_t)i0 * d, (const float *)g->out + (size_t)i0 * d,
+                   ATTN_FP32, count, d, w.row + i0);
     }
     int failed = 0;
     for (int step = 0; step < P && !failed; step++) {

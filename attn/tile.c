@@ -71,26 +71,39 @@ static inline const float *row_of(const float *base, int64_t ld, const int32_t *
     return base + (idx ? (int64_t)idx[r] : (int64_t)r) * ld;
 }
 
-void tile_prefetch_rows(const float *base, int64_t ld, const int32_t *idx, int count, int d)
+void tile_prefetch_rows(const void *base, int64_t ld, const int32_t *idx, int count, int d,
+                        attn_dtype dtype)
 {
     if (!idx)
         return;
+    const size_t size = attn_dtype_size(dtype);
     for (int j = 0; j < count; j++) {
-        const char *row = (const char *)(base + (int64_t)idx[j] * ld);
-        for (int off = 0; off < d * (int)sizeof(float); off += 64)
+        const char *row = (const char *)base + (size_t)idx[j] * (size_t)ld * size;
+        for (size_t off = 0; off < (size_t)d * size; off += 64)
             __builtin_prefetch(row + off);
     }
 }
 
-size_t tile_bytes(int max_rows, int max_cols, int d)
+/* Rows of the bf16 staging buffers: a key tile, or the query or output rows of a tile. */
+static size_t staged_rows(int max_rows, int max_cols)
 {
-    size_t ld = (size_t)stride_for(lanes_for(max_rows));
-    (void)max_cols; /* no score tile is stored: a key tile's size costs no workspace */
-    return 2 * kern_slice_bytes((size_t)d * ld, sizeof(float)) +
-           2 * kern_slice_bytes(ld, sizeof(float));
+    return (size_t)(max_rows > max_cols ? max_rows : max_cols);
 }
 
-void tile_init(kern_tile *t, kern_cursor *cursor, int max_rows, int max_cols, int d)
+size_t tile_bytes(int max_rows, int max_cols, int d, attn_dtype dtype)
+{
+    size_t ld = (size_t)stride_for(lanes_for(max_rows));
+    /* no score tile is stored: a key tile's size costs workspace only to stage bf16 rows */
+    const size_t staging = dtype == ATTN_BF16
+                               ? 2 * kern_slice_bytes(staged_rows(max_rows, max_cols) * (size_t)d,
+                                                      sizeof(float))
+                               : 0;
+    return 2 * kern_slice_bytes((size_t)d * ld, sizeof(float)) +
+           2 * kern_slice_bytes(ld, sizeof(float)) + staging;
+}
+
+void tile_init(kern_tile *t, kern_cursor *cursor, int max_rows, int max_cols, int d,
+               attn_dtype dtype)
 {
     size_t ld = (size_t)stride_for(lanes_for(max_rows));
     t->max_rows = max_rows;
@@ -103,6 +116,13 @@ void tile_init(kern_tile *t, kern_cursor *cursor, int max_rows, int max_cols, in
     t->ot = kern_take(cursor, (size_t)d * ld, sizeof(float));
     t->m = kern_take(cursor, ld, sizeof(float));
     t->l = kern_take(cursor, ld, sizeof(float));
+    t->dtype = dtype;
+    t->kbuf = t->vbuf = NULL;
+    if (dtype == ATTN_BF16) {
+        const size_t rows = staged_rows(max_rows, max_cols);
+        t->kbuf = kern_take(cursor, rows * (size_t)d, sizeof(float));
+        t->vbuf = kern_take(cursor, rows * (size_t)d, sizeof(float));
+    }
     t->stats = NULL;
 }
 
@@ -168,14 +188,20 @@ static inline void transpose8(__m256 r[8])
 }
 #endif
 
-void tile_begin(kern_tile *t, const float *q, int64_t ldq, const int32_t *qidx, int rows,
+void tile_begin(kern_tile *t, const void *qrows, int64_t ldq, const int32_t *qidx, int rows,
                 float scale)
 {
     const int d = t->d, lanes = lanes_for(rows), ld = stride_for(lanes);
     assert(rows >= 1 && rows <= t->max_rows); /* the workspace was sized for max_rows */
     if (qidx) {
         count(t, ATTN_STAT_ROWS_GATHERED, (uint64_t)rows);
-        count(t, ATTN_STAT_BYTES_GATHERED, (uint64_t)rows * (uint64_t)t->d * sizeof(float));
+        count(t, ATTN_STAT_BYTES_GATHERED,
+              (uint64_t)rows * (uint64_t)t->d * attn_dtype_size(t->dtype));
+    }
+    const float *q = qrows;
+    if (t->dtype == ATTN_BF16) { /* widened once, then transposed as fp32 rows are */
+        kern_rows_widen(qrows, ldq, qidx, rows, d, ATTN_BF16, t->kbuf);
+        q = t->kbuf, ldq = d, qidx = NULL;
     }
     t->rows = rows;
     t->lanes = lanes;
@@ -743,8 +769,8 @@ static void attend_avx2(kern_tile *t, const float *k, int64_t ldk, const int32_t
 }
 #endif
 
-void tile_attend(kern_tile *t, const float *k, int64_t ldk, const int32_t *kidx, const float *v,
-                 int64_t ldv, const int32_t *vidx, int cols, const tile_mask *mask)
+void tile_attend(kern_tile *t, const void *krows, int64_t ldk, const int32_t *kidx,
+                 const void *vrows, int64_t ldv, const int32_t *vidx, int cols, const tile_mask *mask)
 {
     assert(cols >= 1 && cols <= t->max_cols);
     t->cols = cols;
@@ -752,13 +778,20 @@ void tile_attend(kern_tile *t, const float *k, int64_t ldk, const int32_t *kidx,
     count(t, ATTN_STAT_TILES, 1);
     /* one exponential per score and one per row for a rescale of its running sum */
     count(t, ATTN_STAT_EXPS, (uint64_t)t->rows * (uint64_t)(cols + 1));
+    const uint64_t row_bytes = (uint64_t)t->d * attn_dtype_size(t->dtype);
     if (kidx) {
         count(t, ATTN_STAT_ROWS_GATHERED, (uint64_t)cols);
-        count(t, ATTN_STAT_BYTES_GATHERED, (uint64_t)cols * (uint64_t)t->d * sizeof(float));
+        count(t, ATTN_STAT_BYTES_GATHERED, (uint64_t)cols * row_bytes);
     }
     if (vidx) {
         count(t, ATTN_STAT_ROWS_GATHERED, (uint64_t)cols);
-        count(t, ATTN_STAT_BYTES_GATHERED, (uint64_t)cols * (uint64_t)t->d * sizeof(float));
+        count(t, ATTN_STAT_BYTES_GATHERED, (uint64_t)cols * row_bytes);
+    }
+    const float *k = krows, *v = vrows;
+    if (t->dtype == ATTN_BF16) { /* the key tile widened once for all the tile's strips */
+        kern_rows_widen(krows, ldk, kidx, cols, t->d, ATTN_BF16, t->kbuf);
+        kern_rows_widen(vrows, ldv, vidx, cols, t->d, ATTN_BF16, t->vbuf);
+        k = t->kbuf, v = t->vbuf, ldk = ldv = t->d, kidx = vidx = NULL;
     }
 #if TILE_HAVE_AVX512
     if (use_avx512()) {
@@ -843,7 +876,26 @@ static void store_rows_scalar(kern_tile *t, int from, float *out, int64_t ldo,
     }
 }
 
-void tile_end(kern_tile *t, float *out, int64_t ldo, const int32_t *oidx, float *lse)
+/* Writes the tile's rows through the weights wa, wb (see store_rows); bf16 rows are staged:
+ * widened first when read (merge), rounded once when written. */
+static void store(kern_tile *t, void *out, int64_t ldo, const int32_t *oidx, const float *wa,
+                  const float *wb)
+{
+    if (t->dtype != ATTN_BF16) {
+        store_rows_scalar(t, store_rows(t, out, ldo, oidx, wa, wb), out, ldo, oidx, wa, wb);
+        return;
+    }
+    float *rows = t->kbuf;
+    bool reads = false;
+    for (int r = 0; r < t->rows && !reads; r++)
+        reads = wa[r] != 0.0f;
+    if (reads)
+        kern_rows_widen(out, ldo, oidx, t->rows, t->d, ATTN_BF16, rows);
+    store_rows_scalar(t, store_rows(t, rows, t->d, NULL, wa, wb), rows, t->d, NULL, wa, wb);
+    kern_rows_narrow(rows, t->rows, t->d, out, ldo, oidx, ATTN_BF16);
+}
+
+void tile_end(kern_tile *t, void *out, int64_t ldo, const int32_t *oidx, float *lse)
 {
     /* the tile's own m and l arrays double as the weights: wa = 0, wb = 1 / l */
     float *wa = t->m, *wb = t->l;
@@ -855,10 +907,10 @@ void tile_end(kern_tile *t, float *out, int64_t ldo, const int32_t *oidx, float 
         wa[r] = 0.0f;
         wb[r] = l > 0.0f ? 1.0f / l : 0.0f;
     }
-    store_rows_scalar(t, store_rows(t, out, ldo, oidx, wa, wb), out, ldo, oidx, wa, wb);
+    store(t, out, ldo, oidx, wa, wb);
 }
 
-void tile_end_merge(kern_tile *t, float *out, int64_t ldo, const int32_t *oidx, float *m,
+void tile_end_merge(kern_tile *t, void *out, int64_t ldo, const int32_t *oidx, float *m,
                     float *l, bool merge)
 {
     /* as in tile_end, the tile's m and l arrays become the weights: of what the row holds
@@ -884,5 +936,5 @@ void tile_end_merge(kern_tile *t, float *out, int64_t ldo, const int32_t *oidx, 
             l[row] = a + b;
         }
     }
-    store_rows_scalar(t, store_rows(t, out, ldo, oidx, wa, wb), out, ldo, oidx, wa, wb);
+    store(t, out, ldo, oidx, wa, wb);
 }

@@ -14,6 +14,13 @@
  * base + idx[r] * ld), which is how lsh gathers its sorted buckets and block_sparse its random
  * blocks without copying Q, K or V.
  *
+ * Storage: a tile reads and writes rows of its dtype. bf16 rows are widened to fp32 as they
+ * enter (the queries when the tile begins, a key tile's K and V rows once per tile_attend, into
+ * contiguous scratch, which also turns a gather into sequential reads for the strips), and the
+ * output rows are rounded once as they leave; the scores, the softmax and the accumulators are
+ * fp32 whatever the dtype, and the vector paths never see bf16. Widening costs 2 d per key
+ * against the 4 d x rows FLOPs it serves.
+ *
  * Per tile:
  *   tile_begin(t, q, ...);                      transposes and scales the queries
  *   for each key tile: tile_attend(t, k, ..., v, ..., mask);
@@ -33,23 +40,26 @@
 
 typedef struct kern_tile {
     int max_rows, max_cols, d;
+    attn_dtype dtype;   /* storage of the rows read and written */
     int rows, cols;     /* current query and key counts */
     int lanes, ld;      /* rows rounded up to TILE_LANES (the lanes computed); the stride */
     float *qt;          /* (d, ld) scaled queries, transposed; padding lanes are zero */
     float *ot;          /* (d, ld) output accumulator, transposed */
     float *m, *l;       /* (ld) running max and running sum */
+    float *kbuf, *vbuf; /* bf16 only: (max(max_rows, max_cols), d) rows widened to fp32 */
     attn_stats *stats;  /* the calling thread's own counters (tile_init zeroes them), or NULL */
 } kern_tile;
 
-/* Workspace bytes of one tile. */
-size_t tile_bytes(int max_rows, int max_cols, int d);
+/* Workspace bytes of one tile whose rows are stored as dtype. */
+size_t tile_bytes(int max_rows, int max_cols, int d, attn_dtype dtype);
 /* Carves a tile from a workspace cursor (see kernels.h). Its counters start unset (NULL): a
  * method that counts points t->stats at a thread-local attn_stats and adds that to the
  * call's (attn_stats_add) when its parallel region ends. */
-void tile_init(kern_tile *t, kern_cursor *cursor, int max_rows, int max_cols, int d);
+void tile_init(kern_tile *t, kern_cursor *cursor, int max_rows, int max_cols, int d,
+               attn_dtype dtype);
 
 /* Starts a query tile: rows queries, row r = q + (qidx ? qidx[r] : r) * ldq, times scale. */
-void tile_begin(kern_tile *t, const float *q, int64_t ldq, const int32_t *qidx, int rows,
+void tile_begin(kern_tile *t, const void *q, int64_t ldq, const int32_t *qidx, int rows,
                 float scale);
 /* Which keys a query sees, stated by positions: query r's is qpos[r] (qpos NULL: q0 + r), key
  * j's kpos[j] (NULL: k0 + j). Key k is visible from query q when lo <= k - q <= hi; a hidden
@@ -73,18 +83,20 @@ typedef struct tile_mask {
 /* The current queries against `cols` keys and values, key j = k + (kidx ? kidx[j] : j) * ldk
  * and value j likewise from v, vidx: scores, the mask (NULL: none), and the online-softmax
  * update, fused. */
-void tile_attend(kern_tile *t, const float *k, int64_t ldk, const int32_t *kidx, const float *v,
+void tile_attend(kern_tile *t, const void *k, int64_t ldk, const int32_t *kidx, const void *v,
                  int64_t ldv, const int32_t *vidx, int cols, const tile_mask *mask);
 /* Writes the tile's rows: out row r = out + (oidx ? oidx[r] : r) * ldo, and lse[row] = m + log l
  * (lse may be NULL). */
-void tile_end(kern_tile *t, float *out, int64_t ldo, const int32_t *oidx, float *lse);
+void tile_end(kern_tile *t, void *out, int64_t ldo, const int32_t *oidx, float *lse);
 /* Like tile_end, but keeps each output row's softmax state as a running max m[row] and a sum
  * l[row] (of exp(logit - m)), and with `merge` combines this tile's candidates with what the
  * rows already hold, as one softmax over both sets (how lsh combines its hash rounds).
  * Why not merge through the lse: with a finite mask penalty such as -1e5 a float lse keeps
  * only ~1e-2 absolute precision, and the merge weights would inherit that error; differences
- * of maxes of the same magnitude are exact. lse = m + log l once all sets are merged. */
-void tile_end_merge(kern_tile *t, float *out, int64_t ldo, const int32_t *oidx, float *m,
+ * of maxes of the same magnitude are exact. lse = m + log l once all sets are merged.
+ * In bf16 the rows hold the sets merged so far rounded to bf16, so a row merged from k sets is
+ * rounded k times, not once (an fp32 copy of the rows would cost more than the bf16 output). */
+void tile_end_merge(kern_tile *t, void *out, int64_t ldo, const int32_t *oidx, float *m,
                     float *l, bool merge);
 
 /* Gathered rows (lsh's buckets, block_sparse's random blocks) sit anywhere in memory, where
@@ -93,7 +105,9 @@ void tile_end_merge(kern_tile *t, float *out, int64_t ldo, const int32_t *oidx, 
  * so that the fetches overlap the current tile's arithmetic (just before use hides nothing,
  * which is why tile_attend does not). Does nothing when idx is NULL (contiguous rows prefetch
  * themselves). */
-void tile_prefetch_rows(const float *base, int64_t ld, const int32_t *idx, int count, int d);
+void tile_prefetch_rows(const void *base, int64_t ld, const int32_t *idx, int count, int d,
+                        attn_dtype dtype);
+
 
 /* Tests only: run the portable C path instead of the vector one. */
 void tile_force_portable(bool on);

@@ -718,6 +718,37 @@ assert r["model_io_bytes"] > f["model_io_bytes"]  # dout, dq, dk, dv
 expect_status 1 "run --backward, a gradient left unwritten" -- env ATTNBENCH_FAULT=unwritten "$bin" run --method lsh --n 256 --backward --reps 1 --counters none
 grep -q "status *error" "$tmp/out" && pass || fail "an unwritten output with --backward is not an error"
 
+# --- --dtype bf16: an axis of the sweep and of the point's identity; half the tensors' bytes;
+# err_vs_fp32 beside err_vs_exact; fp32 ids unchanged; what cannot run bf16 says so
+"$bin" sweep --methods full_stream,lsh --n 512 --dtype fp32,bf16 --accuracy --backward --reps 1 \
+    --counters none --no-yardstick --out "$tmp/dtype.jsonl" >/dev/null 2>&1
+"$bin" run --method full_stream --n 512 --accuracy --backward --reps 1 --counters none --json \
+    >"$tmp/fp32_run.json" 2>/dev/null
+/usr/bin/python3 -c '
+import json, sys
+recs = [json.loads(l) for l in open(sys.argv[1])]
+assert len(recs) == 4, len(recs)
+by = {(r["method"], r["dtype"]): r for r in recs}
+assert set(by) == {(m, t) for m in ("full_stream", "lsh") for t in ("fp32", "bf16")}, set(by)
+for m in ("full_stream", "lsh"):
+    f, b = by[(m, "fp32")], by[(m, "bf16")]
+    assert f["status"] == b["status"] == "ok", (f["reason"], b["reason"])
+    assert b["point_id"] != f["point_id"] and "dtype=bf16" in b["point_key"]
+    assert "dtype" not in f["point_key"]  # fp32 points keep the ids they always had
+    assert b["model_io_bytes"] < 0.6 * f["model_io_bytes"], (b["model_io_bytes"], f["model_io_bytes"])
+    assert f["err_vs_fp32"] is None
+    e = b["err_vs_fp32"]
+    assert 0 < e["rel_fro"] < 1e-2 and e["reference"].startswith(m), e
+    assert b["err_vs_exact"]["rel_fro"] > 0
+one = json.load(open(sys.argv[2]))
+assert one["point_id"] == by[("full_stream", "fp32")]["point_id"]
+' "$tmp/dtype.jsonl" "$tmp/fp32_run.json" && pass || fail "sweep --dtype fp32,bf16: $(head -c 400 "$tmp/dtype.jsonl")"
+expect_status 2 "--dtype fp16" -- "$bin" run --method full --n 64 --dtype fp16
+expect_status 2 "run --dtype with a list" -- "$bin" run --method full --n 64 --dtype fp32,bf16
+"$bin" run --method ring --n 256 --dtype bf16 --reps 1 --counters none --json >"$tmp/out" 2>/dev/null
+grep -q '"status":"unsupported"' "$tmp/out" && grep -q "fp32 only" "$tmp/out" && pass \
+    || fail "ring in bf16 is not unsupported with its reason: $(head -c 300 "$tmp/out")"
+
 # --- external workloads: someone else's program under the same harness
 expect_status 0 "run ext:numpy_textbook" -- "$bin" run --method ext:numpy_textbook --n 512 --reps 2 --accuracy --json --counters sw
 /usr/bin/python3 -c '

@@ -71,11 +71,11 @@ static void run_tile(const cand *c, const float *q, const float *k, const float 
     int max_cols = 0;
     for (int i = 0; i < ntiles; i++)
         max_cols = tiles[i] > max_cols ? tiles[i] : max_cols;
-    size_t bytes = tile_bytes(c->nq, max_cols, d);
+    size_t bytes = tile_bytes(c->nq, max_cols, d, ATTN_FP32);
     char *work = aligned_alloc(64, (bytes + 63) / 64 * 64);
     kern_cursor cursor = {work, 0};
     kern_tile t;
-    tile_init(&t, &cursor, c->nq, max_cols, d);
+    tile_init(&t, &cursor, c->nq, max_cols, d, ATTN_FP32);
     tile_begin(&t, q, d, c->qi, c->nq, scale);
     for (int i = 0, j0 = 0; i < ntiles; j0 += tiles[i++]) {
         tile_mask m;
@@ -209,11 +209,11 @@ static void test_merge_is_one_softmax(void **state)
         memcpy(ref_scattered + out_rows[i] * d, ref + i * d, d * sizeof(double));
         lse_scattered[out_rows[i]] = ref_lse[i];
     }
-    size_t bytes = tile_bytes(nq, n2, d);
+    size_t bytes = tile_bytes(nq, n2, d, ATTN_FP32);
     char *work = aligned_alloc(64, (bytes + 63) / 64 * 64);
     kern_cursor cursor = {work, 0};
     kern_tile t;
-    tile_init(&t, &cursor, nq, n2, d);
+    tile_init(&t, &cursor, nq, n2, d, ATTN_FP32);
     float out[40 * 24], lse[40], m[40], l[40];
     fill_nan(out, 40 * 24);
     for (int pass = 0; pass < 2; pass++) {

@@ -76,6 +76,8 @@ int cmd_run(int argc, char **argv)
         return cli_error("run", "--n is required");
     if (o.nlayers != 1)
         return cli_error("run", "--layers takes one number of layers here (a sweep takes more)");
+    if (o.ndtypes != 1)
+        return cli_error("run", "--dtype takes one type here (a sweep takes more)");
 
     point_spec s;
     if (o.nranks > 1)

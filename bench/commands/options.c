@@ -23,6 +23,7 @@ void options_default(options *o)
     o->stack = STACK_STANDARD;
     o->layers[0] = 2;
     o->nlayers = 1;
+    o->ndtypes = 1; /* fp32 */
     o->ff_chunk = 1024;
     o->seed = 1;
     o->inputs = INPUTS_RANDOM;
@@ -65,6 +66,21 @@ static int apply_point_option(const char *cmd, int opt, const char *arg, options
         o->shape.B = x;
         return 0;
     case OPT_CAUSAL: o->shape.causal = true; return 0;
+    case OPT_DTYPE: {
+        o->ndtypes = 0;
+        char list[64];
+        snprintf(list, sizeof list, "%s", arg);
+        for (char *save, *tok = strtok_r(list, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+            attn_dtype t;
+            if (attn_dtype_parse(tok, &t) != 0 || o->ndtypes == 2 ||
+                (o->ndtypes == 1 && o->dtypes[0] == t))
+                return cli_error(cmd, "--dtype '%s' is not fp32, bf16 or the list fp32,bf16", arg);
+            o->dtypes[o->ndtypes++] = t;
+        }
+        if (o->ndtypes == 0)
+            return cli_error(cmd, "--dtype '%s' is not fp32, bf16 or the list fp32,bf16", arg);
+        return 0;
+    }
     case OPT_REPS:
         if (cli_parse_int(arg, 1, 1000, &x))
             return cli_error(cmd, "--reps '%s' is not an integer in [1, 1000]", arg);
@@ -255,6 +271,7 @@ void options_spec(const options *o, const attn_params *p, const method_ref *ref,
     s->params = *p;
     s->shape = o->shape;
     s->shape.n = n;
+    s->shape.dtype = o->dtypes[0];
     s->threads = o->threads;
     /* P ranks started on this machine share its cores, unless told otherwise */
     if (ranks > 0 && !o->threads_given)

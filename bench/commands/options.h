@@ -13,7 +13,7 @@ enum {
     OPT_D = 1000, OPT_HEADS, OPT_BATCH, OPT_CAUSAL, OPT_REPS, OPT_SEED, OPT_THREADS, OPT_INPUTS,
     OPT_ACCURACY, OPT_COUNTERS, OPT_MEM_LIMIT, OPT_TIME_LIMIT, OPT_NO_SKIP, OPT_WARMUP, OPT_TRAIN,
     OPT_STACK, OPT_LAYERS, OPT_D_FF, OPT_FF_CHUNK, OPT_BACKWARD, OPT_QUIET_WAIT, OPT_RANKS,
-    OPT_BUSY_RETRIES, OPT_RETRY_WAIT,
+    OPT_BUSY_RETRIES, OPT_RETRY_WAIT, OPT_DTYPE,
 };
 
 #define OPTIONS_COMMON_LONG                                                                      \
@@ -34,12 +34,14 @@ enum {
         {"quiet-wait", required_argument, 0, OPT_QUIET_WAIT},                                   \
         {"busy-retries", required_argument, 0, OPT_BUSY_RETRIES},                               \
         {"retry-wait", required_argument, 0, OPT_RETRY_WAIT},                                   \
-        {"ranks", required_argument, 0, OPT_RANKS}
+        {"ranks", required_argument, 0, OPT_RANKS}, {"dtype", required_argument, 0, OPT_DTYPE}
 
 #define OPTIONS_COMMON_HELP                                                                      \
     "  --d D            head dimension (default 64)\n"                                           \
     "  --heads H        heads (default 1)      --batch B   batch (default 1)\n"                  \
     "  --causal         causal attention\n"                                                     \
+    "  --dtype T        storage of q, k, v, out and gradients: fp32 (default) or bf16 (fp32\n" \
+    "                   scores, softmax and accumulators; sweeps: a list, e.g. fp32,bf16)\n" \
     "  --reps R         timed repetitions (default 5)  --warmup W  untimed runs first (1)\n"  \
     "  --seed S         input seed (default 1) --threads T (default: all cores)\n"               \
     "  --inputs KIND    random (default), or clustered: q and k near n/32 centres per head\n"  \
@@ -68,7 +70,9 @@ enum {
     "                   it ring runs in one process\n"
 
 typedef struct options {
-    attn_shape shape;   /* d, H, B, causal; n is set per point */
+    attn_shape shape;   /* d, H, B, causal; n and dtype are set per point */
+    attn_dtype dtypes[2]; /* --dtype: one, or a sweep's list */
+    int ndtypes;
     int threads, reps, warmup, inputs;
     bool threads_given; /* --threads was given: ranks on one machine do not share it out */
     bool train;
@@ -106,7 +110,7 @@ typedef struct method_ref {
  * program cannot be used, and returns CLI_EUSAGE for a name that does not resolve. */
 int options_method(const char *cmd, const char *name, attn_params *p, method_ref *ref);
 /* Fills a point spec from the options for one method/params, reference, length, depth and
- * rank count (0: in one process). */
+ * rank count (0: in one process); its dtype is the first of --dtype (set it for the others). */
 void options_spec(const options *o, const attn_params *p, const method_ref *ref, int64_t n,
                   int layers, int ranks, point_spec *s);
 /* Parses "MIN:MAX[:FACTOR]" or "a,b,c" (K/M suffixes count 1024s) into at most max values in

@@ -280,16 +280,18 @@ static int add_method_points(const char *cmd, const char *name, const options *o
     for (int i = 0; i < nsets; i++)
         for (int l = 0; l < nl; l++)
             for (int rk = 0; rk < nr; rk++)
-                for (int j = 0; j < nn; j++) {
-                    if (sw->npoints == MAX_POINTS)
-                        return cli_error(cmd, "more than %d points", MAX_POINTS);
-                    if (sw->npoints == sw->capacity && grow(sw) != 0)
-                        return cli_fail(cmd, "out of memory for %d points", sw->npoints);
-                    sw->group_of[sw->npoints] = sw->ngroups - 1;
-                    options_spec(o, &sets[i], &ref, ns[j], (int)o->layers[l],
-                                 ring && o->nranks ? (int)o->ranks[rk] : 0,
-                                 &sw->points[sw->npoints++]);
-                }
+                for (int t = 0; t < o->ndtypes; t++)
+                    for (int j = 0; j < nn; j++) {
+                        if (sw->npoints == MAX_POINTS)
+                            return cli_error(cmd, "more than %d points", MAX_POINTS);
+                        if (sw->npoints == sw->capacity && grow(sw) != 0)
+                            return cli_fail(cmd, "out of memory for %d points", sw->npoints);
+                        sw->group_of[sw->npoints] = sw->ngroups - 1;
+                        point_spec *pt = &sw->points[sw->npoints++];
+                        options_spec(o, &sets[i], &ref, ns[j], (int)o->layers[l],
+                                     ring && o->nranks ? (int)o->ranks[rk] : 0, pt);
+                        pt->shape.dtype = o->dtypes[t];
+                    }
     return 0;
 }
 

@@ -38,7 +38,12 @@ static int own_verify(own_run *o, const char *stage, char *why, size_t size)
     char bad[256];
     if (point_fault("unwritten")) {
         size_t count;
-        workload_output(&o->w, &count)[count / 2] = NAN;
+        attn_dtype dtype;
+        void *out = workload_output(&o->w, &count, &dtype);
+        if (dtype == ATTN_BF16)
+            ((attn_bf16 *)out)[count / 2] = attn_f32_to_bf16(NAN);
+        else
+            ((float *)out)[count / 2] = NAN;
     }
     if (workload_verify(&o->w, bad, sizeof bad) == 0)
         return POINT_OK;

@@ -2,9 +2,12 @@
 #include "inputs.h"
 
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "../../attn/rng.h"
+
+#include <omp.h>
 
 int inputs_parse(const char *name)
 {
@@ -124,4 +127,58 @@ void inputs_generate(const attn_shape *s, int kind, uint64_t seed, float *q, flo
 {
     const inputs_rows all = {.chunks = 1, .start = {0}, .len = {s->n}};
     inputs_generate_rows(s, &all, kind, seed, q, k, v, nthreads);
+}
+
+int inputs_generate_as(const attn_shape *s, int kind, uint64_t seed, void *q, void *k, void *v,
+                       int nthreads)
+{
+    if (s->dtype == ATTN_FP32) {
+        inputs_generate(s, kind, seed, q, k, v, nthreads);
+        return 0;
+    }
+    const int64_t heads = s->B * s->H, d = s->d;
+    int64_t block = (int64_t)INPUTS_STAGE_FLOATS / (heads * d); /* rows of every head */
+    block = block < 1 ? 1 : block > s->n ? s->n : block;
+    float *stage = malloc((size_t)(3 * heads * block * d) * sizeof *stage);
+    if (!stage)
+        return ATTN_ENOMEM;
+    float *parts[3] = {stage, stage + heads * block * d, stage + 2 * heads * block * d};
+    void *const dst[3] = {q, k, v};
+    for (int64_t r0 = 0; r0 < s->n; r0 += block) {
+        const int64_t len = s->n - r0 < block ? s->n - r0 : block;
+        const inputs_rows rows = {.chunks = 1, .start = {r0}, .len = {len}};
+        inputs_generate_rows(s, &rows, kind, seed, parts[0], parts[1], parts[2], nthreads);
+        for (int t = 0; t < 3; t++)
+#pragma omp parallel for num_threads(nthreads) schedule(static)
+            for (int64_t h = 0; h < heads; h++)
+                attn_convert(parts[t] + h * len * d, ATTN_FP32,
+                             attn_elem_mut(dst[t], s->dtype, (size_t)((h * s->n + r0) * d)),
+                             s->dtype, (size_t)(len * d));
+    }
+    free(stage);
+    return 0;
+}
+
+int inputs_normal_as(void *x, attn_dtype dtype, size_t count, uint64_t seed, uint64_t stream,
+                     float sigma, int nthreads)
+{
+    if (dtype == ATTN_FP32) {
+        inputs_normal(x, count, seed, stream, sigma, nthreads);
+        return 0;
+    }
+    const size_t part = 1 << 14; /* inputs_normal's parts: the same values */
+    const int64_t parts = (int64_t)((count + part - 1) / part);
+    const uint64_t base = rng_stream(seed, stream);
+    float *stage = malloc((size_t)nthreads * part * sizeof *stage);
+    if (!stage)
+        return ATTN_ENOMEM;
+#pragma omp parallel for num_threads(nthreads) schedule(static)
+    for (int64_t p = 0; p < parts; p++) {
+        const size_t i0 = (size_t)p * part, len = count - i0 < part ? count - i0 : part;
+        float *mine = stage + (size_t)omp_get_thread_num() * part;
+        rng_fill_normal(mine, i0 / 2, len, base, sigma);
+        attn_convert(mine, ATTN_FP32, attn_elem_mut(x, dtype, i0), dtype, len);
+    }
+    free(stage);
+    return 0;
 }

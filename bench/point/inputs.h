@@ -37,8 +37,19 @@ void inputs_normal_rows(const attn_shape *s, const inputs_rows *rows, uint64_t s
 /* q, k, v of the rows, as inputs_generate makes them for the whole sequence. */
 void inputs_generate_rows(const attn_shape *s, const inputs_rows *rows, int kind, uint64_t seed,
                           float *q, float *k, float *v, int nthreads);
-/* Fills q, k, v (B, H, n, d) of one point. */
+/* Fills q, k, v (B, H, n, d) of one point, fp32. */
 void inputs_generate(const attn_shape *s, int kind, uint64_t seed, float *q, float *k, float *v,
                      int nthreads);
+
+/* The same values stored as s->dtype: in bf16, inputs_generate's fp32 values rounded to
+ * nearest even, so an fp32 run on the widened inputs sees exactly what the bf16 run saw. They
+ * are made a block of rows at a time through a small fp32 buffer (INPUTS_STAGE_FLOATS), never
+ * a whole fp32 tensor, so the point's peak memory is its bf16 tensors'. */
+#define INPUTS_STAGE_FLOATS ((size_t)1 << 17)
+int inputs_generate_as(const attn_shape *s, int kind, uint64_t seed, void *q, void *k, void *v,
+                       int nthreads);
+/* inputs_normal's values stored as dtype (rounded in bf16), staged likewise. */
+int inputs_normal_as(void *x, attn_dtype dtype, size_t count, uint64_t seed, uint64_t stream,
+                     float sigma, int nthreads);
 
 #endif

@@ -49,6 +49,8 @@ void point_key(const point_spec *s, char *buf, size_t size)
         len += snprintf(buf + len, size - (size_t)len, ";backward=1");
     if (s->ranks > 0 && len > 0 && (size_t)len < size) /* and points in one process */
         len += snprintf(buf + len, size - (size_t)len, ";ranks=%d", s->ranks);
+    if (s->shape.dtype != ATTN_FP32 && len > 0 && (size_t)len < size) /* and fp32 points */
+        len += snprintf(buf + len, size - (size_t)len, ";dtype=%s", attn_dtype_name(s->shape.dtype));
     /* a training point adds its stack (attention points keep the keys they always had) */
     if (s->train && len > 0 && (size_t)len < size)
         snprintf(buf + len, size - (size_t)len, ";train=%s;layers=%d;d_ff=%lld;ff_chunk=%lld%s%s",
@@ -76,7 +78,7 @@ static const char *const measured_keys[] = {
     "rss_before_inputs_bytes", "rss_before_kernel_bytes", "rss_file_growth_bytes",
     "ru_maxrss_bytes", "heap_peak_bytes",
     "heap_kernel_alloc_bytes", "jemalloc", "counters", "counters_unavailable", "rusage",
-    "err_vs_exact", "loss", "work",
+    "err_vs_exact", "err_vs_fp32", "loss", "work",
     "harness", "unavailable", "peer", "ranks", "machine_load", "quiet_wait", "attempts",
     "capacity", /* set by capacity --verify: what it predicted for this point */
 };
@@ -101,6 +103,7 @@ json_t *point_record_new(const point_spec *s, const json_t *context, int status,
     json_object_set_new(r, "heads", json_integer(s->shape.H));
     json_object_set_new(r, "batch", json_integer(s->shape.B));
     json_object_set_new(r, "causal", json_boolean(s->shape.causal));
+    json_object_set_new(r, "dtype", json_string(attn_dtype_name(s->shape.dtype)));
     json_object_set_new(r, "threads", json_integer(s->threads));
     json_object_set_new(r, "reps", json_integer(s->reps));
     json_object_set_new(r, "warmup", json_integer(s->warmup));

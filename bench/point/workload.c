@@ -10,6 +10,12 @@
 #include "../../attn/rng.h"
 #include "inputs.h"
 
+/* Element i of x stored as dtype, as fp32. */
+static inline float elem_value(const void *x, attn_dtype dtype, size_t i)
+{
+    return dtype == ATTN_BF16 ? attn_bf16_to_f32(((const attn_bf16 *)x)[i]) : ((const float *)x)[i];
+}
+
 /* The layer stack of a training point. */
 static void stack_of(const point_spec *s, stack_config *c)
 {
@@ -34,7 +40,8 @@ uint64_t workload_rank_bytes(const point_spec *s, int ranks, int rank)
     uint64_t work = rc.cost.workspace_bytes;
     if (s->backward && rc.cost.bwd_workspace_bytes > work)
         work = rc.cost.bwd_workspace_bytes;
-    return (4 * elems + rows + (s->backward ? 4 * elems : 0)) * sizeof(float) + work;
+    return (4 * elems + (s->backward ? 4 * elems : 0)) * attn_dtype_size(s->shape.dtype) +
+           rows * sizeof(float) + work;
 }
 
 /* A ring point over ranks: see workload_model. */
@@ -72,6 +79,10 @@ int workload_model(const point_spec *s, point_model *m, const char **why)
     if (s->ranks > 0)
         return ranks_model(s, m, why);
     if (s->train) {
+        if (s->shape.dtype != ATTN_FP32) {
+            *why = "the training step runs fp32 only";
+            return ATTN_EUNSUPPORTED;
+        }
         stack_config c;
         stack_of(s, &c);
         int rc = stack_check(&c, why);
@@ -106,7 +117,7 @@ int workload_model(const point_spec *s, point_model *m, const char **why)
     m->workspace_bytes = c.workspace_bytes;
     if (s->backward) { /* dout, dq, dk, dv; one workspace serves both passes in turn */
         m->flops += c.bwd_flops;
-        m->io_bytes += 4 * attn_tensor_elems(&s->shape) * sizeof(float);
+        m->io_bytes += 4 * attn_tensor_elems(&s->shape) * attn_dtype_size(s->shape.dtype);
         if (c.bwd_workspace_bytes > m->workspace_bytes)
             m->workspace_bytes = c.bwd_workspace_bytes;
     }
@@ -146,22 +157,22 @@ int workload_prepare(workload *w, const point_spec *s, attn_stats *stats)
     attn_cost c;
     s->params.method->cost(&s->shape, &s->params, s->threads, &c);
     const size_t elems = attn_tensor_elems(&s->shape), rows = (size_t)(s->shape.B * s->shape.H * s->shape.n);
-    const size_t nstruct = attn_structure_elems(&c);
-    w->q = attn_aligned_alloc(elems * 4);
-    w->k = attn_aligned_alloc(elems * 4);
-    w->v = attn_aligned_alloc(elems * 4);
-    w->out = attn_aligned_alloc(elems * 4);
+    const size_t nstruct = attn_structure_elems(&c), size = attn_dtype_size(s->shape.dtype);
+    w->q = attn_aligned_alloc(elems * size);
+    w->k = attn_aligned_alloc(elems * size);
+    w->v = attn_aligned_alloc(elems * size);
+    w->out = attn_aligned_alloc(elems * size);
     w->lse = attn_aligned_alloc(rows * 4);
     w->structure = attn_aligned_alloc(nstruct * 4);
     w->work = attn_aligned_alloc(w->model.workspace_bytes);
     if (s->backward) {
-        w->dout = attn_aligned_alloc(elems * 4);
-        w->dq = attn_aligned_alloc(elems * 4);
-        w->dk = attn_aligned_alloc(elems * 4);
-        w->dv = attn_aligned_alloc(elems * 4);
-        if (!w->dout || !w->dq || !w->dk || !w->dv)
+        w->dout = attn_aligned_alloc(elems * size);
+        w->dq = attn_aligned_alloc(elems * size);
+        w->dk = attn_aligned_alloc(elems * size);
+        w->dv = attn_aligned_alloc(elems * size);
+        if (!w->dout || !w->dq || !w->dk || !w->dv ||
+            inputs_normal_as(w->dout, s->shape.dtype, elems, s->seed, 13, 1.0f, s->threads))
             return ATTN_ENOMEM;
-        inputs_normal(w->dout, elems, s->seed, 13, 1.0f, s->threads);
     }
     if (!w->q || !w->k || !w->v || !w->out || !w->lse || (nstruct && !w->structure) ||
         (w->model.workspace_bytes && !w->work))
@@ -171,29 +182,35 @@ int workload_prepare(workload *w, const point_spec *s, attn_stats *stats)
     if (w->structure)
         memset(w->structure, 0, nstruct * 4);
     workload_poison(w);
-    inputs_generate(&s->shape, s->inputs, s->seed, w->q, w->k, w->v, s->threads);
-    return 0;
+    return inputs_generate_as(&s->shape, s->inputs, s->seed, w->q, w->k, w->v, s->threads);
 }
 
-static void fill_nan(float *x, size_t count)
+static void fill_nan(void *x, attn_dtype dtype, size_t count)
 {
+    if (dtype == ATTN_BF16) {
+        const attn_bf16 nan = attn_f32_to_bf16(NAN);
+        for (size_t i = 0; i < count; i++)
+            ((attn_bf16 *)x)[i] = nan;
+        return;
+    }
     for (size_t i = 0; i < count; i++)
-        x[i] = NAN;
+        ((float *)x)[i] = NAN;
 }
 
 void workload_poison(workload *w)
 {
     size_t count;
-    float *out = workload_output(w, &count);
-    fill_nan(out, count);
+    attn_dtype dtype;
+    void *out = workload_output(w, &count, &dtype);
+    fill_nan(out, dtype, count);
     if (w->spec->train)
-        fill_nan(w->grads, w->weight_floats);
+        fill_nan(w->grads, ATTN_FP32, w->weight_floats);
     else
-        fill_nan(w->lse, (size_t)(w->spec->shape.B * w->spec->shape.H * w->spec->shape.n));
+        fill_nan(w->lse, ATTN_FP32, (size_t)(w->spec->shape.B * w->spec->shape.H * w->spec->shape.n));
     if (w->spec->backward) {
-        fill_nan(w->dq, count);
-        fill_nan(w->dk, count);
-        fill_nan(w->dv, count);
+        fill_nan(w->dq, dtype, count);
+        fill_nan(w->dk, dtype, count);
+        fill_nan(w->dv, dtype, count);
     }
 }
 
@@ -214,17 +231,23 @@ int workload_run(workload *w)
     return s->params.method->backward(&s->shape, &s->params, &g, w->work, s->threads);
 }
 
-float *workload_output(workload *w, size_t *count)
+void *workload_output(workload *w, size_t *count, attn_dtype *dtype)
 {
     *count = attn_tensor_elems(&w->spec->shape); /* dx (B, n, H d) has as many as out */
-    return w->spec->train ? w->dx : w->out;
+    *dtype = w->spec->train ? ATTN_FP32 : w->spec->shape.dtype;
+    return w->spec->train ? (void *)w->dx : w->out;
 }
 
-static int64_t first_bad(const float *x, size_t count, int allow_neg_inf)
+static int64_t first_bad(const void *x, attn_dtype dtype, size_t count, int allow_neg_inf,
+                         double *value)
 {
-    for (size_t i = 0; i < count; i++)
-        if (!isfinite(x[i]) && !(allow_neg_inf && x[i] == -INFINITY))
+    for (size_t i = 0; i < count; i++) {
+        const float v = elem_value(x, dtype, i);
+        if (!isfinite(v) && !(allow_neg_inf && v == -INFINITY)) {
+            *value = v;
             return (int64_t)i;
+        }
+    }
     return -1;
 }
 
@@ -232,25 +255,30 @@ int workload_verify(const workload *w, char *why, size_t size)
 {
     const attn_shape *s = &w->spec->shape;
     size_t count;
-    const float *out = workload_output((workload *)w, &count);
+    attn_dtype dtype;
+    const void *out = workload_output((workload *)w, &count, &dtype);
     const struct {
         const char *name;
-        const float *x;
+        const void *x;
+        attn_dtype dtype;
         size_t count;
         int allow_neg_inf;
     } parts[] = {
-        {w->spec->train ? "dx" : "out", out, count, 0},
+        {w->spec->train ? "dx" : "out", out, dtype, count, 0},
         {w->spec->train ? "weight gradient" : "lse", w->spec->train ? w->grads : w->lse,
-         w->spec->train ? w->weight_floats : (size_t)(s->B * s->H * s->n), !w->spec->train},
-        {"dq", w->dq, w->dq ? count : 0, 0},
-        {"dk", w->dk, w->dk ? count : 0, 0},
-        {"dv", w->dv, w->dv ? count : 0, 0},
+         ATTN_FP32, w->spec->train ? w->weight_floats : (size_t)(s->B * s->H * s->n),
+         !w->spec->train},
+        {"dq", w->dq, dtype, w->dq ? count : 0, 0},
+        {"dk", w->dk, dtype, w->dk ? count : 0, 0},
+        {"dv", w->dv, dtype, w->dv ? count : 0, 0},
     };
     for (size_t p = 0; p < sizeof parts / sizeof parts[0]; p++) {
-        const int64_t bad = first_bad(parts[p].x, parts[p].count, parts[p].allow_neg_inf);
+        double value;
+        const int64_t bad = first_bad(parts[p].x, parts[p].dtype, parts[p].count,
+                                      parts[p].allow_neg_inf, &value);
         if (bad >= 0) {
             snprintf(why, size, "%s element %lld is %g: not written, or not finite on finite "
-                     "inputs", parts[p].name, (long long)bad, (double)parts[p].x[bad]);
+                     "inputs", parts[p].name, (long long)bad, value);
             return -1;
         }
     }

@@ -14,8 +14,10 @@
 typedef struct workload {
     const point_spec *spec;
     point_model model;
-    /* attention; with --backward also dout and the gradients */
-    float *q, *k, *v, *out, *lse, *dout, *dq, *dk, *dv;
+    /* attention, stored as the shape's dtype (lse: fp32); with --backward also dout and the
+     * gradients */
+    void *q, *k, *v, *out, *dout, *dq, *dk, *dv;
+    float *lse;
     int32_t *structure;
     /* training */
     stack_config stack;
@@ -46,8 +48,8 @@ int workload_run(workload *w);
  * may be -inf, a row that saw no key) and a training loss is finite; otherwise -1 with the
  * first offender in why ("out element 17 is NaN: not written, or not finite"). */
 int workload_verify(const workload *w, char *why, size_t size);
-/* The main output (attention: out; training: dx) and its element count. */
-float *workload_output(workload *w, size_t *count);
+/* The main output (attention: out; training: dx), its element count and its storage. */
+void *workload_output(workload *w, size_t *count, attn_dtype *dtype);
 /* Adds the workload's own fields to the child's report (training: the loss). */
 void workload_report(const workload *w, json_t *r);
 void workload_free(workload *w);

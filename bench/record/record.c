@@ -81,10 +81,11 @@ static void table_identity(FILE *f, const json_t *rec)
         fprintf(f, " %s=%s", key, t ? t : json_string_value(value));
         free(t);
     }
-    fprintf(f, "  n=%.0f d=%.0f heads=%.0f batch=%.0f%s threads=%.0f inputs=%s\n",
+    const char *dtype = json_string_value(json_object_get(rec, "dtype"));
+    fprintf(f, "  n=%.0f d=%.0f heads=%.0f batch=%.0f%s threads=%.0f inputs=%s dtype=%s\n",
             num(rec, "n"), num(rec, "d"), num(rec, "heads"), num(rec, "batch"),
             json_is_true(json_object_get(rec, "causal")) ? " causal" : "", num(rec, "threads"),
-            json_string_value(json_object_get(rec, "inputs")));
+            json_string_value(json_object_get(rec, "inputs")), dtype ? dtype : "fp32");
     fprintf(f, "%-14s %s\n", "point_id", json_string_value(json_object_get(rec, "point_id")));
     if (json_is_string(json_object_get(rec, "stack"))) {
         char pb[32], ab[32];
@@ -239,17 +240,23 @@ static void table_rusage(FILE *f, const json_t *rec)
 }
 
 /* The error against the exact reference, the external program, the harness's own cost. */
-static void table_accuracy_peer(FILE *f, const json_t *rec)
+/* One error line: err_vs_exact or err_vs_fp32. */
+static void table_error(FILE *f, const json_t *err, const char *label)
 {
-    const json_t *err = json_object_get(rec, "err_vs_exact");
     if (json_is_string(json_object_get(err, "error")))
-        fprintf(f, "%-14s not measured: %s\n", "error vs exact",
+        fprintf(f, "%-14s not measured: %s\n", label,
                 json_string_value(json_object_get(err, "error")));
     else if (json_is_object(err))
-        fprintf(f, "%-14s max %.3g, mean %.3g (%s; reference %s, %.3g s)\n", "error vs exact",
-                num(err, "max_rel"), num(err, "mean_rel"),
+        fprintf(f, "%-14s max %.3g, mean %.3g, rel_fro %.3g (%s; reference %s, %.3g s)\n", label,
+                num(err, "max_rel"), num(err, "mean_rel"), num(err, "rel_fro"),
                 json_string_value(json_object_get(err, "metric")),
                 json_string_value(json_object_get(err, "reference")), num(err, "reference_s"));
+}
+
+static void table_accuracy_peer(FILE *f, const json_t *rec)
+{
+    table_error(f, json_object_get(rec, "err_vs_exact"), "error vs exact");
+    table_error(f, json_object_get(rec, "err_vs_fp32"), "error vs fp32");
     const json_t *peer = json_object_get(rec, "peer");
     if (json_is_object(peer)) {
         char *ctx = json_dumps(json_object_get(peer, "context"), JSON_COMPACT | JSON_ENCODE_ANY);

@@ -107,9 +107,11 @@ _Noreturn static void child_accuracy(int fd, const point_spec *s, json_t *record
     if (point_fault("sleep-reference"))
         for (;;)
             pause();
-    json_t *msg = json_object();
-    json_object_set_new(msg, "err_vs_exact", point_exact_error(s, w->q, w->k, w->v, w->out,
-                                                               w->lse, w->structure));
+    json_t *msg = json_object(), *vs_fp32;
+    json_object_set_new(msg, "err_vs_exact", point_accuracy(s, w->q, w->k, w->v, w->out, w->lse,
+                                                            w->structure, &vs_fp32));
+    if (vs_fp32)
+        json_object_set_new(msg, "err_vs_fp32", vs_fp32);
     child_send(fd, msg);
     close(fd);
     _exit(0);
