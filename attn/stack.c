@@ -129,80 +129,196 @@ void stack_init_weights(const stack_config *c, float *weights, uint64_t seed)
     }
 }
 
-/* ---- products, LayerNorm, layouts ---------------------------------------------------------- */
+/* ---- activations, products, LayerNorm -------------------------------------------------- */
+
+/* An activation matrix: stored as the step's dtype (what the stack keeps between layers and for
+ * the backward, what the attention reads and writes, and the gradients of activations, summed
+ * in that dtype as autograd sums them in a bf16 model), or fp32 (a feed-forward chunk's
+ * scratch). Weights and their gradients are fp32 always (master weights, as mixed-precision
+ * training keeps them). */
+typedef struct act {
+    void *p;
+    attn_dtype t;
+} act;
+
+static inline act act_of(void *p, attn_dtype t)
+{
+    return (act){p, t};
+}
+
+static inline act f32(float *p)
+{
+    return (act){p, ATTN_FP32};
+}
+
+static inline act act_at(act a, size_t elems)
+{
+    return (act){attn_elem_mut(a.p, a.t, elems), a.t};
+}
+
+static inline float act_get(act a, size_t i)
+{
+    return kern_elem(a.p, a.t, i);
+}
+
+static inline void act_set(act a, size_t i, float v)
+{
+    if (a.t == ATTN_BF16)
+        ((attn_bf16 *)a.p)[i] = attn_f32_to_bf16(v);
+    else
+        ((float *)a.p)[i] = v;
+}
+
+/* The calling thread's two staging blocks (ROW_BLOCK x the widest activation, fp32), from the
+ * step's workspace; NULL in fp32, where nothing is staged. */
+typedef struct staging {
+    float *base;
+    size_t per_thread; /* floats: two blocks */
+} staging;
+
+static void stage_of(const staging *sg, float **a, float **b)
+{
+    *a = *b = NULL;
+    if (!sg->base)
+        return;
+    float *mine = sg->base + (size_t)omp_get_thread_num() * sg->per_thread;
+    *a = mine;
+    *b = mine + sg->per_thread / 2;
+}
+
+/* Rows [r0, r0 + r) of X (cols columns from column 0 of X's rows, leading dimension ld) as
+ * fp32: X itself, or widened into buf (leading dimension cols). */
+static const float *rows_f32(act X, int64_t r0, int r, int cols, int ld, float *buf, int *ldo)
+{
+    if (X.t == ATTN_FP32) {
+        *ldo = ld;
+        return (const float *)X.p + r0 * ld;
+    }
+    kern_rows_widen(attn_elem(X.p, X.t, (size_t)(r0 * ld)), ld, NULL, r, cols, X.t, buf);
+    *ldo = cols;
+    return buf;
+}
 
 /* Y (rows, m) = alpha X (rows, k) W (k, m) + beta Y, by blocks of rows; leading dimensions
- * ldx, ldw, ldy (a head's columns of a projection, or its rows of Wo). */
-static void mm_xw(int nthreads, int64_t rows, int k, int m, const float *X, int ldx,
-                  const float *W, int ldw, float alpha, float beta, float *Y, int ldy)
+ * ldx, ldw, ldy (a head's columns of a projection, or its rows of Wo). bf16 blocks are widened
+ * for the product and the result rounded once per block. */
+static void mm_xw(int nthreads, const staging *sg, int64_t rows, int k, int m, act X, int ldx,
+                  const float *W, int ldw, float alpha, float beta, act Y, int ldy)
 {
     const int64_t nblocks = (rows + ROW_BLOCK - 1) / ROW_BLOCK;
 #pragma omp parallel num_threads(nthreads)
     {
         kern_blas_serial();
+        float *xs, *ys;
+        stage_of(sg, &xs, &ys);
 #pragma omp for schedule(static)
         for (int64_t b = 0; b < nblocks; b++) {
             const int64_t r0 = b * ROW_BLOCK;
             const int r = (int)(rows - r0 < ROW_BLOCK ? rows - r0 : ROW_BLOCK);
-            kern_gemm_nn(r, m, k, alpha, X + r0 * ldx, ldx, W, ldw, beta, Y + r0 * ldy, ldy);
+            int lx, ly;
+            const float *x = rows_f32(X, r0, r, k, ldx, xs, &lx);
+            float *y = Y.t == ATTN_FP32 ? (float *)Y.p + r0 * ldy : ys;
+            ly = Y.t == ATTN_FP32 ? ldy : m;
+            if (Y.t != ATTN_FP32 && beta != 0.0f)
+                rows_f32(Y, r0, r, m, ldy, ys, &ly);
+            kern_gemm_nn(r, m, k, alpha, x, lx, W, ldw, beta, y, ly);
+            if (Y.t != ATTN_FP32)
+                kern_rows_narrow(ys, r, m, attn_elem_mut(Y.p, Y.t, (size_t)(r0 * ldy)), ldy, NULL,
+                                 Y.t);
         }
     }
 }
 
 /* dX (rows, k) = dY (rows, m) W^T + beta dX, with W (k, m) of leading dimension ldw. */
-static void mm_dywt(int nthreads, int64_t rows, int k, int m, const float *dY, int ldy,
-                    const float *W, int ldw, float beta, float *dX, int ldx)
+static void mm_dywt(int nthreads, const staging *sg, int64_t rows, int k, int m, act dY, int ldy,
+                    const float *W, int ldw, float beta, act dX, int ldx)
 {
     const int64_t nblocks = (rows + ROW_BLOCK - 1) / ROW_BLOCK;
 #pragma omp parallel num_threads(nthreads)
     {
         kern_blas_serial();
+        float *ys, *xs;
+        stage_of(sg, &ys, &xs);
 #pragma omp for schedule(static)
         for (int64_t b = 0; b < nblocks; b++) {
             const int64_t r0 = b * ROW_BLOCK;
             const int r = (int)(rows - r0 < ROW_BLOCK ? rows - r0 : ROW_BLOCK);
-            kern_gemm_nt(r, k, m, 1.0f, dY + r0 * ldy, ldy, W, ldw, beta, dX + r0 * ldx, ldx);
+            int ly, lx;
+            const float *dy = rows_f32(dY, r0, r, m, ldy, ys, &ly);
+            float *dx = dX.t == ATTN_FP32 ? (float *)dX.p + r0 * ldx : xs;
+            lx = dX.t == ATTN_FP32 ? ldx : k;
+            if (dX.t != ATTN_FP32 && beta != 0.0f)
+                rows_f32(dX, r0, r, k, ldx, xs, &lx);
+            kern_gemm_nt(r, k, m, 1.0f, dy, ly, W, ldw, beta, dx, lx);
+            if (dX.t != ATTN_FP32)
+                kern_rows_narrow(xs, r, k, attn_elem_mut(dX.p, dX.t, (size_t)(r0 * ldx)), ldx,
+                                 NULL, dX.t);
         }
     }
 }
 
-/* dW (k, m) += X (rows, k)^T dY (rows, m), by blocks of dW's rows (whole sums per block). */
-static void mm_xtdy(int nthreads, int64_t rows, int k, int m, const float *X, int ldx,
-                    const float *dY, int ldy, float *dW, int ldw)
+/* dW (k, m) += X (rows, k)^T dY (rows, m), by blocks of dW's rows (whole sums per block). With
+ * a bf16 side, each block sums ROW_BLOCK rows at a time from widened blocks: the thread that
+ * owns the block adds its row blocks in order, so the result still does not depend on the
+ * thread count. */
+static void mm_xtdy(int nthreads, const staging *sg, int64_t rows, int k, int m, act X, int ldx,
+                    act dY, int ldy, float *dW, int ldw)
 {
     const int nblocks = (k + WEIGHT_BLOCK - 1) / WEIGHT_BLOCK;
+    const bool staged = X.t != ATTN_FP32 || dY.t != ATTN_FP32;
 #pragma omp parallel num_threads(nthreads)
     {
         kern_blas_serial();
+        float *xs, *ys;
+        stage_of(sg, &xs, &ys);
 #pragma omp for schedule(static)
         for (int b = 0; b < nblocks; b++) {
             const int k0 = b * WEIGHT_BLOCK, kk = k - k0 < WEIGHT_BLOCK ? k - k0 : WEIGHT_BLOCK;
-            kern_gemm_tn(kk, m, (int)rows, 1.0f, X + k0, ldx, dY, ldy, 1.0f,
-                         dW + (size_t)k0 * ldw, ldw);
+            if (!staged) {
+                kern_gemm_tn(kk, m, (int)rows, 1.0f, (const float *)X.p + k0, ldx, dY.p, ldy,
+                             1.0f, dW + (size_t)k0 * ldw, ldw);
+                continue;
+            }
+            for (int64_t r0 = 0; r0 < rows; r0 += ROW_BLOCK) {
+                const int r = (int)(rows - r0 < ROW_BLOCK ? rows - r0 : ROW_BLOCK);
+                int lx, ly;
+                const float *x = rows_f32(act_at(X, (size_t)k0), r0, r, kk, ldx, xs, &lx);
+                const float *dy = rows_f32(dY, r0, r, m, ldy, ys, &ly);
+                kern_gemm_tn(kk, m, r, 1.0f, x, lx, dy, ly, 1.0f, dW + (size_t)k0 * ldw, ldw);
+            }
         }
     }
 }
 
 /* acc[j] += sum over rows of X[i][j] (columns in parallel: a fixed summation order). */
-static void colsum(int nthreads, int64_t rows, int64_t cols, const float *X, float *acc)
+static void colsum(int nthreads, int64_t rows, int64_t cols, act X, float *acc)
 {
 #pragma omp parallel for num_threads(nthreads) schedule(static)
     for (int64_t c0 = 0; c0 < cols; c0 += 16) {
         const int64_t c1 = c0 + 16 < cols ? c0 + 16 : cols;
         for (int64_t i = 0; i < rows; i++)
             for (int64_t j = c0; j < c1; j++)
-                acc[j] += X[i * cols + j];
+                acc[j] += act_get(X, (size_t)(i * cols + j));
     }
 }
 
 #define LN_EPS 1e-5f
+#define MAX_DMODEL 4096 /* a row of d_model floats lives on the stack (stack_check) */
 
-static void ln_forward(int nthreads, int64_t rows, int64_t D, const float *x, const float *g,
-                       const float *b, float *y, float *mean, float *rstd)
+/* Row i of X (D columns) as fp32: X's own row, or widened into buf. */
+static const float *row_f32(act X, int64_t i, int64_t D, float *buf)
+{
+    int ld;
+    return rows_f32(X, i, 1, (int)D, (int)D, buf, &ld);
+}
+
+static void ln_forward(int nthreads, int64_t rows, int64_t D, act x, const float *g,
+                       const float *b, act y, float *mean, float *rstd)
 {
 #pragma omp parallel for num_threads(nthreads) schedule(static)
     for (int64_t i = 0; i < rows; i++) {
-        const float *xi = x + i * D;
+        float xbuf[MAX_DMODEL], ybuf[MAX_DMODEL];
+        const float *xi = row_f32(x, i, D, xbuf);
         double mu = 0, var = 0;
         for (int64_t j = 0; j < D; j++)
             mu += xi[j];
@@ -212,19 +328,24 @@ static void ln_forward(int nthreads, int64_t rows, int64_t D, const float *x, co
         const float rs = (float)(1.0 / sqrt(var / (double)D + LN_EPS));
         mean[i] = (float)mu;
         rstd[i] = rs;
+        float *yi = y.t == ATTN_FP32 ? (float *)y.p + i * D : ybuf;
         for (int64_t j = 0; j < D; j++)
-            y[i * D + j] = g[j] * ((xi[j] - (float)mu) * rs) + b[j];
+            yi[j] = g[j] * ((xi[j] - (float)mu) * rs) + b[j];
+        if (y.t != ATTN_FP32)
+            kern_rows_narrow(ybuf, 1, (int)D, attn_elem_mut(y.p, y.t, (size_t)(i * D)), D, NULL,
+                             y.t);
     }
 }
 
 /* dx += LayerNorm'^T dy; dg += sum dy o xhat; db += sum dy. */
-static void ln_backward(int nthreads, int64_t rows, int64_t D, const float *x, const float *g,
-                        const float *mean, const float *rstd, const float *dy, float *dx,
-                        float *dg, float *db)
+static void ln_backward(int nthreads, int64_t rows, int64_t D, act x, const float *g,
+                        const float *mean, const float *rstd, act dy, act dx, float *dg,
+                        float *db)
 {
 #pragma omp parallel for num_threads(nthreads) schedule(static)
     for (int64_t i = 0; i < rows; i++) {
-        const float *xi = x + i * D, *dyi = dy + i * D;
+        float xbuf[MAX_DMODEL], dybuf[MAX_DMODEL], dxbuf[MAX_DMODEL];
+        const float *xi = row_f32(x, i, D, xbuf), *dyi = row_f32(dy, i, D, dybuf);
         double s1 = 0, s2 = 0; /* mean of dxhat, mean of dxhat o xhat */
         for (int64_t j = 0; j < D; j++) {
             const double xh = (xi[j] - mean[i]) * rstd[i], dxh = (double)dyi[j] * g[j];
@@ -233,28 +354,41 @@ static void ln_backward(int nthreads, int64_t rows, int64_t D, const float *x, c
         }
         s1 /= (double)D;
         s2 /= (double)D;
+        float *dxi = dx.t == ATTN_FP32 ? (float *)dx.p + i * D : (float *)row_f32(dx, i, D, dxbuf);
         for (int64_t j = 0; j < D; j++) {
             const double xh = (xi[j] - mean[i]) * rstd[i], dxh = (double)dyi[j] * g[j];
-            dx[i * D + j] += (float)(rstd[i] * (dxh - s1 - xh * s2));
+            dxi[j] += (float)(rstd[i] * (dxh - s1 - xh * s2));
         }
+        if (dx.t != ATTN_FP32)
+            kern_rows_narrow(dxbuf, 1, (int)D, attn_elem_mut(dx.p, dx.t, (size_t)(i * D)), D,
+                             NULL, dx.t);
     }
 #pragma omp parallel for num_threads(nthreads) schedule(static)
     for (int64_t j = 0; j < D; j++) {
         double sg = 0, sb = 0;
         for (int64_t i = 0; i < rows; i++) {
-            sg += (double)dy[i * D + j] * ((x[i * D + j] - mean[i]) * rstd[i]);
-            sb += dy[i * D + j];
+            const size_t e = (size_t)(i * D + j);
+            sg += (double)act_get(dy, e) * ((act_get(x, e) - mean[i]) * rstd[i]);
+            sb += act_get(dy, e);
         }
         dg[j] += (float)sg;
         db[j] += (float)sb;
     }
 }
 
-static void add_into(int nthreads, size_t count, const float *a, float *y)
+/* y += a, elementwise (a: a chunk's G output, fp32; y: a stream). */
+static void add_into(int nthreads, size_t count, const float *a, act y)
 {
+    if (y.t == ATTN_FP32) {
+        float *yf = y.p;
+#pragma omp parallel for num_threads(nthreads) schedule(static)
+        for (size_t i = 0; i < count; i++)
+            yf[i] += a[i];
+        return;
+    }
 #pragma omp parallel for num_threads(nthreads) schedule(static)
     for (size_t i = 0; i < count; i++)
-        y[i] += a[i];
+        act_set(y, i, act_get(y, i) + a[i]);
 }
 
 /* ---- the workspace ------------------------------------------------------------------------- */
@@ -263,28 +397,33 @@ static void add_into(int nthreads, size_t count, const float *a, float *y)
  * attention output and lse. A standard stack keeps one per layer, every head (its backward
  * needs them all); a reversible one has a single one, whose q, k, v hold one head at a time
  * (recomputed in the backward: cheap products against keeping every head's) and whose out
- * and lse hold every head from the recompute of a layer's forward to its backward. */
+ * and lse hold every head from the recompute of a layer's forward to its backward. Stored as
+ * the step's dtype, but for the LayerNorm statistics and lse (fp32). */
 typedef struct fcache {
-    float *xn, *mean, *rstd;
-    float *q, *k, *v;    /* (B, n, d) per head; head h at h * head_stride */
-    float *out, *lse;    /* every head: (H, B, n, d) and (H, B, n) */
+    void *xn;
+    float *mean, *rstd;
+    void *q, *k, *v;     /* (B, n, d) per head; head h at h * head_stride */
+    void *out;           /* every head: (H, B, n, d) */
+    float *lse;          /* (H, B, n) */
     size_t head_stride;  /* B n d, or 0 when q, k, v hold one head */
 } fcache;
 
 /* What G keeps: normalized inputs, statistics and the hidden layer, for `rows` rows. */
 typedef struct gcache {
-    float *xn, *mean, *rstd, *h;
+    void *xn, *h;
+    float *mean, *rstd;
 } gcache;
 
 typedef struct layout {
     size_t total, activations;
-    float *y1, *y2, *dy1, *dy2;   /* the streams and their gradients (standard: y1, dy1) */
-    float *dxn;                   /* F's backward: the gradient of its LayerNorm's output */
-    float *dout, *dq, *dk, *dv;   /* F's backward: one head's (B, n, d) each */
+    void *y1, *y2, *dy1, *dy2;    /* the streams and their gradients (standard: y1, dy1) */
+    void *dxn;                    /* F's backward: the gradient of its LayerNorm's output */
+    void *dout, *dq, *dk, *dv;    /* F's backward: one head's (B, n, d) each */
     float *g_out, *g_dh, *g_dxn;  /* G's chunk scratch */
     gcache gscratch;              /* G's chunk intermediates (reversible) */
     fcache rev_fc;                /* reversible: one F cache, reused by every layer */
     float *loss_rows;             /* per row block: its share of the loss */
+    staging stage;                /* bf16: each thread's two widened blocks */
     void *attn_fwd, *attn_bwd;
     /* per layer: structure; standard: inputs, F cache, mid, G cache; reversible: kept inputs */
     char *layers_base;
@@ -293,13 +432,13 @@ typedef struct layout {
 
 typedef struct layer_state {
     int32_t *structure;  /* per head, contiguous: head h at h * structure_per_head() */
-    float *xin, *xmid;   /* standard */
+    void *xin, *xmid;    /* standard */
     fcache fc;           /* standard */
     gcache gc;           /* standard: all rows */
-    float *kept1, *kept2; /* reversible with keep_inputs */
+    void *kept1, *kept2; /* reversible with keep_inputs */
 } layer_state;
 
-/* One head as the attention methods see it: (B, 1, n, d). */
+/* One head as the attention methods see it: (B, 1, n, d), the stack's dtype. */
 static attn_shape head_shape(const stack_config *s)
 {
     attn_shape h = s->shape;
@@ -312,28 +451,35 @@ static size_t head_elems(const stack_config *s)
     return (size_t)(s->shape.B * s->shape.n * s->shape.d);
 }
 
+/* Bytes of one activation element. */
+static size_t esize(const stack_config *s)
+{
+    return attn_dtype_size(s->shape.dtype);
+}
+
 static void carve_fcache(kern_cursor *c, const stack_config *s, bool all_heads, fcache *f)
 {
     const size_t rows = (size_t)(s->shape.B * s->shape.n), D = (size_t)dmodel(s);
     const size_t H = (size_t)s->shape.H, he = head_elems(s), qkv = all_heads ? H * he : he;
-    f->xn = kern_take(c, rows * D, 4);
+    const size_t e = esize(s);
+    f->xn = kern_take(c, rows * D, e);
     f->mean = kern_take(c, rows, 4);
     f->rstd = kern_take(c, rows, 4);
-    f->q = kern_take(c, qkv, 4);
-    f->k = s->attn.method->shared_qk ? NULL : kern_take(c, qkv, 4);
-    f->v = kern_take(c, qkv, 4);
-    f->out = kern_take(c, H * he, 4);
+    f->q = kern_take(c, qkv, e);
+    f->k = s->attn.method->shared_qk ? NULL : kern_take(c, qkv, e);
+    f->v = kern_take(c, qkv, e);
+    f->out = kern_take(c, H * he, e);
     f->lse = kern_take(c, H * (size_t)(s->shape.B * s->shape.n), 4);
     f->head_stride = all_heads ? he : 0;
 }
 
 static void carve_gcache(kern_cursor *c, const stack_config *s, size_t rows, gcache *g)
 {
-    const size_t D = (size_t)dmodel(s), F = (size_t)s->d_ff;
-    g->xn = kern_take(c, rows * D, 4);
+    const size_t D = (size_t)dmodel(s), F = (size_t)s->d_ff, e = esize(s);
+    g->xn = kern_take(c, rows * D, e);
     g->mean = kern_take(c, rows, 4);
     g->rstd = kern_take(c, rows, 4);
-    g->h = kern_take(c, rows * F, 4);
+    g->h = kern_take(c, rows * F, e);
 }
 
 /* The structure elements (LSH buckets, ...) of one head. */
@@ -349,17 +495,17 @@ static size_t structure_per_head(const stack_config *s)
 static size_t carve_layer(const stack_config *s, char *base, layer_state *ls)
 {
     kern_cursor c = {.base = base};
-    const size_t rows = (size_t)(s->shape.B * s->shape.n), D = (size_t)dmodel(s);
+    const size_t rows = (size_t)(s->shape.B * s->shape.n), D = (size_t)dmodel(s), e = esize(s);
     memset(ls, 0, sizeof *ls);
     ls->structure = kern_take(&c, structure_per_head(s) * (size_t)s->shape.H, 4);
     if (s->kind == STACK_STANDARD) {
-        ls->xin = kern_take(&c, rows * D, 4);
-        ls->xmid = kern_take(&c, rows * D, 4);
+        ls->xin = kern_take(&c, rows * D, e);
+        ls->xmid = kern_take(&c, rows * D, e);
         carve_fcache(&c, s, true, &ls->fc);
         carve_gcache(&c, s, rows, &ls->gc);
     } else if (s->keep_inputs) {
-        ls->kept1 = kern_take(&c, rows * D, 4);
-        ls->kept2 = kern_take(&c, rows * D, 4);
+        ls->kept1 = kern_take(&c, rows * D, e);
+        ls->kept2 = kern_take(&c, rows * D, e);
     }
     return c.off;
 }
@@ -382,27 +528,31 @@ static void carve(const stack_config *s, int nthreads, char *base, layout *L)
 {
     kern_cursor c = {.base = base};
     const size_t rows = (size_t)(s->shape.B * s->shape.n), D = (size_t)dmodel(s);
-    const size_t F = (size_t)s->d_ff, P = chunk_rows(s), he = head_elems(s);
+    const size_t F = (size_t)s->d_ff, P = chunk_rows(s), he = head_elems(s), e = esize(s);
     memset(L, 0, sizeof *L);
     /* what the backward keeps from the forward */
-    L->y1 = kern_take(&c, rows * D, 4);
-    L->y2 = s->kind == STACK_REVERSIBLE ? kern_take(&c, rows * D, 4) : NULL;
+    L->y1 = kern_take(&c, rows * D, e);
+    L->y2 = s->kind == STACK_REVERSIBLE ? kern_take(&c, rows * D, e) : NULL;
     layer_state ls;
     L->layer_stride = carve_layer(s, NULL, &ls);
     L->layers_base = kern_take(&c, L->layer_stride * (size_t)s->layers, 1);
     L->activations = c.off;
     /* scratch */
-    L->dy1 = kern_take(&c, rows * D, 4);
-    L->dy2 = s->kind == STACK_REVERSIBLE ? kern_take(&c, rows * D, 4) : NULL;
-    L->dxn = kern_take(&c, rows * D, 4);
-    L->dout = kern_take(&c, he, 4);
-    L->dq = kern_take(&c, he, 4);
-    L->dk = kern_take(&c, he, 4);
-    L->dv = kern_take(&c, he, 4);
+    L->dy1 = kern_take(&c, rows * D, e);
+    L->dy2 = s->kind == STACK_REVERSIBLE ? kern_take(&c, rows * D, e) : NULL;
+    L->dxn = kern_take(&c, rows * D, e);
+    L->dout = kern_take(&c, he, e);
+    L->dq = kern_take(&c, he, e);
+    L->dk = kern_take(&c, he, e);
+    L->dv = kern_take(&c, he, e);
     L->g_out = kern_take(&c, P * D, 4);
     L->g_dh = kern_take(&c, P * F, 4);
     L->g_dxn = kern_take(&c, P * D, 4);
     L->loss_rows = kern_take(&c, (rows + ROW_BLOCK - 1) / ROW_BLOCK, 8);
+    if (s->shape.dtype != ATTN_FP32) {
+        L->stage.per_thread = 2 * (size_t)ROW_BLOCK * (F > D ? F : D);
+        L->stage.base = kern_take(&c, (size_t)nthreads * L->stage.per_thread, 4);
+    }
     if (s->kind == STACK_REVERSIBLE) {
         carve_gcache(&c, s, P, &L->gscratch);
         carve_fcache(&c, s, false, &L->rev_fc);
@@ -421,38 +571,46 @@ typedef struct step {
     const stack_config *c;
     layout L;
     int nthreads;
+    attn_dtype dt; /* of the activations */
     int64_t rows, D, F;
 } step;
 
+/* An activation buffer of the step. */
+static act A(const step *st, void *p)
+{
+    return act_of(p, st->dt);
+}
+
 /* Head h's Q, K and V in fc (its own slot, or the one-head room), projected from fc->xn. */
-static void project_head(step *st, const layer_w *w, fcache *fc, int64_t h, float **q,
-                         float **k, float **v)
+static void project_head(step *st, const layer_w *w, fcache *fc, int64_t h, void **q, void **k,
+                         void **v)
 {
     const int nt = st->nthreads, D = (int)st->D, d = (int)st->c->shape.d;
     const size_t at = (size_t)h * fc->head_stride;
-    *q = fc->q + at;
-    *v = fc->v + at;
-    *k = fc->k ? fc->k + at : *q; /* shared QK: the method reads its keys off the queries */
-    mm_xw(nt, st->rows, D, d, fc->xn, D, w->wq + h * d, D, 1.0f, 0.0f, *q, d);
+    const staging *sg = &st->L.stage;
+    *q = attn_elem_mut(fc->q, st->dt, at);
+    *v = attn_elem_mut(fc->v, st->dt, at);
+    *k = fc->k ? attn_elem_mut(fc->k, st->dt, at) : *q; /* shared QK: keys read off the queries */
+    mm_xw(nt, sg, st->rows, D, d, A(st, fc->xn), D, w->wq + h * d, D, 1.0f, 0.0f, A(st, *q), d);
     if (fc->k)
-        mm_xw(nt, st->rows, D, d, fc->xn, D, w->wk + h * d, D, 1.0f, 0.0f, *k, d);
-    mm_xw(nt, st->rows, D, d, fc->xn, D, w->wv + h * d, D, 1.0f, 0.0f, *v, d);
+        mm_xw(nt, sg, st->rows, D, d, A(st, fc->xn), D, w->wk + h * d, D, 1.0f, 0.0f, A(st, *k), d);
+    mm_xw(nt, sg, st->rows, D, d, A(st, fc->xn), D, w->wv + h * d, D, 1.0f, 0.0f, A(st, *v), d);
 }
 
 /* y += sign F(x), head by head, keeping in fc what F's backward needs; the structure is drawn,
  * or reused when `reuse`. y may be x: the LayerNorm reads x before any head writes y. */
-static int f_forward(step *st, const layer_w *w, const float *x, fcache *fc, int32_t *structure,
-                     bool reuse, float sign, float *y)
+static int f_forward(step *st, const layer_w *w, void *x, fcache *fc, int32_t *structure,
+                     bool reuse, float sign, void *y)
 {
     const stack_config *c = st->c;
     const int nt = st->nthreads, D = (int)st->D, d = (int)c->shape.d;
     const attn_shape hs = head_shape(c);
     const size_t he = head_elems(c), per_head = structure_per_head(c);
-    ln_forward(nt, st->rows, D, x, w->ln1_g, w->ln1_b, fc->xn, fc->mean, fc->rstd);
+    ln_forward(nt, st->rows, D, A(st, x), w->ln1_g, w->ln1_b, A(st, fc->xn), fc->mean, fc->rstd);
     for (int64_t h = 0; h < c->shape.H; h++) {
-        float *q, *k, *v;
+        void *q, *k, *v;
         project_head(st, w, fc, h, &q, &k, &v);
-        float *out = fc->out + (size_t)h * he;
+        void *out = attn_elem_mut(fc->out, st->dt, (size_t)h * he);
         attn_tensors t = {.q = q, .k = k, .v = v, .out = out,
                           .lse = fc->lse + (size_t)h * (size_t)(c->shape.B * c->shape.n),
                           .structure = per_head ? structure + (size_t)h * per_head : NULL,
@@ -460,7 +618,8 @@ static int f_forward(step *st, const layer_w *w, const float *x, fcache *fc, int
         int rc = c->attn.method->forward(&hs, &c->attn, &t, st->L.attn_fwd, nt);
         if (rc)
             return rc;
-        mm_xw(nt, st->rows, d, D, out, d, w->wo + h * d * D, D, sign, 1.0f, y, D);
+        mm_xw(nt, &st->L.stage, st->rows, d, D, A(st, out), d, w->wo + h * d * D, D, sign, 1.0f,
+              A(st, y), D);
     }
     return 0;
 }
@@ -468,26 +627,28 @@ static int f_forward(step *st, const layer_w *w, const float *x, fcache *fc, int
 /* dx += F'(x)^T df, weight gradients into g, head by head from fc (its LayerNorm, every head's
  * output and lse, and Q, K, V per head when kept, else projected again). dx may be df: df is
  * read for every head before the LayerNorm's backward writes dx. */
-static int f_backward(step *st, const layer_w *w, layer_w *g, const float *x, fcache *fc,
-                      const int32_t *structure, const float *df, float *dx)
+static int f_backward(step *st, const layer_w *w, layer_w *g, void *x, fcache *fc,
+                      const int32_t *structure, void *df, void *dx)
 {
     const stack_config *c = st->c;
     const int nt = st->nthreads, D = (int)st->D, d = (int)c->shape.d;
     const attn_shape hs = head_shape(c);
     const size_t he = head_elems(c), per_head = structure_per_head(c);
     layout *L = &st->L;
+    const staging *sg = &L->stage;
     for (int64_t h = 0; h < c->shape.H; h++) {
-        float *q, *k, *v;
+        void *q, *k, *v;
         if (fc->head_stride) {
             const size_t at = (size_t)h * fc->head_stride;
-            q = fc->q + at, v = fc->v + at, k = fc->k ? fc->k + at : q;
+            q = attn_elem_mut(fc->q, st->dt, at), v = attn_elem_mut(fc->v, st->dt, at);
+            k = fc->k ? attn_elem_mut(fc->k, st->dt, at) : q;
         } else {
             project_head(st, w, fc, h, &q, &k, &v);
         }
-        const float *out = fc->out + (size_t)h * he;
+        void *out = attn_elem_mut(fc->out, st->dt, (size_t)h * he);
         /* the output projection: dWo_h += out_h^T df, dout_h = df Wo_h^T */
-        mm_xtdy(nt, st->rows, d, D, out, d, df, D, g->wo + h * d * D, D);
-        mm_dywt(nt, st->rows, d, D, df, D, w->wo + h * d * D, D, 0.0f, L->dout, d);
+        mm_xtdy(nt, sg, st->rows, d, D, A(st, out), d, A(st, df), D, g->wo + h * d * D, D);
+        mm_dywt(nt, sg, st->rows, d, D, A(st, df), D, w->wo + h * d * D, D, 0.0f, A(st, L->dout), d);
         attn_grads ag = {.q = q, .k = k, .v = v, .out = out,
                          .lse = fc->lse + (size_t)h * (size_t)(c->shape.B * c->shape.n),
                          .dout = L->dout,
@@ -497,37 +658,39 @@ static int f_backward(step *st, const layer_w *w, layer_w *g, const float *x, fc
         if (rc)
             return rc;
         /* the projections: dW_h += xn^T d_h, dxn += d_h W_h^T (shared QK: no key's) */
-        const float *grads[] = {L->dq, L->dk, L->dv};
+        void *const grads[] = {L->dq, L->dk, L->dv};
         float *dmats[] = {g->wq, g->wk, g->wv};
         const float *mats[] = {w->wq, w->wk, w->wv};
         for (int m = 0; m < 3; m++) {
             if (!mats[m])
                 continue;
-            mm_xtdy(nt, st->rows, D, d, fc->xn, D, grads[m], d, dmats[m] + h * d, D);
-            mm_dywt(nt, st->rows, D, d, grads[m], d, mats[m] + h * d, D, h || m ? 1.0f : 0.0f,
-                    L->dxn, D);
+            mm_xtdy(nt, sg, st->rows, D, d, A(st, fc->xn), D, A(st, grads[m]), d, dmats[m] + h * d, D);
+            mm_dywt(nt, sg, st->rows, D, d, A(st, grads[m]), d, mats[m] + h * d, D,
+                    h || m ? 1.0f : 0.0f, A(st, L->dxn), D);
         }
     }
-    ln_backward(nt, st->rows, D, x, w->ln1_g, fc->mean, fc->rstd, L->dxn, dx, g->ln1_g, g->ln1_b);
+    ln_backward(nt, st->rows, D, A(st, x), w->ln1_g, fc->mean, fc->rstd, A(st, L->dxn), A(st, dx),
+                g->ln1_g, g->ln1_b);
     return 0;
 }
 
 /* G's forward on `rows` rows: gc keeps the intermediates, out = G(x). */
-static void g_forward(step *st, const layer_w *w, int64_t rows, const float *x, gcache *gc,
-                      float *out)
+static void g_forward(step *st, const layer_w *w, int64_t rows, void *x, gcache *gc, float *out)
 {
     const int nt = st->nthreads, D = (int)st->D, F = (int)st->F;
+    const staging *sg = &st->L.stage;
     if (st->c->stats)
         st->c->stats->v[ATTN_STAT_FF_CHUNKS]++;
-    ln_forward(nt, rows, D, x, w->ln2_g, w->ln2_b, gc->xn, gc->mean, gc->rstd);
-    mm_xw(nt, rows, D, F, gc->xn, D, w->w1, F, 1.0f, 0.0f, gc->h, F);
+    ln_forward(nt, rows, D, A(st, x), w->ln2_g, w->ln2_b, A(st, gc->xn), gc->mean, gc->rstd);
+    mm_xw(nt, sg, rows, D, F, A(st, gc->xn), D, w->w1, F, 1.0f, 0.0f, A(st, gc->h), F);
+    const act h = A(st, gc->h);
 #pragma omp parallel for num_threads(nt) schedule(static)
     for (int64_t i = 0; i < rows; i++)
         for (int j = 0; j < F; j++) {
-            const float z = gc->h[i * F + j] + w->b1[j];
-            gc->h[i * F + j] = z > 0.0f ? z : 0.0f;
+            const float z = act_get(h, (size_t)(i * F + j)) + w->b1[j];
+            act_set(h, (size_t)(i * F + j), z > 0.0f ? z : 0.0f);
         }
-    mm_xw(nt, rows, F, D, gc->h, F, w->w2, D, 1.0f, 0.0f, out, D);
+    mm_xw(nt, sg, rows, F, D, h, F, w->w2, D, 1.0f, 0.0f, f32(out), D);
 #pragma omp parallel for num_threads(nt) schedule(static)
     for (int64_t i = 0; i < rows; i++)
         for (int j = 0; j < D; j++)
@@ -536,89 +699,104 @@ static void g_forward(step *st, const layer_w *w, int64_t rows, const float *x, 
 
 /* dx += G'(x)^T dg on `rows` rows, weight gradients into g. dg is read before dx is written,
  * so they may be the same rows. */
-static void g_backward(step *st, const layer_w *w, layer_w *g, int64_t rows, const float *x,
-                       const gcache *gc, const float *dg, float *dx)
+static void g_backward(step *st, const layer_w *w, layer_w *g, int64_t rows, void *x,
+                       const gcache *gc, void *dg, void *dx)
 {
     const int nt = st->nthreads, D = (int)st->D, F = (int)st->F;
     layout *L = &st->L;
-    mm_xtdy(nt, rows, F, D, gc->h, F, dg, D, g->w2, D);
-    colsum(nt, rows, D, dg, g->b2);
-    mm_dywt(nt, rows, F, D, dg, D, w->w2, D, 0.0f, L->g_dh, F);
+    const staging *sg = &L->stage;
+    const act h = A(st, gc->h);
+    mm_xtdy(nt, sg, rows, F, D, h, F, A(st, dg), D, g->w2, D);
+    colsum(nt, rows, D, A(st, dg), g->b2);
+    mm_dywt(nt, sg, rows, F, D, A(st, dg), D, w->w2, D, 0.0f, f32(L->g_dh), F);
 #pragma omp parallel for num_threads(nt) schedule(static)
     for (int64_t i = 0; i < rows * F; i++)
-        if (gc->h[i] <= 0.0f)
+        if (act_get(h, (size_t)i) <= 0.0f)
             L->g_dh[i] = 0.0f;
-    mm_xtdy(nt, rows, D, F, gc->xn, D, L->g_dh, F, g->w1, F);
-    colsum(nt, rows, F, L->g_dh, g->b1);
-    mm_dywt(nt, rows, D, F, L->g_dh, F, w->w1, F, 0.0f, L->g_dxn, D);
-    ln_backward(nt, rows, D, x, w->ln2_g, gc->mean, gc->rstd, L->g_dxn, dx, g->ln2_g, g->ln2_b);
+    mm_xtdy(nt, sg, rows, D, F, A(st, gc->xn), D, f32(L->g_dh), F, g->w1, F);
+    colsum(nt, rows, F, f32(L->g_dh), g->b1);
+    mm_dywt(nt, sg, rows, D, F, f32(L->g_dh), F, w->w1, F, 0.0f, f32(L->g_dxn), D);
+    ln_backward(nt, rows, D, A(st, x), w->ln2_g, gc->mean, gc->rstd, f32(L->g_dxn), A(st, dx),
+                g->ln2_g, g->ln2_b);
 }
 
 /* ---- the stacks -------------------------------------------------------------------------- */
 
-static int forward_standard(step *st, const float *weights, const float *x)
+/* Row r0's element of an activation buffer, as a pointer. */
+static void *rows_at(const step *st, void *base, int64_t r0, int64_t width)
+{
+    return attn_elem_mut(base, st->dt, (size_t)(r0 * width));
+}
+
+static void copy_act(const step *st, void *dst, const void *src, size_t count)
+{
+    memcpy(dst, src, count * attn_dtype_size(st->dt));
+}
+
+static int forward_standard(step *st, const float *weights, const void *x)
 {
     const stack_config *c = st->c;
     const size_t count = (size_t)(st->rows * st->D);
     const int64_t P = (int64_t)chunk_rows(c);
-    float *cur = st->L.y1;
-    memcpy(cur, x, count * sizeof(float));
+    void *cur = st->L.y1;
+    copy_act(st, cur, x, count);
     for (int l = 0; l < c->layers; l++) {
         layer_w w = layer_at((float *)weights, c, l);
         layer_state ls = layer_state_at(c, &st->L, l);
-        memcpy(ls.xin, cur, count * sizeof(float));
+        copy_act(st, ls.xin, cur, count);
         int rc = f_forward(st, &w, cur, &ls.fc, ls.structure, false, 1.0f, cur); /* x += F(x) */
         if (rc)
             return rc;
-        memcpy(ls.xmid, cur, count * sizeof(float));
+        copy_act(st, ls.xmid, cur, count);
         for (int64_t r0 = 0; r0 < st->rows; r0 += P) { /* G keeps all rows: standard keeps all */
             const int64_t rows = st->rows - r0 < P ? st->rows - r0 : P;
-            gcache part = {ls.gc.xn + r0 * st->D, ls.gc.mean + r0, ls.gc.rstd + r0,
-                           ls.gc.h + r0 * st->F};
-            g_forward(st, &w, rows, cur + r0 * st->D, &part, st->L.g_out);
-            add_into(st->nthreads, (size_t)(rows * st->D), st->L.g_out, cur + r0 * st->D);
+            gcache part = {rows_at(st, ls.gc.xn, r0, st->D), rows_at(st, ls.gc.h, r0, st->F),
+                           ls.gc.mean + r0, ls.gc.rstd + r0};
+            g_forward(st, &w, rows, rows_at(st, cur, r0, st->D), &part, st->L.g_out);
+            add_into(st->nthreads, (size_t)(rows * st->D), st->L.g_out,
+                     A(st, rows_at(st, cur, r0, st->D)));
         }
     }
     return 0;
 }
 
-static int backward_standard(step *st, const float *weights, float *grads, float *dx)
+static int backward_standard(step *st, const float *weights, float *grads, void *dx)
 {
     const stack_config *c = st->c;
     const int64_t P = (int64_t)chunk_rows(c);
-    float *dcur = st->L.dy1;
+    void *dcur = st->L.dy1;
     for (int l = c->layers - 1; l >= 0; l--) {
         layer_w w = layer_at((float *)weights, c, l), g = layer_at(grads, c, l);
         layer_state ls = layer_state_at(c, &st->L, l);
         for (int64_t r0 = 0; r0 < st->rows; r0 += P) { /* x_out = mid + G(mid) */
             const int64_t rows = st->rows - r0 < P ? st->rows - r0 : P;
-            gcache part = {ls.gc.xn + r0 * st->D, ls.gc.mean + r0, ls.gc.rstd + r0,
-                           ls.gc.h + r0 * st->F};
-            g_backward(st, &w, &g, rows, ls.xmid + r0 * st->D, &part, dcur + r0 * st->D,
-                       dcur + r0 * st->D);
+            gcache part = {rows_at(st, ls.gc.xn, r0, st->D), rows_at(st, ls.gc.h, r0, st->F),
+                           ls.gc.mean + r0, ls.gc.rstd + r0};
+            void *d = rows_at(st, dcur, r0, st->D);
+            g_backward(st, &w, &g, rows, rows_at(st, ls.xmid, r0, st->D), &part, d, d);
         }
         int rc = f_backward(st, &w, &g, ls.xin, &ls.fc, ls.structure, dcur, dcur); /* mid = in + F(in) */
         if (rc)
             return rc;
     }
-    memcpy(dx, dcur, (size_t)(st->rows * st->D) * sizeof(float));
+    copy_act(st, dx, dcur, (size_t)(st->rows * st->D));
     return 0;
 }
 
-static int forward_reversible(step *st, const float *weights, const float *x)
+static int forward_reversible(step *st, const float *weights, const void *x)
 {
     const stack_config *c = st->c;
     const size_t count = (size_t)(st->rows * st->D);
     const int64_t P = (int64_t)chunk_rows(c);
-    float *y1 = st->L.y1, *y2 = st->L.y2;
-    memcpy(y1, x, count * sizeof(float));
-    memcpy(y2, x, count * sizeof(float));
+    void *y1 = st->L.y1, *y2 = st->L.y2;
+    copy_act(st, y1, x, count);
+    copy_act(st, y2, x, count);
     for (int l = 0; l < c->layers; l++) {
         layer_w w = layer_at((float *)weights, c, l);
         layer_state ls = layer_state_at(c, &st->L, l);
         if (c->keep_inputs) {
-            memcpy(ls.kept1, y1, count * sizeof(float));
-            memcpy(ls.kept2, y2, count * sizeof(float));
+            copy_act(st, ls.kept1, y1, count);
+            copy_act(st, ls.kept2, y2, count);
         }
         /* Y1 = X1 + F(X2), head by head into Y1 */
         int rc = f_forward(st, &w, y2, &st->L.rev_fc, ls.structure, false, 1.0f, y1);
@@ -626,28 +804,29 @@ static int forward_reversible(step *st, const float *weights, const float *x)
             return rc;
         for (int64_t r0 = 0; r0 < st->rows; r0 += P) { /* Y2 = X2 + G(Y1), chunk by chunk */
             const int64_t rows = st->rows - r0 < P ? st->rows - r0 : P;
-            g_forward(st, &w, rows, y1 + r0 * st->D, &st->L.gscratch, st->L.g_out);
-            add_into(st->nthreads, (size_t)(rows * st->D), st->L.g_out, y2 + r0 * st->D);
+            g_forward(st, &w, rows, rows_at(st, y1, r0, st->D), &st->L.gscratch, st->L.g_out);
+            add_into(st->nthreads, (size_t)(rows * st->D), st->L.g_out,
+                     A(st, rows_at(st, y2, r0, st->D)));
         }
     }
     return 0;
 }
 
-static double max_abs_diff(const float *a, const float *b, size_t count)
+static double max_abs_diff(act a, act b, size_t count)
 {
     double m = 0;
     for (size_t i = 0; i < count; i++)
-        m = fmax(m, fabs((double)a[i] - b[i]));
+        m = fmax(m, fabs((double)act_get(a, i) - act_get(b, i)));
     return m;
 }
 
-static int backward_reversible(step *st, const float *weights, float *grads, float *dx)
+static int backward_reversible(step *st, const float *weights, float *grads, void *dx)
 {
     const stack_config *c = st->c;
     const size_t count = (size_t)(st->rows * st->D);
     const int64_t P = (int64_t)chunk_rows(c);
     const bool use_kept = c->keep_inputs && !c->inverse_error;
-    float *y1 = st->L.y1, *y2 = st->L.y2, *dy1 = st->L.dy1, *dy2 = st->L.dy2;
+    void *y1 = st->L.y1, *y2 = st->L.y2, *dy1 = st->L.dy1, *dy2 = st->L.dy2;
     for (int l = c->layers - 1; l >= 0; l--) {
         layer_w w = layer_at((float *)weights, c, l), g = layer_at(grads, c, l);
         layer_state ls = layer_state_at(c, &st->L, l);
@@ -656,14 +835,17 @@ static int backward_reversible(step *st, const float *weights, float *grads, flo
         /* G: recompute chunk by chunk from Y1; X2 = Y2 - G(Y1); dY1 += G'^T dY2 */
         for (int64_t r0 = 0; r0 < st->rows; r0 += P) {
             const int64_t rows = st->rows - r0 < P ? st->rows - r0 : P;
-            float *y1r = y1 + r0 * st->D, *y2r = y2 + r0 * st->D;
+            void *y1r = rows_at(st, y1, r0, st->D), *y2r = rows_at(st, y2, r0, st->D);
             g_forward(st, &w, rows, y1r, &st->L.gscratch, st->L.g_out);
-            if (use_kept)
-                memcpy(y2r, ls.kept2 + r0 * st->D, (size_t)(rows * st->D) * sizeof(float));
-            else
+            if (use_kept) {
+                copy_act(st, y2r, rows_at(st, ls.kept2, r0, st->D), (size_t)(rows * st->D));
+            } else {
+                const act y = A(st, y2r);
                 for (int64_t i = 0; i < rows * st->D; i++)
-                    y2r[i] -= st->L.g_out[i];
-            g_backward(st, &w, &g, rows, y1r, &st->L.gscratch, dy2 + r0 * st->D, dy1 + r0 * st->D);
+                    act_set(y, (size_t)i, act_get(y, (size_t)i) - st->L.g_out[i]);
+            }
+            g_backward(st, &w, &g, rows, y1r, &st->L.gscratch, rows_at(st, dy2, r0, st->D),
+                       rows_at(st, dy1, r0, st->D));
         }
         /* F: recompute from X2 with the saved structure, head by head out of Y1: X1 = Y1 -
          * F(X2) (or the kept X1, for the oracle); then dX2 = dY2 + F'^T dY1 */
@@ -671,16 +853,17 @@ static int backward_reversible(step *st, const float *weights, float *grads, flo
         if (rc)
             return rc;
         if (use_kept)
-            memcpy(y1, ls.kept1, count * sizeof(float));
+            copy_act(st, y1, ls.kept1, count);
         if (c->inverse_error && c->keep_inputs)
-            c->inverse_error[l] = fmax(max_abs_diff(y1, ls.kept1, count),
-                                       max_abs_diff(y2, ls.kept2, count));
+            c->inverse_error[l] = fmax(max_abs_diff(A(st, y1), A(st, ls.kept1), count),
+                                       max_abs_diff(A(st, y2), A(st, ls.kept2), count));
         rc = f_backward(st, &w, &g, y2, &st->L.rev_fc, ls.structure, dy1, dy2);
         if (rc)
             return rc;
     }
+    const act a = A(st, dy1), b = A(st, dy2), out = A(st, dx);
     for (size_t i = 0; i < count; i++) /* both streams started as x */
-        dx[i] = dy1[i] + dy2[i];
+        act_set(out, i, act_get(a, i) + act_get(b, i));
     return 0;
 }
 
@@ -715,8 +898,8 @@ int stack_check(const stack_config *c, const char **why)
         *why = "d_model * d_ff and B * n must fit a BLAS int";
         return ATTN_EUNSUPPORTED;
     }
-    if (dmodel(c) > 4096) {
-        *why = "d_model above 4096 (the loss's row of generated targets)";
+    if (dmodel(c) > MAX_DMODEL) {
+        *why = "d_model above 4096 (the loss's row of generated targets, a LayerNorm's row)";
         return ATTN_EUNSUPPORTED;
     }
     return attn_check(&c->shape, &c->attn, why);
@@ -727,6 +910,7 @@ static void init_step(step *st, const stack_config *c, void *work, int nthreads)
     memset(st, 0, sizeof *st);
     st->c = c;
     st->nthreads = nthreads;
+    st->dt = c->shape.dtype;
     st->rows = c->shape.B * c->shape.n;
     st->D = dmodel(c);
     st->F = c->d_ff;
@@ -772,8 +956,9 @@ const int32_t *stack_structure(const stack_config *c, void *work, int nthreads, 
  * or, when NULL, N(0, 1) values of the stream c->target_base, generated row by row (the same
  * values inputs_normal would write), so no (rows, width) target needs to exist. Row blocks in
  * parallel, their sums added in block order. */
-static double loss_and_grad(step *st, const float *target, float *dy1, float *dy2)
+static double loss_and_grad(step *st, const float *target, void *dy1, void *dy2)
 {
+    const act y1 = A(st, st->L.y1), y2 = A(st, st->L.y2), g1 = A(st, dy1), g2 = A(st, dy2);
     const int64_t D = st->D, rows = st->rows, width = dy2 ? 2 * D : D;
     const double scale = 1.0 / (double)(rows * width);
     const int64_t nblocks = (rows + ROW_BLOCK - 1) / ROW_BLOCK;
@@ -790,13 +975,11 @@ static double loss_and_grad(step *st, const float *target, float *dy1, float *dy
                     rng_fill_normal(tg_row, (uint64_t)(i * width / 2), (size_t)width,
                                     st->c->target_base, 1.0);
                 for (int64_t j = 0; j < width; j++) {
-                    const float y = j < D ? st->L.y1[i * D + j] : st->L.y2[i * D + j - D];
+                    const size_t e = (size_t)(i * D + (j < D ? j : j - D));
+                    const float y = act_get(j < D ? y1 : y2, e);
                     const double diff = (double)y - tg[j];
                     loss += 0.5 * diff * diff * scale;
-                    if (j < D)
-                        dy1[i * D + j] = (float)(diff * scale);
-                    else
-                        dy2[i * D + j - D] = (float)(diff * scale);
+                    act_set(j < D ? g1 : g2, e, (float)(diff * scale));
                 }
             }
             part[b] = loss;
@@ -808,7 +991,7 @@ static double loss_and_grad(step *st, const float *target, float *dy1, float *dy
     return loss;
 }
 
-int stack_forward(const stack_config *c, const float *weights, const float *x, float *y,
+int stack_forward(const stack_config *c, const float *weights, const void *x, float *y,
                   void *work, int nthreads)
 {
     step st;
@@ -817,17 +1000,18 @@ int stack_forward(const stack_config *c, const float *weights, const float *x, f
                                          : forward_standard(&st, weights, x);
     if (rc)
         return rc;
-    const int64_t D = st.D;
+    const int64_t D = st.D, width = st.L.y2 ? 2 * D : D;
     for (int64_t i = 0; i < st.rows; i++) {
-        memcpy(y + i * (st.L.y2 ? 2 * D : D), st.L.y1 + i * D, (size_t)D * sizeof(float));
+        attn_convert(rows_at(&st, st.L.y1, i, D), st.dt, y + i * width, ATTN_FP32, (size_t)D);
         if (st.L.y2)
-            memcpy(y + i * 2 * D + D, st.L.y2 + i * D, (size_t)D * sizeof(float));
+            attn_convert(rows_at(&st, st.L.y2, i, D), st.dt, y + i * width + D, ATTN_FP32,
+                         (size_t)D);
     }
     return 0;
 }
 
-int stack_train_step(const stack_config *c, const float *weights, float *grads, const float *x,
-                     const float *target, float *dx, double *loss, void *work, int nthreads)
+int stack_train_step(const stack_config *c, const float *weights, float *grads, const void *x,
+                     const float *target, void *dx, double *loss, void *work, int nthreads)
 {
     step st;
     init_step(&st, c, work, nthreads);

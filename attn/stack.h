@@ -20,7 +20,17 @@
  * Shapes: the input is (B, n, D) with D = d_model = H d; the output (B, n, D) for standard
  * and (B, n, 2D) = [Y1 | Y2] for reversible. The loss is 0.5 * mean((y - target)^2).
  * Like every attn/ kernel, nothing here allocates: stack_cost says how much workspace a step
- * needs and the caller passes it in. */
+ * needs and the caller passes it in.
+ *
+ * Precision: with shape.dtype bf16 every activation the step stores and every gradient of an
+ * activation (the streams and their gradients, LayerNorm outputs and the gradient of F's,
+ * Q, K, V, attention outputs and their gradients, the feed-forward hidden layer, x and dx) is
+ * bf16; products, LayerNorm and the loss compute in fp32 from widened rows and round once per
+ * result, so a gradient summed over several products (F's LayerNorm output: 3 H of them) is
+ * rounded once per term, as autograd sums gradients in a bf16 model; weights and weight
+ * gradients stay fp32.
+ * The reversible backward then reconstructs each layer's inputs from bf16 streams, so it
+ * recovers them to bf16's precision, not to fp32's. */
 #ifndef ATTN_STACK_H
 #define ATTN_STACK_H
 
@@ -88,17 +98,19 @@ int stack_param_shape(const stack_config *c, const char *name, int64_t shape[2])
 float *stack_param(const stack_config *c, float *weights, int l, const char *name, size_t *count);
 /* One training step. x (B, n, D) and target (B, n, width) are read (target NULL: generated
  * from c->target_base as it is needed, so it takes no memory); grads (weight_floats) and dx
- * (B, n, D) are overwritten; *loss is set. work holds cost.workspace_bytes. */
-int stack_train_step(const stack_config *c, const float *weights, float *grads, const float *x,
-                     const float *target, float *dx, double *loss, void *work, int nthreads);
+ * (B, n, D) are overwritten; *loss is set. work holds cost.workspace_bytes. x and dx are stored
+ * as c->shape.dtype, like every activation the step keeps; weights, their gradients and the
+ * target are fp32. */
+int stack_train_step(const stack_config *c, const float *weights, float *grads, const void *x,
+                     const float *target, void *dx, double *loss, void *work, int nthreads);
 /* The discrete structure layer l's attention drew in the last step or forward run in `work`
  * with nthreads threads (LSH buckets, random blocks): H arrays of *per_head int32 each, head
  * after head, each the method's structure for a (B, 1, n, d) shape. NULL (and *per_head 0)
  * when the method has none. */
 const int32_t *stack_structure(const stack_config *c, void *work, int nthreads, int l,
                                size_t *per_head);
-/* Tests: the forward only; writes the output (B, n, width) to y. */
-int stack_forward(const stack_config *c, const float *weights, const float *x, float *y,
+/* Tests: the forward only; writes the output (B, n, width) to y, fp32 (x: c->shape.dtype). */
+int stack_forward(const stack_config *c, const float *weights, const void *x, float *y,
                   void *work, int nthreads);
 
 #endif

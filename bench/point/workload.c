@@ -79,10 +79,6 @@ int workload_model(const point_spec *s, point_model *m, const char **why)
     if (s->ranks > 0)
         return ranks_model(s, m, why);
     if (s->train) {
-        if (s->shape.dtype != ATTN_FP32) {
-            *why = "the training step runs fp32 only";
-            return ATTN_EUNSUPPORTED;
-        }
         stack_config c;
         stack_of(s, &c);
         int rc = stack_check(&c, why);
@@ -95,7 +91,7 @@ int workload_model(const point_spec *s, point_model *m, const char **why)
         m->flops = sc.flops;
         m->recompute_flops = sc.recompute_flops;
         m->param_bytes = 2 * sc.weight_floats * sizeof(float);
-        m->io_bytes = 2 * rows * D * sizeof(float); /* x and dx */
+        m->io_bytes = 2 * rows * D * attn_dtype_size(s->shape.dtype); /* x and dx */
         m->workspace_bytes = sc.workspace_bytes;
         m->activation_bytes = sc.activation_bytes;
         m->bytes = m->param_bytes + m->io_bytes + m->workspace_bytes;
@@ -141,8 +137,9 @@ int workload_prepare(workload *w, const point_spec *s, attn_stats *stats)
         const size_t rows = (size_t)(s->shape.B * s->shape.n), D = (size_t)(s->shape.H * s->shape.d);
         w->weights = attn_aligned_alloc(sc.weight_floats * 4);
         w->grads = attn_aligned_alloc(sc.weight_floats * 4);
-        w->x = attn_aligned_alloc(rows * D * 4);
-        w->dx = attn_aligned_alloc(rows * D * 4);
+        const size_t size = attn_dtype_size(s->shape.dtype);
+        w->x = attn_aligned_alloc(rows * D * size);
+        w->dx = attn_aligned_alloc(rows * D * size);
         w->work = attn_aligned_alloc(sc.workspace_bytes);
         w->weight_floats = sc.weight_floats;
         if (!w->weights || !w->grads || !w->x || !w->dx || (sc.workspace_bytes && !w->work))
@@ -151,8 +148,7 @@ int workload_prepare(workload *w, const point_spec *s, attn_stats *stats)
             memset(w->work, 0, sc.workspace_bytes);
         workload_poison(w);
         stack_init_weights(&w->stack, w->weights, s->seed);
-        inputs_normal(w->x, rows * D, s->seed, 11, 1.0f, s->threads);
-        return 0;
+        return inputs_normal_as(w->x, s->shape.dtype, rows * D, s->seed, 11, 1.0f, s->threads);
     }
     attn_cost c;
     s->params.method->cost(&s->shape, &s->params, s->threads, &c);
@@ -234,8 +230,8 @@ int workload_run(workload *w)
 void *workload_output(workload *w, size_t *count, attn_dtype *dtype)
 {
     *count = attn_tensor_elems(&w->spec->shape); /* dx (B, n, H d) has as many as out */
-    *dtype = w->spec->train ? ATTN_FP32 : w->spec->shape.dtype;
-    return w->spec->train ? (void *)w->dx : w->out;
+    *dtype = w->spec->shape.dtype; /* a step's x and dx are stored like its activations */
+    return w->spec->train ? w->dx : w->out;
 }
 
 static int64_t first_bad(const void *x, attn_dtype dtype, size_t count, int allow_neg_inf,

@@ -21,7 +21,8 @@ typedef struct workload {
     int32_t *structure;
     /* training */
     stack_config stack;
-    float *weights, *grads, *x, *dx;
+    float *weights, *grads; /* fp32 */
+    void *x, *dx;           /* the shape's dtype */
     size_t weight_floats;
     double loss;
     void *work;
