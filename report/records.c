@@ -26,6 +26,12 @@ const char *report_str(const json_t *o, const char *key)
     return s ? s : "";
 }
 
+const char *report_dtype(const json_t *rec)
+{
+    const char *t = json_string_value(json_object_get(rec, "dtype"));
+    return t ? t : "fp32"; /* records from before bf16 were all fp32 */
+}
+
 const json_t *report_path(const json_t *rec, const char *path)
 {
     char part[64];

@@ -11,6 +11,8 @@
 /* A field as a number (NAN when missing or null) or as a string ("" when missing). */
 double report_num(const json_t *o, const char *key);
 const char *report_str(const json_t *o, const char *key);
+/* How a record's tensors were stored: its dtype, "fp32" for records that predate the field. */
+const char *report_dtype(const json_t *rec);
 /* The value at a dotted path ("machine_load.busy"), or NULL. */
 const json_t *report_path(const json_t *rec, const char *path);
 /* status ok; timed while other processes used the machine (machine_load.busy). */

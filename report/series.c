@@ -100,7 +100,8 @@ bool report_same_shape(const report_series *a, const report_series *b)
     }
     return json_is_true(json_object_get(x, "causal")) == json_is_true(json_object_get(y, "causal")) &&
            json_is_true(json_object_get(x, "backward")) == json_is_true(json_object_get(y, "backward")) &&
-           strcmp(report_str(x, "stack"), report_str(y, "stack")) == 0;
+           strcmp(report_str(x, "stack"), report_str(y, "stack")) == 0 &&
+           strcmp(report_dtype(x), report_dtype(y)) == 0;
 }
 
 const json_t *report_first_ok(const report_series *s)

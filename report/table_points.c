@@ -89,6 +89,7 @@ static const column columns[] = {
     {"ranks", "ranks", COL_SPECIAL, NULL, NULL},
     {"layers", "L", COL_COUNT, "layers", NULL},
     {"inputs", "inputs", COL_TEXT, "inputs", NULL},
+    {"dtype", "dtype", COL_SPECIAL, NULL, NULL},
     {"status", "status", COL_TEXT, "status", NULL},
     {"time", "time (s)", COL_NUM, "wall_s", "g4"},
     {"time_min", "fastest (s)", COL_NUM, "wall_s_min", "g4"},
@@ -111,9 +112,12 @@ static const column columns[] = {
     {"err_mean", "mean row error", COL_NUM, "err_vs_exact.mean_rel", "f3"},
     {"err_max", "max row error", COL_NUM, "err_vs_exact.max_rel", "f3"},
     {"err_fro", "relative error", COL_NUM, "err_vs_exact.rel_fro", "g3"},
+    {"err_fp32", "error vs fp32", COL_NUM, "err_vs_fp32.rel_fro", "g3"},
     {"recall", "mass recalled", COL_NUM, "err_vs_exact.mass_recall", "f4"},
     {"scores_per_token", "scores per token", COL_NUM, "work.scores_per_token", "f0"},
     {"duplicates", "duplicate candidates", COL_SHARE, "work.duplicates_share", "f1"},
+    {"rss_vs_fp32", "peak RSS / fp32's", COL_SPECIAL, NULL, NULL},
+    {"time_vs_fp32", "time / fp32's", COL_SPECIAL, NULL, NULL},
     {"busy", "machine", COL_SPECIAL, NULL, NULL},
     {"other_share", "others used", COL_SHARE, "machine_load.other_share", "f1"},
     {"probe_fraction", "probes' share", COL_SHARE, "harness.probe_fraction", "g2"},
@@ -189,6 +193,26 @@ static void params_cell(const report_data *d, const json_t *rec, int only_varyin
     }
 }
 
+/* The fp32 record of the same point as bf16 record r (its key without the dtype), or NULL. */
+static const json_t *fp32_twin(const report_data *d, const json_t *r)
+{
+    const char *key = report_str(r, "point_key"), *at = strstr(key, ";dtype=");
+    if (!at || strcmp(report_dtype(r), "fp32") == 0)
+        return NULL;
+    const size_t head = (size_t)(at - key);
+    const char *tail = strchr(at + 1, ';');
+    size_t i;
+    json_t *t;
+    json_array_foreach(d->records, i, t)
+    {
+        const char *k = report_str(t, "point_key");
+        if (strncmp(k, key, head) == 0 && strcmp(k + head, tail ? tail : "") == 0 &&
+            report_is_ok(t))
+            return t;
+    }
+    return NULL;
+}
+
 static void cell_special(const column *c, const report_data *d, const json_t *r, char *buf,
                          size_t size)
 {
@@ -206,6 +230,14 @@ static void cell_special(const column *c, const report_data *d, const json_t *r,
                                                                                  : "forward");
     } else if (strcmp(name, "n") == 0) {
         table_fmt_n(report_num(r, "n"), buf, size);
+    } else if (strcmp(name, "dtype") == 0) {
+        snprintf(buf, size, "%s", report_dtype(r));
+    } else if (strcmp(name, "rss_vs_fp32") == 0 || strcmp(name, "time_vs_fp32") == 0) {
+        /* a bf16 point against the fp32 point measured beside it (same file, same key) */
+        const json_t *twin = report_is_ok(r) ? fp32_twin(d, r) : NULL;
+        const char *field = name[0] == 'r' ? "peak_rss_bytes" : "wall_s";
+        if (twin)
+            snprintf(buf, size, "%.2fx", report_num(r, field) / report_num(twin, field));
     } else if (strcmp(name, "ranks") == 0) {
         const double p = report_num(json_object_get(r, "ranks"), "count");
         snprintf(buf, size, "%.0f", isfinite(p) ? p : 1);

@@ -6,6 +6,8 @@
  * rows hold the rounds merged so far in bf16, so it is held to two roundings instead). */
 #include "helpers.h"
 
+#include "../attn/stack.h"
+
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -198,11 +200,99 @@ static void test_methods(void **state)
     }
 }
 
+/* ||a - b||_F / ||b||_F */
+static double rel_fro(const float *a, const float *b, size_t count)
+{
+    double num = 0, den = 0;
+    for (size_t i = 0; i < count; i++) {
+        num += ((double)a[i] - b[i]) * ((double)a[i] - b[i]);
+        den += (double)b[i] * b[i];
+    }
+    return sqrt(num / den);
+}
+
+typedef struct step_out {
+    double loss;
+    float *grads, *dx; /* dx widened to fp32 */
+} step_out;
+
+static step_out train(stack_config c, attn_dtype t, int nthreads, const float *w, const float *x,
+                      const float *target)
+{
+    c.shape.dtype = t;
+    const char *why;
+    assert_int_equal(stack_check(&c, &why), 0);
+    stack_cost cost;
+    stack_cost_of(&c, nthreads, &cost);
+    const size_t count = (size_t)(c.shape.B * c.shape.n * c.shape.H * c.shape.d);
+    void *xs = malloc(count * attn_dtype_size(t)), *dxs = malloc(count * attn_dtype_size(t));
+    attn_convert(x, ATTN_FP32, xs, t, count);
+    void *work = aligned_alloc(64, (cost.workspace_bytes + 63) / 64 * 64);
+    step_out o = {.grads = malloc(cost.weight_floats * sizeof(float)),
+                  .dx = malloc(count * sizeof(float))};
+    assert_int_equal(stack_train_step(&c, w, o.grads, xs, target, dxs, &o.loss, work, nthreads), 0);
+    attn_convert(dxs, t, o.dx, ATTN_FP32, count);
+    free(xs), free(dxs), free(work);
+    return o;
+}
+
+/* A training step in bf16 against the same step in fp32 on the same inputs (bf16 values) and
+ * weights: the loss within 1%; the weight gradients and dx, which pass through every rounded
+ * activation and activation gradient of two layers (measured: 1e-2 and 3e-2 relative), within
+ * 5%; the same bits for one thread and two. */
+static void test_train_step(void **state)
+{
+    (void)state;
+    /* lsh hashes the bf16 queries, so some tokens land in other buckets than in fp32 and
+     * attend to other keys: its step is held to a looser bound than the exact methods' */
+    static const struct {
+        enum stack_kind kind;
+        const char *method, *param;
+        double tol;
+    } cases[] = {{STACK_STANDARD, "full_stream", NULL, 5e-2},
+                 {STACK_REVERSIBLE, "full_stream", NULL, 5e-2},
+                 {STACK_REVERSIBLE, "lsh", "chunk_len=32", 1.5e-1},
+                 {STACK_STANDARD, "block_sparse", "block=16", 5e-2}};
+    for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++) {
+        stack_config c = {.kind = cases[ci].kind, .layers = 2, .d_ff = 64, .ff_chunk = 100,
+                          .shape = {.B = 1, .H = 2, .n = 256, .d = 16, .causal = ci == 2}};
+        attn_params_default(attn_find(cases[ci].method), &c.attn);
+        if (cases[ci].param)
+            assert_int_equal(attn_params_parse(&c.attn, cases[ci].param), 0);
+        stack_cost cost;
+        stack_cost_of(&c, 2, &cost);
+        const size_t count = (size_t)(c.shape.n * c.shape.H * c.shape.d);
+        float *w = malloc(cost.weight_floats * sizeof *w), *x = malloc(count * sizeof *x),
+              *target = malloc((size_t)(c.shape.n * cost.width) * sizeof *target);
+        stack_init_weights(&c, w, 7);
+        fill_normal(x, count, 8, 1.0f);
+        for (size_t i = 0; i < count; i++)
+            x[i] = attn_bf16_to_f32(attn_f32_to_bf16(x[i]));
+        fill_normal(target, (size_t)(c.shape.n * cost.width), 9, 1.0f);
+        step_out f = train(c, ATTN_FP32, 2, w, x, target), b2 = train(c, ATTN_BF16, 2, w, x, target),
+                 b1 = train(c, ATTN_BF16, 1, w, x, target);
+        assert_memory_equal(b1.grads, b2.grads, cost.weight_floats * sizeof(float));
+        assert_memory_equal(b1.dx, b2.dx, count * sizeof(float));
+        assert_true(b1.loss == b2.loss);
+        const double eg = rel_fro(b2.grads, f.grads, cost.weight_floats),
+                     ex = rel_fro(b2.dx, f.dx, count);
+        print_message("bf16 step %s over %s: loss %.6g vs fp32 %.6g, weight gradients %.2e, dx "
+                      "%.2e (relative)\n", stack_kind_name(c.kind), cases[ci].method, b2.loss,
+                      f.loss, eg, ex);
+        assert_true(fabs(b2.loss - f.loss) <= 1e-2 * f.loss);
+        assert_true(eg < cases[ci].tol && eg > 0);
+        assert_true(ex < cases[ci].tol && ex > 0);
+        free(w), free(x), free(target);
+        free(f.grads), free(f.dx), free(b1.grads), free(b1.dx), free(b2.grads), free(b2.dx);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_rounding),
         cmocka_unit_test(test_methods),
+        cmocka_unit_test(test_train_step),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
