@@ -43,6 +43,8 @@ int capacity_spec_of(const json_t *rec, point_spec *s)
                             .n = (int64_t)report_num(rec, "n"),
                             .d = (int64_t)report_num(rec, "d"),
                             .causal = json_is_true(json_object_get(rec, "causal"))};
+    if (attn_dtype_parse(report_dtype(rec), &s->shape.dtype) != 0)
+        return -1;
     s->threads = (int)report_num(rec, "threads");
     s->reps = 1;
     s->backward = json_is_true(json_object_get(rec, "backward"));

@@ -749,6 +749,48 @@ expect_status 2 "run --dtype with a list" -- "$bin" run --method full --n 64 --d
 grep -q '"status":"unsupported"' "$tmp/out" && grep -q "fp32 only" "$tmp/out" && pass \
     || fail "ring in bf16 is not unsupported with its reason: $(head -c 300 "$tmp/out")"
 
+# --- forward and backward --dtype bf16: float32 files rounded on load, outputs float32 holding
+# bf16 values; bfloat16 files ('<V2', as numpy saves ml_dtypes' bfloat16) in, the same out
+/usr/bin/python3 - "$tmp" <<'PY'
+import numpy as np, sys
+rng = np.random.default_rng(3)
+for name in ("q", "k", "v", "do"):
+    a = rng.standard_normal((2, 2, 128, 16)).astype("<f4")
+    np.save(f"{sys.argv[1]}/bf_{name}.npy", a)
+    bits = (a.view("<u4") + 0x7FFF + ((a.view("<u4") >> 16) & 1)) >> 16  # round to nearest even
+    np.save(f"{sys.argv[1]}/bf_{name}16.npy", bits.astype("<u2").view("V2"))
+PY
+f32=(--q "$tmp/bf_q.npy" --k "$tmp/bf_k.npy" --v "$tmp/bf_v.npy")
+v2=(--q "$tmp/bf_q16.npy" --k "$tmp/bf_k16.npy" --v "$tmp/bf_v16.npy")
+for m in full_stream lsh; do
+    "$bin" forward --method $m "${f32[@]}" --out "$tmp/o32_$m.npy" 2>/dev/null
+    "$bin" forward --method $m "${f32[@]}" --out "$tmp/obf_$m.npy" --dtype bf16 2>/dev/null
+    "$bin" forward --method $m "${v2[@]}" --out "$tmp/ov2_$m.npy" --dtype bf16 2>/dev/null
+done
+"$bin" backward --method full_stream "${f32[@]}" --dout "$tmp/bf_do.npy" --dq "$tmp/dq32.npy" \
+    --dk "$tmp/dk32.npy" --dv "$tmp/dv32.npy" 2>/dev/null
+"$bin" backward --method full_stream "${v2[@]}" --dout "$tmp/bf_do16.npy" --dq "$tmp/dq16.npy" \
+    --dk "$tmp/dk16.npy" --dv "$tmp/dv16.npy" --dtype bf16 2>/dev/null
+/usr/bin/python3 - "$tmp" <<'PY' && pass || fail "forward/backward --dtype bf16 files"
+import numpy as np, sys
+t = sys.argv[1]
+widen = lambda a: (a.view("<u2").astype("<u4") << 16).view("<f4")
+rel = lambda a, b: np.linalg.norm(a - b) / np.linalg.norm(b)
+for m in ("full_stream", "lsh"):
+    o32, obf, ov2 = (np.load(f"{t}/{p}_{m}.npy") for p in ("o32", "obf", "ov2"))
+    assert obf.dtype == np.float32 and ov2.dtype.kind == "V" and ov2.dtype.itemsize == 2
+    assert not (obf.view("<u4") & 0xFFFF).any()  # float32 holding bf16 values
+    assert np.array_equal(widen(ov2), obf)        # the same run, whichever file type
+    assert 0 < rel(obf, o32) < 1e-2, (m, rel(obf, o32))
+for g in ("dq", "dk", "dv"):
+    a32, a16 = np.load(f"{t}/{g}32.npy"), widen(np.load(f"{t}/{g}16.npy"))
+    assert 0 < rel(a16, a32) < 3e-2, (g, rel(a16, a32))
+PY
+expect_status 2 "forward: a bfloat16 file without --dtype bf16" -- "$bin" forward --method full "${v2[@]}" --out "$tmp/x.npy"
+expect_status 2 "forward: q bfloat16, k float32" -- "$bin" forward --method full --q "$tmp/bf_q16.npy" --k "$tmp/bf_k.npy" --v "$tmp/bf_v16.npy" --out "$tmp/x.npy" --dtype bf16
+expect_status 2 "forward --dtype fp64" -- "$bin" forward --method full "${f32[@]}" --out "$tmp/x.npy" --dtype fp64
+[ ! -e "$tmp/x.npy" ] && pass || fail "a refused forward wrote its output"
+
 # --- external workloads: someone else's program under the same harness
 expect_status 0 "run ext:numpy_textbook" -- "$bin" run --method ext:numpy_textbook --n 512 --reps 2 --accuracy --json --counters sw
 /usr/bin/python3 -c '

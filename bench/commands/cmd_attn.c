@@ -86,16 +86,22 @@ static const char forward_usage[] =
     "usage: attnbench forward --method M --q Q.npy --k K.npy --v V.npy --out O.npy\n"
     "                         [--causal] [--param key=value]... [--threads T]\n"
     "                         [--lse LSE.npy] [--structure S.npy] [--ranks P]\n"
+    "                         [--dtype fp32|bf16]\n"
     "Inputs are float32 C-order .npy arrays of shape (n, d) or (B, H, n, d); the output has\n"
     "the inputs' shape, the logsumexp (n) or (B, H, n), the structure the method's own.\n"
+    "--dtype bf16 runs the method on bf16 tensors: float32 inputs are rounded to bf16 on load\n"
+    "and the outputs written as float32 (their bf16 values, exactly); bfloat16 arrays (numpy\n"
+    "with ml_dtypes saves them as '<V2') are read as they are and outputs written the same way.\n"
+    "The logsumexp is float32 either way.\n"
     "--ranks P (method ring): P MPI processes through mpirun, each with its rows.\n";
 
 static const char backward_usage[] =
     "usage: attnbench backward --method M --q Q.npy --k K.npy --v V.npy --dout dO.npy\n"
     "                          --dq dQ.npy --dk dK.npy --dv dV.npy [--causal]\n"
     "                          [--param key=value]... [--threads T] [--ranks P]\n"
+    "                          [--dtype fp32|bf16]\n"
     "Runs the forward, then the backward of the loss whose gradient with respect to the output\n"
-    "is dO, and writes dq, dk, dv in the inputs' shape.\n";
+    "is dO, and writes dq, dk, dv in the inputs' shape (--dtype: as for forward).\n";
 
 /* The first element of x[0..count) that is NaN or infinite, or -1. */
 static int64_t first_nonfinite(const float *x, size_t count)
@@ -106,15 +112,35 @@ static int64_t first_nonfinite(const float *x, size_t count)
     return -1;
 }
 
-/* Reads one input and checks it against the first one read (ref), if any. */
-static int read_input(const char *cmd, const char *flag, const char *path, npy_array *a,
-                      const npy_array *ref)
+/* Whether an array holds bfloat16 values: numpy saves ml_dtypes' bfloat16 as a 2-byte void. */
+static int is_bf16_file(const npy_array *a)
 {
-    char err[512];
+    return strcmp(a->descr, "<V2") == 0 || strcmp(a->descr, "|V2") == 0;
+}
+
+/* Element i of an input (float32, or a bfloat16 file's) as float. */
+static float input_value(const npy_array *a, size_t i)
+{
+    return is_bf16_file(a) ? attn_bf16_to_f32(((const attn_bf16 *)a->data)[i])
+                           : ((const float *)a->data)[i];
+}
+
+/* Reads one input and checks it against the first one read (ref), if any. With bf16, a
+ * bfloat16 file ('<V2') is read too. */
+static int read_input(const char *cmd, const char *flag, const char *path, npy_array *a,
+                      const npy_array *ref, attn_dtype dtype)
+{
+    char err[512], err2[512];
     if (!path)
         return cli_error(cmd, "--%s is required", flag);
-    if (npy_read(path, "<f4", a, err, sizeof err))
-        return cli_error(cmd, "--%s %s", flag, err);
+    if (npy_read(path, "<f4", a, err, sizeof err) &&
+        (dtype != ATTN_BF16 || (npy_read(path, "<V2", a, err2, sizeof err2) &&
+                                npy_read(path, "|V2", a, err2, sizeof err2))))
+        return cli_error(cmd, "--%s %s%s", flag, err,
+                         dtype == ATTN_BF16 ? " or a bfloat16 '<V2'" : "");
+    if (ref && is_bf16_file(a) != is_bf16_file(ref))
+        return cli_error(cmd, "--%s %s: dtype '%s' differs from --q's '%s'", flag, path, a->descr,
+                         ref->descr);
     if (a->ndim != 2 && a->ndim != 4)
         return cli_error(cmd, "--%s %s: shape must be (n, d) or (B, H, n, d), not %d-D", flag,
                          path, a->ndim);
@@ -122,10 +148,13 @@ static int read_input(const char *cmd, const char *flag, const char *path, npy_a
                                                (size_t)a->ndim * sizeof a->shape[0]) != 0))
         return cli_error(cmd, "--%s %s: shape differs from --q's", flag, path);
     /* a NaN or infinity has no attention: say where it is rather than return NaN everywhere */
-    int64_t bad = first_nonfinite(a->data, a->count);
+    int64_t bad = -1;
+    for (size_t i = 0; i < a->count && bad < 0; i++)
+        if (!isfinite(input_value(a, i)))
+            bad = (int64_t)i;
     if (bad >= 0) {
         char index[160];
-        const float x = ((const float *)a->data)[bad];
+        const float x = input_value(a, (size_t)bad);
         return cli_error(cmd, "--%s %s: element (%s) is %s; inputs must be finite", flag, path,
                          npy_index(a, bad, index, sizeof index),
                          isnan(x) ? "NaN" : x > 0 ? "+inf" : "-inf");
@@ -179,6 +208,7 @@ typedef struct attn_args {
     int64_t threads;
     int threads_given;
     int64_t ranks;             /* 0: this process */
+    attn_dtype dtype;
     int help;
 } attn_args;
 
@@ -196,7 +226,7 @@ static int attn_args_parse(const char *cmd, int argc, char **argv, int backward,
         {"dv", required_argument, 0, F_DV},      {"causal", no_argument, 0, 'c'},
         {"param", required_argument, 0, 'p'},    {"threads", required_argument, 0, 't'},
         {"ranks", required_argument, 0, 'r'},    {"help", no_argument, 0, 'h'},
-        {0, 0, 0, 0},
+        {"dtype", required_argument, 0, 'y'},    {0, 0, 0, 0},
     };
     /* the files each command takes */
     static const int fwd_files[] = {F_Q, F_K, F_V, F_OUT, F_LSE, F_STRUCTURE};
@@ -221,6 +251,10 @@ static int attn_args_parse(const char *cmd, int argc, char **argv, int backward,
         switch (c) {
         case 'm': a->method = optarg; break;
         case 'c': a->causal = 1; break;
+        case 'y':
+            if (attn_dtype_parse(optarg, &a->dtype) != 0)
+                return cli_error(cmd, "--dtype '%s' is not fp32 or bf16", optarg);
+            break;
         case 'p':
             if (a->nparams == 64)
                 return cli_error(cmd, "too many --param flags");
@@ -282,7 +316,9 @@ static int attn_on_ranks(const char *cmd, const attn_args *a, const attn_params 
 
 /* What forward and backward compute in this process. */
 typedef struct attn_outputs {
-    float *out, *lse, *grad[3];
+    void *out, *grad[3];    /* the run's dtype */
+    float *lse, *wide;      /* wide: one output widened to fp32 (bf16 runs) */
+    void *inputs[4];        /* bf16 runs on float32 files: the inputs rounded */
     int32_t *structure;
 } attn_outputs;
 
@@ -295,48 +331,79 @@ static int write_file(const char *cmd, const char *path, const char *dtype, int 
     return 0;
 }
 
+/* Checks one output of the run (every element finite) and writes it where asked: as it is in
+ * fp32; in bf16 as '<V2' when the inputs were bfloat16 files, else widened to float32. */
+static int put_output(const char *cmd, const char *what, const char *path, const npy_array *q,
+                      const attn_shape *shape, const void *x, attn_outputs *o)
+{
+    const float *f = x;
+    if (shape->dtype == ATTN_BF16) {
+        attn_convert(x, ATTN_BF16, o->wide, ATTN_FP32, q->count);
+        f = o->wide;
+    }
+    int rc = check_output(cmd, what, q, f);
+    if (rc)
+        return rc;
+    if (shape->dtype == ATTN_BF16 && is_bf16_file(q))
+        return write_file(cmd, path, "<V2", q->ndim, q->shape, x, sizeof(attn_bf16));
+    return write_file(cmd, path, "<f4", q->ndim, q->shape, f, sizeof(float));
+}
+
 /* The method in this process on inputs in[] (q, k, v, and dout for backward): computes the
  * forward (and the backward), checks that every result is finite, and writes the files asked
- * for. Nothing is written when anything fails. */
+ * for. Nothing is written when anything fails (the forward's files are written after its
+ * checks; backward writes only gradients, after all of theirs). */
 static int attn_here(const char *cmd, const attn_args *a, const attn_params *p,
                      const attn_shape *shape, const npy_array *in, int backward, attn_outputs *o)
 {
     attn_cost cost;
     p->method->cost(shape, p, (int)a->threads, &cost);
-    const size_t elems = attn_tensor_elems(shape), nstruct = attn_structure_elems(&cost);
+    const size_t elems = attn_tensor_elems(shape), nstruct = attn_structure_elems(&cost),
+                 size = attn_dtype_size(shape->dtype);
     if (FILE_OF(a, F_STRUCTURE) && !nstruct) /* before any work or output */
         return cli_error(cmd, "--structure: method %s has no discrete structure", p->method->name);
-    o->out = malloc(elems * sizeof *o->out);
+    const void *x[4] = {NULL};
+    for (int i = 0; i < (backward ? 4 : 3); i++) {
+        x[i] = in[i].data;
+        if (shape->dtype == ATTN_BF16 && !is_bf16_file(&in[i])) { /* rounded on load */
+            if (!(o->inputs[i] = malloc(elems * size)))
+                return cli_fail(cmd, "out of memory for n=%lld", (long long)shape->n);
+            attn_convert(in[i].data, ATTN_FP32, o->inputs[i], ATTN_BF16, elems);
+            x[i] = o->inputs[i];
+        }
+    }
+    o->out = malloc(elems * size);
     o->lse = malloc((size_t)(shape->B * shape->H * shape->n) * sizeof *o->lse);
+    o->wide = shape->dtype == ATTN_BF16 ? malloc(elems * sizeof *o->wide) : NULL;
     o->structure = nstruct ? malloc(nstruct * sizeof *o->structure) : NULL;
     for (int i = 0; i < 3 && backward; i++)
-        o->grad[i] = malloc(elems * sizeof(float));
+        o->grad[i] = malloc(elems * size);
     if (!o->out || !o->lse || (nstruct && !o->structure) ||
+        (shape->dtype == ATTN_BF16 && !o->wide) ||
         (backward && (!o->grad[0] || !o->grad[1] || !o->grad[2])))
         return cli_fail(cmd, "out of memory for n=%lld", (long long)shape->n);
-    attn_tensors t = {.q = in[0].data, .k = in[1].data, .v = in[2].data, .out = o->out,
-                      .lse = o->lse, .structure = o->structure};
+    attn_tensors t = {.q = x[0], .k = x[1], .v = x[2], .out = o->out, .lse = o->lse,
+                      .structure = o->structure};
     int rc = attn_forward_alloc(shape, p, &t, (int)a->threads);
     if (rc)
         return cli_fail(cmd, "%s: %s", attn_errname(rc), attn_strerror(rc));
-    if ((rc = check_output(cmd, "output", &in[0], o->out)))
-        return rc;
     if (backward) {
-        attn_grads g = {.q = in[0].data, .k = in[1].data, .v = in[2].data, .out = o->out,
-                        .lse = o->lse, .dout = in[3].data, .structure = o->structure,
-                        .dq = o->grad[0], .dk = o->grad[1], .dv = o->grad[2]};
+        if ((rc = put_output(cmd, "output", NULL, &in[0], shape, o->out, o)))
+            return rc;
+        attn_grads g = {.q = x[0], .k = x[1], .v = x[2], .out = o->out, .lse = o->lse,
+                        .dout = x[3], .structure = o->structure, .dq = o->grad[0],
+                        .dk = o->grad[1], .dv = o->grad[2]};
         if ((rc = attn_backward_alloc(shape, p, &g, (int)a->threads)))
             return cli_fail(cmd, "%s: %s", attn_errname(rc), attn_strerror(rc));
         for (int i = 0; i < 3 && !rc; i++)
-            rc = check_output(cmd, file_flag[F_DQ - F_FIRST + i], &in[0], o->grad[i]);
+            rc = put_output(cmd, file_flag[F_DQ - F_FIRST + i], NULL, &in[0], shape, o->grad[i], o);
         for (int i = 0; i < 3 && !rc; i++)
-            rc = write_file(cmd, FILE_OF(a, F_DQ + i), "<f4", in[0].ndim, in[0].shape,
-                            o->grad[i], sizeof(float));
+            rc = put_output(cmd, file_flag[F_DQ - F_FIRST + i], FILE_OF(a, F_DQ + i), &in[0],
+                            shape, o->grad[i], o);
         return rc;
     }
     const int64_t lse_shape[3] = {shape->B, shape->H, shape->n};
-    if ((rc = write_file(cmd, FILE_OF(a, F_OUT), "<f4", in[0].ndim, in[0].shape, o->out,
-                         sizeof *o->out)) ||
+    if ((rc = put_output(cmd, "output", FILE_OF(a, F_OUT), &in[0], shape, o->out, o)) ||
         (rc = write_file(cmd, FILE_OF(a, F_LSE), "<f4", in[0].ndim == 4 ? 3 : 1,
                          in[0].ndim == 4 ? lse_shape : &shape->n, o->lse, sizeof *o->lse)))
         return rc;
@@ -357,9 +424,10 @@ static int attn_command(const char *cmd, int argc, char **argv, int backward)
     memset(in, 0, sizeof in);
     attn_outputs o = {0};
     for (int i = 0; i < (backward ? 4 : 3) && !rc; i++)
-        rc = read_input(cmd, file_flag[i], a.path[i], &in[i], i ? &in[0] : NULL);
+        rc = read_input(cmd, file_flag[i], a.path[i], &in[i], i ? &in[0] : NULL, a.dtype);
     if (!rc) {
-        const attn_shape shape = shape_of(&in[0], a.causal);
+        attn_shape shape = shape_of(&in[0], a.causal);
+        shape.dtype = a.dtype;
         const char *why;
         if ((rc = attn_check(&shape, &p, &why)))
             rc = cli_check_error(cmd, &p, rc, why);
@@ -371,9 +439,12 @@ static int attn_command(const char *cmd, int argc, char **argv, int backward)
         npy_free(&in[i]);
     free(o.out);
     free(o.lse);
+    free(o.wide);
     free(o.structure);
     for (int i = 0; i < 3; i++)
         free(o.grad[i]);
+    for (int i = 0; i < 4; i++)
+        free(o.inputs[i]);
     return rc;
 }
 

@@ -40,7 +40,8 @@ static const char usage[] =
     "  --out F.jsonl   append the calibration and verification records (a results file)\n"
     "  --json          one JSON object per method: method, n_max, limited_by,\n"
     "                  predicted_peak_rss_bytes, predicted_time_s, calibration, verified\n"
-    "Options as for run: --d --heads --batch --causal --threads --seed --reps --layers ...\n";
+    "Options as for run: --d --heads --batch --causal --dtype --threads --seed --reps\n"
+    "--layers ... (--dtype bf16: calibrated by bf16 records only, and predicted in bf16)\n";
 
 enum { MAX_METHODS = 16 };
 
@@ -176,8 +177,8 @@ static int parse(int argc, char **argv, capacity_args *a)
         return cli_error(cmd, "unexpected argument '%s'", argv[optind]);
     if (a->mem == 0)
         return cli_error(cmd, "--mem is required");
-    if (a->o.nlayers != 1 || a->o.nranks > 1)
-        return cli_error(cmd, "--layers and --ranks take one value here");
+    if (a->o.nlayers != 1 || a->o.nranks > 1 || a->o.ndtypes != 1)
+        return cli_error(cmd, "--layers, --ranks and --dtype take one value here");
     if (!methods)
         methods = a->o.nranks ? "ring" : "full,full_stream,lsh,block_sparse,etc";
     snprintf(methods_copy, sizeof methods_copy, "%s", methods);
@@ -220,12 +221,13 @@ static int parse(int argc, char **argv, capacity_args *a)
 /* ---- calibration ---------------------------------------------------------------------------- */
 
 /* How close a measured point is to the question: the same kind of point (method, forward or
- * step, stack) is required (-1 otherwise); each matching field adds. */
+ * step, stack, and dtype, which halves the bytes) is required (-1 otherwise); each matching
+ * field adds. */
 static int closeness(const point_spec *want, const point_spec *got)
 {
     if (got->params.method != want->params.method || got->train != want->train ||
         got->backward != want->backward || got->ranks != want->ranks ||
-        (want->train && got->stack != want->stack))
+        got->shape.dtype != want->shape.dtype || (want->train && got->stack != want->stack))
         return -1;
     int score = 0;
     score += 8 * (memcmp(got->params.v, want->params.v, sizeof got->params.v) == 0);
@@ -256,9 +258,9 @@ static int calibrate_from(const capacity_args *a, question *q, json_t *records,
             best = k, best_score = score, best_points = points;
     }
     if (best < 0 || capacity_calibrate(&s[best], &q->cal) != 0)
-        rc = cli_error("capacity", "%s: the records have no measured %s of %s to calibrate its "
-                       "model with", source, q->spec.train ? "training step" : "forward",
-                       q->name);
+        rc = cli_error("capacity", "%s: the records have no measured %s %s of %s to calibrate "
+                       "its model with", source, attn_dtype_name(q->spec.shape.dtype),
+                       q->spec.train ? "training step" : "forward", q->name);
     else if (a->time > 0 && q->cal.time_points == 0)
         rc = cli_error("capacity", "--time: the records of %s were all timed on a busy machine; "
                        "no time curve to predict with", q->name);
