@@ -5,7 +5,7 @@ the outputs must agree to float32 rounding, ours against theirs directly (agains
 float64 where HF's own float32 path is off). The reversible training step (`attnbench
 train-step`) against HF's ReformerModel on the same weights and buckets: loss, dx and every
 weight gradient; the standard step over full_stream against the same network written in
-PyTorch. Each comparison is also run once on a deliberately wrong bucket, random
+PyTorch; full_stream in bf16 beside torch's SDPA in bf16. Each comparison is also run once on a deliberately wrong bucket, random
 block or weight, which it must catch. Needs the peers' environment
 (`scripts/install-deps.sh --peers`); `make test` runs it under that environment's python when
 it exists and says it skipped otherwise."""
@@ -26,16 +26,51 @@ import hf_reformer_step  # noqa: E402
 BIN = os.environ.get("ATTNBENCH", "build/attnbench")
 
 
-def forward(tmp, method, q, k, v, params, causal=False):
+def forward(tmp, method, q, k, v, params, causal=False, dtype="fp32"):
     for name, x in zip("qkv", (q, k, v)):
         np.save(f"{tmp}/{name}.npy", x)
     cmd = [BIN, "forward", "--method", method, "--q", f"{tmp}/q.npy", "--k", f"{tmp}/k.npy",
-           "--v", f"{tmp}/v.npy", "--out", f"{tmp}/o.npy", "--structure", f"{tmp}/s.npy"]
+           "--v", f"{tmp}/v.npy", "--out", f"{tmp}/o.npy", "--dtype", dtype]
+    has_structure = method not in ("full", "full_stream")
+    if has_structure:
+        cmd += ["--structure", f"{tmp}/s.npy"]
     cmd += sum((["--param", f"{k}={v}"] for k, v in params.items()), [])
     if causal:
         cmd.append("--causal")
     subprocess.run(cmd, check=True)
-    return np.load(f"{tmp}/o.npy"), np.load(f"{tmp}/s.npy")
+    return np.load(f"{tmp}/o.npy"), np.load(f"{tmp}/s.npy") if has_structure else None
+
+
+def bf16_values(x):
+    """x rounded to bfloat16 (nearest even), as float32."""
+    import torch
+    return torch.from_numpy(x).to(torch.bfloat16).float().numpy()
+
+
+def sdpa_bf16(tmp, rng):
+    """Our full_stream in bf16 beside torch's SDPA in bf16, on the same bf16 inputs, both against
+    SDPA in float64: each should be one bf16 rounding from it (2^-9 relative, about 2e-3);
+    ours is held to 4e-3 of 1 + |exact| per element, and torch's error is printed beside it."""
+    import torch
+    import torch.nn.functional as F
+    good = True
+    for causal in (False, True):
+        q, k, v = (bf16_values(rng.standard_normal((2, 2, 300, 32)).astype(np.float32))
+                   for _ in range(3))
+        ours, _ = forward(tmp, "full_stream", q, k, v, {}, causal, dtype="bf16")
+        t = [torch.from_numpy(x) for x in (q, k, v)]
+        exact = F.scaled_dot_product_attention(*(x.double() for x in t), is_causal=causal)
+        theirs = F.scaled_dot_product_attention(*(x.to(torch.bfloat16) for x in t),
+                                                is_causal=causal).float().numpy()
+        e = exact.numpy()
+        err_t = np.max(np.abs(theirs - e) / (1 + np.abs(e)))
+        good &= compare(f"full_stream bf16 causal={causal} vs SDPA float64 (torch's own bf16: "
+                        f"{err_t:.2e})", ours, exact, tol=4e-3)
+        good &= compare(f"full_stream bf16 causal={causal}, v changed (must differ)", ours,
+                        F.scaled_dot_product_attention(t[0].double(), t[1].double(),
+                                                       t[2].double() * 1.02, is_causal=causal),
+                        tol=4e-3, expect_fail=True)
+    return good
 
 
 def compare(what, ours, theirs32, theirs64=None, tol=2e-5, expect_fail=False):
@@ -241,6 +276,7 @@ def main():
                                 "differ)", out, hf_block_sparse.run(m, q, k, v), expect_fail=True)
         good &= reformer_steps(tmp, rng)
         good &= standard_steps(tmp, rng)
+        good &= sdpa_bf16(tmp, rng)
     return 0 if good else 1
 
 

@@ -148,6 +148,10 @@ const external_peer *external_resolve(const char *method, char *why, size_t size
     snprintf(p.train, sizeof p.train, "%s", train ? train : "");
     const char *summary = json_string_value(json_object_get(d, "summary"));
     snprintf(p.summary, sizeof p.summary, "%s", summary ? summary : "");
+    size_t i;
+    json_t *t;
+    json_array_foreach(json_object_get(d, "dtypes"), i, t)
+        p.bf16 |= json_is_string(t) && strcmp(json_string_value(t), "bf16") == 0;
     json_decref(d);
     known[nknown] = p;
     return &known[nknown++];
@@ -167,6 +171,10 @@ static int write_inputs(const point_spec *s, const char *dir, char *why, size_t 
         goto done;
     }
     inputs_generate(&s->shape, s->inputs, s->seed, x[0], x[1], x[2], s->threads);
+    if (s->shape.dtype == ATTN_BF16) /* the values attnbench's own bf16 point computes on */
+        for (int i = 0; i < 3; i++)
+            for (size_t e = 0; e < elems; e++)
+                x[i][e] = attn_bf16_to_f32(attn_f32_to_bf16(x[i][e]));
     const int64_t shape[4] = {s->shape.B, s->shape.H, s->shape.n, s->shape.d};
     static const char *const names[3] = {"q", "k", "v"};
     for (int i = 0; i < 3; i++) {
@@ -201,6 +209,7 @@ static void exec_program(const point_spec *s, const char *dir, const char *outpu
     set_env_int("ATTNBENCH_HEADS", sh->H);
     set_env_int("ATTNBENCH_BATCH", sh->B);
     set_env_int("ATTNBENCH_CAUSAL", sh->causal);
+    setenv("ATTNBENCH_DTYPE", attn_dtype_name(sh->dtype), 1);
     set_env_int("ATTNBENCH_SEED", (long long)s->seed);
     set_env_int("ATTNBENCH_REPS", s->reps);
     set_env_int("ATTNBENCH_WARMUP", s->warmup);
@@ -456,7 +465,16 @@ static json_t *ext_accuracy(const ext_run *e)
         float *q = malloc(elems * 4), *k = malloc(elems * 4), *v = malloc(elems * 4);
         if (q && k && v) {
             inputs_generate(&s->shape, s->inputs, s->seed, q, k, v, s->threads);
-            result = point_exact_error(s, q, k, v, out.data, NULL, NULL);
+            attn_shape f32 = s->shape; /* the bf16 values, as the program read them */
+            f32.dtype = ATTN_FP32;
+            for (size_t i = 0; s->shape.dtype == ATTN_BF16 && i < elems; i++) {
+                q[i] = attn_bf16_to_f32(attn_f32_to_bf16(q[i]));
+                k[i] = attn_bf16_to_f32(attn_f32_to_bf16(k[i]));
+                v[i] = attn_bf16_to_f32(attn_f32_to_bf16(v[i]));
+            }
+            point_spec sf = *s;
+            sf.shape = f32;
+            result = point_exact_error(&sf, q, k, v, out.data, NULL, NULL);
         } else {
             result = json_pack("{s:s}", "error", "out of memory for the exact reference's inputs");
         }

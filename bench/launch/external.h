@@ -33,6 +33,7 @@
 #define BENCH_EXTERNAL_H
 
 #include <jansson.h>
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "../point/point.h"
@@ -45,6 +46,9 @@ typedef struct external_peer {
                              such a stack over `implements` (--layers, --d-ff, --ff-chunk as
                              for attnbench's own); "" for one attention forward */
     char summary[256];
+    bool bf16;            /* --describe lists "bf16" in "dtypes": the program runs bf16 points
+                             (ATTNBENCH_DTYPE=bf16; its inputs are the fp32 files of the point's
+                             bf16 values); otherwise fp32 only */
 } external_peer;
 
 /* Resolves "ext:NAME" and asks the program what it implements. Returns the peer (resolved

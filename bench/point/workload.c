@@ -8,6 +8,7 @@
 
 #include "../../attn/ring.h"
 #include "../../attn/rng.h"
+#include "../launch/external.h"
 #include "inputs.h"
 
 /* Element i of x stored as dtype, as fp32. */
@@ -76,6 +77,10 @@ static int ranks_model(const point_spec *s, point_model *m, const char **why)
 int workload_model(const point_spec *s, point_model *m, const char **why)
 {
     memset(m, 0, sizeof *m);
+    if (s->external && s->shape.dtype == ATTN_BF16 && !s->external->bf16) {
+        *why = "the program runs fp32 only (its --describe lists no bf16 in \"dtypes\")";
+        return ATTN_EUNSUPPORTED;
+    }
     if (s->ranks > 0)
         return ranks_model(s, m, why);
     if (s->train) {

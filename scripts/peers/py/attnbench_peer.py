@@ -24,6 +24,7 @@ class Point:
             return int(env["ATTNBENCH_" + name])
         self.n, self.d, self.heads, self.batch = num("N"), num("D"), num("HEADS"), num("BATCH")
         self.causal = bool(num("CAUSAL"))
+        self.dtype = env.get("ATTNBENCH_DTYPE", "fp32")  # bf16: store q, k, v and out as bf16
         self.seed, self.reps, self.warmup, self.threads = num("SEED"), num("REPS"), num("WARMUP"), num("THREADS")
         self.params = dict(kv.split("=", 1) for kv in env.get("ATTNBENCH_PARAMS", "").split(",") if kv)
         self.inputs = env["ATTNBENCH_INPUTS"]
@@ -44,11 +45,13 @@ def _numpy(x):
     return x
 
 
-def main(implements, summary, prepare, train=None):
+def main(implements, summary, prepare, train=None, dtypes=("fp32",)):
     """Runs the protocol. train: "reversible" or "standard" for a training step of such a
-    stack (the inputs are then the program's own; q, k, v are None)."""
+    stack (the inputs are then the program's own; q, k, v are None). dtypes: the storage types
+    the program runs ("bf16": point.dtype says which a point asks for; its q, k, v files hold
+    bf16 values as float32)."""
     if "--describe" in sys.argv[1:]:
-        d = {"implements": implements, "summary": summary}
+        d = {"implements": implements, "summary": summary, "dtypes": list(dtypes)}
         if train:
             d["train"] = train
         print(json.dumps(d))
