@@ -58,8 +58,8 @@ void attn_ring_part_of(const attn_shape *s, const attn_params *p, int ranks, int
 
 int attn_ring_check(const attn_shape *s, const attn_params *p, int ranks, const char **why)
 {
-    if (s->dtype != ATTN_FP32) { /* its blocks and their merges across ranks are fp32 */
-        *why = "ring runs fp32 only (its blocks travel and merge as fp32)";
+    if (s->dtype != ATTN_FP32 && ranks > 1) { /* blocks travel and merge as fp32 */
+        *why = "ring over several ranks runs fp32 only (one rank runs bf16)";
         return ATTN_EUNSUPPORTED;
     }
     const int zig = ring_layout(s, p, ranks) == RING_ZIGZAG;
@@ -96,6 +96,7 @@ typedef struct ring_work {
     float *grad[2]; /* backward: this rank's dK, dV share of the block, then the sum sent on */
     float *acc;     /* backward: the sum arriving from the previous rank (not with one rank) */
     float *row;     /* forward: each row's running softmax sum l; backward: D = rowsum(dO o O) */
+    float *dq;      /* backward, bf16 (one rank): this rank's dq, added up in fp32 */
     char *tiles;    /* one tile per thread */
     int ranks;
     size_t block;   /* floats of the largest block: where V starts in a kv buffer */
@@ -128,16 +129,17 @@ static size_t ring_carve(const attn_shape *s, const attn_params *p, int ranks, i
             w->acc = kern_take(&c, pair, sizeof(float));
     }
     w->row = kern_take(&c, (size_t)(s->B * s->H * me.rows), sizeof(float));
+    w->dq = backward && s->dtype != ATTN_FP32 ? kern_take(&c, block_floats(s, me.rows), 4) : NULL;
     const size_t per_thread = backward ? bwd_tile_bytes(tq, tk, (int)s->d)
-                                       : tile_bytes(tq, tk, (int)s->d, ATTN_FP32);
+                                       : tile_bytes(tq, tk, (int)s->d, s->dtype);
     w->tiles = kern_take(&c, (size_t)nthreads * per_thread, 1);
     return c.off;
 }
 
 /* The keys and values computed at `step`: the rank's own inputs at step 0, then the blocks
  * that arrived, in turn. */
-static void step_block(const ring_work *w, int step, const float *own_k, const float *own_v,
-                       const float **k, const float **v)
+static void step_block(const ring_work *w, int step, const void *own_k, const void *own_v,
+                       const void **k, const void **v)
 {
     if (step == 0) {
         *k = own_k, *v = own_v;
@@ -150,7 +152,7 @@ static void step_block(const ring_work *w, int step, const float *own_k, const f
 /* Starts passing the block computed at `step` (its rows: blk) on, and receiving the next one
  * (next) into the buffer not computed on. Returns the exchange's error. */
 static int pass_block(const ring_work *w, const attn_ring_exchange *x, const attn_shape *s,
-                      int step, const float *k, const float *v, const attn_ring_part *blk,
+                      int step, const void *k, const void *v, const attn_ring_part *blk,
                       const attn_ring_part *next)
 {
     float *to = w->kv[step % ring_kv_buffers(w->ranks)];
@@ -171,15 +173,15 @@ static int wait_block(const attn_ring_exchange *x)
  * keys and values) and the block that arrives meanwhile, already asked for. */
 typedef struct ring_step {
     attn_ring_part blk, next;
-    const float *k, *v;
+    const void *k, *v; /* the shape's dtype (several ranks: fp32) */
     int more; /* a block arrives during this step: wait_block before the next */
 } ring_step;
 
 /* Begins `step` of rank me_rank: finds its blocks and, unless it is the last, starts passing
  * the current block on. Returns the exchange's error. */
 static int step_begin(const ring_work *w, const attn_ring_exchange *x, const attn_shape *s,
-                      const attn_params *p, int me_rank, int step, const float *own_k,
-                      const float *own_v, ring_step *st)
+                      const attn_params *p, int me_rank, int step, const void *own_k,
+                      const void *own_v, ring_step *st)
 {
     const int P = w->ranks;
     attn_ring_part_of(s, p, P, ((me_rank - step) % P + P) % P, &st->blk);
@@ -242,19 +244,20 @@ static int64_t chunk_local(const attn_ring_part *pt, int i)
  * m (kept in lse) and l. Each item is one head's query tile, run the same way for any thread
  * count. */
 static void forward_block(const attn_shape *s, const attn_ring_part *me, const attn_ring_part *blk,
-                          const float *K, const float *V, const attn_tensors *t, float *l,
+                          const void *K, const void *V, const attn_tensors *t, float *l,
                           char *tiles, int tq, int tk, int nthreads, const attn_ring_exchange *x)
 {
     const int d = (int)s->d;
     const int64_t BH = s->B * s->H, qt0 = (me->len[0] + tq - 1) / tq,
                   qtiles = qt0 + (me->len[1] + tq - 1) / tq, items = BH * qtiles;
     const float scale = 1.0f / sqrtf((float)d);
-    const size_t per_thread = tile_bytes(tq, tk, d, ATTN_FP32);
+    const size_t per_thread = tile_bytes(tq, tk, d, s->dtype);
+    const attn_dtype dt = s->dtype;
 #pragma omp parallel num_threads(nthreads)
     {
         kern_cursor cursor = {tiles + (size_t)omp_get_thread_num() * per_thread, 0};
         kern_tile tile;
-        tile_init(&tile, &cursor, tq, tk, d, ATTN_FP32);
+        tile_init(&tile, &cursor, tq, tk, d, dt);
         attn_stats mine = {{0}};
         tile.stats = t->stats ? &mine : NULL;
 #pragma omp for schedule(dynamic)
@@ -277,18 +280,18 @@ static void forward_block(const attn_shape *s, const attn_ring_part *me, const a
                     const int64_t gk = blk->start[kc] + k0; /* global first key */
                     const size_t koff = (size_t)(bh * blk->rows + chunk_local(blk, kc) + k0) * d;
                     if (!started)
-                        tile_begin(&tile, (const float *)t->q + qoff * d, d, NULL, rows, scale);
+                        tile_begin(&tile, attn_elem(t->q, dt, qoff * d), d, NULL, rows, scale);
                     started = 1;
                     /* causal: global key gk + j is hidden from the queries before it */
                     const tile_mask causal = {.q0 = (int32_t)g0, .k0 = (int32_t)gk,
                                               .lo = INT32_MIN, .hi = 0, .hidden = -INFINITY};
-                    tile_attend(&tile, K + koff, d, NULL, V + koff, d, NULL, cols,
-                                s->causal ? &causal : NULL);
+                    tile_attend(&tile, attn_elem(K, dt, koff), d, NULL, attn_elem(V, dt, koff), d,
+                                NULL, cols, s->causal ? &causal : NULL);
                 }
             }
             if (started)
-                tile_end_merge(&tile, (float *)t->out + qoff * d, d, NULL, t->lse + qoff, l + qoff,
-                               true);
+                tile_end_merge(&tile, attn_elem_mut(t->out, dt, qoff * d), d, NULL, t->lse + qoff,
+                               l + qoff, true);
         }
         attn_stats_add(t->stats, &mine);
     }
@@ -307,7 +310,7 @@ int attn_ring_forward(const attn_shape *s, const attn_params *p, const attn_ring
     const size_t mine_floats = block_floats(s, me.rows), rows = (size_t)(s->B * s->H * me.rows);
 
     /* own block first; every row starts with nothing seen (l = 0: the first merge sets it) */
-    memset(t->out, 0, mine_floats * sizeof(float));
+    memset(t->out, 0, mine_floats * attn_dtype_size(s->dtype));
     memset(w.row, 0, rows * sizeof(float));
     int failed = 0;
     for (int step = 0; step < P && !failed; step++) {
@@ -356,10 +359,12 @@ typedef struct ring_units {
     int64_t q0, k0;
     ring_offsets offsets[2][2]; /* per (query chunk, key chunk): stable while units run */
     /* the block the units are of, for the driver's head_io (backward_block) */
-    const float *K, *V, *D;
-    float *grad;
+    const void *K, *V;  /* the shape's dtype */
+    const float *D;
+    float *grad, *dq;   /* dq: where this rank's dq adds up (fp32) */
     size_t bf;
     int d;
+    attn_dtype dtype;
 } ring_units;
 
 static bool ring_next(void *state, bwd_tile *t, bwd_unit *u)
@@ -408,10 +413,11 @@ static void ring_head_io(void *state, const attn_grads *g, int64_t bh, bwd_io *i
     const ring_units *c = state;
     const int d = c->d;
     const size_t qo = (size_t)(bh * c->me->rows), ko = (size_t)(bh * c->blk->rows);
-    *io = (bwd_io){.q = (const float *)g->q + qo * d, .k = c->K + ko * d, .v = c->V + ko * d,
-                   .dout = (const float *)g->dout + qo * d, .lse = g->lse + qo, .D = c->D + qo,
-                   .dq = (float *)g->dq + qo * d, .dk = c->grad + ko * d,
-                   .dv = c->grad + c->bf + ko * d, .dtype = ATTN_FP32, .d = d,
+    const attn_dtype dt = c->dtype;
+    *io = (bwd_io){.q = attn_elem(g->q, dt, qo * d), .k = attn_elem(c->K, dt, ko * d),
+                   .v = attn_elem(c->V, dt, ko * d), .dout = attn_elem(g->dout, dt, qo * d),
+                   .lse = g->lse + qo, .D = c->D + qo, .dq = c->dq + qo * d,
+                   .dk = c->grad + ko * d, .dv = c->grad + c->bf + ko * d, .dtype = dt, .d = d,
                    .scale = 1.0f / sqrtf((float)d)};
 }
 
@@ -431,16 +437,17 @@ static void ring_head_units(void *state, int64_t bh, const bwd_io *io)
  * dV, packed) written from zero, by the one driver (backward.h): each head's units over the
  * team in a fixed order. dq was zeroed and D computed once, before the first block. */
 static void backward_block(const attn_shape *s, const attn_params *p, const attn_ring_part *me,
-                           const attn_ring_part *blk, const float *K, const float *V, float *grad,
-                           const attn_grads *g, const float *D, char *tiles, int nthreads,
-                           const attn_ring_exchange *x)
+                           const attn_ring_part *blk, const void *K, const void *V, float *grad,
+                           float *dq, const attn_grads *g, const float *D, char *tiles,
+                           int nthreads, const attn_ring_exchange *x)
 {
     int tq, tk;
     ring_tiles(s, p, &tq, &tk);
     const size_t bf = block_floats(s, blk->rows);
     memset(grad, 0, 2 * bf * sizeof(float));
     ring_units units = {.x = x, .me = me, .blk = blk, .tq = tq, .tk = tk, .causal = s->causal,
-                        .K = K, .V = V, .D = D, .grad = grad, .bf = bf, .d = (int)s->d};
+                        .K = K, .V = V, .D = D, .grad = grad, .dq = dq, .bf = bf, .d = (int)s->d,
+                        .dtype = s->dtype};
     const bwd_plan plan = {.max_rows = tq, .max_cols = tk, .prepare = false, .state = &units,
                            .head_io = ring_head_io, .head_units = ring_head_units,
                            .next = ring_next};
@@ -458,12 +465,14 @@ int attn_ring_backward(const attn_shape *s, const attn_params *p, const attn_rin
     const size_t mine_floats = block_floats(s, me.rows), rows = (size_t)(s->B * s->H * me.rows);
     const int d = (int)s->d;
 
-    memset(g->dq, 0, mine_floats * sizeof(float));
+    const attn_dtype dt = s->dtype;
+    float *dq = dt == ATTN_FP32 ? g->dq : w.dq; /* bf16: added up in fp32, rounded at the end */
+    memset(dq, 0, mine_floats * sizeof(float));
 #pragma omp parallel for num_threads(nthreads) schedule(static)
     for (int64_t i0 = 0; i0 < (int64_t)rows; i0 += 1024) {
         const int64_t count = (int64_t)rows - i0 < 1024 ? (int64_t)rows - i0 : 1024;
-        bwd_rowdot((const float *)g->dout + (size_t)i0 * d, (const float *)g->out + (size_t)i0 * d,
-                   ATTN_FP32, count, d, w.row + i0);
+        bwd_rowdot(attn_elem(g->dout, dt, (size_t)i0 * d), attn_elem(g->out, dt, (size_t)i0 * d),
+                   dt, count, d, w.row + i0);
     }
     int failed = 0;
     for (int step = 0; step < P && !failed; step++) {
@@ -472,7 +481,7 @@ int attn_ring_backward(const attn_shape *s, const attn_params *p, const attn_rin
             break;
         float *share = w.grad[step & 1];
         const size_t pair = 2 * block_floats(s, st.blk.rows);
-        backward_block(s, p, &me, &st.blk, st.k, st.v, share, g, w.row, w.tiles, nthreads, x);
+        backward_block(s, p, &me, &st.blk, st.k, st.v, share, dq, g, w.row, w.tiles, nthreads, x);
         if (step > 0) { /* the sum of the ranks before this one: ring order, fixed */
             failed = x->wait(x->ctx, ATTN_RING_GRAD) != 0;
             for (size_t i = 0; i < pair && !failed; i++)
@@ -490,8 +499,10 @@ int attn_ring_backward(const attn_shape *s, const attn_params *p, const attn_rin
     if (failed || (P > 1 && x->wait(x->ctx, ATTN_RING_GRAD) != 0))
         return ATTN_EEXCHANGE;
     const float *home = P > 1 ? w.acc : w.grad[0];
-    memcpy(g->dk, home, mine_floats * sizeof(float));
-    memcpy(g->dv, home + mine_floats, mine_floats * sizeof(float));
+    attn_convert(home, ATTN_FP32, g->dk, dt, mine_floats);
+    attn_convert(home + mine_floats, ATTN_FP32, g->dv, dt, mine_floats);
+    if (dt != ATTN_FP32)
+        attn_convert(dq, ATTN_FP32, g->dq, dt, mine_floats);
     return ATTN_OK;
 }
 

@@ -745,9 +745,9 @@ assert one["point_id"] == by[("full_stream", "fp32")]["point_id"]
 ' "$tmp/dtype.jsonl" "$tmp/fp32_run.json" && pass || fail "sweep --dtype fp32,bf16: $(head -c 400 "$tmp/dtype.jsonl")"
 expect_status 2 "--dtype fp16" -- "$bin" run --method full --n 64 --dtype fp16
 expect_status 2 "run --dtype with a list" -- "$bin" run --method full --n 64 --dtype fp32,bf16
-"$bin" run --method ring --n 256 --dtype bf16 --reps 1 --counters none --json >"$tmp/out" 2>/dev/null
+"$bin" run --method ring --n 256 --dtype bf16 --ranks 2 --reps 1 --counters none --json >"$tmp/out" 2>/dev/null
 grep -q '"status":"unsupported"' "$tmp/out" && grep -q "fp32 only" "$tmp/out" && pass \
-    || fail "ring in bf16 is not unsupported with its reason: $(head -c 300 "$tmp/out")"
+    || fail "ring over ranks in bf16 is not unsupported with its reason: $(head -c 300 "$tmp/out")"
 
 # --- forward and backward --dtype bf16: float32 files rounded on load, outputs float32 holding
 # bf16 values; bfloat16 files ('<V2', as numpy saves ml_dtypes' bfloat16) in, the same out

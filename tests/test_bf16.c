@@ -148,6 +148,7 @@ static void test_methods(void **state)
         {"etc", {"globals=6", "radius=8", NULL}, 130, 0, 0},
         {"lsh", {"chunk_len=16", "n_hashes=1", NULL}, 128, 1, 0},
         {"lsh", {"chunk_len=16", "n_hashes=2", NULL}, 128, 0, 1},
+        {"ring", {"tile_q=32", "tile_k=48", NULL}, 150, 1, 0}, /* one rank */
     };
     const attn_shape shape = {.B = 2, .H = 2, .d = 32};
     for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++) {
