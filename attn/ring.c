@@ -58,10 +58,6 @@ void attn_ring_part_of(const attn_shape *s, const attn_params *p, int ranks, int
 
 int attn_ring_check(const attn_shape *s, const attn_params *p, int ranks, const char **why)
 {
-    if (s->dtype != ATTN_FP32 && ranks > 1) { /* blocks travel and merge as fp32 */
-        *why = "ring over several ranks runs fp32 only (one rank runs bf16)";
-        return ATTN_EUNSUPPORTED;
-    }
     const int zig = ring_layout(s, p, ranks) == RING_ZIGZAG;
     *why = zig ? "zigzag needs n >= 2 x ranks (every rank holds two chunks of rows)"
                : "n must be at least the number of ranks (every rank holds rows)";
@@ -90,15 +86,19 @@ static int ring_kv_buffers(int ranks)
 
 /* The workspace of either pass, carved in one place so size and layout agree. */
 typedef struct ring_work {
-    float *kv[2];   /* blocks arriving from the previous rank, K then V (each sized for the
-                       largest block): ring_kv_buffers of them, since a rank computes its own
-                       block from its inputs, uncopied */
+    char *kv[2];    /* blocks arriving from the previous rank, K then V (each sized for the
+                       largest block, in the shape's dtype: bf16 blocks travel as bf16):
+                       ring_kv_buffers of them, since a rank computes its own block from its
+                       inputs, uncopied */
     float *grad[2]; /* backward: this rank's dK, dV share of the block, then the sum sent on */
     float *acc;     /* backward: the sum arriving from the previous rank (not with one rank) */
     float *row;     /* forward: each row's running softmax sum l; backward: D = rowsum(dO o O) */
-    float *dq;      /* backward, bf16 (one rank): this rank's dq, added up in fp32 */
+    float *dq;      /* backward, bf16: this rank's dq, added up in fp32 */
+    float *out;     /* forward, bf16 over several ranks: this rank's output, merged block by
+                       block in fp32 and rounded once at the end */
     char *tiles;    /* one tile per thread */
     int ranks;
+    size_t block_bytes; /* of one of K, V (the largest block) */
     size_t block;   /* floats of the largest block: where V starts in a kv buffer */
 } ring_work;
 
@@ -119,9 +119,12 @@ static size_t ring_carve(const attn_shape *s, const attn_params *p, int ranks, i
     kern_cursor c = {base, 0};
     ring_work local;
     w = w ? w : &local;
-    *w = (ring_work){.ranks = ranks, .block = block_floats(s, maxblk)};
+    *w = (ring_work){.ranks = ranks, .block = block_floats(s, maxblk),
+                     .block_bytes = block_floats(s, maxblk) * attn_dtype_size(s->dtype)};
     for (int i = 0; i < ring_kv_buffers(ranks); i++)
-        w->kv[i] = kern_take(&c, pair, sizeof(float));
+        w->kv[i] = kern_take(&c, pair, attn_dtype_size(s->dtype));
+    if (!backward && ranks > 1 && s->dtype != ATTN_FP32)
+        w->out = kern_take(&c, block_floats(s, me.rows), sizeof(float));
     if (backward) { /* one rank: its gradient sums stay home, in grad[0] */
         for (int i = 0; i < (ranks > 1 ? 2 : 1); i++)
             w->grad[i] = kern_take(&c, pair, sizeof(float));
@@ -145,8 +148,8 @@ static void step_block(const ring_work *w, int step, const void *own_k, const vo
         *k = own_k, *v = own_v;
         return;
     }
-    const float *buf = w->kv[(step - 1) % ring_kv_buffers(w->ranks)];
-    *k = buf, *v = buf + w->block;
+    const char *buf = w->kv[(step - 1) % ring_kv_buffers(w->ranks)];
+    *k = buf, *v = buf + w->block_bytes;
 }
 
 /* Starts passing the block computed at `step` (its rows: blk) on, and receiving the next one
@@ -155,12 +158,12 @@ static int pass_block(const ring_work *w, const attn_ring_exchange *x, const att
                       int step, const void *k, const void *v, const attn_ring_part *blk,
                       const attn_ring_part *next)
 {
-    float *to = w->kv[step % ring_kv_buffers(w->ranks)];
-    const size_t out = block_floats(s, blk->rows) * sizeof(float),
-                 in = block_floats(s, next->rows) * sizeof(float);
+    char *to = w->kv[step % ring_kv_buffers(w->ranks)];
+    const size_t size = attn_dtype_size(s->dtype), out = block_floats(s, blk->rows) * size,
+                 in = block_floats(s, next->rows) * size;
     if (x->shift(x->ctx, ATTN_RING_K, k, out, to, in) != 0)
         return 1;
-    return x->shift(x->ctx, ATTN_RING_V, v, out, to + w->block, in) != 0;
+    return x->shift(x->ctx, ATTN_RING_V, v, out, to + w->block_bytes, in) != 0;
 }
 
 static int wait_block(const attn_ring_exchange *x)
@@ -223,12 +226,13 @@ void attn_ring_cost_of(const attn_shape *s, const attn_params *p, int ranks, int
     for (int step = 0; step < ranks && ranks > 1; step++) {
         attn_ring_part src;
         attn_ring_part_of(s, p, ranks, ((rank - step) % ranks + ranks) % ranks, &src);
-        const double pair = 2.0 * (double)block_floats(s, src.rows) * sizeof(float);
+        const double pair = 2.0 * (double)block_floats(s, src.rows);
+        const double kv = pair * (double)attn_dtype_size(s->dtype); /* K, V in the dtype */
         if (step + 1 < ranks) {
-            c->send_bytes += pair;
-            c->bwd_send_bytes += pair;
+            c->send_bytes += kv;
+            c->bwd_send_bytes += kv;
         }
-        c->bwd_send_bytes += pair;
+        c->bwd_send_bytes += pair * sizeof(float); /* the dK, dV sums: fp32 */
     }
 }
 
@@ -245,7 +249,8 @@ static int64_t chunk_local(const attn_ring_part *pt, int i)
  * count. */
 static void forward_block(const attn_shape *s, const attn_ring_part *me, const attn_ring_part *blk,
                           const void *K, const void *V, const attn_tensors *t, float *l,
-                          char *tiles, int tq, int tk, int nthreads, const attn_ring_exchange *x)
+                          float *out32, char *tiles, int tq, int tk, int nthreads,
+                          const attn_ring_exchange *x)
 {
     const int d = (int)s->d;
     const int64_t BH = s->B * s->H, qt0 = (me->len[0] + tq - 1) / tq,
@@ -258,6 +263,8 @@ static void forward_block(const attn_shape *s, const attn_ring_part *me, const a
         kern_cursor cursor = {tiles + (size_t)omp_get_thread_num() * per_thread, 0};
         kern_tile tile;
         tile_init(&tile, &cursor, tq, tk, d, dt);
+        if (out32) /* several merges into fp32, one rounding at the end */
+            tile.out_dtype = ATTN_FP32;
         attn_stats mine = {{0}};
         tile.stats = t->stats ? &mine : NULL;
 #pragma omp for schedule(dynamic)
@@ -290,8 +297,9 @@ static void forward_block(const attn_shape *s, const attn_ring_part *me, const a
                 }
             }
             if (started)
-                tile_end_merge(&tile, attn_elem_mut(t->out, dt, qoff * d), d, NULL, t->lse + qoff,
-                               l + qoff, true);
+                tile_end_merge(&tile, out32 ? (void *)(out32 + qoff * d)
+                                            : attn_elem_mut(t->out, dt, qoff * d),
+                               d, NULL, t->lse + qoff, l + qoff, true);
         }
         attn_stats_add(t->stats, &mine);
     }
@@ -310,14 +318,18 @@ int attn_ring_forward(const attn_shape *s, const attn_params *p, const attn_ring
     const size_t mine_floats = block_floats(s, me.rows), rows = (size_t)(s->B * s->H * me.rows);
 
     /* own block first; every row starts with nothing seen (l = 0: the first merge sets it) */
-    memset(t->out, 0, mine_floats * attn_dtype_size(s->dtype));
+    if (w.out)
+        memset(w.out, 0, mine_floats * sizeof(float));
+    else
+        memset(t->out, 0, mine_floats * attn_dtype_size(s->dtype));
     memset(w.row, 0, rows * sizeof(float));
     int failed = 0;
     for (int step = 0; step < P && !failed; step++) {
         ring_step st;
         failed = step_begin(&w, x, s, p, me_rank, step, t->k, t->v, &st);
         if (!failed)
-            forward_block(s, &me, &st.blk, st.k, st.v, t, w.row, w.tiles, tq, tk, nthreads, x);
+            forward_block(s, &me, &st.blk, st.k, st.v, t, w.row, w.out, w.tiles, tq, tk, nthreads,
+                          x);
         if (st.more && !failed)
             failed = wait_block(x);
     }
@@ -325,6 +337,8 @@ int attn_ring_forward(const attn_shape *s, const attn_params *p, const attn_ring
         return ATTN_EEXCHANGE;
     for (size_t i = 0; i < rows; i++) /* the lse from the running max (in lse) and sum */
         t->lse[i] = w.row[i] > 0 ? t->lse[i] + logf(w.row[i]) : -INFINITY;
+    if (w.out)
+        attn_convert(w.out, ATTN_FP32, t->out, s->dtype, mine_floats);
     return ATTN_OK;
 }
 

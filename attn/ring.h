@@ -21,7 +21,11 @@
  * cuts the sequence into 2P chunks and gives rank r chunks r and 2P - 1 - r, so under a causal
  * mask every rank computes about the same number of scores (the early chunk sees few keys, the
  * late one many). auto: zigzag when causal (and n >= 2P), contiguous otherwise. A rank's local tensors are
- * (B, H, rows, d): its chunks' rows in sequence order. */
+ * (B, H, rows, d): its chunks' rows in sequence order.
+ *
+ * bf16 (shape.dtype): the K and V blocks travel as bf16 (half the bytes); a rank merges the P
+ * blocks' outputs into an fp32 copy of its rows and rounds them once, and adds its dq up in fp32;
+ * the dK, dV sums travel as fp32. */
 #ifndef ATTN_RING_H
 #define ATTN_RING_H
 

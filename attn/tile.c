@@ -116,7 +116,7 @@ void tile_init(kern_tile *t, kern_cursor *cursor, int max_rows, int max_cols, in
     t->ot = kern_take(cursor, (size_t)d * ld, sizeof(float));
     t->m = kern_take(cursor, ld, sizeof(float));
     t->l = kern_take(cursor, ld, sizeof(float));
-    t->dtype = dtype;
+    t->dtype = t->out_dtype = dtype;
     t->kbuf = t->vbuf = NULL;
     if (dtype == ATTN_BF16) {
         const size_t rows = staged_rows(max_rows, max_cols);
@@ -881,7 +881,7 @@ static void store_rows_scalar(kern_tile *t, int from, float *out, int64_t ldo,
 static void store(kern_tile *t, void *out, int64_t ldo, const int32_t *oidx, const float *wa,
                   const float *wb)
 {
-    if (t->dtype != ATTN_BF16) {
+    if (t->out_dtype != ATTN_BF16) {
         store_rows_scalar(t, store_rows(t, out, ldo, oidx, wa, wb), out, ldo, oidx, wa, wb);
         return;
     }

@@ -40,7 +40,9 @@
 
 typedef struct kern_tile {
     int max_rows, max_cols, d;
-    attn_dtype dtype;   /* storage of the rows read and written */
+    attn_dtype dtype;   /* storage of the rows read, and written unless out_dtype says */
+    attn_dtype out_dtype; /* storage of the output rows (tile_init: dtype); a caller merging
+                             several passes into fp32 accumulators sets ATTN_FP32 */
     int rows, cols;     /* current query and key counts */
     int lanes, ld;      /* rows rounded up to TILE_LANES (the lanes computed); the stride */
     float *qt;          /* (d, ld) scaled queries, transposed; padding lanes are zero */

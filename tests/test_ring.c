@@ -164,6 +164,31 @@ typedef struct ring_result {
     double model_scores;
 } ring_result;
 
+/* A rank's local tensor in the shape's dtype: x itself (fp32), or rounded into a new buffer
+ * (bf16), which replaces x. */
+static float *as_dtype(const attn_shape *s, float *x, size_t count)
+{
+    if (s->dtype == ATTN_FP32)
+        return x;
+    void *y = malloc(count * attn_dtype_size(s->dtype) + 4);
+    attn_convert(x, ATTN_FP32, y, s->dtype, count);
+    free(x);
+    return y;
+}
+
+/* A rank's output back as fp32, in place (its buffer holds count floats). */
+static void to_f32(const attn_shape *s, float *x, size_t count)
+{
+    if (s->dtype == ATTN_FP32)
+        return;
+    float *y = malloc(count * sizeof *y);
+    attn_convert(x, s->dtype, y, ATTN_FP32, count);
+    memcpy(x, y, count * sizeof *y);
+    free(y);
+}
+
+/* The ranks run in s->dtype; inputs and results are fp32 whole tensors either way (in bf16,
+ * the inputs should hold bf16 values, and the results are the bf16 ones widened). */
 static void run_ring(const attn_shape *s, const attn_params *p, int P, int nthreads,
                      float *q, float *k, float *v, float *dout, ring_result *res)
 {
@@ -181,15 +206,16 @@ static void run_ring(const attn_shape *s, const attn_params *p, int P, int nthre
                                     .shift = threads_shift, .wait = threads_wait,
                                     .progress = threads_progress};
         attn_ring_part_of(s, p, P, r, &j->part);
-        j->q = take(s, &j->part, s->d, q), j->k = take(s, &j->part, s->d, k);
-        j->v = take(s, &j->part, s->d, v), j->dout = take(s, &j->part, s->d, dout);
-        const size_t local = (size_t)(s->B * s->H * j->part.rows);
-        j->out = malloc(local * (size_t)s->d * 4), j->lse = malloc(local * 4);
-        j->dq = malloc(local * (size_t)s->d * 4), j->dk = malloc(local * (size_t)s->d * 4);
-        j->dv = malloc(local * (size_t)s->d * 4);
-        fill_nan(j->out, local * (size_t)s->d), fill_nan(j->lse, local);
-        fill_nan(j->dq, local * (size_t)s->d), fill_nan(j->dk, local * (size_t)s->d);
-        fill_nan(j->dv, local * (size_t)s->d);
+        const size_t local = (size_t)(s->B * s->H * j->part.rows), le = local * (size_t)s->d;
+        j->q = as_dtype(s, take(s, &j->part, s->d, q), le);
+        j->k = as_dtype(s, take(s, &j->part, s->d, k), le);
+        j->v = as_dtype(s, take(s, &j->part, s->d, v), le);
+        j->dout = as_dtype(s, take(s, &j->part, s->d, dout), le);
+        j->out = malloc(le * 4), j->lse = malloc(local * 4);
+        j->dq = malloc(le * 4), j->dk = malloc(le * 4), j->dv = malloc(le * 4);
+        fill_nan(j->lse, local);
+        for (int i = 0; i < 4; i++) /* NaN in fp32 and in bf16 */
+            memset((float *[]){j->out, j->dq, j->dk, j->dv}[i], 0xff, le * 4);
         assert_int_equal(pthread_create(&tid[r], NULL, rank_main, j), 0);
     }
     *res = (ring_result){.out = malloc(elems * 4), .lse = malloc(rows * 4),
@@ -209,6 +235,8 @@ static void run_ring(const attn_shape *s, const attn_params *p, int P, int nthre
         if (P > 1)
             assert_true(w.box[r].sent_bytes == c.send_bytes + c.bwd_send_bytes);
         res->model_scores += c.cost.scores;
+        const size_t le = (size_t)(s->B * s->H * j->part.rows * s->d);
+        to_f32(s, j->out, le), to_f32(s, j->dq, le), to_f32(s, j->dk, le), to_f32(s, j->dv, le);
         part_rows(s, &j->part, s->d, res->out, j->out, 1);
         part_rows(s, &j->part, 1, res->lse, j->lse, 1);
         part_rows(s, &j->part, s->d, res->dq, j->dq, 1);
@@ -410,9 +438,57 @@ static void test_ring_exchange_failure(void **state)
     free(work);
 }
 
+/* bf16 over ranks: K and V travel as bf16 and each rank merges the blocks in fp32, so the output
+ * is the fp32 ring's rounded once, bit for bit, and the lse fp32's own, whatever the ranks; the
+ * gradients (whose D reads the bf16 output) within 1% of fp32's; a rank sends half the K and V
+ * bytes (its model says so, and run_ring checks what it sent against the model). */
+static void test_bf16_ranks(void **state)
+{
+    (void)state;
+    attn_shape s = {.B = 2, .H = 2, .n = 203, .d = 16, .causal = true};
+    const size_t elems = attn_tensor_elems(&s), rows = (size_t)(s.B * s.H * s.n);
+    float *in[4];
+    for (int i = 0; i < 4; i++) {
+        in[i] = malloc(elems * sizeof(float));
+        fill_normal(in[i], elems, 40 + (uint64_t)i, 1.0f);
+        for (size_t e = 0; e < elems; e++)
+            in[i][e] = attn_bf16_to_f32(attn_f32_to_bf16(in[i][e]));
+    }
+    attn_params p;
+    attn_params_default(attn_find("ring"), &p);
+    assert_int_equal(attn_params_set(&p, "tile_q", "32"), 0);
+    for (int P = 1; P <= 3; P += 2) {
+        ring_result f, b;
+        run_ring(&s, &p, P, 2, in[0], in[1], in[2], in[3], &f);
+        attn_shape sb = s;
+        sb.dtype = ATTN_BF16;
+        run_ring(&sb, &p, P, 2, in[0], in[1], in[2], in[3], &b);
+        assert_memory_equal(b.lse, f.lse, rows * sizeof(float));
+        for (size_t e = 0; e < elems; e++)
+            assert_int_equal(attn_f32_to_bf16(b.out[e]), attn_f32_to_bf16(f.out[e]));
+        float *const got[3] = {b.dq, b.dk, b.dv}, *const want[3] = {f.dq, f.dk, f.dv};
+        for (int g = 0; g < 3; g++) {
+            double num = 0, den = 0;
+            for (size_t e = 0; e < elems; e++) {
+                num += ((double)got[g][e] - want[g][e]) * ((double)got[g][e] - want[g][e]);
+                den += (double)want[g][e] * want[g][e];
+            }
+            assert_true(sqrt(num / den) < 1e-2 && num > 0);
+        }
+        attn_ring_cost cf, cb;
+        attn_ring_cost_of(&s, &p, P, 0, 2, &cf);
+        attn_ring_cost_of(&sb, &p, P, 0, 2, &cb);
+        assert_true(cb.send_bytes * 2 == cf.send_bytes);
+        ring_result_free(&f), ring_result_free(&b);
+    }
+    for (int i = 0; i < 4; i++)
+        free(in[i]);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_bf16_ranks),
         cmocka_unit_test(test_ring_equals_full_stream),
         cmocka_unit_test(test_ring_thread_count_invariant),
         cmocka_unit_test(test_ring_layouts),

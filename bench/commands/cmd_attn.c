@@ -420,6 +420,9 @@ static int attn_command(const char *cmd, int argc, char **argv, int backward)
     int rc = attn_args_parse(cmd, argc, argv, backward, &a, &p);
     if (rc || a.help)
         return rc;
+    if (a.ranks && a.dtype != ATTN_FP32)
+        return cli_error(cmd, "--ranks reads and writes float32 files only (`run --ranks P "
+                              "--dtype bf16` measures ring over ranks in bf16)");
     npy_array in[4];
     memset(in, 0, sizeof in);
     attn_outputs o = {0};

@@ -68,11 +68,13 @@ static int mpi_shift(void *ctx, int chan, const void *send, size_t send_bytes, v
 {
     mpi_ring *x = ctx;
     const int next = (x->rank + 1) % x->ranks, prev = (x->rank + x->ranks - 1) % x->ranks;
-    if (send_bytes / sizeof(float) > INT32_MAX || recv_bytes / sizeof(float) > INT32_MAX)
+    /* in 2-byte units, which fp32 and bf16 blocks both are whole numbers of, so that sender
+     * and receiver always agree on the type */
+    if (send_bytes / 2 > INT32_MAX || recv_bytes / 2 > INT32_MAX)
         return -1; /* one message per block: a count MPI takes as an int */
-    if (MPI_Irecv(recv, (int)(recv_bytes / sizeof(float)), MPI_FLOAT, prev, chan, x->comm,
+    if (MPI_Irecv(recv, (int)(recv_bytes / 2), MPI_UINT16_T, prev, chan, x->comm,
                   &x->req[chan][0]) != MPI_SUCCESS ||
-        MPI_Isend(send, (int)(send_bytes / sizeof(float)), MPI_FLOAT, next, chan, x->comm,
+        MPI_Isend(send, (int)(send_bytes / 2), MPI_UINT16_T, next, chan, x->comm,
                   &x->req[chan][1]) != MPI_SUCCESS)
         return -1;
     x->sent_bytes += (double)send_bytes;
@@ -106,7 +108,8 @@ typedef struct rank_point {
     char counters[1024]; /* s.counters points here */
     attn_ring_part part;
     attn_ring_cost cost;
-    float *q, *k, *v, *out, *lse, *dout, *dq, *dk, *dv;
+    void *q, *k, *v, *out, *dout, *dq, *dk, *dv; /* the point's dtype */
+    float *lse;
     void *work;
     size_t elems, rows; /* this rank's */
     attn_stats *stats;  /* the probes' work counters, or NULL */
@@ -130,6 +133,12 @@ static int parse_point(const char *text, point_spec *s, char *counters, size_t c
         .H = json_integer_value(json_object_get(j, "heads")),
         .B = json_integer_value(json_object_get(j, "batch")),
         .causal = json_is_true(json_object_get(j, "causal"))};
+    const char *dtype = json_string_value(json_object_get(j, "dtype"));
+    if (dtype && attn_dtype_parse(dtype, &s->shape.dtype) != 0) {
+        snprintf(why, size, "dtype '%s'", dtype);
+        json_decref(j);
+        return -1;
+    }
     s->threads = (int)json_integer_value(json_object_get(j, "threads"));
     s->reps = (int)json_integer_value(json_object_get(j, "reps"));
     s->warmup = (int)json_integer_value(json_object_get(j, "warmup"));
@@ -172,10 +181,15 @@ static float *alloc_floats(size_t count)
     return attn_aligned_alloc((count ? count : 1) * sizeof(float));
 }
 
-static void poison(float *x, size_t count)
+/* NaN in every element, fp32 or bf16 (all bits set is a NaN in both). */
+static void poison(void *x, size_t bytes)
 {
-    for (size_t i = 0; i < count; i++)
-        x[i] = NAN;
+    memset(x, 0xff, bytes);
+}
+
+static void *alloc_elems(size_t count, attn_dtype dtype)
+{
+    return attn_aligned_alloc((count ? count : 1) * attn_dtype_size(dtype));
 }
 
 /* Allocates and fills this rank's buffers, every page touched. Returns 0 or -1. */
@@ -190,24 +204,28 @@ static int prepare(rank_point *p, int ranks, int rank)
     const size_t work = s->backward && c->bwd_workspace_bytes > c->workspace_bytes
                             ? c->bwd_workspace_bytes
                             : c->workspace_bytes;
-    p->q = alloc_floats(p->elems), p->k = alloc_floats(p->elems), p->v = alloc_floats(p->elems);
-    p->out = alloc_floats(p->elems), p->lse = alloc_floats(p->rows);
+    const attn_dtype t = s->shape.dtype;
+    const size_t bytes = p->elems * attn_dtype_size(t);
+    p->q = alloc_elems(p->elems, t), p->k = alloc_elems(p->elems, t), p->v = alloc_elems(p->elems, t);
+    p->out = alloc_elems(p->elems, t), p->lse = alloc_floats(p->rows);
     p->work = attn_aligned_alloc(work);
     if (!p->q || !p->k || !p->v || !p->out || !p->lse || !p->work)
         return -1;
     memset(p->work, 0, work);
-    poison(p->out, p->elems), poison(p->lse, p->rows);
+    poison(p->out, bytes), poison(p->lse, p->rows * sizeof(float));
     const inputs_rows rows = {.chunks = p->part.chunks,
                               .start = {p->part.start[0], p->part.start[1]},
                               .len = {p->part.len[0], p->part.len[1]}};
-    inputs_generate_rows(&s->shape, &rows, s->inputs, s->seed, p->q, p->k, p->v, s->threads);
+    if (inputs_generate_rows_as(&s->shape, &rows, s->inputs, s->seed, p->q, p->k, p->v,
+                                s->threads) != 0)
+        return -1;
     if (s->backward) {
-        p->dout = alloc_floats(p->elems), p->dq = alloc_floats(p->elems);
-        p->dk = alloc_floats(p->elems), p->dv = alloc_floats(p->elems);
-        if (!p->dout || !p->dq || !p->dk || !p->dv)
+        p->dout = alloc_elems(p->elems, t), p->dq = alloc_elems(p->elems, t);
+        p->dk = alloc_elems(p->elems, t), p->dv = alloc_elems(p->elems, t);
+        if (!p->dout || !p->dq || !p->dk || !p->dv ||
+            inputs_normal_rows_as(&s->shape, &rows, s->seed, 13, 1.0f, p->dout, s->threads) != 0)
             return -1;
-        inputs_normal_rows(&s->shape, &rows, s->seed, 13, 1.0f, p->dout, s->threads);
-        poison(p->dq, p->elems), poison(p->dk, p->elems), poison(p->dv, p->elems);
+        poison(p->dq, bytes), poison(p->dk, bytes), poison(p->dv, bytes);
     }
     return 0;
 }
@@ -229,21 +247,27 @@ static int run_once(rank_point *p, const attn_ring_exchange *x)
 /* The first element a run left unwritten or not finite, as a sentence; "" when none. */
 static void verify(const rank_point *p, char *why, size_t size)
 {
+    const attn_dtype t = p->s.shape.dtype;
     const struct {
         const char *name;
-        const float *x;
+        const void *x;
+        attn_dtype t;
         size_t count;
-    } parts[] = {{"out", p->out, p->elems}, {"lse", p->lse, p->rows},
-                 {"dq", p->dq, p->dq ? p->elems : 0}, {"dk", p->dk, p->dk ? p->elems : 0},
-                 {"dv", p->dv, p->dv ? p->elems : 0}};
+    } parts[] = {{"out", p->out, t, p->elems}, {"lse", p->lse, ATTN_FP32, p->rows},
+                 {"dq", p->dq, t, p->dq ? p->elems : 0}, {"dk", p->dk, t, p->dk ? p->elems : 0},
+                 {"dv", p->dv, t, p->dv ? p->elems : 0}};
     why[0] = '\0';
     for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++)
-        for (size_t e = 0; e < parts[i].count; e++)
-            if (!isfinite(parts[i].x[e]) && !(parts[i].x == p->lse && parts[i].x[e] == -INFINITY)) {
+        for (size_t e = 0; e < parts[i].count; e++) {
+            const float x = parts[i].t == ATTN_BF16
+                                ? attn_bf16_to_f32(((const attn_bf16 *)parts[i].x)[e])
+                                : ((const float *)parts[i].x)[e];
+            if (!isfinite(x) && !(parts[i].x == p->lse && x == -INFINITY)) {
                 snprintf(why, size, "%s element %zu of the rank's rows is %g", parts[i].name, e,
-                         (double)parts[i].x[e]);
+                         (double)x);
                 return;
             }
+        }
 }
 
 /* Test hook: ATTNBENCH_FAULT (segv, sigkill, exit, sleep) in the rank ATTNBENCH_FAULT_RANK
@@ -312,16 +336,27 @@ static json_t *accuracy(rank_point *p, int ranks, int rank)
                                                        "not gathered")
                          : NULL;
     float *got[4] = {NULL};
-    const float *local[4] = {p->out, p->dq, p->dk, p->dv};
+    const void *local[4] = {p->out, p->dq, p->dk, p->dv};
     const int tensors = s->backward ? 4 : 1;
+    float *wide = alloc_floats(p->elems); /* a rank's rows widened from bf16 */
     for (int i = 0; i < tensors; i++) {
         got[i] = rank == 0 ? alloc_floats(whole) : NULL;
-        gather_rows(p, ranks, rank, local[i], got[i]);
+        attn_convert(local[i], s->shape.dtype, wide, ATTN_FP32, p->elems);
+        gather_rows(p, ranks, rank, wide, got[i]);
     }
+    free(wide);
     json_t *e = NULL;
     if (rank == 0) {
+        /* the references run in fp32 on the values the ranks computed on (bf16: rounded) */
+        point_spec f32 = *s;
+        f32.shape.dtype = ATTN_FP32;
         float *q = alloc_floats(whole), *k = alloc_floats(whole), *v = alloc_floats(whole);
         inputs_generate(&s->shape, s->inputs, s->seed, q, k, v, s->threads);
+        float *const xs[3] = {q, k, v};
+        for (int i = 0; i < 3 && s->shape.dtype == ATTN_BF16; i++)
+            for (size_t j = 0; j < whole; j++)
+                xs[i][j] = attn_bf16_to_f32(attn_f32_to_bf16(xs[i][j]));
+        s = &f32;
         e = point_exact_error(s, q, k, v, got[0], NULL, NULL);
         if (s->backward) { /* full_stream's forward and backward on the whole inputs */
             const size_t rows = (size_t)(s->shape.B * s->shape.H * s->shape.n);
@@ -330,6 +365,8 @@ static json_t *accuracy(rank_point *p, int ranks, int rank)
             attn_params exact;
             attn_params_default(attn_find("full_stream"), &exact);
             inputs_normal(dout, whole, s->seed, 13, 1.0f, s->threads);
+            for (size_t j = 0; j < whole && p->s.shape.dtype == ATTN_BF16; j++)
+                dout[j] = attn_bf16_to_f32(attn_f32_to_bf16(dout[j]));
             attn_tensors t = {.q = q, .k = k, .v = v, .out = out, .lse = lse};
             attn_grads gr = {.q = q, .k = k, .v = v, .out = out, .lse = lse, .dout = dout,
                              .dq = g[0], .dk = g[1], .dv = g[2]};

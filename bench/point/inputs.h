@@ -48,6 +48,12 @@ void inputs_generate(const attn_shape *s, int kind, uint64_t seed, float *q, flo
 #define INPUTS_STAGE_FLOATS ((size_t)1 << 17)
 int inputs_generate_as(const attn_shape *s, int kind, uint64_t seed, void *q, void *k, void *v,
                        int nthreads);
+/* The same for some rows (a ring rank's), as inputs_generate_rows lays them out. */
+int inputs_generate_rows_as(const attn_shape *s, const inputs_rows *rows, int kind,
+                            uint64_t seed, void *q, void *k, void *v, int nthreads);
+/* inputs_normal_rows' values stored as s->dtype (a ring rank's dO), staged a row at a time. */
+int inputs_normal_rows_as(const attn_shape *s, const inputs_rows *rows, uint64_t seed,
+                          uint64_t stream, float sigma, void *x, int nthreads);
 /* inputs_normal's values stored as dtype (rounded in bf16), staged likewise. */
 int inputs_normal_as(void *x, attn_dtype dtype, size_t count, uint64_t seed, uint64_t stream,
                      float sigma, int nthreads);
