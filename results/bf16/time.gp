@@ -1,0 +1,48 @@
+# time.gp: written by `attnbench report`; run with `gnuplot time.gp` in this folder
+set title "Time per point against sequence length (one forward, forward + backward, or one training step)" noenhanced
+set xlabel "sequence length n (tokens)" noenhanced
+set ylabel "wall time (median)" noenhanced
+set key left top box opaque
+set grid
+set rmargin 4
+set logscale x 2
+set logscale y 10
+set format y '%.0s %cs'
+set format x '2^{%L}'
+set yrange [0.0011698680000336026:876.59430317850001]
+x0 = 4096; y0 = 0.027483080999900267
+set style line 1 lc rgb '#999999' dt 2 lw 1
+set style line 2 lc rgb '#555555' dt 2 lw 1
+do for [term in 'pngcairo svg'] {
+  if (term eq 'pngcairo') { set terminal pngcairo size 1000,650 enhanced font 'DejaVu Sans,11'; set output 'time.png' } else { set terminal svg size 1000,650 dynamic enhanced font 'DejaVu Sans,11'; set output 'time.svg' }
+  plot 'time.dat' index 0 using 1:2 with linespoints pt 7 ps 0.8 lw 2 lt 1 title "full" noenhanced, \
+       'time.dat' index 1 using 1:2 with linespoints pt 7 ps 0.8 lw 2 lt 2 title "full heads=4 accuracy=0" noenhanced, \
+       'time.dat' index 2 using 1:2 with linespoints pt 7 ps 0.8 lw 2 lt 3 title "full heads=4 accuracy=0" noenhanced, \
+       'time.dat' index 3 using 1:2 with linespoints pt 7 ps 0.8 lw 2 lt 4 title "full_stream" noenhanced, \
+       'time.dat' index 4 using 1:2 with linespoints pt 7 ps 0.8 lw 2 lt 5 title "full_stream heads=4 accuracy=0" noenhanced, \
+       'time.dat' index 5 using 1:2 with linespoints pt 7 ps 0.8 lw 2 lt 6 title "full_stream heads=4 accuracy=0 backward=1" noenhanced, \
+       'time.dat' index 6 using 1:2 with linespoints pt 7 ps 0.8 lw 2 lt 7 title "full_stream heads=4 accuracy=0 backward=1" noenhanced, \
+       'time.dat' index 7 using 1:2 with linespoints pt 7 ps 0.8 lw 2 lt 8 title "full_stream heads=4 accuracy=0" noenhanced, \
+       'time.dat' index 8 using 1:2 with linespoints pt 7 ps 0.8 lw 2 lt 9 title "block_sparse" noenhanced, \
+       'time.dat' index 9 using 1:2 with linespoints pt 7 ps 0.8 lw 2 lt 10 title "block_sparse heads=4 accuracy=0" noenhanced, \
+       'time.dat' index 10 using 1:2 with linespoints pt 7 ps 0.8 lw 2 lt 11 title "block_sparse heads=4 accuracy=0 backward=1" noenhanced, \
+       'time.dat' index 11 using 1:2 with linespoints pt 7 ps 0.8 lw 2 lt 12 title "block_sparse heads=4 accuracy=0 backward=1" noenhanced, \
+       'time.dat' index 12 using 1:2 with linespoints pt 7 ps 0.8 lw 2 lt 13 title "block_sparse heads=4 accuracy=0" noenhanced, \
+       'time.dat' index 13 using 1:2 with linespoints pt 7 ps 0.8 lw 2 lt 14 title "etc" noenhanced, \
+       'time.dat' index 14 using 1:2 with linespoints pt 7 ps 0.8 lw 2 lt 15 title "etc heads=4 accuracy=0" noenhanced, \
+       'time.dat' index 15 using 1:2 with linespoints pt 7 ps 0.8 lw 2 lt 16 title "etc heads=4 accuracy=0 backward=1" noenhanced, \
+       'time.dat' index 16 using 1:2 with linespoints pt 7 ps 0.8 lw 2 lt 17 title "etc heads=4 accuracy=0 backward=1" noenhanced, \
+       'time.dat' index 17 using 1:2 with linespoints pt 7 ps 0.8 lw 2 lt 18 title "etc heads=4 accuracy=0" noenhanced, \
+       'time.dat' index 18 using 1:2 with linespoints pt 7 ps 0.8 lw 2 lt 19 title "lsh" noenhanced, \
+       'time.dat' index 19 using 1:2 with linespoints pt 7 ps 0.8 lw 2 lt 20 title "lsh heads=4 accuracy=0" noenhanced, \
+       'time.dat' index 20 using 1:2 with linespoints pt 7 ps 0.8 lw 2 lt 21 title "lsh heads=4 accuracy=0 backward=1" noenhanced, \
+       'time.dat' index 21 using 1:2 with linespoints pt 7 ps 0.8 lw 2 lt 22 title "lsh heads=4 accuracy=0 backward=1" noenhanced, \
+       'time.dat' index 22 using 1:2 with linespoints pt 7 ps 0.8 lw 2 lt 23 title "lsh heads=4 accuracy=0" noenhanced, \
+       'time.dat' index 23 using 1:2 with linespoints pt 7 ps 0.8 lw 2 lt 24 title "ring" noenhanced, \
+       'time.dat' index 24 using 1:2 with linespoints pt 7 ps 0.8 lw 2 lt 25 title "reversible (lsh) L=4" noenhanced, \
+       'time.dat' index 25 using 1:2 with linespoints pt 7 ps 0.8 lw 2 lt 26 title "reversible (lsh) L=12" noenhanced, \
+       'time.dat' index 26 using 1:2 with linespoints pt 7 ps 0.8 lw 2 lt 27 title "reversible (lsh) L=4" noenhanced, \
+       'time.dat' index 27 using 1:2 with linespoints pt 7 ps 0.8 lw 2 lt 28 title "reversible (lsh) L=12" noenhanced, \
+       y0 * (x / x0) ls 1 title '∝ n', y0 * (x / x0)**2 ls 2 title '∝ n^2'
+  set output
+}
