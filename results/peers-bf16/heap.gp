@@ -1,0 +1,22 @@
+# heap.gp: written by `attnbench report`; run with `gnuplot heap.gp` in this folder
+set title "Heap peak (jemalloc thread.peak) against sequence length" noenhanced
+set xlabel "sequence length n (tokens)" noenhanced
+set ylabel "heap peak" noenhanced
+set key left top box opaque
+set grid
+set rmargin 4
+set logscale x 2
+set logscale y 2
+set format x '2^{%L}'
+set format y '%.0b %BB'
+set yrange [814922.66666666663:101311080]
+x0 = 1024; y0 = 1773696
+set style line 1 lc rgb '#999999' dt 2 lw 1
+set style line 2 lc rgb '#555555' dt 2 lw 1
+do for [term in 'pngcairo svg'] {
+  if (term eq 'pngcairo') { set terminal pngcairo size 1000,650 enhanced font 'DejaVu Sans,11'; set output 'heap.png' } else { set terminal svg size 1000,650 dynamic enhanced font 'DejaVu Sans,11'; set output 'heap.svg' }
+  plot 'heap.dat' index 0 using 1:2 with linespoints pt 7 ps 0.8 lw 2 lt 1 title "full_stream" noenhanced, \
+       'heap.dat' index 1 using 1:2 with linespoints pt 7 ps 0.8 lw 2 lt 2 title "full_stream dtype=bf16" noenhanced, \
+       y0 * (x / x0) ls 1 title '∝ n', y0 * (x / x0)**2 ls 2 title '∝ n^2'
+  set output
+}
