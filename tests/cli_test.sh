@@ -981,7 +981,22 @@ expect_status 2 "capacity of an unknown method" -- "$bin" capacity --mem 1G --me
 expect_status 2 "capacity with a parameter no method has" -- "$bin" capacity --mem 1G --methods full --param block=64 --from "$tmp/cal.jsonl"
 expect_status 2 "capacity from a missing file" -- "$bin" capacity --mem 1G --from "$tmp/none.jsonl"
 expect_status 2 "capacity from records without the method" -- "$bin" capacity --mem 1G --methods etc --from "$tmp/cal.jsonl"
-grep -q "no measured forward of etc" "$tmp/err" && pass || fail "capacity without etc's records: $(cat "$tmp/err")"
+grep -q "no measured fp32 forward of etc" "$tmp/err" && pass || fail "capacity without etc's records: $(cat "$tmp/err")"
+# bf16: calibrated by bf16 records only; lsh's n_max well above fp32's in the same budget (not
+# twice: the process's own 8 MiB are a sixth of 48 MiB)
+expect_status 2 "capacity in bf16 from fp32 records" -- "$bin" capacity --mem 48MiB --methods lsh --dtype bf16 --from "$tmp/cal.jsonl"
+grep -q "no measured bf16 forward of lsh" "$tmp/err" && pass || fail "capacity bf16 from fp32 records: $(cat "$tmp/err")"
+"$bin" sweep --methods lsh --n 512:8K --dtype bf16 --reps 1 --counters none --no-yardstick --out "$tmp/cal16.jsonl" 2>/dev/null
+both=(--from "$tmp/cal.jsonl" --from "$tmp/cal16.jsonl")
+"$bin" capacity --mem 48MiB --methods lsh "${both[@]}" --json >"$tmp/cap32.json" 2>/dev/null
+"$bin" capacity --mem 48MiB --methods lsh --dtype bf16 "${both[@]}" --json >"$tmp/cap16.json" 2>/dev/null
+/usr/bin/python3 -c '
+import json, sys
+f, b = (json.loads(open(p).read()) for p in sys.argv[1:3])
+assert 1.4 < b["n_max"] / f["n_max"] < 2.1, (f["n_max"], b["n_max"])
+assert "dtype=bf16" in b["calibration"]["series"] and "dtype" not in f["calibration"]["series"]
+' "$tmp/cap32.json" "$tmp/cap16.json" && pass || fail "capacity --dtype bf16: $(cat "$tmp/cap16.json")"
+expect_status 2 "capacity with two dtypes" -- "$bin" capacity --mem 1G --methods lsh --dtype fp32,bf16 --from "$tmp/cal.jsonl"
 expect_status 2 "capacity --verify of a budget above the machine's" -- "$bin" capacity --mem 64T --methods full --verify --from "$tmp/cal.jsonl"
 expect_status 2 "capacity of lsh over ranks" -- "$bin" capacity --mem 1G --methods lsh --ranks 2 --from "$tmp/cal.jsonl"
 # --verify: a calibration sweep of its own, the predicted n_max run under the budget (its peak
