@@ -199,6 +199,28 @@ static const float *rows_f32(act X, int64_t r0, int r, int cols, int ld, float *
     return buf;
 }
 
+/* Rows [r0, r0 + r) of an output Y (cols columns, leading dimension ld) as the fp32 block a
+ * product writes: Y's own rows, or the staging block (holding Y's values when the product adds
+ * to them, beta != 0); out_store then rounds a staged block into Y. */
+static float *out_rows(act Y, int64_t r0, int r, int cols, int ld, float beta, float *stage,
+                       int *ldo)
+{
+    if (Y.t == ATTN_FP32) {
+        *ldo = ld;
+        return (float *)Y.p + r0 * ld;
+    }
+    *ldo = cols;
+    if (beta != 0.0f)
+        rows_f32(Y, r0, r, cols, ld, stage, ldo);
+    return stage;
+}
+
+static void out_store(act Y, int64_t r0, int r, int cols, int ld, const float *stage)
+{
+    if (Y.t != ATTN_FP32)
+        kern_rows_narrow(stage, r, cols, attn_elem_mut(Y.p, Y.t, (size_t)(r0 * ld)), ld, NULL, Y.t);
+}
+
 /* Y (rows, m) = alpha X (rows, k) W (k, m) + beta Y, by blocks of rows; leading dimensions
  * ldx, ldw, ldy (a head's columns of a projection, or its rows of Wo). bf16 blocks are widened
  * for the product and the result rounded once per block. */
@@ -217,14 +239,9 @@ static void mm_xw(int nthreads, const staging *sg, int64_t rows, int k, int m, a
             const int r = (int)(rows - r0 < ROW_BLOCK ? rows - r0 : ROW_BLOCK);
             int lx, ly;
             const float *x = rows_f32(X, r0, r, k, ldx, xs, &lx);
-            float *y = Y.t == ATTN_FP32 ? (float *)Y.p + r0 * ldy : ys;
-            ly = Y.t == ATTN_FP32 ? ldy : m;
-            if (Y.t != ATTN_FP32 && beta != 0.0f)
-                rows_f32(Y, r0, r, m, ldy, ys, &ly);
+            float *y = out_rows(Y, r0, r, m, ldy, beta, ys, &ly);
             kern_gemm_nn(r, m, k, alpha, x, lx, W, ldw, beta, y, ly);
-            if (Y.t != ATTN_FP32)
-                kern_rows_narrow(ys, r, m, attn_elem_mut(Y.p, Y.t, (size_t)(r0 * ldy)), ldy, NULL,
-                                 Y.t);
+            out_store(Y, r0, r, m, ldy, y);
         }
     }
 }
@@ -245,14 +262,9 @@ static void mm_dywt(int nthreads, const staging *sg, int64_t rows, int k, int m,
             const int r = (int)(rows - r0 < ROW_BLOCK ? rows - r0 : ROW_BLOCK);
             int ly, lx;
             const float *dy = rows_f32(dY, r0, r, m, ldy, ys, &ly);
-            float *dx = dX.t == ATTN_FP32 ? (float *)dX.p + r0 * ldx : xs;
-            lx = dX.t == ATTN_FP32 ? ldx : k;
-            if (dX.t != ATTN_FP32 && beta != 0.0f)
-                rows_f32(dX, r0, r, k, ldx, xs, &lx);
+            float *dx = out_rows(dX, r0, r, k, ldx, beta, xs, &lx);
             kern_gemm_nt(r, k, m, 1.0f, dy, ly, W, ldw, beta, dx, lx);
-            if (dX.t != ATTN_FP32)
-                kern_rows_narrow(xs, r, k, attn_elem_mut(dX.p, dX.t, (size_t)(r0 * ldx)), ldx,
-                                 NULL, dX.t);
+            out_store(dX, r0, r, k, ldx, dx);
         }
     }
 }

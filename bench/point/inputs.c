@@ -2,6 +2,7 @@
 #include "inputs.h"
 
 #include <math.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -129,13 +130,21 @@ void inputs_generate(const attn_shape *s, int kind, uint64_t seed, float *q, flo
     inputs_generate_rows(s, &all, kind, seed, q, k, v, nthreads);
 }
 
-int inputs_generate_rows_as(const attn_shape *s, const inputs_rows *rows, int kind,
-                            uint64_t seed, void *q, void *k, void *v, int nthreads)
+/* What a staged fill makes: q, k, v as inputs_generate_rows does (normal = false), or one
+ * tensor of inputs_normal_rows' values. */
+typedef struct stage_job {
+    bool normal;
+    int kind;
+    uint64_t seed, stream;
+    float sigma;
+} stage_job;
+
+/* Fills the rows' tensors dst (one, or q k v) stored as s->dtype, a block of rows of every head
+ * at a time through an fp32 stage of at most INPUTS_STAGE_FLOATS per tensor. */
+static int staged(const attn_shape *s, const inputs_rows *rows, const stage_job *job,
+                  void *const dst[3], int nthreads)
 {
-    if (s->dtype == ATTN_FP32) {
-        inputs_generate_rows(s, rows, kind, seed, q, k, v, nthreads);
-        return 0;
-    }
+    const int count = job->normal ? 1 : 3;
     const int64_t heads = s->B * s->H, d = s->d;
     int64_t local = 0, longest = 0;
     for (int c = 0; c < rows->chunks; c++) {
@@ -144,25 +153,40 @@ int inputs_generate_rows_as(const attn_shape *s, const inputs_rows *rows, int ki
     }
     int64_t block = (int64_t)INPUTS_STAGE_FLOATS / (heads * d); /* rows of every head */
     block = block < 1 ? 1 : block > longest ? longest : block;
-    float *stage = malloc((size_t)(3 * heads * block * d) * sizeof *stage);
+    const int64_t part_floats = heads * block * d;
+    float *stage = malloc((size_t)(count * part_floats) * sizeof *stage);
     if (!stage)
         return ATTN_ENOMEM;
-    float *parts[3] = {stage, stage + heads * block * d, stage + 2 * heads * block * d};
-    void *const dst[3] = {q, k, v};
     for (int c = 0, at = 0; c < rows->chunks; at += (int)rows->len[c], c++)
         for (int64_t r0 = 0; r0 < rows->len[c]; r0 += block) {
             const int64_t len = rows->len[c] - r0 < block ? rows->len[c] - r0 : block;
             const inputs_rows part = {.chunks = 1, .start = {rows->start[c] + r0}, .len = {len}};
-            inputs_generate_rows(s, &part, kind, seed, parts[0], parts[1], parts[2], nthreads);
-            for (int t = 0; t < 3; t++)
+            if (job->normal)
+                inputs_normal_rows(s, &part, job->seed, job->stream, job->sigma, stage, nthreads);
+            else
+                inputs_generate_rows(s, &part, job->kind, job->seed, stage, stage + part_floats,
+                                     stage + 2 * part_floats, nthreads);
+            for (int t = 0; t < count; t++)
 #pragma omp parallel for num_threads(nthreads) schedule(static)
                 for (int64_t h = 0; h < heads; h++)
-                    attn_convert(parts[t] + h * len * d, ATTN_FP32,
+                    attn_convert(stage + t * part_floats + h * len * d, ATTN_FP32,
                                  attn_elem_mut(dst[t], s->dtype, (size_t)((h * local + at + r0) * d)),
                                  s->dtype, (size_t)(len * d));
         }
     free(stage);
     return 0;
+}
+
+int inputs_generate_rows_as(const attn_shape *s, const inputs_rows *rows, int kind,
+                            uint64_t seed, void *q, void *k, void *v, int nthreads)
+{
+    if (s->dtype == ATTN_FP32) {
+        inputs_generate_rows(s, rows, kind, seed, q, k, v, nthreads);
+        return 0;
+    }
+    const stage_job job = {.kind = kind, .seed = seed};
+    void *const dst[3] = {q, k, v};
+    return staged(s, rows, &job, dst, nthreads);
 }
 
 int inputs_generate_as(const attn_shape *s, int kind, uint64_t seed, void *q, void *k, void *v,
@@ -179,29 +203,9 @@ int inputs_normal_rows_as(const attn_shape *s, const inputs_rows *rows, uint64_t
         inputs_normal_rows(s, rows, seed, stream, sigma, x, nthreads);
         return 0;
     }
-    const int64_t heads = s->B * s->H, d = s->d;
-    int64_t local = 0, longest = 0;
-    for (int c = 0; c < rows->chunks; c++) {
-        local += rows->len[c];
-        longest = rows->len[c] > longest ? rows->len[c] : longest;
-    }
-    int64_t block = (int64_t)INPUTS_STAGE_FLOATS / (heads * d);
-    block = block < 1 ? 1 : block > longest ? longest : block;
-    float *stage = malloc((size_t)(heads * block * d) * sizeof *stage);
-    if (!stage)
-        return ATTN_ENOMEM;
-    for (int c = 0, at = 0; c < rows->chunks; at += (int)rows->len[c], c++)
-        for (int64_t r0 = 0; r0 < rows->len[c]; r0 += block) {
-            const int64_t len = rows->len[c] - r0 < block ? rows->len[c] - r0 : block;
-            const inputs_rows part = {.chunks = 1, .start = {rows->start[c] + r0}, .len = {len}};
-            inputs_normal_rows(s, &part, seed, stream, sigma, stage, nthreads);
-            for (int64_t h = 0; h < heads; h++)
-                attn_convert(stage + h * len * d, ATTN_FP32,
-                             attn_elem_mut(x, s->dtype, (size_t)((h * local + at + r0) * d)),
-                             s->dtype, (size_t)(len * d));
-        }
-    free(stage);
-    return 0;
+    const stage_job job = {.normal = true, .seed = seed, .stream = stream, .sigma = sigma};
+    void *const dst[3] = {x, NULL, NULL};
+    return staged(s, rows, &job, dst, nthreads);
 }
 
 int inputs_normal_as(void *x, attn_dtype dtype, size_t count, uint64_t seed, uint64_t stream,
