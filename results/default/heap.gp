@@ -9,8 +9,8 @@ set logscale x 2
 set logscale y 2
 set format x '2^{%L}'
 set format y '%.0b %BB'
-set yrange [846314.66666666663:25870878192]
-x0 = 1024; y0 = 9711200
+set yrange [775712:25870878888]
+x0 = 1024; y0 = 9711664
 set style line 1 lc rgb '#999999' dt 2 lw 1
 set style line 2 lc rgb '#555555' dt 2 lw 1
 do for [term in 'pngcairo svg'] {

@@ -9,8 +9,8 @@ set logscale x 2
 set logscale y 10
 set format y '%.0s %cs'
 set format x '2^{%L}'
-set yrange [0.0006679813341179397:45.570943451999483]
-x0 = 1024; y0 = 0.025581619000149658
+set yrange [0.00027103066652974422:28.874871043500207]
+x0 = 1024; y0 = 0.012533543999779795
 set style line 1 lc rgb '#999999' dt 2 lw 1
 set style line 2 lc rgb '#555555' dt 2 lw 1
 do for [term in 'pngcairo svg'] {

@@ -9,8 +9,8 @@ set logscale x 2
 set logscale y 2
 set format x '2^{%L}'
 set format y '%.0b %BB'
-set yrange [5922816:6598686670848]
-x0 = 1024; y0 = 18190336
+set yrange [5958314.666666667:6598686670848]
+x0 = 1024; y0 = 18432000
 set style line 1 lc rgb '#999999' dt 2 lw 1
 set style line 2 lc rgb '#555555' dt 2 lw 1
 do for [term in 'pngcairo svg'] {

@@ -9,7 +9,7 @@ set logscale x 2
 set logscale y 2
 set format y '%g'
 set format x '2^{%L}'
-set yrange [170.66666666666666:98304]
+set yrange [170.66666666666666:196608]
 set style line 1 lc rgb '#999999' dt 2 lw 1
 set style line 2 lc rgb '#555555' dt 2 lw 1
 do for [term in 'pngcairo svg'] {

@@ -9,8 +9,8 @@ set logscale x 2
 set logscale y 10
 set format y '%.0s %cs'
 set format x '2^{%L}'
-set yrange [0.00076091466568565613:49.279975711499901]
-x0 = 1024; y0 = 0.029331714000363718
+set yrange [0.00027410266678392264:28.954321567499392]
+x0 = 1024; y0 = 0.017257616999813763
 set style line 1 lc rgb '#999999' dt 2 lw 1
 set style line 2 lc rgb '#555555' dt 2 lw 1
 do for [term in 'pngcairo svg'] {
