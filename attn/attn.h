@@ -118,6 +118,13 @@ static inline void *attn_elem_mut(void *base, attn_dtype t, size_t elem)
 {
     return (char *)base + elem * attn_dtype_size(t);
 }
+/* Element i of a tensor stored as t, as fp32 (for O(n d) passes: norms, checks, a few rows;
+ * kernels widen whole rows). */
+static inline float attn_value(const void *base, attn_dtype t, size_t i)
+{
+    return t == ATTN_BF16 ? attn_bf16_to_f32(((const attn_bf16 *)base)[i])
+                          : ((const float *)base)[i];
+}
 
 typedef struct attn_shape {
     int64_t B, H, n, d;

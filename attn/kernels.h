@@ -58,14 +58,6 @@ int64_t kern_argmax_pm(const float *x, int64_t half);
 /* x[j] = exp(x[j] - shift) in place; returns the sum of the new values (fixed summation order). */
 float kern_exp_shift_sum(float *x, int n, float shift);
 
-/* Element i of a tensor stored as dtype, as fp32. For O(n d) passes (norms, the staging of a
- * few rows); a kernel widens whole rows (kern_rows_widen). */
-static inline float kern_elem(const void *base, attn_dtype dtype, size_t i)
-{
-    return dtype == ATTN_BF16 ? attn_bf16_to_f32(((const attn_bf16 *)base)[i])
-                              : ((const float *)base)[i];
-}
-
 /* Rows idx[0..count) (idx NULL: 0..count) of base (leading dimension ld, elements of dtype),
  * d elements each, widened into dst (count, d) fp32; and rows of src (count, d) fp32 rounded
  * into rows of base. The staging every bf16 path uses (tile, backward, the dense methods);

@@ -200,7 +200,7 @@ static void key_scales(const void *q, attn_dtype dtype, int d, int64_t j0, int64
     for (int64_t j = j0; j < j1; j++) {
         double ss = 0;
         for (int c = 0; c < d; c++) {
-            const double x = kern_elem(q, dtype, (size_t)(j * d + c));
+            const double x = attn_value(q, dtype, (size_t)(j * d + c));
             ss += x * x;
         }
         kscale[j] = (float)(1.0 / sqrt(ss / d + 1e-6) / sqrt((double)d));
@@ -495,10 +495,10 @@ static void lsh_head_end(void *state, int64_t bh, const bwd_io *io)
         float *gk = dk + j * d;
         double xg = 0;
         for (int k = 0; k < d; k++)
-            xg += (double)kern_elem(io->q, io->dtype, row + k) * gk[k];
+            xg += (double)attn_value(io->q, io->dtype, row + k) * gk[k];
         const double a1 = c->kscale[j], rho2 = a1 * a1 * d;
         for (int k = 0; k < d; k++) {
-            const float x = kern_elem(io->q, io->dtype, row + k);
+            const float x = attn_value(io->q, io->dtype, row + k);
             dq[j * d + k] += (float)(a1 * (gk[k] - x * rho2 * xg / d));
             gk[k] = 0.0f;
         }
@@ -603,14 +603,18 @@ static int lsh_mass(const attn_shape *s, const attn_params *p, const attn_tensor
     int32_t *cnt = malloc((size_t)(g.nb + 1) * sizeof *cnt);
     int32_t *stamps = malloc((size_t)nthreads * (size_t)n * sizeof *stamps);
     float *kscale = malloc((size_t)n * sizeof *kscale);
-    float *widened = malloc((size_t)n * (size_t)d * sizeof *widened); /* the head's q as fp32 */
-    int rc = sorted && where && cnt && stamps && kscale && widened ? ATTN_OK : ATTN_ENOMEM;
+    /* bf16: each head's q widened to fp32 here; fp32: read in place */
+    float *widened = s->dtype == ATTN_BF16 ? malloc((size_t)n * (size_t)d * sizeof *widened) : NULL;
+    int rc = sorted && where && cnt && stamps && kscale && (widened || s->dtype != ATTN_BF16)
+                 ? ATTN_OK
+                 : ATTN_ENOMEM;
     double mass = 0;
     for (int64_t bh = 0; bh < s->B * s->H && rc == ATTN_OK; bh++) {
         const int64_t b = bh / s->H, head = bh % s->H;
-        attn_convert(attn_elem(t->q, s->dtype, (size_t)bh * (size_t)n * (size_t)d), s->dtype,
-                     widened, ATTN_FP32, (size_t)n * (size_t)d);
-        const float *q = widened;
+        const void *qhead = attn_elem(t->q, s->dtype, (size_t)bh * (size_t)n * (size_t)d);
+        if (widened)
+            attn_convert(qhead, s->dtype, widened, ATTN_FP32, (size_t)n * (size_t)d);
+        const float *q = widened ? widened : qhead;
         const float *lse = lse_exact + (size_t)bh * (size_t)n;
         key_scales(q, ATTN_FP32, d, 0, n, kscale);
         for (int r = 0; r < g.h; r++) {

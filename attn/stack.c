@@ -158,7 +158,7 @@ static inline act act_at(act a, size_t elems)
 
 static inline float act_get(act a, size_t i)
 {
-    return kern_elem(a.p, a.t, i);
+    return attn_value(a.p, a.t, i);
 }
 
 static inline void act_set(act a, size_t i, float v)

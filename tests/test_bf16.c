@@ -7,6 +7,7 @@
 #include "helpers.h"
 
 #include "../attn/stack.h"
+#include "../attn/tile.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -151,8 +152,10 @@ static void test_methods(void **state)
         {"ring", {"tile_q=32", "tile_k=48", NULL}, 150, 1, 0}, /* one rank */
     };
     const attn_shape shape = {.B = 2, .H = 2, .d = 32};
-    for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++) {
-        const bf16_case *c = &cases[ci];
+    /* the build's vector path, then the portable one (what an SSE2-only build runs) */
+    for (size_t ci = 0; ci < 2 * (sizeof cases / sizeof cases[0]); ci++) {
+        const bf16_case *c = &cases[ci % (sizeof cases / sizeof cases[0])];
+        tile_force_portable(ci >= sizeof cases / sizeof cases[0]);
         attn_shape s = shape;
         s.n = c->n;
         s.causal = c->causal;
@@ -199,6 +202,7 @@ static void test_methods(void **state)
             free(in[i]);
         free_result(&f32), free_result(&b1), free_result(&b2);
     }
+    tile_force_portable(false);
 }
 
 /* ||a - b||_F / ||b||_F */

@@ -121,8 +121,7 @@ static int is_bf16_file(const npy_array *a)
 /* Element i of an input (float32, or a bfloat16 file's) as float. */
 static float input_value(const npy_array *a, size_t i)
 {
-    return is_bf16_file(a) ? attn_bf16_to_f32(((const attn_bf16 *)a->data)[i])
-                           : ((const float *)a->data)[i];
+    return attn_value(a->data, is_bf16_file(a) ? ATTN_BF16 : ATTN_FP32, i);
 }
 
 /* Reads one input and checks it against the first one read (ref), if any. With bf16, a

@@ -259,9 +259,7 @@ static void verify(const rank_point *p, char *why, size_t size)
     why[0] = '\0';
     for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++)
         for (size_t e = 0; e < parts[i].count; e++) {
-            const float x = parts[i].t == ATTN_BF16
-                                ? attn_bf16_to_f32(((const attn_bf16 *)parts[i].x)[e])
-                                : ((const float *)parts[i].x)[e];
+            const float x = attn_value(parts[i].x, parts[i].t, e);
             if (!isfinite(x) && !(parts[i].x == p->lse && x == -INFINITY)) {
                 snprintf(why, size, "%s element %zu of the rank's rows is %g", parts[i].name, e,
                          (double)x);

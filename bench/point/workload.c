@@ -11,12 +11,6 @@
 #include "../launch/external.h"
 #include "inputs.h"
 
-/* Element i of x stored as dtype, as fp32. */
-static inline float elem_value(const void *x, attn_dtype dtype, size_t i)
-{
-    return dtype == ATTN_BF16 ? attn_bf16_to_f32(((const attn_bf16 *)x)[i]) : ((const float *)x)[i];
-}
-
 /* The layer stack of a training point. */
 static void stack_of(const point_spec *s, stack_config *c)
 {
@@ -243,7 +237,7 @@ static int64_t first_bad(const void *x, attn_dtype dtype, size_t count, int allo
                          double *value)
 {
     for (size_t i = 0; i < count; i++) {
-        const float v = elem_value(x, dtype, i);
+        const float v = attn_value(x, dtype, i);
         if (!isfinite(v) && !(allow_neg_inf && v == -INFINITY)) {
             *value = v;
             return (int64_t)i;
